@@ -1,0 +1,36 @@
+# Quick start: `make demo` and `make test`. Both create/reuse .venv and install pinned deps.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kdbench-installed
+SUITE ?= suites/seed.toml
+
+.PHONY: demo test bench lint install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kdbench needs Python >= 3.11, found " + sys.version.split()[0])'
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt setuptools
+	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kdbench run $(SUITE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	mkdir -p results/benchmarks
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only \
+		--benchmark-json=results/benchmarks/bench-$$(date -u +%Y%m%dT%H%M%SZ).json
+	$(BIN)/python -m bench.benchsummary results/benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check kdcore bench tests benchmarks
+	$(BIN)/ruff format --check kdcore bench tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

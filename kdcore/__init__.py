@@ -1,0 +1,68 @@
+"""kdcore — the distillation library of kdbench (torch and numpy only; tensors in and out)."""
+
+from __future__ import annotations
+
+from kdcore._grouped import GroupedModel
+from kdcore.distill import Distiller, Member
+from kdcore.losses import kd_loss, kd_loss_from_log_probs, soft_log_probs
+from kdcore.metrics import (
+    LatencyResult,
+    accuracy,
+    agreement,
+    count_flops,
+    count_params,
+    expected_calibration_error,
+    kl_to_teacher,
+    mean_max_prob,
+    measure_latency,
+    select_device,
+)
+from kdcore.students import (
+    StudentFamily,
+    StudentModel,
+    build_student,
+    get_family,
+    list_families,
+    mlp,
+    register_family,
+)
+from kdcore.teachers import (
+    COMBINE_MODES,
+    FusedEnsemble,
+    SoftTargets,
+    TeacherEnsemble,
+    TeacherModel,
+    combine_log_probs,
+)
+
+__all__ = [
+    "COMBINE_MODES",
+    "Distiller",
+    "FusedEnsemble",
+    "GroupedModel",
+    "LatencyResult",
+    "Member",
+    "SoftTargets",
+    "StudentFamily",
+    "StudentModel",
+    "TeacherEnsemble",
+    "TeacherModel",
+    "accuracy",
+    "agreement",
+    "build_student",
+    "combine_log_probs",
+    "count_flops",
+    "count_params",
+    "expected_calibration_error",
+    "get_family",
+    "kd_loss",
+    "kd_loss_from_log_probs",
+    "kl_to_teacher",
+    "list_families",
+    "mean_max_prob",
+    "measure_latency",
+    "mlp",
+    "register_family",
+    "select_device",
+    "soft_log_probs",
+]

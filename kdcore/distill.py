@@ -1,0 +1,282 @@
+"""The Distiller: trains a group of same-architecture students against cached soft targets.
+
+Method. Teacher outputs are computed once per split outside the training loop
+(:meth:`kdcore.TeacherEnsemble.cache_outputs`); the Distiller only indexes them. Data are
+in-memory tensors iterated by a fresh random permutation per epoch and per member (no
+DataLoader). All members of a group share the architecture and are stacked along a leading
+member dimension (see :class:`kdcore._grouped.GroupedModel`); each has its own seed
+(initialisation and shuffling), temperature and alpha, and its loss is summed with the
+others', so its gradients — and, with element-wise Adam, its whole trajectory — are those it
+would have alone. ``alpha = 0`` is the scratch baseline (hard labels only). Model selection
+keeps, per member, the parameters of the epoch with the best *validation* accuracy; with
+``patience`` a member stops improving its selection after that many epochs without gain.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kdcore._grouped import GroupedModel
+from kdcore.losses import kd_loss_from_log_probs
+from kdcore.students import build_student
+from kdcore.teachers import SoftTargets
+
+__all__ = ["Distiller", "Member"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One student of a group: its seed, distillation temperature and soft weight alpha."""
+
+    seed: int
+    temperature: float = 1.0
+    alpha: float = 0.0
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.alpha == 0.0
+
+
+def _make_adam(
+    params: list[torch.Tensor], lr: float, weight_decay: float, fused: bool
+) -> torch.optim.Optimizer:
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError) as exc:  # fused kernels missing on this build/device
+            log.debug("fused Adam unavailable (%s); using the foreach implementation", exc)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+class Distiller:
+    """Train students of one architecture by Hinton distillation (or from scratch).
+
+    Follows the estimator contract: ``__init__`` stores hyper-parameters, :meth:`fit`
+    validates, trains and returns ``self``; learned state ends in ``_``:
+
+    * ``models_`` — one standalone ``nn.Module`` per member (eval mode, best-val epoch)
+    * ``val_acc_`` — best validation accuracy per member (fraction)
+    * ``best_epoch_`` — the selected epoch per member (1-based)
+    * ``failed_`` — ``{member index: reason}`` for members whose loss became non-finite
+    * ``history_`` — per epoch: mean train loss and validation accuracy per member
+    * ``train_time_s_`` — wall time of the whole group's training
+    """
+
+    def __init__(
+        self,
+        *,
+        family: str = "mlp",
+        arch: dict[str, int] | None = None,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        patience: int | None = None,
+        fused_adam: bool = True,
+        device: str = "cpu",
+        eval_batch_size: int = 8192,
+    ) -> None:
+        self.family = family
+        self.arch = arch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.fused_adam = fused_adam
+        self.device = device
+        self.eval_batch_size = eval_batch_size
+
+    # ------------------------------------------------------------------ validation
+    def _validate(
+        self,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+        members: Sequence[Member],
+        teacher: SoftTargets | None,
+    ) -> None:
+        if not members:
+            raise ValueError("fit() needs at least one Member.")
+        for m in members:
+            if not 0.0 <= m.alpha <= 1.0:
+                raise ValueError(f"Member alpha must be in [0, 1]. Got {m.alpha} instead.")
+            if not m.temperature > 0:
+                raise ValueError(f"Member temperature must be > 0. Got {m.temperature} instead.")
+        if any(not m.is_scratch for m in members) and teacher is None:
+            raise ValueError("Members with alpha > 0 need teacher soft targets (teacher=...).")
+        if teacher is not None and len(teacher) != len(x_train):
+            raise ValueError(
+                f"teacher targets cover {len(teacher)} samples but x_train has {len(x_train)}."
+            )
+        if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+            raise ValueError("x and y must have the same number of samples.")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1. Got {getattr(self, name)} instead.")
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+        members: Sequence[Member],
+        *,
+        teacher: SoftTargets | None = None,
+        on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> Distiller:
+        """Train ``members`` (same architecture) at once; select each on validation accuracy.
+
+        ``teacher`` holds the cached soft targets of the *training* split. ``on_epoch(epoch,
+        val_acc)`` is called after every epoch with the per-member validation accuracies; it
+        may raise (e.g. ``optuna.TrialPruned``) to abandon the fit.
+        """
+        members = list(members)
+        self._validate(x_train, y_train, x_val, y_val, members, teacher)
+        device = torch.device(self.device)
+        start = time.perf_counter()
+        x_train, y_train = x_train.to(device), y_train.to(device)
+        x_val, y_val = x_val.to(device), y_val.to(device)
+        n_train, num_classes = len(x_train), int(torch.max(y_train).item()) + 1
+        if teacher is not None:
+            num_classes = teacher.member_logits.shape[-1]
+        input_dim = x_train.shape[1]
+        g_count = len(members)
+
+        modules = []
+        for m in members:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(m.seed)
+                modules.append(
+                    build_student(self.family, input_dim, num_classes, **(self.arch or {}))
+                )
+        group = GroupedModel(modules)
+        group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
+        group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
+        optimizer = _make_adam(group.parameters(), self.lr, self.weight_decay, self.fused_adam)
+
+        temps = torch.tensor([m.temperature for m in members], dtype=x_train.dtype, device=device)
+        alphas = torch.tensor([m.alpha for m in members], dtype=x_train.dtype, device=device)
+        targets = self._member_targets(members, teacher, n_train, num_classes, x_train, device)
+        generators = [torch.Generator().manual_seed(m.seed + 7919) for m in members]
+        rows = torch.arange(g_count, device=device).unsqueeze(1)
+
+        best_params = {k: v.detach().clone() for k, v in group.params.items()}
+        best_acc = torch.full((g_count,), -1.0, device=device)
+        best_epoch = torch.zeros(g_count, dtype=torch.long)
+        stale = torch.zeros(g_count, dtype=torch.long)
+        frozen = torch.zeros(g_count, dtype=torch.bool)
+        failed: dict[int, str] = {}
+        history: list[dict[str, list[float]]] = []
+
+        for epoch in range(1, self.epochs + 1):
+            group.train()
+            order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
+                device
+            )
+            loss_sum = torch.zeros(g_count, device=device)
+            n_batches = 0
+            for lo in range(0, n_train, self.batch_size):
+                idx = order[:, lo : lo + self.batch_size]
+                logits = group(x_train[idx])
+                soft = targets[rows, idx] if targets is not None else _zeros_like_logits(logits)
+                losses = kd_loss_from_log_probs(
+                    logits, soft, y_train[idx], temperature=temps, alpha=alphas
+                )
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                optimizer.step()
+                loss_sum += losses.detach()
+                n_batches += 1
+            train_loss = (loss_sum / n_batches).cpu()
+            val_acc = self._accuracy(group, x_val, y_val).cpu()
+            for g in range(g_count):
+                if g not in failed and not math.isfinite(float(train_loss[g])):
+                    failed[g] = f"diverged: non-finite training loss at epoch {epoch}"
+                    frozen[g] = True
+            improved = (val_acc > best_acc.cpu()) & ~frozen
+            if bool(improved.any()):
+                mask_dev = improved.to(device)
+                for k, v in group.params.items():
+                    shape = (g_count,) + (1,) * (v.dim() - 1)
+                    best_params[k] = torch.where(mask_dev.view(shape), v.detach(), best_params[k])
+                best_acc = torch.where(mask_dev, val_acc.to(device), best_acc)
+                best_epoch[improved] = epoch
+            stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
+            if self.patience is not None:
+                frozen |= stale >= self.patience
+            history.append({"train_loss": train_loss.tolist(), "val_acc": val_acc.tolist()})
+            if on_epoch is not None:
+                on_epoch(epoch, val_acc)
+            if bool(frozen.all()):
+                break
+
+        self._group = group
+        self._best_params = best_params
+        self.models_ = [group.member(g, best_params) for g in range(g_count)]
+        self.members_ = members
+        self.val_acc_ = best_acc.cpu().tolist()
+        self.best_epoch_ = best_epoch.tolist()
+        self.failed_ = failed
+        self.history_ = history
+        self.epochs_run_ = len(history)
+        self.train_time_s_ = time.perf_counter() - start
+        return self
+
+    def _member_targets(
+        self,
+        members: list[Member],
+        teacher: SoftTargets | None,
+        n_train: int,
+        num_classes: int,
+        like: torch.Tensor,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        if teacher is None:
+            return None
+        zeros = torch.zeros(n_train, num_classes, dtype=like.dtype, device=device)
+        return torch.stack(
+            [
+                zeros if m.is_scratch else teacher.log_probs(m.temperature).to(device)
+                for m in members
+            ]
+        )
+
+    @torch.no_grad()
+    def _accuracy(self, group: GroupedModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        group.eval()
+        logits = self._predict(group, x)
+        group.train()
+        return (logits.argmax(-1) == y).float().mean(-1)
+
+    def _predict(self, group: GroupedModel, x: torch.Tensor) -> torch.Tensor:
+        chunks = [
+            group(x[i : i + self.eval_batch_size]) for i in range(0, len(x), self.eval_batch_size)
+        ]
+        return torch.cat(chunks, dim=1)
+
+    @torch.no_grad()
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[G, N, C]`` of every member at its selected epoch."""
+        live = self._group.params
+        self._group.params = self._best_params
+        try:
+            self._group.eval()
+            return self._predict(self._group, x.to(next(iter(live.values())).device)).cpu()
+        finally:
+            self._group.params = live
+
+
+def _zeros_like_logits(logits: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(logits)
