@@ -1,0 +1,245 @@
+"""kdbench command line: run | report | recommend | compare | list.
+
+Exit codes: 0 ok; 1 an unmet recommendation or a ``compare`` regression; 2 usage or input
+error (bad suite file, missing run folder), printed as one line without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.suite import SuiteError
+
+__all__ = ["main"]
+
+
+def _fmt_row(row: dict) -> str:
+    if row.get("state") != "complete":
+        return f"width {row['width']} depth {row['depth']}: {row['state'].upper()} ({row['fail_reason']})"
+    return (
+        f"width {int(row['width'])} depth {int(row['depth'])} T {row['temperature']:.2f} "
+        f"alpha {row['alpha']:.2f}: val {row['student_val_acc'] * 100:.2f} %, "
+        f"params 1/{1 / row['param_ratio']:.0f} of the ensemble"
+    )
+
+
+def _progress(p) -> None:  # bench.sweep.Progress
+    best = ""
+    if p.best is not None:
+        b = p.best
+        best = f" | best val so far: {b['student_val_acc'] * 100:.2f} % (trial {b['trial']}, width {b['width']} depth {b['depth']})"
+    label = "trial" if p.phase == "search" else "confirm"
+    print(
+        f"[{p.task}] {label} {p.done}/{p.total}  {p.elapsed_s:6.1f}s  {_fmt_row(p.row)}{best}",
+        flush=True,
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+    from bench.suite import load_suite
+    from bench.sweep import run_suite
+
+    suite = None if args.resume else load_suite(args.suite)
+    if args.trials is not None and args.trials < 1:
+        raise SuiteError(f"The '--trials' option must be an int >= 1. Got {args.trials} instead.")
+    run_dir = run_suite(
+        suite,
+        out_root=Path(args.out),
+        trials=args.trials,
+        resume=args.resume,
+        on_progress=_progress,
+    )
+    print(f"run folder: {run_dir}")
+    report_dir = build_report(run_dir, Path(args.reports))
+    from bench.recommend import Constraints, recommend
+    from bench.records import read_trials
+
+    trials = read_trials(run_dir)
+    for task in dict.fromkeys(trials["task"]):
+        rec = recommend(trials, Constraints(max_gap_pp=args.max_gap), task)
+        print(rec.text())
+    print(f"report: {report_dir / 'report.html'}")
+    print(f"        {report_dir / 'report.md'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    run_dir = _existing_run(args.run_dir)
+    out = build_report(run_dir, Path(args.reports), max_gap_pp=args.max_gap)
+    print(f"report: {out / 'report.html'}")
+    print(f"        {out / 'report.md'}")
+    return 0
+
+
+def _existing_run(path: str) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "manifest.json").is_file():
+        raise SuiteError(
+            f"The RUN_DIR argument must be a kdbench run folder (with manifest.json). Got {path!r} instead."
+        )
+    return run_dir
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from bench.recommend import Constraints, recommend
+    from bench.records import read_trials
+
+    run_dir = _existing_run(args.run_dir)
+    trials = read_trials(run_dir)
+    tasks = [args.task] if args.task else list(dict.fromkeys(trials["task"]))
+    unknown = [t for t in tasks if t not in set(trials["task"])]
+    if unknown:
+        raise SuiteError(
+            f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(trials['task']))}). Got {unknown[0]!r} instead."
+        )
+    if args.max_gap < 0:
+        raise SuiteError(
+            f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
+        )
+    cons = Constraints(
+        max_gap_pp=args.max_gap,
+        against=args.against,
+        max_latency_ms=args.max_latency_ms,
+        max_flops=args.max_flops,
+        max_params=args.max_params,
+        device=args.device,
+        batch=args.batch,
+    )
+    recs = [recommend(trials, cons, t) for t in tasks]
+    if args.json:
+        print("[" + ",\n".join(r.to_json() for r in recs) + "]")
+    else:
+        print("\n\n".join(r.text() for r in recs))
+    return 0 if all(r.met for r in recs) else 1
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_runs, parse_threshold
+
+    a, b = _existing_run(args.run_a), _existing_run(args.run_b)
+    thresholds = [parse_threshold(t) for t in args.fail]
+    text, regressions = compare_runs(a, b, thresholds, max_gap_pp=args.max_gap)
+    print(text)
+    return 1 if regressions else 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "columns":
+        from bench.records import COLUMNS
+
+        for name, dtype, unit, doc in COLUMNS:
+            print(f"{name:44s} {dtype:8s} {unit:10s} {doc}")
+    elif args.what == "families":
+        from kdcore.students import _FAMILIES
+
+        for name, fam in sorted(_FAMILIES.items()):
+            print(f"{name:14s} {', '.join(fam.arch_params) or '-':16s} {fam.description}")
+    else:
+        for path in sorted(Path(args.out).glob("*/manifest.json")):
+            print(path.parent)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdbench", description="How small can the distilled student be?"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite: teacher, Optuna sweep, results, report")
+    run.add_argument("suite", nargs="?", help="suite TOML file (omit with --resume)")
+    run.add_argument("--trials", type=int, help="override the suite's trial budget")
+    run.add_argument("--out", default="results", help="results root (default: results)")
+    run.add_argument("--reports", default="reports", help="reports root (default: reports)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument(
+        "--max-gap",
+        type=float,
+        default=0.5,
+        help="gap tolerance in pp for the printed recommendation",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="rebuild reports/<run_id>/ from a run folder")
+    rep.add_argument("run_dir")
+    rep.add_argument("--reports", default="reports")
+    rep.add_argument(
+        "--max-gap",
+        type=float,
+        default=0.5,
+        help="gap tolerance (pp) for the report's recommendation",
+    )
+    rep.set_defaults(func=_cmd_report)
+
+    rec = sub.add_parser("recommend", help="smallest student meeting the constraints")
+    rec.add_argument("run_dir")
+    rec.add_argument(
+        "--max-gap",
+        type=float,
+        required=True,
+        metavar="PP",
+        help="max accuracy gap in percentage points",
+    )
+    rec.add_argument("--against", choices=("ensemble", "best-member"), default="ensemble")
+    rec.add_argument("--max-latency-ms", type=float)
+    rec.add_argument("--max-flops", type=float)
+    rec.add_argument("--max-params", type=float)
+    rec.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    rec.add_argument(
+        "--batch",
+        choices=("1", "N"),
+        default="1",
+        help="latency at batch 1 or the suite's large batch N",
+    )
+    rec.add_argument("--task", help="only this task")
+    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.set_defaults(func=_cmd_recommend)
+
+    cmp_ = sub.add_parser("compare", help="compare two runs; exit 1 when a threshold is crossed")
+    cmp_.add_argument("run_a")
+    cmp_.add_argument("run_b")
+    cmp_.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="METRIC:THRESHOLD",
+        help="e.g. latency_cpu_b1_p50_ms:10%% or acc_gap:0.5pp (repeatable)",
+    )
+    cmp_.add_argument("--max-gap", type=float, default=0.5)
+    cmp_.set_defaults(func=_cmd_compare)
+
+    lst = sub.add_parser("list", help="list result columns, student families or runs")
+    lst.add_argument("what", choices=("columns", "families", "runs"))
+    lst.add_argument("--out", default="results")
+    lst.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "run" and not args.suite and not args.resume:
+        parser.error("run needs a SUITE file or --resume RUN_DIR")
+    try:
+        return int(args.func(args))
+    except SuiteError as exc:
+        print(f"kdbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdbench: interrupted; continue with `kdbench run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

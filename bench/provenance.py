@@ -1,0 +1,95 @@
+"""Provenance of a run: machine, package versions, git commit, measurement conventions."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from bench.measure import all_cores
+
+__all__ = ["CONVENTIONS", "git_info", "machine_info", "package_versions"]
+
+CONVENTIONS: dict[str, object] = {
+    "flops": "torch.utils.flop_counter.FlopCounterMode, one forward pass, per sample "
+    "(total / batch), 2 FLOPs per multiply-add; MACs = FLOPs / 2; element-wise ops not counted",
+    "params": "all parameters of the module",
+    "latency": "kdcore.measure_latency: eval mode, torch.inference_mode(), warm-up calls, then "
+    "timed blocks of back-to-back calls (~1 ms per block, >= 30 blocks and >= min_run_time s); "
+    "p50/p90/p99/IQR over the per-call mean of each block; CPU via torch.utils.benchmark.Timer "
+    "with a fixed thread count; GPU via CUDA events + synchronize; noisy = IQR/p50 > 10 %",
+    "ensemble_latency": "measured twice: a Python loop over members and one fused batched-matmul "
+    "graph; speedup_cpu_b1 is against the faster of the two",
+    "accuracy": "fractions in [0, 1] on the test split; model selection (best epoch, Optuna "
+    "objective, confirm top-k) uses the validation split only",
+    "intervals": "replicate seeds: mean, sample std, 95 % Student-t interval of the mean; kd_gain "
+    "paired per seed with the scratch student of the same seed",
+    "acc_gap": "ensemble_acc - student_acc (positive = student worse); reports show pp",
+}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in (
+        "torch",
+        "numpy",
+        "pandas",
+        "optuna",
+        "matplotlib",
+        "scikit-learn",
+        "scipy",
+        "pyarrow",
+        "kdbench",
+    ):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(
+    train_threads: int, latency_threads: int, gpu: torch.device | None
+) -> dict[str, object]:
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_cores": all_cores(),
+        "train_threads": train_threads,
+        "latency_threads": latency_threads,
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(gpu) if gpu is not None else None,
+        "torch_cuda": torch.version.cuda,
+    }
+
+
+def git_info() -> dict[str, object]:
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}

@@ -1,0 +1,359 @@
+"""Report figures in two layers: ``*_data`` computes exactly what is plotted (a DataFrame,
+tested on fixture tables); ``draw_*`` only draws it on an ``Axes`` and returns it. Nothing
+here calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from bench.recommend import candidates, knee
+from bench.sweep import pareto_mask
+
+__all__ = [
+    "capacity_data",
+    "draw_capacity",
+    "draw_history",
+    "draw_importances",
+    "draw_kd_gain",
+    "draw_pareto",
+    "draw_temperature_map",
+    "history_data",
+    "kd_gain_data",
+    "pareto_data",
+    "temperature_map_data",
+]
+
+DISTILLED, SCRATCH, FRONT, FADED, ENSEMBLE, MEMBER, PICK = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#d62728",
+    "#b0b0b0",
+    "#2ca02c",
+    "#9467bd",
+    "#000000",
+)
+
+
+# ---------------------------------------------------------------------- Pareto front
+def pareto_data(
+    trials: pd.DataFrame, cost: str, recommended_trial: int | None = None
+) -> pd.DataFrame:
+    """Gap (pp) against a cost: one row per completed student, with its interval, whether it is
+    on the front (minimising cost and gap), and whether it is the recommended one."""
+    c = candidates(trials)
+    c = c[c[cost].notna()]
+    gap = c["acc_gap"] * 100
+    lo = (c["acc_gap_ci_low"] * 100).where(c["acc_gap_ci_low"].notna(), gap)
+    hi = (c["acc_gap_ci_high"] * 100).where(c["acc_gap_ci_high"].notna(), gap)
+    data = pd.DataFrame(
+        {
+            "trial": c["trial"].astype(int),
+            "cost": c[cost].astype(float),
+            "gap_pp": gap.astype(float),
+            "gap_low_pp": lo.astype(float),
+            "gap_high_pp": hi.astype(float),
+        }
+    )
+    data["on_front"] = (
+        pareto_mask(data["cost"].to_numpy(), data["gap_pp"].to_numpy()) if len(data) else []
+    )
+    data["recommended"] = (
+        data["trial"] == recommended_trial if recommended_trial is not None else False
+    )
+    return data.sort_values("cost").reset_index(drop=True)
+
+
+def draw_pareto(
+    data: pd.DataFrame,
+    ax: Axes,
+    *,
+    xlabel: str,
+    best_member_gap_pp: float | None = None,
+    max_gap_pp: float | None = None,
+) -> Axes:
+    dom, front = data[~data["on_front"]], data[data["on_front"]]
+    yerr = lambda d: [d["gap_pp"] - d["gap_low_pp"], d["gap_high_pp"] - d["gap_pp"]]  # noqa: E731
+    ax.errorbar(
+        dom["cost"],
+        dom["gap_pp"],
+        yerr=yerr(dom),
+        fmt="o",
+        color=FADED,
+        alpha=0.5,
+        ms=4,
+        label="dominated",
+    )
+    ax.errorbar(
+        front["cost"],
+        front["gap_pp"],
+        yerr=yerr(front),
+        fmt="o-",
+        color=FRONT,
+        ms=5,
+        label="Pareto front",
+    )
+    pick = data[data["recommended"]]
+    if len(pick):
+        ax.scatter(
+            pick["cost"],
+            pick["gap_pp"],
+            s=220,
+            facecolors="none",
+            edgecolors=PICK,
+            linewidths=2,
+            label="recommended",
+            zorder=5,
+        )
+    ax.axhline(0.0, color=ENSEMBLE, lw=1.5, label="ensemble (gap 0)")
+    if best_member_gap_pp is not None and not math.isnan(best_member_gap_pp):
+        ax.axhline(best_member_gap_pp, color=MEMBER, ls="--", lw=1.2, label="best single teacher")
+    if max_gap_pp is not None:
+        ax.axhline(max_gap_pp, color=PICK, ls=":", lw=1, label=f"tolerance {max_gap_pp:g} pp")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy gap to ensemble (pp, lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# ---------------------------------------------------------------------- capacity curve
+def capacity_data(trials: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy against parameters. Per architecture (student_params), the distilled student at
+    its best temperature — the configuration with the best *validation* accuracy — with its
+    interval, and the scratch student of the same architecture (same seeds)."""
+    c = candidates(trials)
+    if c.empty:
+        return pd.DataFrame(
+            columns=["student_params", "kind", "acc", "acc_low", "acc_high", "temperature"]
+        )
+    best = (
+        c.sort_values(["student_val_acc", "n_seeds"], ascending=False)
+        .groupby("student_params", as_index=False)
+        .head(1)
+    )
+    dist = pd.DataFrame(
+        {
+            "student_params": best["student_params"].astype(int),
+            "kind": "distilled",
+            "acc": best["student_acc"],
+            "acc_low": best["student_acc_ci_low"].fillna(best["student_acc"]),
+            "acc_high": best["student_acc_ci_high"].fillna(best["student_acc"]),
+            "temperature": best["temperature"],
+        }
+    )
+    sc_acc = best["scratch_acc"]
+    half = (best["kd_gain_ci_high"] - best["kd_gain"]).fillna(0.0)  # paired interval width as band
+    scratch = pd.DataFrame(
+        {
+            "student_params": best["student_params"].astype(int),
+            "kind": "scratch",
+            "acc": sc_acc,
+            "acc_low": sc_acc - half,
+            "acc_high": sc_acc + half,
+            "temperature": np.nan,
+        }
+    )
+    return pd.concat([dist, scratch]).sort_values(["kind", "student_params"]).reset_index(drop=True)
+
+
+def draw_capacity(
+    data: pd.DataFrame,
+    ax: Axes,
+    *,
+    ensemble_acc: float,
+    best_member_acc: float,
+    knee_params: float | None = None,
+) -> Axes:
+    for kind, color in (("distilled", DISTILLED), ("scratch", SCRATCH)):
+        d = data[data["kind"] == kind].sort_values("student_params")
+        ax.plot(
+            d["student_params"], d["acc"] * 100, "o-", color=color, ms=4, label=f"{kind} student"
+        )
+        ax.fill_between(
+            d["student_params"], d["acc_low"] * 100, d["acc_high"] * 100, color=color, alpha=0.15
+        )
+    ax.axhline(
+        ensemble_acc * 100, color=ENSEMBLE, lw=1.5, label=f"ensemble {ensemble_acc * 100:.2f} %"
+    )
+    ax.axhline(
+        best_member_acc * 100,
+        color=MEMBER,
+        ls="--",
+        lw=1.2,
+        label=f"best single teacher {best_member_acc * 100:.2f} %",
+    )
+    if knee_params is not None:
+        ax.axvline(
+            knee_params, color=PICK, ls=":", lw=1, label=f"knee ({int(knee_params):,} params)"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    lo = float(np.nanmin(data["acc"])) * 100 if len(data) else ensemble_acc * 100 - 5
+    ax.set_ylim(max(lo - 1, 0), min(100, ensemble_acc * 100 + 1))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+# ---------------------------------------------------------------------- temperature map
+def temperature_map_data(trials: pd.DataFrame, n_t_bins: int = 5) -> pd.DataFrame:
+    """Mean accuracy gap (pp) over (width, temperature bin): rows = width bins (powers of 2),
+    columns = temperature bins (log-spaced over the sampled range)."""
+    c = candidates(trials)
+    if c.empty:
+        return pd.DataFrame()
+    t = c["temperature"].astype(float)
+    edges = (
+        np.geomspace(t.min(), t.max() * (1 + 1e-9), n_t_bins + 1)
+        if t.max() > t.min()
+        else np.array([t.min(), t.min() * 1.0001])
+    )
+    t_bin = pd.cut(
+        t,
+        edges,
+        include_lowest=True,
+        labels=[f"{a:.1f}–{b:.1f}" for a, b in zip(edges[:-1], edges[1:], strict=True)],
+    )
+    w_bin = (2 ** np.floor(np.log2(c["width"].astype(float)))).astype(int)
+    return (
+        c.assign(width_bin=w_bin, t_bin=t_bin, gap_pp=c["acc_gap"] * 100)
+        .groupby(["width_bin", "t_bin"], observed=False)["gap_pp"]
+        .mean()
+        .unstack("t_bin")
+        .sort_index()
+    )
+
+
+def draw_temperature_map(data: pd.DataFrame, ax: Axes) -> Axes:
+    values = data.to_numpy(float)
+    finite = values[np.isfinite(values)]
+    vmax = float(np.percentile(finite, 95)) if finite.size else 1.0
+    im = ax.imshow(
+        values,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis_r",
+        vmin=min(0.0, finite.min()) if finite.size else 0,
+        vmax=vmax,
+    )
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in data.columns], rotation=30, fontsize=8)
+    ax.set_yticks(range(values.shape[0]), [f"{w}–{2 * w - 1}" for w in data.index], fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                ax.text(
+                    j,
+                    i,
+                    f"{values[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if values[i, j] > vmax / 2 else "black",
+                )
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("width (bin)")
+    ax.figure.colorbar(im, ax=ax, label="mean gap to ensemble (pp, lower is better)")
+    return ax
+
+
+# ---------------------------------------------------------------------- KD gain
+def kd_gain_data(trials: pd.DataFrame) -> pd.DataFrame:
+    """KD gain (pp) per completed student against its parameters, with the paired interval."""
+    c = candidates(trials).sort_values("student_params")
+    gain = c["kd_gain"] * 100
+    return pd.DataFrame(
+        {
+            "trial": c["trial"].astype(int),
+            "student_params": c["student_params"].astype(int),
+            "kd_gain_pp": gain,
+            "kd_gain_low_pp": (c["kd_gain_ci_low"] * 100).fillna(gain),
+            "kd_gain_high_pp": (c["kd_gain_ci_high"] * 100).fillna(gain),
+            "temperature": c["temperature"],
+        }
+    ).reset_index(drop=True)
+
+
+def draw_kd_gain(data: pd.DataFrame, ax: Axes) -> Axes:
+    helps = data["kd_gain_pp"] > 0
+    for mask, color, label in (
+        (helps, DISTILLED, "KD helps"),
+        (~helps, SCRATCH, "KD hurts / no gain"),
+    ):
+        d = data[mask]
+        ax.errorbar(
+            d["student_params"],
+            d["kd_gain_pp"],
+            yerr=[d["kd_gain_pp"] - d["kd_gain_low_pp"], d["kd_gain_high_pp"] - d["kd_gain_pp"]],
+            fmt="o",
+            color=color,
+            ms=4,
+            alpha=0.8,
+            label=label,
+        )
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters (log scale)")
+    ax.set_ylabel("KD gain over scratch (pp)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# ---------------------------------------------------------------------- Optuna's view
+def history_data(trials: pd.DataFrame) -> pd.DataFrame:
+    """Optimisation history of the search phase: validation accuracy (the study's objective)
+    per trial number, and the best so far."""
+    s = trials[(trials["phase"] == "search")].sort_values("trial")
+    val = s["student_val_acc"].where(s["state"] == "complete") * 100
+    return pd.DataFrame(
+        {
+            "trial": s["trial"].astype(int).to_numpy(),
+            "val_acc_pct": val.to_numpy(float),
+            "best_so_far_pct": val.cummax().to_numpy(float),
+            "state": s["state"].astype(str).to_numpy(),
+        }
+    )
+
+
+def draw_history(data: pd.DataFrame, ax: Axes) -> Axes:
+    ok = data[data["state"] == "complete"]
+    ax.plot(ok["trial"], ok["val_acc_pct"], "o", color=DISTILLED, ms=4, label="trial (validation)")
+    ax.plot(data["trial"], data["best_so_far_pct"], "-", color=FRONT, label="best so far")
+    bad = data[data["state"] != "complete"]
+    if len(bad):
+        ymin = np.nanmin(data["val_acc_pct"]) if np.isfinite(data["val_acc_pct"]).any() else 0
+        ax.plot(bad["trial"], [ymin] * len(bad), "x", color="black", label="failed / pruned")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("student validation accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def draw_importances(data: pd.DataFrame, ax: Axes) -> Axes:
+    ax.barh(data["param"], data["importance"], color=DISTILLED)
+    ax.invert_yaxis()
+    ax.set_xlabel("importance for validation accuracy (fANOVA, sums to 1)")
+    return ax
+
+
+def new_axes(width: float = 7.0, height: float = 4.5) -> tuple[Any, Axes]:
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    return fig, ax
+
+
+def knee_params(trials: pd.DataFrame) -> float | None:
+    k = knee(candidates(trials))
+    return float(k["student_params"]) if k is not None else None

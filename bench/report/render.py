@@ -1,0 +1,380 @@
+"""Build ``reports/<run_id>/{report.md, report.html, *.png}`` from a run folder alone.
+
+The HTML is self-contained: images are embedded as base64 data URIs, the sort script and the
+style are inline, and nothing references an external resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+
+from bench.recommend import Constraints, Recommendation, recommend
+from bench.records import atomic_write_bytes, atomic_write_text, read_trials
+from bench.report import plots, tables
+
+__all__ = ["build_report", "importances_data"]
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function (th, idx) {
+  th.style.cursor = 'pointer';
+  th.addEventListener('click', function () {
+    var table = th.closest('table'), body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+    rows.sort(function (a, b) {
+      var x = a.cells[idx], y = b.cells[idx];
+      var vx = x.dataset.v !== undefined ? parseFloat(x.dataset.v) : x.textContent;
+      var vy = y.dataset.v !== undefined ? parseFloat(y.dataset.v) : y.textContent;
+      if (vx < vy) return asc ? -1 : 1; if (vx > vy) return asc ? 1 : -1; return 0;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.rec { background: #eef6ee; border-left: 4px solid #2ca02c; padding: 0.6em 1em; white-space: pre-wrap; }
+.norec { background: #fbeeee; border-left: 4px solid #d62728; padding: 0.6em 1em; white-space: pre-wrap; }
+pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
+"""
+
+
+class _Doc:
+    """Writes the Markdown and the HTML twins side by side."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str, cls: str | None = None) -> None:
+        self.md.append(text + "\n")
+        attr = f' class="{cls}"' if cls else ""
+        self.html.append(f"<p{attr}>{html.escape(text)}</p>")
+
+    def pre(self, text: str) -> None:
+        self.md.append("```\n" + text + "\n```\n")
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+
+    def table(self, frame: pd.DataFrame, sortable: bool = False) -> None:
+        self.md.append(tables.markdown_table(frame))
+        self.html.append(tables.html_table(frame, sortable))
+
+    def figure(self, fig: Any, name: str, caption: str) -> None:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        png = buf.getvalue()
+        atomic_write_bytes(self.out_dir / name, png)
+        self.md.append(f"![{caption}]({name})\n\n_{caption}_\n")
+        b64 = base64.b64encode(png).decode()
+        self.html.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def write(self, title: str) -> None:
+        atomic_write_text(self.out_dir / "report.md", "\n".join(self.md))
+        page = (
+            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head><body>{''.join(self.html)}<script>{_SORT_JS}</script></body></html>"
+        )
+        atomic_write_text(self.out_dir / "report.html", page)
+
+
+def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) -> pd.DataFrame:
+    """fANOVA importances of width, depth, T, alpha for validation accuracy, computed from the
+    trial table alone (an in-memory study rebuilt from the completed search trials)."""
+    search = manifest["suite"]["search"]
+    dists = {}
+    for name, r in search.items():
+        if r["low"] == r["high"]:
+            continue
+        if name in ("width", "depth"):
+            dists[name] = optuna.distributions.IntDistribution(
+                int(r["low"]), int(r["high"]), log=r["log"]
+            )
+        else:
+            dists[name] = optuna.distributions.FloatDistribution(r["low"], r["high"], log=r["log"])
+    rows = trials.query("state == 'complete' and phase == 'search'")
+    rows = rows[rows["task"] == task]
+    if len(rows) < 3 or not dists:
+        return pd.DataFrame(columns=["param", "importance"])
+    study = optuna.create_study(direction="maximize")
+    for _, r in rows.iterrows():
+        params = {k: (int(r[k]) if k in ("width", "depth") else float(r[k])) for k in dists}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=float(r["student_val_acc"])
+            )
+        )
+    imp = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+    )
+    return pd.DataFrame({"param": list(imp), "importance": list(imp.values())})
+
+
+def _recommendation_sentence(rec: Recommendation) -> str:
+    if rec.chosen is not None:
+        r = rec.chosen
+        return (
+            f"Ship width {int(r['width'])} × depth {int(r['depth'])} (T {r['temperature']:.2f}, alpha {r['alpha']:.2f}): "
+            f"{int(r['student_params']):,} parameters = 1/{1 / r['param_ratio']:.1f} of the ensemble, "
+            f"{r['student_acc'] * 100:.2f} % test accuracy vs the ensemble's {r['ensemble_acc'] * 100:.2f} % "
+            f"(gap {r['acc_gap'] * 100:.2f} pp; bound used {r['_gap_bound'] * 100:.2f} pp ≤ {rec.constraints['max_gap_pp']:g} pp), "
+            f"{r['kd_gain'] * 100:+.2f} pp over the same student trained from scratch, "
+            f"{r['speedup_cpu_b1']:.1f}× faster than the faster ensemble form at CPU batch 1."
+        )
+    return "No student meets the gap tolerance. " + rec.text().split("\n", 2)[-1]
+
+
+def build_report(
+    run_dir: Path, reports_root: Path = Path("reports"), max_gap_pp: float = 0.5
+) -> Path:
+    """Render the report of ``run_dir`` into ``reports_root/<run_id>/`` and return that folder."""
+    run_dir = Path(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    trials = read_trials(run_dir)
+    out_dir = Path(reports_root) / manifest["run_id"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = _Doc(out_dir)
+    suite = manifest["suite"]
+    title = f"kdbench report — {manifest['run_id']}"
+    doc.heading(1, title)
+    doc.para(
+        f"Suite '{suite['name']}' ({manifest.get('suite_source') or 'from manifest'}), status {manifest['status']}, "
+        f"{len(trials)} trial rows. Accuracies are test-split percentages; gaps are percentage points (pp) "
+        f"to the teacher ensemble (positive = student worse). Selection used the validation split only."
+    )
+
+    tasks = list(dict.fromkeys(trials["task"])) if len(trials) else []
+    recs = {t: recommend(trials, Constraints(max_gap_pp=max_gap_pp), t) for t in tasks}
+    doc.heading(2, f"Recommended student per task (max gap {max_gap_pp:g} pp)")
+    summary = pd.DataFrame(
+        [
+            {
+                "task": t,
+                "recommended": (
+                    f"width {int(r.chosen['width'])} × depth {int(r.chosen['depth'])}"
+                    if r.chosen
+                    else "none meets the gap"
+                ),
+                "params": int(r.chosen["student_params"]) if r.chosen else math.nan,
+                "1/param ratio": 1 / r.chosen["param_ratio"] if r.chosen else math.nan,
+                "student acc %": r.chosen["student_acc"] * 100 if r.chosen else math.nan,
+                "ensemble acc %": (r.chosen or r.closest or {}).get("ensemble_acc", math.nan) * 100,
+                "gap pp": r.chosen["acc_gap"] * 100 if r.chosen else math.nan,
+                "KD gain pp": r.chosen["kd_gain"] * 100 if r.chosen else math.nan,
+                "gap judged on": r.gap_basis,
+            }
+            for t, r in recs.items()
+        ]
+    )
+    doc.table(summary)
+
+    for task in tasks:
+        _task_section(doc, trials, manifest, task, recs[task], max_gap_pp, multi=len(tasks) > 1)
+
+    doc.heading(2, "Measurement protocol and provenance")
+    conv = manifest.get("conventions", {})
+    doc.table(pd.DataFrame({"quantity": list(conv), "convention": list(conv.values())}))
+    m = manifest.get("machine", {})
+    pk = manifest.get("packages", {})
+    g = manifest.get("git", {})
+    doc.table(
+        pd.DataFrame(
+            {
+                "item": [
+                    "CPU",
+                    "cores",
+                    "training threads",
+                    "latency threads",
+                    "GPU",
+                    "train device",
+                    "git commit",
+                    "git dirty",
+                    "suite sha256",
+                    *pk.keys(),
+                ],
+                "value": [
+                    m.get("cpu_model"),
+                    m.get("cpu_cores"),
+                    m.get("train_threads"),
+                    m.get("latency_threads"),
+                    m.get("gpu") or "none (GPU columns NaN)",
+                    manifest.get("train_device"),
+                    g.get("commit"),
+                    g.get("dirty"),
+                    manifest.get("suite_sha256"),
+                    *pk.values(),
+                ],
+            }
+        ).astype(str)
+    )
+    doc.heading(3, "Suite as run")
+    doc.pre(json.dumps(suite, indent=2))
+    doc.write(title)
+    return out_dir
+
+
+def _task_section(
+    doc: _Doc,
+    trials: pd.DataFrame,
+    manifest: dict[str, Any],
+    task: str,
+    rec: Recommendation,
+    max_gap_pp: float,
+    multi: bool,
+) -> None:
+    meta = manifest.get("tasks", {}).get(task, {})
+    teacher = meta.get("teacher", {})
+    prefix = f"{task}_" if multi else ""
+    doc.heading(2, f"Task '{task}'")
+    sizes = meta.get("sizes", {})
+    members = teacher.get("member_test_acc", [])
+    doc.para(
+        f"Data: {sizes.get('train', '?')} train / {sizes.get('val', '?')} val / {sizes.get('test', '?')} test samples, "
+        f"{meta.get('input_dim', '?')} features, {meta.get('num_classes', '?')} classes. "
+        f"Teacher: {len(members)} members combined by {manifest['suite']['teacher']['combine']}, "
+        f"{teacher.get('params', 0):,} parameters, {teacher.get('flops', 0):,} FLOPs/sample "
+        f"({'reused from ' + str(teacher.get('source')) if teacher.get('reused') else 'trained in this run'}). "
+        f"Ensemble test accuracy {teacher.get('ensemble_acc', math.nan) * 100:.2f} %; members "
+        f"{', '.join(f'{a * 100:.2f}' for a in members)} % (best single, chosen on val: "
+        f"{teacher.get('best_member_acc', math.nan) * 100:.2f} %; mean {teacher.get('mean_member_acc', math.nan) * 100:.2f} %). "
+        f"Teacher mean max-probability on the transfer set: {teacher.get('mean_max_prob_train', math.nan):.3f} "
+        f"(near 1 = near one-hot soft targets, little for KD to transfer)."
+    )
+    doc.heading(3, "Recommendation")
+    doc.para(_recommendation_sentence(rec), "rec" if rec.met else "norec")
+    doc.pre(rec.text())
+
+    pick = int(rec.chosen["trial"]) if rec.chosen else None
+    best_member_gap = (
+        teacher.get("ensemble_acc", math.nan) - teacher.get("best_member_acc", math.nan)
+    ) * 100
+    doc.heading(3, "Decision plots")
+    costs = [
+        ("student_flops", "student FLOPs per sample (log)", "pareto_flops"),
+        (
+            "latency_cpu_b1_p50_ms",
+            "student CPU latency, batch 1, p50 (ms, log)",
+            "pareto_latency_cpu",
+        ),
+        (
+            "latency_gpu_b1_p50_ms",
+            "student GPU latency, batch 1, p50 (ms, log)",
+            "pareto_latency_gpu",
+        ),
+        ("student_params", "student parameters (log)", "pareto_params"),
+    ]
+    sub = trials[trials["task"] == task]
+    for col, label, name in costs:
+        data = plots.pareto_data(sub, col, pick)
+        if data.empty:
+            continue
+        fig, ax = plots.new_axes()
+        plots.draw_pareto(
+            data, ax, xlabel=label, best_member_gap_pp=best_member_gap, max_gap_pp=max_gap_pp
+        )
+        ax.set_title(f"{task}: accuracy gap vs {label.split(' (')[0]}")
+        doc.figure(
+            fig,
+            f"{prefix}{name}.png",
+            f"Gap to the ensemble against {label}: red = Pareto front, grey = dominated, ring = recommended; "
+            "bars = 95 % interval over seeds; purple dashed = best single teacher.",
+        )
+    cap = plots.capacity_data(sub)
+    if not cap.empty:
+        fig, ax = plots.new_axes()
+        plots.draw_capacity(
+            cap,
+            ax,
+            ensemble_acc=teacher.get("ensemble_acc", math.nan),
+            best_member_acc=teacher.get("best_member_acc", math.nan),
+            knee_params=plots.knee_params(sub),
+        )
+        ax.set_title(f"{task}: capacity curve (distilled at best-val temperature vs scratch)")
+        doc.figure(
+            fig,
+            f"{prefix}capacity.png",
+            "Test accuracy against student parameters: distilled (blue) and scratch "
+            "(orange) of the same architectures and seeds, bands = 95 % intervals, green = ensemble.",
+        )
+    tmap = plots.temperature_map_data(sub)
+    if not tmap.empty:
+        fig, ax = plots.new_axes()
+        plots.draw_temperature_map(tmap, ax)
+        ax.set_title(f"{task}: mean gap (pp) by width and temperature")
+        doc.figure(
+            fig,
+            f"{prefix}temperature_map.png",
+            "Which temperature suits which size: mean gap to the ensemble "
+            "per width bin and temperature bin (blank = not sampled).",
+        )
+    gain = plots.kd_gain_data(sub)
+    if not gain.empty:
+        fig, ax = plots.new_axes()
+        plots.draw_kd_gain(gain, ax)
+        ax.set_title(f"{task}: where distillation helps")
+        doc.figure(
+            fig,
+            f"{prefix}kd_gain.png",
+            "KD gain over the scratch student of the same architecture and seeds.",
+        )
+    hist = plots.history_data(sub)
+    if not hist.empty:
+        fig, ax = plots.new_axes(7, 3.5)
+        plots.draw_history(hist, ax)
+        ax.set_title(f"{task}: Optuna optimisation history (validation)")
+        doc.figure(
+            fig,
+            f"{prefix}history.png",
+            "Optimisation history: the study's objective (validation accuracy).",
+        )
+    try:
+        imp = importances_data(sub, manifest, task)
+    except (ValueError, RuntimeError):
+        imp = pd.DataFrame()
+    if not imp.empty:
+        fig, ax = plots.new_axes(7, 3)
+        plots.draw_importances(imp, ax)
+        ax.set_title(f"{task}: hyper-parameter importances")
+        doc.figure(
+            fig,
+            f"{prefix}importances.png",
+            "fANOVA importances of the searched hyper-parameters for validation accuracy.",
+        )
+
+    doc.heading(3, "Latency: ensemble loop vs fused, and the student")
+    lat = tables.latency_table(trials, task, pick)
+    doc.table(lat)
+    if not lat.empty:
+        loop, fused, stud = (lat["CPU b1 p50 ms"].iloc[i] for i in range(3))
+        doc.para(
+            f"At CPU batch 1 the student is {loop / stud:.1f}× faster than the ensemble run as a loop and "
+            f"{fused / stud:.1f}× faster than the fused ensemble; the honest speed-up is {min(loop, fused) / stud:.1f}×."
+        )
+    doc.heading(3, "All completed students (cheapest first; click a header to sort)")
+    doc.table(tables.trials_table(trials, task), sortable=True)
+    doc.heading(3, "Failed and pruned trials")
+    doc.table(tables.failed_table(trials, task))

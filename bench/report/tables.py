@@ -1,0 +1,141 @@
+"""Report tables: pandas method chains over the flat trial table."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import pandas as pd
+
+from bench.recommend import candidates
+
+__all__ = ["failed_table", "latency_table", "markdown_table", "trials_table"]
+
+TRIAL_COLUMNS = {
+    "trial": "trial",
+    "phase": "phase",
+    "width": "width",
+    "depth": "depth",
+    "temperature": "T",
+    "alpha": "alpha",
+    "n_seeds": "seeds",
+    "student_params": "params",
+    "param_ratio_inv": "1/param ratio",
+    "student_flops": "FLOPs",
+    "student_acc_pct": "student acc %",
+    "gap_pp": "gap pp",
+    "gap_high_pp": "gap CI high pp",
+    "scratch_acc_pct": "scratch acc %",
+    "kd_gain_pp": "KD gain pp",
+    "agreement_pct": "agreement %",
+    "kl_to_teacher": "KL(ens‖stud)",
+    "latency_cpu_b1_p50_ms": "CPU b1 p50 ms",
+    "speedup_cpu_b1": "speed-up b1",
+    "train_time_s": "train s",
+}
+
+
+def trials_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Completed students of a task, cheapest first, in report units (%, pp)."""
+    return (
+        candidates(trials, task)
+        .assign(
+            param_ratio_inv=lambda d: 1 / d["param_ratio"],
+            student_acc_pct=lambda d: d["student_acc"] * 100,
+            gap_pp=lambda d: d["acc_gap"] * 100,
+            gap_high_pp=lambda d: d["acc_gap_ci_high"] * 100,
+            scratch_acc_pct=lambda d: d["scratch_acc"] * 100,
+            kd_gain_pp=lambda d: d["kd_gain"] * 100,
+            agreement_pct=lambda d: d["agreement"] * 100,
+        )
+        .sort_values(["student_flops", "gap_pp"])
+        .loc[:, list(TRIAL_COLUMNS)]
+        .rename(columns=TRIAL_COLUMNS)
+        .reset_index(drop=True)
+    )
+
+
+def failed_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:
+    return (
+        trials.query("state != 'complete'")
+        .loc[
+            lambda d: d["task"] == task,
+            ["trial", "phase", "state", "width", "depth", "temperature", "alpha", "fail_reason"],
+        ]
+        .sort_values("trial")
+        .reset_index(drop=True)
+    )
+
+
+def latency_table(trials: pd.DataFrame, task: str, rec_trial: int | None) -> pd.DataFrame:
+    """Ensemble as a loop and fused, and the recommended (or smallest) student, p50 ms."""
+    c = candidates(trials, task)
+    if c.empty:
+        return pd.DataFrame()
+    pick = c[c["trial"] == rec_trial] if rec_trial is not None else c.nsmallest(1, "student_flops")
+    r = (pick if len(pick) else c.nsmallest(1, "student_flops")).iloc[0]
+    rows = []
+    for label, prefix in (
+        ("ensemble, Python loop over members", "ensemble_loop_latency"),
+        ("ensemble, fused batched matmuls", "ensemble_fused_latency"),
+        (
+            f"student (trial {int(r['trial'])}, width {int(r['width'])}, depth {int(r['depth'])})",
+            "latency",
+        ),
+    ):
+        rows.append(
+            {
+                "model": label,
+                "CPU b1 p50 ms": r[f"{prefix}_cpu_b1_p50_ms"],
+                "CPU bN p50 ms": r[f"{prefix}_cpu_bN_p50_ms"],
+                "GPU b1 p50 ms": r[f"{prefix}_gpu_b1_p50_ms"],
+                "GPU bN p50 ms": r[f"{prefix}_gpu_bN_p50_ms"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _cell(v: Any) -> str:
+    if v is None or v is pd.NA:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.4g}" if abs(v) < 10 else f"{v:,.2f}"
+    if isinstance(v, int) and abs(v) >= 10_000:
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_(none)_\n"
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = [
+        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def html_table(frame: pd.DataFrame, sortable: bool = True) -> str:
+    if frame.empty:
+        return "<p><em>(none)</em></p>"
+    cls = ' class="sortable"' if sortable else ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            sort_key = (
+                ""
+                if not isinstance(v, int | float) or (isinstance(v, float) and math.isnan(v))
+                else f' data-v="{float(v)!r}"'
+            )
+            cells.append(f"<td{sort_key}>{html.escape(_cell(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
