@@ -259,12 +259,10 @@ def _range(
             key, f"a fixed value or a table {{low, high, log}} of {_describe_type(kind)}", raw
         )
     sub = _Table(raw, table.section)
-    lo = sub.number(
-        "low", default.low if "low" not in raw else raw["low"], kind, low, high, low_open=low_open
-    )
+    lo = sub.number("low", raw.get("low", default.low), kind, low, high, low_open=low_open)
     hi = sub.number(
         "high",
-        default.high if "high" not in raw else raw["high"],
+        raw.get("high", default.high),
         kind,
         low,
         high,

@@ -11,6 +11,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -224,7 +226,7 @@ def temperature_map_data(trials: pd.DataFrame, n_t_bins: int = 5) -> pd.DataFram
         t,
         edges,
         include_lowest=True,
-        labels=[f"{a:.1f}–{b:.1f}" for a, b in zip(edges[:-1], edges[1:], strict=True)],
+        labels=[f"{a:.1f}–{b:.1f}" for a, b in itertools.pairwise(edges)],
     )
     w_bin = (2 ** np.floor(np.log2(c["width"].astype(float)))).astype(int)
     return (
