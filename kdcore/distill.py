@@ -148,7 +148,8 @@ class Distiller:
         start = time.perf_counter()
         x_train, y_train = x_train.to(device), y_train.to(device)
         x_val, y_val = x_val.to(device), y_val.to(device)
-        n_train, num_classes = len(x_train), int(torch.max(y_train).item()) + 1
+        n_train = len(x_train)
+        num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
         if teacher is not None:
             num_classes = teacher.member_logits.shape[-1]
         input_dim = x_train.shape[1]
@@ -172,6 +173,47 @@ class Distiller:
         generators = [torch.Generator().manual_seed(m.seed + 7919) for m in members]
         rows = torch.arange(g_count, device=device).unsqueeze(1)
 
+        # Dropout (if any) draws from the global RNG: fork it and seed it from the group's seeds
+        # so every fit is reproducible and leaves the caller's RNG state untouched.
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31)
+            self._train(
+                group,
+                optimizer,
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                members,
+                temps,
+                alphas,
+                targets,
+                generators,
+                rows,
+                on_epoch,
+            )
+        self.train_time_s_ = time.perf_counter() - start
+        return self
+
+    def _train(
+        self,
+        group: GroupedModel,
+        optimizer: torch.optim.Optimizer,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+        members: list[Member],
+        temps: torch.Tensor,
+        alphas: torch.Tensor,
+        targets: torch.Tensor | None,
+        generators: list[torch.Generator],
+        rows: torch.Tensor,
+        on_epoch: Callable[[int, torch.Tensor], None] | None,
+    ) -> None:
+        device = x_train.device
+        n_train, g_count = len(x_train), len(members)
         best_params = {k: v.detach().clone() for k, v in group.params.items()}
         best_acc = torch.full((g_count,), -1.0, device=device)
         best_epoch = torch.zeros(g_count, dtype=torch.long)
@@ -231,8 +273,6 @@ class Distiller:
         self.failed_ = failed
         self.history_ = history
         self.epochs_run_ = len(history)
-        self.train_time_s_ = time.perf_counter() - start
-        return self
 
     def _member_targets(
         self,

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from bench.records import to_frame
+
+TINY_SUITE = """
+name = "tiny"
+
+[task]
+kind = "synthetic"
+name = "tiny"
+n_samples = 1200
+n_features = 8
+n_informative = 6
+n_redundant = 0
+n_classes = 3
+n_clusters_per_class = 1
+seed = 0
+
+[teacher]
+members = 2
+epochs = 3
+batch_size = 128
+
+[student]
+epochs = 3
+batch_size = 128
+
+[search]
+width = { low = 4, high = 32, log = true }
+depth = { low = 1, high = 2 }
+temperature = { low = 1.0, high = 8.0, log = true }
+alpha = { low = 0.5, high = 1.0 }
+
+[budget]
+trials = 3
+seeds = 2
+
+[measure]
+device = "cpu"
+batch = 16
+min_run_time = 0.005
+warmup = 1
+multi_thread = false
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path):
+    """Write the tiny suite (optionally with text appended or replaced) and return its path."""
+
+    def make(
+        extra: str = "", replace: dict[str, str] | None = None, name: str = "tiny.toml"
+    ) -> Path:
+        text = TINY_SUITE
+        for old, new in (replace or {}).items():
+            assert old in text, old
+            text = text.replace(old, new)
+        path = tmp_path / name
+        path.write_text(text + extra)
+        return path
+
+    return make
+
+
+def make_row(**kw: Any) -> dict[str, Any]:
+    """A completed trial row with plausible defaults; override any column."""
+    row: dict[str, Any] = {
+        "schema_version": 1,
+        "run_id": "fixture",
+        "task": "t",
+        "trial": 0,
+        "phase": "search",
+        "state": "complete",
+        "fail_reason": "",
+        "family": "mlp",
+        "width": 8,
+        "depth": 1,
+        "temperature": 4.0,
+        "alpha": 0.9,
+        "n_seeds": 3,
+        "seed": 0,
+        "student_params": 1000,
+        "ensemble_params": 100_000,
+        "student_flops": 2000,
+        "ensemble_flops": 200_000,
+        "student_acc": 0.95,
+        "ensemble_acc": 0.97,
+        "best_member_acc": 0.96,
+        "mean_member_acc": 0.955,
+        "scratch_acc": 0.94,
+        "student_val_acc": 0.95,
+        "ensemble_val_acc": 0.97,
+        "latency_cpu_b1_p50_ms": 0.05,
+        "ensemble_loop_latency_cpu_b1_p50_ms": 0.5,
+        "ensemble_fused_latency_cpu_b1_p50_ms": 0.2,
+    }
+    row.update(kw)
+    row.setdefault("param_ratio", row["student_params"] / row["ensemble_params"])
+    row.setdefault("flops_ratio", row["student_flops"] / row["ensemble_flops"])
+    row.setdefault("acc_gap", row["ensemble_acc"] - row["student_acc"])
+    row.setdefault("kd_gain", row["student_acc"] - row["scratch_acc"])
+    half = row.pop("half_ci", 0.002 if row["n_seeds"] >= 2 else math.nan)
+    for col, centre in (
+        ("acc_gap", row["acc_gap"]),
+        ("kd_gain", row["kd_gain"]),
+        ("student_acc", row["student_acc"]),
+    ):
+        row.setdefault(f"{col}_ci_low", centre - half)
+        row.setdefault(f"{col}_ci_high", centre + half)
+    row.setdefault("speedup_cpu_b1", 0.2 / row["latency_cpu_b1_p50_ms"])
+    row.setdefault("val_gap", row["ensemble_val_acc"] - row["student_val_acc"])
+    return row
+
+
+def make_table(*rows: dict[str, Any]) -> pd.DataFrame:
+    return to_frame([make_row(**r) for r in rows])

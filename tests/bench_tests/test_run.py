@@ -1,0 +1,289 @@
+"""End-to-end: the CLI turns a suite into a run folder and a report; resume; failures."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+import bench.sweep as sweep
+from bench.cli import main
+from bench.records import COLUMNS, SEED_COLUMNS, read_trials
+from bench.suite import load_suite
+from kdcore import teachers
+
+pytestmark = pytest.mark.slow
+
+
+def _run(suite: Path, tmp: Path, *extra: str) -> int:
+    return main(
+        [
+            "run",
+            str(suite),
+            "--out",
+            str(tmp / "results"),
+            "--reports",
+            str(tmp / "reports"),
+            *extra,
+        ]
+    )
+
+
+def _only_run(tmp: Path) -> Path:
+    runs = [p for p in (tmp / "results").iterdir() if p.name != "teachers"]
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    suite = tmp / "tiny.toml"
+    from tests.bench_tests.conftest import TINY_SUITE
+
+    suite.write_text(TINY_SUITE + "\n[confirm]\ntop_k = 1\nseeds = 3\nmax_val_gap_pp = 100\n")
+    counter = {"teacher_forward": 0, "in_trial": 0}
+    original = teachers.TeacherModel.forward
+    original_group = sweep._run_group
+
+    def counting_forward(self, x):
+        counter["teacher_forward"] += 1
+        return original(self, x)
+
+    def guarded_group(*args, **kwargs):
+        before = counter["teacher_forward"]
+        out = original_group(*args, **kwargs)
+        counter["in_trial"] += counter["teacher_forward"] - before
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(teachers.TeacherModel, "forward", counting_forward)
+        mp.setattr(sweep, "_run_group", guarded_group)
+        code = _run(suite, tmp)
+    return tmp, code, _only_run(tmp), counter
+
+
+def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
+    tmp, code, run_dir, _ = finished_run
+    assert code == 0
+    assert re.fullmatch(r"\d{8}T\d{6}Z_tiny", run_dir.name)
+    for name in (
+        "manifest.json",
+        "trials.csv",
+        "trials.parquet",
+        "seeds.csv",
+        "seeds.parquet",
+        "study.journal",
+    ):
+        assert (run_dir / name).is_file(), name
+    parquet = pd.read_parquet(run_dir / "trials.parquet")
+    csv = pd.read_csv(run_dir / "trials.csv")
+    assert list(parquet.columns) == [c[0] for c in COLUMNS] == list(csv.columns)
+    assert list(pd.read_csv(run_dir / "seeds.csv").columns) == [c[0] for c in SEED_COLUMNS]
+    search = parquet[parquet["phase"] == "search"]
+    assert len(search) == 3 and sorted(search["trial"]) == [0, 1, 2]
+    assert len(parquet[parquet["phase"] == "confirm"]) == 1
+    done = parquet[parquet["state"] == "complete"]
+    assert len(done) == 4
+    for col in ("student_acc", "ensemble_acc", "scratch_acc", "agreement", "student_val_acc"):
+        assert done[col].between(0, 1).all(), col
+    assert (done["acc_gap"] - (done["ensemble_acc"] - done["student_acc"])).abs().max() < 1e-9
+    # Every measured CPU column is filled; the GPU columns exist and are NaN on this machine.
+    cpu_cols = [
+        c
+        for c in parquet.columns
+        if c.startswith(
+            ("latency_cpu_b", "ensemble_loop_latency_cpu", "ensemble_fused_latency_cpu")
+        )
+    ]
+    assert done[cpu_cols].notna().all().all()
+    gpu_cols = [c for c in parquet.columns if "gpu" in c]
+    assert gpu_cols and done[gpu_cols].isna().all().all()
+    fill = [
+        "student_params",
+        "ensemble_params",
+        "param_ratio",
+        "student_flops",
+        "student_macs",
+        "ensemble_flops",
+        "flops_ratio",
+        "kd_gain",
+        "kl_to_teacher",
+        "student_ece",
+        "ensemble_ece",
+        "teacher_mean_max_prob",
+        "train_time_s",
+        "speedup_cpu_b1",
+        "acc_gap_ci_high",
+        "kd_gain_ci_low",
+        "student_acc_std",
+    ]
+    assert done[fill].notna().all().all()
+    assert (done["student_macs"] * 2 == done["student_flops"]).all()
+    assert (done["n_seeds"] == done["phase"].map({"search": 2, "confirm": 3})).all()
+
+
+def test_teacher_runs_once_per_split_and_never_inside_a_trial(finished_run) -> None:
+    _, _, run_dir, counter = finished_run
+    assert counter["in_trial"] == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["tasks"]["tiny"]["teacher"]["reused"] is False
+
+
+def test_manifest_holds_provenance_and_conventions(finished_run) -> None:
+    _, _, run_dir, _ = finished_run
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["status"] == "complete"
+    assert m["suite"]["name"] == "tiny" and len(m["suite_sha256"]) == 64
+    assert {"torch", "optuna", "pandas"} <= set(m["packages"])
+    assert m["machine"]["cpu_cores"] >= 1 and m["machine"]["latency_threads"] == 1
+    assert "2 FLOPs per multiply-add" in m["conventions"]["flops"]
+    assert "commit" in m["git"] and "dirty" in m["git"]
+    teacher = m["tasks"]["tiny"]["teacher"]
+    assert (
+        len(teacher["member_test_acc"]) == 2 and teacher["combine"]
+        if "combine" in teacher
+        else True
+    )
+    assert m["suite"]["teacher"]["combine"] == "mean_prob"
+
+
+def test_report_is_self_contained(finished_run) -> None:
+    tmp, _, run_dir, _ = finished_run
+    out = tmp / "reports" / run_dir.name
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert not re.search(r"(?:src|href)\s*=\s*[\"'](?!data:|#)", html), (
+        "external reference in report.html"
+    )
+    assert "http://" not in html and "https://" not in html
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert {
+        "pareto_flops.png",
+        "pareto_latency_cpu.png",
+        "capacity.png",
+        "pareto_params.png",
+    } <= set(pngs)
+    assert html.count("data:image/png;base64,") == len(pngs)
+    for name in pngs:
+        assert f"]({name})" in md
+
+
+def test_second_run_reuses_the_teacher_and_never_overwrites(finished_run, tiny_suite) -> None:
+    tmp, _, first, _ = finished_run
+    suite = tmp / "tiny.toml"
+    assert _run(suite, tmp, "--trials", "1") == 0
+    runs = sorted(p for p in (tmp / "results").iterdir() if p.name != "teachers")
+    assert len(runs) == 2 and first in runs
+    second = next(p for p in runs if p != first)
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert manifest["tasks"]["tiny"]["teacher"]["reused"] is True
+    # same teacher, same data: identical ensemble accuracy
+    assert read_trials(second)["ensemble_acc"].iloc[0] == read_trials(first)["ensemble_acc"].iloc[0]
+
+
+def test_same_suite_twice_gives_identical_accuracies(tiny_suite, tmp_path: Path) -> None:
+    suite = tiny_suite()
+    accs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}"
+        assert (
+            main(
+                [
+                    "run",
+                    str(suite),
+                    "--out",
+                    str(out),
+                    "--reports",
+                    str(tmp_path / "p"),
+                    "--trials",
+                    "2",
+                ]
+            )
+            == 0
+        )
+        run = next(p for p in out.iterdir() if p.name != "teachers")
+        accs.append(
+            read_trials(run)[["width", "depth", "temperature", "student_acc", "scratch_acc"]]
+        )
+    pd.testing.assert_frame_equal(accs[0], accs[1])
+
+
+def test_resume_completes_the_remaining_trials(tiny_suite, tmp_path: Path, monkeypatch) -> None:
+    suite = tiny_suite(replace={"trials = 3": "trials = 4"})
+    original = sweep._run_group
+    calls = {"n": 0}
+
+    def crash_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-trial
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", crash_on_third)
+    assert _run(suite, tmp_path) == 130
+    run_dir = _only_run(tmp_path)
+    assert len(read_trials(run_dir)) == 2
+    monkeypatch.setattr(sweep, "_run_group", original)
+    assert main(["run", "--resume", str(run_dir), "--reports", str(tmp_path / "reports")]) == 0
+    trials = read_trials(run_dir)
+    assert len(trials) == 4 and (trials["state"] == "complete").all()
+    assert trials["trial"].is_unique
+    storage = optuna.storages.journal.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal"))
+    )
+    study = optuna.load_study(study_name=f"{run_dir.name}:tiny", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_diverging_and_crashing_trials_are_recorded_and_the_sweep_goes_on(
+    tiny_suite, tmp_path: Path, monkeypatch
+) -> None:
+    suite = tiny_suite(
+        replace={"batch_size = 128\n\n[search]": "batch_size = 128\nlr = 1e30\n\n[search]"}
+    )
+    assert _run(suite, tmp_path) == 0
+    trials = read_trials(_only_run(tmp_path))
+    assert len(trials) == 3
+    assert (trials["state"] == "fail").all()
+    assert trials["fail_reason"].str.contains("diverged: non-finite training loss").all()
+
+    original = sweep._run_group
+    calls = {"n": 0}
+
+    def boom_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", boom_once)
+    out = tmp_path / "second"
+    assert (
+        main(["run", str(tiny_suite()), "--out", str(out), "--reports", str(tmp_path / "p")]) == 0
+    )
+    trials = read_trials(next(p for p in out.iterdir() if p.name != "teachers"))
+    assert list(trials["state"]) == ["fail", "complete", "complete"]
+    assert trials["fail_reason"].iloc[0] == "RuntimeError: out of memory (simulated)"
+
+
+def test_recommend_cli_text_json_and_exit_codes(finished_run, capsys) -> None:
+    _, _, run_dir, _ = finished_run
+    assert main(["recommend", str(run_dir), "--max-gap", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended student" in out and "upper bound of the 95 % interval" in out
+    assert main(["recommend", str(run_dir), "--max-gap", "100", "--max-flops", "1", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["met"] is False and data[0]["closest"] is not None
+
+
+def test_shipped_seed_suite_loads_for_the_demo() -> None:
+    suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "seed.toml")
+    assert suite.confirm.top_k >= 1 and suite.confirm.seeds >= 3

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.suite import SuiteError, load_suite, parse_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "suites").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_suites_are_valid(path: Path) -> None:
+    suite = load_suite(path)
+    assert suite.tasks and suite.budget.trials >= 1
+
+
+def test_seed_suite_matches_the_product_card() -> None:
+    suite = load_suite(ROOT / "suites" / "seed.toml")
+    (task,) = suite.tasks
+    assert (task.kind, task.n_samples, task.n_features, task.n_classes) == (
+        "synthetic",
+        20000,
+        20,
+        2,
+    )
+    assert suite.teacher.members == 5 and suite.teacher.family == "seed_teacher"
+    assert suite.budget.trials >= 40
+    s = suite.search
+    assert (s.width.low, s.width.high, s.width.log) == (4, 512, True)
+    assert (s.depth.low, s.depth.high) == (1, 4)
+    assert (s.temperature.low, s.temperature.high) == (1.0, 20.0)
+    assert (s.alpha.low, s.alpha.high) == (0.5, 1.0)
+
+
+def test_fixed_values_and_defaults() -> None:
+    suite = parse_suite({"search": {"alpha": 0.9, "temperature": 4}})
+    assert suite.search.alpha.fixed and suite.search.alpha.low == 0.9
+    assert suite.search.temperature.low == 4.0
+    assert suite.tasks[0].kind == "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (
+            {"search": {"width": {"low": -3, "high": 8}}},
+            "The 'width.low' parameter of [search] must be an int in [1, 4096]. Got -3 instead.",
+        ),
+        (
+            {"search": {"width": {"low": 64, "high": 8}}},
+            "'width.low' parameter of [search] must be <= 'width.high'",
+        ),
+        (
+            {"search": {"alpha": {"low": 0.5, "high": 1.5}}},
+            "The 'alpha.high' parameter of [search] must be a number in [0, 1]. Got 1.5 instead.",
+        ),
+        (
+            {"budget": {"trials": "many"}},
+            "The 'trials' parameter of [budget] must be an int in [1, 100000]. Got 'many' instead.",
+        ),
+        ({"budget": {"trails": 3}}, "Unknown key 'trails' in [budget]. Valid keys:"),
+        (
+            {"teacher": {"combine": "vote"}},
+            "The 'combine' parameter of [teacher] must be one of 'mean_prob', 'mean_logit'. Got 'vote' instead.",
+        ),
+        ({"student": {"family": "resnet"}}, "The 'family' parameter of [student] must be one of"),
+        (
+            {"task": {"kind": "imagenet"}},
+            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'csv'. Got 'imagenet' instead.",
+        ),
+        (
+            {"task": {"n_informative": 30}},
+            "The 'n_informative' parameter of [task] must be an int in [1, 20]. Got 30 instead.",
+        ),
+        (
+            {"budget": {"prune": True}},
+            "The 'prune' parameter of [budget] must be false unless objective = 'val_acc'",
+        ),
+        (
+            {"measure": {"device": "tpu"}},
+            "The 'device' parameter of [measure] must be one of 'auto', 'cpu', 'cuda' or 'cuda:N'. Got 'tpu' instead.",
+        ),
+        ({"colour": "red"}, "Unknown key 'colour' in the top level."),
+        (
+            {"search": {"depth": {"low": 1, "high": 2, "step": 1}}},
+            "Unknown key 'depth.step' in [search]",
+        ),
+        ({"budget": {"seeds": True}}, "The 'seeds' parameter of [budget] must be an int"),
+    ],
+)
+def test_bad_values_name_key_rule_and_value(doc: dict, message: str) -> None:
+    with pytest.raises(SuiteError) as info:
+        parse_suite(doc)
+    assert message in str(info.value)
+
+
+def test_cli_exits_2_with_one_line_and_no_traceback(tiny_suite, tmp_path: Path, capsys) -> None:
+    bad = tiny_suite(
+        replace={"width = { low = 4, high = 32, log = true }": "width = { low = -3, high = 32 }"}
+    )
+    code = main(["run", str(bad), "--out", str(tmp_path / "r"), "--reports", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "The 'width.low' parameter of [search] must be an int in [1, 4096]. Got -3 instead." in err
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_cli_rejects_invalid_toml_and_missing_file(tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[task\nkind = 1")
+    assert main(["run", str(broken)]) == 2
+    assert "must be valid TOML" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert "The suite file must exist" in capsys.readouterr().err
+    assert main(["recommend", str(tmp_path), "--max-gap", "0.5"]) == 2
+    assert "must be a kdbench run folder" in capsys.readouterr().err
+
+
+def test_python_dash_m_bench_usage_error_is_exit_2() -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "bench", "frobnicate"], capture_output=True, text=True
+    )
+    assert res.returncode == 2
+    assert "invalid choice" in res.stderr

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdcore import Distiller, Member, SoftTargets
+
+
+def _data(n: int = 400, d: int = 6, c: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    w = torch.randn(d, c, generator=g)
+    y = (x @ w).argmax(-1)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def task():
+    x, y = _data()
+    xv, yv = _data(150, seed=1)
+    teacher = SoftTargets(torch.randn(2, len(x), 3, generator=torch.Generator().manual_seed(5)) * 3)
+    return x, y, xv, yv, teacher
+
+
+def _fit(task, members, **kw) -> Distiller:
+    x, y, xv, yv, teacher = task
+    params = {"arch": {"width": 16, "depth": 2}, "epochs": 4, "batch_size": 64, "lr": 3e-3} | kw
+    return Distiller(**params).fit(x, y, xv, yv, members, teacher=teacher)
+
+
+def test_grouped_members_match_students_trained_alone(task) -> None:
+    members = [Member(0, 4.0, 0.9), Member(1, 2.0, 0.5), Member(0, 1.0, 0.0)]
+    group = _fit(task, members)
+    x = task[2]
+    grouped_logits = group.predict_logits(x)
+    for g, m in enumerate(members):
+        alone = _fit(task, [m])
+        assert alone.best_epoch_[0] == group.best_epoch_[g]
+        assert torch.allclose(alone.predict_logits(x)[0], grouped_logits[g], atol=1e-4, rtol=1e-4)
+        for p_alone, p_group in zip(
+            alone.models_[0].parameters(), group.models_[g].parameters(), strict=True
+        ):
+            assert torch.allclose(p_alone, p_group, atol=1e-5, rtol=1e-4)
+
+
+def test_members_differ_by_seed_and_temperature(task) -> None:
+    fit = _fit(task, [Member(0, 4.0, 0.9), Member(1, 4.0, 0.9)])
+    a, b = fit.predict_logits(task[2])
+    assert not torch.allclose(a, b)
+
+
+def test_selection_uses_the_best_validation_epoch(task) -> None:
+    fit = _fit(task, [Member(3, 2.0, 0.7)], epochs=6)
+    val_curve = [h["val_acc"][0] for h in fit.history_]
+    best = max(range(len(val_curve)), key=lambda i: val_curve[i])
+    assert fit.best_epoch_[0] == best + 1
+    assert fit.val_acc_[0] == pytest.approx(val_curve[best])
+    x, y, xv, yv, _ = task
+    acc = float((fit.models_[0](xv).argmax(-1) == yv).float().mean())
+    assert acc == pytest.approx(fit.val_acc_[0], abs=1e-6)
+
+
+def test_patience_stops_early(task) -> None:
+    fit = _fit(task, [Member(0, 2.0, 0.5)], epochs=50, patience=1, lr=1e-1)
+    assert fit.epochs_run_ < 50
+
+
+def test_scratch_needs_no_teacher_and_distillation_does(task) -> None:
+    x, y, xv, yv, _ = task
+    fit = Distiller(arch={"width": 8, "depth": 1}, epochs=2).fit(x, y, xv, yv, [Member(0)])
+    assert len(fit.models_) == 1
+    with pytest.raises(ValueError, match="need teacher soft targets"):
+        Distiller(arch={"width": 8, "depth": 1}, epochs=2).fit(x, y, xv, yv, [Member(0, 4.0, 0.5)])
+    with pytest.raises(ValueError, match="alpha must be in"):
+        Distiller(arch={"width": 8, "depth": 1}).fit(x, y, xv, yv, [Member(0, 4.0, 1.5)])
+
+
+def test_diverging_member_is_reported_not_raised(task) -> None:
+    fit = _fit(task, [Member(0, 4.0, 0.9)], lr=1e30, epochs=3)
+    assert 0 in fit.failed_
+    assert "non-finite" in fit.failed_[0]

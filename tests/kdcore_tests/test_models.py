@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from kdcore import (
+    SoftTargets,
+    StudentModel,
+    TeacherEnsemble,
+    TeacherModel,
+    build_student,
+    count_flops,
+    count_params,
+    get_family,
+    list_families,
+    mlp,
+    register_family,
+)
+
+
+def test_seed_teacher_size_and_flops_match_the_notes() -> None:
+    teacher = TeacherModel(20, 2)
+    assert count_params(teacher) == 46_658
+    for batch in (1, 7):
+        assert count_flops(teacher, torch.randn(batch, 20)) == 92_416
+    ensemble = TeacherEnsemble([TeacherModel(20, 2) for _ in range(5)])
+    assert count_params(ensemble) == 233_290
+    assert count_flops(ensemble, torch.randn(3, 20)) == 5 * 92_416
+
+
+def test_seed_student_is_about_one_thirtieth_of_five_teachers() -> None:
+    student = StudentModel(20, 2)
+    assert count_params(student) == 7_779
+    assert 29 < 233_290 / 7_779 < 31
+
+
+@pytest.mark.parametrize(
+    ("d", "widths", "c"), [(13, (7, 11), 3), (5, (17,), 9), (31, (3, 5, 2), 4)]
+)
+def test_flops_equal_two_per_multiply_add_of_an_odd_mlp(
+    d: int, widths: tuple[int, ...], c: int
+) -> None:
+    layers: list[nn.Module] = []
+    fan_in = d
+    for w in widths:
+        layers += [nn.Linear(fan_in, w), nn.ReLU()]
+        fan_in = w
+    layers.append(nn.Linear(fan_in, c))
+    dims = [d, *widths, c]
+    macs = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    assert count_flops(nn.Sequential(*layers), torch.randn(5, d)) == 2 * macs
+
+
+class _ElementwiseOnly(nn.Module):
+    """A 'family' whose math the FLOP counter does not see (no matmul)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.unsqueeze(-1) * self.w).sum(1)
+
+
+def test_unknown_operators_give_a_clear_error_not_zero() -> None:
+    with pytest.raises(ValueError, match="counted 0 FLOPs for _ElementwiseOnly"):
+        count_flops(_ElementwiseOnly(), torch.randn(2, 4))
+
+
+def test_mlp_family_shapes_and_registry() -> None:
+    model = build_student("mlp", 20, 3, width=8, depth=3)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(20, 8), (8, 8), (8, 8), (8, 3)]
+    assert "mlp" in list_families() and "seed_teacher" in list_families()
+    with pytest.raises(KeyError, match="Valid names: .*mlp"):
+        get_family("transformer")
+    with pytest.raises(TypeError, match="unknown"):
+        build_student("mlp", 20, 3, width=8, depth=2, heads=4)
+    with pytest.raises(ValueError):
+        mlp(20, 2, width=0, depth=1)
+
+
+def test_users_can_register_a_family() -> None:
+    def wide_linear(input_dim: int, num_classes: int, rank: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(input_dim, rank), nn.Linear(rank, num_classes))
+
+    register_family("test_lowrank", wide_linear, ("rank",), "low-rank linear", replace=True)
+    model = build_student("test_lowrank", 10, 2, rank=3)
+    assert count_params(model) == 10 * 3 + 3 + 3 * 2 + 2
+    with pytest.raises(ValueError, match="already registered"):
+        register_family("test_lowrank", wide_linear, ("rank",))
+
+
+def test_fused_ensemble_equals_the_loop() -> None:
+    torch.manual_seed(0)
+    ens = TeacherEnsemble([TeacherModel(6, 3) for _ in range(4)]).eval()
+    x = torch.randn(9, 6)
+    with torch.no_grad():
+        assert torch.allclose(ens(x), ens.fused()(x), atol=1e-5)
+    ens_logit = TeacherEnsemble(list(ens.members), combine="mean_logit").eval()
+    with torch.no_grad():
+        assert torch.allclose(ens_logit(x), ens_logit.fused()(x), atol=1e-5)
+
+
+def test_cache_outputs_runs_every_member_once_per_split_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    members = [TeacherModel(6, 3) for _ in range(3)]
+    calls: list[int] = []
+    for m in members:
+        m.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    ens = TeacherEnsemble(members).train()
+    splits = {"train": torch.randn(50, 6), "val": torch.randn(20, 6), "test": torch.randn(20, 6)}
+    cached = ens.cache_outputs(splits)
+    assert sorted(calls) == sorted([50] * 3 + [20] * 3 + [20] * 3)
+    again = ens.cache_outputs({"val": splits["val"]})  # dropout off: deterministic
+    assert torch.equal(cached["val"].member_logits, again["val"].member_logits)
+    assert ens.training  # mode restored
+    targets = cached["train"]
+    assert targets.log_probs(4.0) is targets.log_probs(4.0)  # memoised per temperature
+    assert len(calls) == 12
+
+
+def test_soft_targets_validate_combine_mode() -> None:
+    with pytest.raises(ValueError, match="Unknown combine mode"):
+        SoftTargets(torch.randn(2, 5, 3), combine="vote")
