@@ -68,7 +68,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
-    tmp, code, run_dir, _ = finished_run
+    _tmp, code, run_dir, _ = finished_run
     assert code == 0
     assert re.fullmatch(r"\d{8}T\d{6}Z_tiny", run_dir.name)
     for name in (

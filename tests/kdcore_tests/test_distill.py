@@ -55,7 +55,7 @@ def test_selection_uses_the_best_validation_epoch(task) -> None:
     best = max(range(len(val_curve)), key=lambda i: val_curve[i])
     assert fit.best_epoch_[0] == best + 1
     assert fit.val_acc_[0] == pytest.approx(val_curve[best])
-    x, y, xv, yv, _ = task
+    _x, _y, xv, yv, _ = task
     acc = float((fit.models_[0](xv).argmax(-1) == yv).float().mean())
     assert acc == pytest.approx(fit.val_acc_[0], abs=1e-6)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ def test_flops_equal_two_per_multiply_add_of_an_odd_mlp(
         fan_in = w
     layers.append(nn.Linear(fan_in, c))
     dims = [d, *widths, c]
-    macs = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    macs = sum(a * b for a, b in itertools.pairwise(dims))
     assert count_flops(nn.Sequential(*layers), torch.randn(5, d)) == 2 * macs
 
 
@@ -73,7 +75,7 @@ def test_mlp_family_shapes_and_registry() -> None:
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(20, 8), (8, 8), (8, 8), (8, 3)]
     assert "mlp" in list_families() and "seed_teacher" in list_families()
-    with pytest.raises(KeyError, match="Valid names: .*mlp"):
+    with pytest.raises(KeyError, match=r"Valid names: .*mlp"):
         get_family("transformer")
     with pytest.raises(TypeError, match="unknown"):
         build_student("mlp", 20, 3, width=8, depth=2, heads=4)
