@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `kdbench list columns | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("kdbench: interrupted; continue with `kdbench run --resume RUN_DIR`", file=sys.stderr)
         return 130

@@ -323,7 +323,7 @@ def history_data(trials: pd.DataFrame) -> pd.DataFrame:
         {
             "trial": s["trial"].astype(int).to_numpy(),
             "val_acc_pct": val.to_numpy(float),
-            "best_so_far_pct": val.cummax().to_numpy(float),
+            "best_so_far_pct": val.cummax().ffill().to_numpy(float),
             "state": s["state"].astype(str).to_numpy(),
         }
     )

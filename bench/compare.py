@@ -1,0 +1,173 @@
+"""Compare two runs: matched configurations, each run's recommendation, CI gates.
+
+A threshold ``METRIC:LIMIT`` fails when run B is worse than run A by more than LIMIT, where
+LIMIT is ``N%`` (relative), ``Npp`` (percentage points, for fraction columns) or a plain
+number (absolute, in the column's unit). "Worse" is higher for costs and gaps, lower for
+accuracies, gains, agreement, speed-ups and throughput. Each threshold is checked on
+(1) the median over configurations present in both runs (same task, width, depth, T, alpha,
+phase) and (2) the recommended student of each task. A task whose run A has a student meeting
+``--max-gap`` and whose run B has none is always a regression.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.recommend import Constraints, candidates, recommend
+from bench.records import COLUMN_NAMES, read_trials
+from bench.report.tables import markdown_table
+from bench.suite import SuiteError
+
+__all__ = ["Threshold", "compare_runs", "parse_threshold"]
+
+HIGHER_IS_BETTER = {
+    "student_acc",
+    "scratch_acc",
+    "kd_gain",
+    "agreement",
+    "gap_closed",
+    "ensemble_gain_kept",
+    "speedup_cpu_b1",
+    "speedup_gpu_b1",
+    "speedup_cpu_b1_vs_loop",
+    "speedup_cpu_b1_vs_fused",
+    "throughput_cpu_bN_per_s",
+    "throughput_gpu_bN_per_s",
+    "throughput_cpu_mt_bN_per_s",
+    "student_val_acc",
+    "ensemble_acc",
+    "ensemble_val_acc",
+    "best_member_acc",
+}
+_KEY = ["task", "phase", "width", "depth", "temperature", "alpha"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    limit: float
+    kind: str  # "rel", "pp" or "abs"
+
+    def worse_by(self, a: float, b: float) -> float:
+        """How much worse B is than A, in this threshold's unit (negative = better)."""
+        delta = (b - a) if self.metric not in HIGHER_IS_BETTER else (a - b)
+        if self.kind == "rel":
+            return delta / abs(a) * 100 if a else math.inf if delta > 0 else 0.0
+        if self.kind == "pp":
+            return delta * 100
+        return delta
+
+    def describe(self) -> str:
+        unit = {"rel": "%", "pp": "pp", "abs": ""}[self.kind]
+        return f"{self.metric}:{self.limit:g}{unit}"
+
+
+def parse_threshold(text: str) -> Threshold:
+    m = re.fullmatch(r"([A-Za-z0-9_]+):([0-9]*\.?[0-9]+)(%|pp)?", text.strip())
+    if not m:
+        raise SuiteError(
+            f"The '--fail' option must look like METRIC:10% or METRIC:0.5pp or METRIC:3. Got {text!r} instead."
+        )
+    metric, value, unit = m.groups()
+    if metric not in COLUMN_NAMES:
+        raise SuiteError(
+            f"The '--fail' option must name a result column (see `kdbench list columns`). Got {metric!r} instead."
+        )
+    return Threshold(metric, float(value), {"%": "rel", "pp": "pp", None: "abs"}[unit])
+
+
+def _matched(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        c = candidates(frame).copy()
+        c["temperature"] = c["temperature"].round(6)
+        c["alpha"] = c["alpha"].round(6)
+        return c
+
+    return keyed(a).merge(keyed(b), on=_KEY, suffixes=("_a", "_b"))
+
+
+def compare_runs(
+    run_a: Path, run_b: Path, thresholds: list[Threshold], max_gap_pp: float = 0.5
+) -> tuple[str, list[str]]:
+    """Return the comparison text and the list of regressions (empty = pass)."""
+    a, b = read_trials(run_a), read_trials(run_b)
+    matched = _matched(a, b)
+    lines = [f"A: {Path(run_a).name}", f"B: {Path(run_b).name}", ""]
+    shown = ["student_acc", "acc_gap", "kd_gain", "student_flops", "latency_cpu_b1_p50_ms"]
+    metrics = list(dict.fromkeys(shown + [t.metric for t in thresholds]))
+    if matched.empty:
+        lines.append(
+            "No configuration appears in both runs (same task, width, depth, T, alpha, phase)."
+        )
+    else:
+        view = matched[_KEY].copy()
+        for m in metrics:
+            view[f"{m} A"] = matched[f"{m}_a"]
+            view[f"{m} B"] = matched[f"{m}_b"]
+        lines.append(f"{len(matched)} matched configurations:")
+        lines.append(markdown_table(view))
+    regressions: list[str] = []
+    for t in thresholds:
+        if not matched.empty:
+            worse = [
+                t.worse_by(x, y)
+                for x, y in zip(matched[f"{t.metric}_a"], matched[f"{t.metric}_b"], strict=True)
+                if not (pd.isna(x) or pd.isna(y))
+            ]
+            if worse:
+                med = float(pd.Series(worse).median())
+                verdict = "FAIL" if med > t.limit else "ok"
+                lines.append(
+                    f"[{verdict}] {t.describe()}: B worse by {med:.3g} (median over {len(worse)} matched)"
+                )
+                if med > t.limit:
+                    regressions.append(f"{t.describe()} on matched configurations")
+    lines.append("")
+    tasks = list(dict.fromkeys(list(a["task"]) + list(b["task"])))
+    for task in tasks:
+        ra = (
+            recommend(a, Constraints(max_gap_pp=max_gap_pp), task)
+            if task in set(a["task"])
+            else None
+        )
+        rb = (
+            recommend(b, Constraints(max_gap_pp=max_gap_pp), task)
+            if task in set(b["task"])
+            else None
+        )
+        for label, rec in (("A", ra), ("B", rb)):
+            if rec is None:
+                lines.append(f"[{task}] {label}: task not in run")
+            elif rec.chosen is None:
+                lines.append(f"[{task}] {label}: no student meets {max_gap_pp:g} pp")
+            else:
+                r = rec.chosen
+                lines.append(
+                    f"[{task}] {label}: width {int(r['width'])} depth {int(r['depth'])}, "
+                    f"{int(r['student_params']):,} params, acc {r['student_acc'] * 100:.2f} %, gap {r['acc_gap'] * 100:.2f} pp"
+                )
+        if ra is None or rb is None:
+            continue
+        if ra.met and not rb.met:
+            regressions.append(f"[{task}] B has no student meeting {max_gap_pp:g} pp; A has")
+            lines.append(f"[FAIL] [{task}] recommendation lost in B")
+        if ra.chosen is not None and rb.chosen is not None:
+            for t in thresholds:
+                x, y = ra.chosen.get(t.metric), rb.chosen.get(t.metric)
+                if x is None or y is None or pd.isna(x) or pd.isna(y):
+                    continue
+                w = t.worse_by(float(x), float(y))
+                verdict = "FAIL" if w > t.limit else "ok"
+                lines.append(
+                    f"[{verdict}] [{task}] recommended student {t.describe()}: B worse by {w:.3g}"
+                )
+                if w > t.limit:
+                    regressions.append(f"[{task}] {t.describe()} on the recommended student")
+    lines.append("")
+    lines.append("REGRESSION: " + "; ".join(regressions) if regressions else "No regression.")
+    return "\n".join(lines), regressions

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.compare import parse_threshold
+from bench.records import write_trials
+from bench.suite import SuiteError
+from tests.bench_tests.conftest import make_table
+
+
+def _run_dir(root: Path, name: str, rows: list[dict]) -> Path:
+    run = root / name
+    run.mkdir()
+    write_trials(make_table(*rows), run)
+    (run / "manifest.json").write_text(json.dumps({"run_id": name, "status": "complete"}))
+    return run
+
+
+BASE = [
+    {
+        "trial": 0,
+        "width": 8,
+        "student_flops": 1000,
+        "student_acc": 0.968,
+        "latency_cpu_b1_p50_ms": 0.05,
+    },
+    {
+        "trial": 1,
+        "width": 32,
+        "student_flops": 4000,
+        "student_acc": 0.969,
+        "latency_cpu_b1_p50_ms": 0.08,
+    },
+]
+
+
+def test_identical_runs_exit_0(tmp_path: Path, capsys) -> None:
+    a = _run_dir(tmp_path, "a", BASE)
+    b = _run_dir(tmp_path, "b", BASE)
+    assert (
+        main(
+            [
+                "compare",
+                str(a),
+                str(b),
+                "--fail",
+                "latency_cpu_b1_p50_ms:10%",
+                "--fail",
+                "acc_gap:0.5pp",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "2 matched configurations" in out and "No regression." in out
+
+
+def test_constructed_regression_exits_1(tmp_path: Path, capsys) -> None:
+    a = _run_dir(tmp_path, "a", BASE)
+    slower = [dict(r, latency_cpu_b1_p50_ms=r["latency_cpu_b1_p50_ms"] * 1.5) for r in BASE]
+    b = _run_dir(tmp_path, "b", slower)
+    assert main(["compare", str(a), str(b), "--fail", "latency_cpu_b1_p50_ms:10%"]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    worse_acc = [dict(r, student_acc=r["student_acc"] - 0.01) for r in BASE]
+    c = _run_dir(tmp_path, "c", worse_acc)
+    assert main(["compare", str(a), str(c), "--fail", "acc_gap:0.5pp"]) == 1
+    capsys.readouterr()
+    # Within the 2 pp threshold, but no student meets 0.5 pp any more: still a regression.
+    assert main(["compare", str(a), str(c), "--fail", "acc_gap:2pp"]) == 1
+    out = capsys.readouterr().out
+    assert "[ok] acc_gap:2pp" in out and "recommendation lost" in out
+    faster = [dict(r, latency_cpu_b1_p50_ms=r["latency_cpu_b1_p50_ms"] * 0.5) for r in BASE]
+    d = _run_dir(tmp_path, "d", faster)
+    assert (
+        main(["compare", str(a), str(d), "--fail", "latency_cpu_b1_p50_ms:10%"]) == 0
+    )  # faster is fine
+
+
+def test_threshold_parsing() -> None:
+    t = parse_threshold("acc_gap:0.5pp")
+    assert (t.metric, t.limit, t.kind) == ("acc_gap", 0.5, "pp")
+    assert t.worse_by(0.010, 0.012) == pytest.approx(0.2)
+    assert parse_threshold("student_acc:1pp").worse_by(0.97, 0.95) == pytest.approx(2.0)
+    with pytest.raises(SuiteError, match="must name a result column"):
+        parse_threshold("speed:10%")
+    with pytest.raises(SuiteError, match="must look like"):
+        parse_threshold("latency_cpu_b1_p50_ms>10")

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bench.recommend import Constraints, candidates, capacity_fit, knee, recommend
+from tests.bench_tests.conftest import make_table
+
+
+def test_clear_winner_is_the_cheapest_student_within_tolerance() -> None:
+    table = make_table(
+        {"trial": 0, "student_flops": 500, "student_params": 250, "student_acc": 0.90},  # too far
+        {
+            "trial": 1,
+            "student_flops": 2000,
+            "student_params": 1000,
+            "student_acc": 0.968,
+        },  # ok, cheapest
+        {
+            "trial": 2,
+            "student_flops": 8000,
+            "student_params": 4000,
+            "student_acc": 0.969,
+        },  # ok, dearer
+    )
+    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    assert rec.met and rec.chosen is not None and rec.chosen["trial"] == 1
+    assert "Recommended student: width" in rec.text()
+    assert "upper bound of the 95 % interval" in rec.gap_basis
+
+
+def test_no_student_meets_the_gap_names_the_closest_and_extrapolates() -> None:
+    rows = [
+        {"trial": i, "student_params": p, "student_flops": 2 * p, "student_acc": acc}
+        for i, (p, acc) in enumerate(
+            [(100, 0.80), (300, 0.86), (1000, 0.90), (3000, 0.92), (10000, 0.93)]
+        )
+    ]
+    rec = recommend(make_table(*rows), Constraints(max_gap_pp=2.0))  # needs >= 95 %
+    assert not rec.met and rec.chosen is None
+    assert rec.closest is not None and rec.closest["trial"] == 4
+    text = rec.text()
+    assert "No student meets the constraints." in text and "Closest:" in text
+    assert rec.extrapolation is not None
+    assert "levels off" in rec.extrapolation.get("message", "") or rec.extrapolation.get(
+        "extrapolated"
+    )
+
+
+def test_extrapolation_estimates_a_larger_size_on_a_power_law() -> None:
+    params = np.array([100, 300, 1000, 3000, 10000], float)
+    err = 2.0 * params**-0.5 + 0.01  # the curve the fit assumes
+    a, b, c = capacity_fit(params, err)
+    assert b == np.float64(b) and abs(b - 0.5) < 0.05 and abs(c - 0.01) < 0.005
+    rows = [
+        {
+            "trial": i,
+            "student_params": int(p),
+            "student_flops": int(2 * p),
+            "student_acc": 1 - e,
+            "ensemble_acc": 0.985,
+        }
+        for i, (p, e) in enumerate(zip(params, err, strict=True))
+    ]
+    rec = recommend(make_table(*rows), Constraints(max_gap_pp=0.0))
+    assert not rec.met
+    e = rec.extrapolation
+    assert e is not None and e["extrapolated"] and e["params_needed"] > 10000
+    expected = (2.0 / (0.015 - 0.01)) ** 2  # error 1.5 % → params = (a / (err − c))^(1/b)
+    assert math.isclose(e["params_needed"], expected, rel_tol=0.2)
+    assert "treat as a guess" in rec.text()
+
+
+def test_ties_on_cost_go_to_the_smaller_gap_bound() -> None:
+    table = make_table(
+        {"trial": 0, "student_flops": 2000, "student_acc": 0.967},
+        {"trial": 1, "student_flops": 2000, "student_acc": 0.969},
+    )
+    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    assert rec.chosen is not None and rec.chosen["trial"] == 1
+    assert any("tie" in n for n in rec.notes)
+
+
+def test_noisy_interval_changes_the_decision() -> None:
+    # Trial 0's mean gap (0.3 pp) is within 0.5 pp but its interval is wide (upper 0.9 pp);
+    # trial 1 is dearer with a tight interval. The rule uses the upper bound → trial 1.
+    table = make_table(
+        {"trial": 0, "student_flops": 1000, "student_acc": 0.967, "half_ci": 0.006},
+        {"trial": 1, "student_flops": 3000, "student_acc": 0.968, "half_ci": 0.001},
+    )
+    assert recommend(table, Constraints(max_gap_pp=0.5)).chosen["trial"] == 1
+    tight = make_table(
+        {"trial": 0, "student_flops": 1000, "student_acc": 0.967, "half_ci": 0.001},
+        {"trial": 1, "student_flops": 3000, "student_acc": 0.968, "half_ci": 0.001},
+    )
+    assert recommend(tight, Constraints(max_gap_pp=0.5)).chosen["trial"] == 0
+
+
+def test_latency_constraint_and_best_member_reference() -> None:
+    table = make_table(
+        {"trial": 0, "student_flops": 1000, "student_acc": 0.968, "latency_cpu_b1_p50_ms": 0.5},
+        {"trial": 1, "student_flops": 3000, "student_acc": 0.968, "latency_cpu_b1_p50_ms": 0.1},
+    )
+    rec = recommend(table, Constraints(max_gap_pp=0.5, max_latency_ms=0.2))
+    assert rec.chosen["trial"] == 1 and rec.cost_column == "latency_cpu_b1_p50_ms"
+    # Against the best member (96.0 %) a 95.5 % student is within 0.5 pp + CI 0.2 pp? No: 0.7 pp.
+    weaker = make_table(
+        {"trial": 0, "student_acc": 0.9555, "best_member_acc": 0.96, "half_ci": 0.0}
+    )
+    assert recommend(weaker, Constraints(max_gap_pp=0.5, against="best-member")).met
+    assert not recommend(weaker, Constraints(max_gap_pp=0.5)).met
+    gpu = recommend(table, Constraints(max_gap_pp=0.5, max_latency_ms=1.0, device="gpu"))
+    assert not gpu.met and any("not measured" in n for n in gpu.notes)
+
+
+def test_confirm_rows_replace_search_rows_and_single_seed_rows_are_set_aside() -> None:
+    table = make_table(
+        {"trial": 0, "phase": "search", "n_seeds": 1, "student_flops": 100, "student_acc": 0.969},
+        {"trial": 1, "phase": "search", "n_seeds": 1, "student_flops": 500, "student_acc": 0.969},
+        {"trial": 1, "phase": "confirm", "n_seeds": 5, "student_flops": 500, "student_acc": 0.968},
+    )
+    c = candidates(table, "t")
+    assert list(zip(c["trial"], c["phase"], strict=True)) == [(0, "search"), (1, "confirm")]
+    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    assert rec.chosen["trial"] == 1 and rec.chosen["phase"] == "confirm"
+    assert any("replicate seeds" in n for n in rec.notes)
+
+
+def test_single_seed_runs_say_the_gap_has_no_interval() -> None:
+    table = make_table({"trial": 0, "n_seeds": 1, "student_acc": 0.969})
+    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    assert rec.met and "no interval" in rec.gap_basis
+
+
+def test_knee_is_the_point_farthest_from_the_chord() -> None:
+    table = make_table(
+        *[
+            {"trial": i, "student_params": p, "student_acc": a}
+            for i, (p, a) in enumerate([(100, 0.80), (1000, 0.95), (10000, 0.96), (100000, 0.965)])
+        ]
+    )
+    assert knee(candidates(table))["student_params"] == 1000
+
+
+def test_json_output_is_valid() -> None:
+    import json
+
+    rec = recommend(make_table({"trial": 0}), Constraints(max_gap_pp=5))
+    data = json.loads(rec.to_json())
+    assert data["met"] is True and data["chosen"]["trial"] == 0
