@@ -79,22 +79,28 @@ def _stats(dev: str, tag: str, res: LatencyResult) -> dict[str, object]:
 
 def ensemble_latency_columns(
     ensemble: TeacherEnsemble, input_dim: int, cfg: MeasureConfig, gpu: torch.device | None
-) -> dict[str, object]:
-    """The ensemble as a Python loop over members and fused into batched matmuls."""
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The ensemble as a Python loop over members and fused into batched matmuls.
+
+    Returns the p50 record columns and the full statistics (p50/p90/p99/IQR, noise flag,
+    throughput; also with all cores) for the manifest."""
     cols: dict[str, object] = {}
+    detail: dict[str, object] = {}
     forms = {"loop": ensemble.eval(), "fused": ensemble.fused().eval()}
     for form, model in forms.items():
         for tag, batch in (("b1", 1), ("bN", cfg.batch)):
             x = _inputs(input_dim, batch)
-            cols[f"ensemble_{form}_latency_cpu_{tag}_p50_ms"] = _time(
-                model, x, cfg, "cpu", cfg.threads
-            ).p50_ms
+            res = _time(model, x, cfg, "cpu", cfg.threads)
+            cols[f"ensemble_{form}_latency_cpu_{tag}_p50_ms"] = res.p50_ms
+            detail[f"{form}_cpu_{tag}"] = res.as_dict()
+            if cfg.multi_thread:
+                detail[f"{form}_cpu_mt_{tag}"] = _time(model, x, cfg, "cpu", all_cores()).as_dict()
             if gpu is not None:
-                cols[f"ensemble_{form}_latency_gpu_{tag}_p50_ms"] = _time(
-                    model, x, cfg, str(gpu), cfg.threads
-                ).p50_ms
+                res = _time(model, x, cfg, str(gpu), cfg.threads)
+                cols[f"ensemble_{form}_latency_gpu_{tag}_p50_ms"] = res.p50_ms
+                detail[f"{form}_gpu_{tag}"] = res.as_dict()
         model.to("cpu")
-    return cols
+    return cols, detail
 
 
 def speedups(row: dict[str, object]) -> dict[str, float]:

@@ -95,6 +95,7 @@ class StudentTraining:
     lr: float = 3e-3
     weight_decay: float = 0.0
     patience: int = 0
+    grouped: bool = True
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ def _student(t: _Table) -> StudentTraining:
         lr=t.number("lr", d.lr, float, 0.0, 1e30, low_open=True),
         weight_decay=t.number("weight_decay", d.weight_decay, float, 0.0, 1.0),
         patience=t.number("patience", d.patience, int, 0, 10_000),
+        grouped=t.boolean("grouped", d.grouped),
     )
     t.finish()
     return cfg

@@ -214,6 +214,7 @@ def _run_group(
         weight_decay=st.weight_decay,
         patience=st.patience or None,
         device=ctx.train_device,
+        grouped=st.grouped,
     ).fit(
         task.x_train,
         task.y_train,
@@ -500,14 +501,14 @@ def run_suite(
     for task_cfg in suite.tasks:
         task = load_task(task_cfg)
         teacher = prepare_teacher(task, suite.teacher, cache_root, train_device)
-        ens_cols = ensemble_latency_columns(teacher.ensemble, task.input_dim, suite.measure, gpu)
+        ens_cols, ens_detail = ensemble_latency_columns(teacher.ensemble, task.input_dim, suite.measure, gpu)
         tasks_meta[task.name] = {
             "config": task_cfg.__dict__,
             "sizes": task.sizes(),
             "num_classes": task.num_classes,
             "input_dim": task.input_dim,
             "teacher": teacher.summary(),
-            "ensemble_latency": ens_cols,
+            "ensemble_latency": ens_detail,
         }
         _write_manifest(ctx, "running", meta)
         _sweep_task(ctx, task, teacher, ens_cols, n_trials)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kdcore._grouped import GroupedModel
 from kdcore.distill import Distiller, Member
-from kdcore.losses import kd_loss, kd_loss_from_log_probs, soft_log_probs
+from kdcore.losses import kd_loss, kd_loss_from_log_probs, kd_loss_fused, soft_log_probs
 from kdcore.metrics import (
     LatencyResult,
     accuracy,
@@ -57,6 +57,7 @@ __all__ = [
     "get_family",
     "kd_loss",
     "kd_loss_from_log_probs",
+    "kd_loss_fused",
     "kl_to_teacher",
     "list_families",
     "mean_max_prob",

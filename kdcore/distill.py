@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from kdcore._grouped import GroupedModel
-from kdcore.losses import kd_loss_from_log_probs
+from kdcore.losses import FusedKDLoss
 from kdcore.students import build_student
 from kdcore.teachers import SoftTargets
 
@@ -83,6 +83,7 @@ class Distiller:
         fused_adam: bool = True,
         device: str = "cpu",
         eval_batch_size: int = 8192,
+        grouped: bool = True,
     ) -> None:
         self.family = family
         self.arch = arch
@@ -94,6 +95,7 @@ class Distiller:
         self.fused_adam = fused_adam
         self.device = device
         self.eval_batch_size = eval_batch_size
+        self.grouped = grouped
 
     # ------------------------------------------------------------------ validation
     def _validate(
@@ -144,8 +146,13 @@ class Distiller:
         """
         members = list(members)
         self._validate(x_train, y_train, x_val, y_val, members, teacher)
-        device = torch.device(self.device)
         start = time.perf_counter()
+        if not self.grouped and len(members) > 1:
+            return self._fit_one_by_one(
+                x_train, y_train, x_val, y_val, members, teacher, on_epoch, start
+            )
+        self._subs: list[Distiller] | None = None
+        device = torch.device(self.device)
         x_train, y_train = x_train.to(device), y_train.to(device)
         x_val, y_val = x_val.to(device), y_val.to(device)
         n_train = len(x_train)
@@ -221,22 +228,32 @@ class Distiller:
         frozen = torch.zeros(g_count, dtype=torch.bool)
         failed: dict[int, str] = {}
         history: list[dict[str, list[float]]] = []
+        loss_fn = FusedKDLoss(temps, alphas)
+        params = group.parameters()
 
         for epoch in range(1, self.epochs + 1):
             group.train()
             order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
                 device
             )
+            # One gather per epoch; every batch is then a contiguous slice (a view), so the
+            # step itself does no indexing work.
+            x_epoch, y_epoch = x_train[order], y_train[order]
+            t_epoch = targets[rows, order] if targets is not None else None
+            p_epoch = t_epoch.exp() if t_epoch is not None else None
             loss_sum = torch.zeros(g_count, device=device)
             n_batches = 0
             for lo in range(0, n_train, self.batch_size):
-                idx = order[:, lo : lo + self.batch_size]
-                logits = group(x_train[idx])
-                soft = targets[rows, idx] if targets is not None else _zeros_like_logits(logits)
-                losses = kd_loss_from_log_probs(
-                    logits, soft, y_train[idx], temperature=temps, alpha=alphas
-                )
-                optimizer.zero_grad(set_to_none=True)
+                hi = lo + self.batch_size
+                logits = group(x_epoch[:, lo:hi])
+                if t_epoch is not None and p_epoch is not None:
+                    losses = loss_fn(
+                        logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi]
+                    )
+                else:
+                    losses = loss_fn(logits, torch.zeros_like(logits), y_epoch[:, lo:hi])
+                for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
+                    p.grad = None
                 losses.sum().backward()
                 optimizer.step()
                 loss_sum += losses.detach()
@@ -274,6 +291,51 @@ class Distiller:
         self.history_ = history
         self.epochs_run_ = len(history)
 
+    def _fit_one_by_one(
+        self,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+        members: list[Member],
+        teacher: SoftTargets | None,
+        on_epoch: Callable[[int, torch.Tensor], None] | None,
+        start: float,
+    ) -> Distiller:
+        """``grouped=False``: each member in its own group of one, one after the other (the
+        baseline that grouping is measured against); same results, more time."""
+        params = {
+            k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")
+        }
+        subs = [
+            Distiller(**(params | {"grouped": True})).fit(
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                [m],
+                teacher=teacher,
+                on_epoch=on_epoch if i == 0 else None,
+            )
+            for i, m in enumerate(members)
+        ]
+        self._subs = subs
+        self.models_ = [s.models_[0] for s in subs]
+        self.members_ = members
+        self.val_acc_ = [s.val_acc_[0] for s in subs]
+        self.best_epoch_ = [s.best_epoch_[0] for s in subs]
+        self.failed_ = {i: s.failed_[0] for i, s in enumerate(subs) if 0 in s.failed_}
+        self.epochs_run_ = max(s.epochs_run_ for s in subs)
+        self.history_ = [
+            {
+                k: [s.history_[e][k][0] if e < len(s.history_) else float("nan") for s in subs]
+                for k in ("train_loss", "val_acc")
+            }
+            for e in range(self.epochs_run_)
+        ]
+        self.train_time_s_ = time.perf_counter() - start
+        return self
+
     def _member_targets(
         self,
         members: list[Member],
@@ -309,6 +371,8 @@ class Distiller:
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[G, N, C]`` of every member at its selected epoch."""
+        if getattr(self, "_subs", None) is not None:
+            return torch.cat([s.predict_logits(x) for s in self._subs])
         live = self._group.params
         self._group.params = self._best_params
         try:
@@ -316,7 +380,3 @@ class Distiller:
             return self._predict(self._group, x.to(next(iter(live.values())).device)).cpu()
         finally:
             self._group.params = live
-
-
-def _zeros_like_logits(logits: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(logits)

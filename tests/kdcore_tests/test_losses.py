@@ -137,3 +137,25 @@ def test_ensemble_soft_targets_mean_of_probabilities_and_of_logits() -> None:
     assert torch.allclose(combine_log_probs(members, T, "mean_logit").exp(), mean_logit, atol=1e-6)
     with pytest.raises(ValueError, match="mean_prob"):
         combine_log_probs(members, T, "median")
+
+
+def test_fused_loss_matches_the_reference_value_and_gradient() -> None:
+    from kdcore import kd_loss_fused
+
+    g, b, c = 3, 16, 7
+    z = torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(50)) * 3
+    t_lp = F.log_softmax(torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(51)), -1)
+    y = torch.randint(0, c, (g, b), generator=torch.Generator().manual_seed(52))
+    temps = torch.tensor([1.0, 4.0, 20.0], dtype=torch.float64)
+    alphas = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    ref = kd_loss_from_log_probs(z1, t_lp, y, temperature=temps, alpha=alphas)
+    fused = kd_loss_fused(z2, t_lp, y, temperature=temps, alpha=alphas)
+    assert torch.allclose(ref, fused, atol=1e-12)
+    (ref * weights).sum().backward()
+    (fused * weights).sum().backward()
+    assert torch.allclose(z1.grad, z2.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda zz: kd_loss_fused(zz, t_lp, y, temperature=temps, alpha=alphas), (z.clone().requires_grad_(),)
+    )

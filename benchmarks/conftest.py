@@ -1,0 +1,40 @@
+"""Shared fixtures of `make bench`: the seed task, its cached teacher ensemble, the matmul peak."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils import benchmark as tbench
+
+from bench.ensemble import prepare_teacher
+from bench.measure import all_cores
+from bench.suite import load_suite
+from bench.tasks import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def threads() -> int:
+    n = all_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+@pytest.fixture(scope="session")
+def seed_setup(threads: int):
+    """The seed suite's task and teacher (trained once, then reused from results/teachers)."""
+    suite = load_suite(ROOT / "suites" / "seed.toml")
+    task = load_task(suite.tasks[0])
+    teacher = prepare_teacher(task, suite.teacher, ROOT / "results")
+    return suite, task, teacher
+
+
+@pytest.fixture(scope="session")
+def matmul_peak_gflops(threads: int) -> float:
+    """Achieved float32 GFLOP/s of a 2048 x 2048 matmul with all cores: the ceiling."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    m = tbench.Timer("a @ b", globals={"a": a, "b": b}, num_threads=threads).blocked_autorange(min_run_time=1.0)
+    return 2 * 2048**3 / m.median / 1e9
