@@ -692,25 +692,13 @@ def _confirm_task(
 
 
 def select_confirm(search: pd.DataFrame, top_k: int, max_val_gap_pp: float) -> pd.DataFrame:
-    """Configurations to confirm, chosen on validation data only: students whose validation
-    gap to the ensemble is within ``max_val_gap_pp``, taken front by front from the Pareto
-    front of (student_val_acc ↑, student_flops ↓), cheapest first; then, if fewer than
-    ``top_k`` qualify, the most accurate (on validation) of the rest."""
-    near = search[search["val_gap"] * 100 <= max_val_gap_pp]
-    picked: list[pd.DataFrame] = []
-    remaining, count = near, 0
-    while count < top_k and not remaining.empty:
-        front = pareto_mask(
-            remaining["student_flops"].to_numpy(float),
-            -remaining["student_val_acc"].to_numpy(float),
-        )
-        layer = remaining[front].sort_values("student_flops")
-        picked.append(layer)
-        count += len(layer)
-        remaining = remaining[~front]
-    rest = search.drop(index=near.index).sort_values("student_val_acc", ascending=False)
-    picked.append(rest)
-    return pd.concat(picked).head(top_k)
+    """Configurations to confirm, chosen on validation data only: the ``top_k`` cheapest (by
+    FLOPs) completed students whose validation gap to the ensemble is within
+    ``max_val_gap_pp``; if fewer qualify, the rest by smallest validation gap."""
+    ranked = search.assign(_near=search["val_gap"] * 100 <= max_val_gap_pp)
+    near = ranked[ranked["_near"]].sort_values(["student_flops", "val_gap"])
+    rest = ranked[~ranked["_near"]].sort_values(["val_gap", "student_flops"])
+    return pd.concat([near, rest]).head(top_k).drop(columns="_near")
 
 
 def pareto_mask(cost_a: Any, cost_b: Any) -> Any:
