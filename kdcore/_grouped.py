@@ -37,11 +37,26 @@ class GroupedModel:
             raise ValueError("GroupedModel needs at least one member model.")
         self.template = copy.deepcopy(members[0]).to("meta")
         params, buffers = stack_module_state(list(members))
-        self.params: dict[str, torch.Tensor] = params
-        self.buffers: dict[str, torch.Tensor] = buffers
         self.size = len(members)
         self.training = True
         self._fast = _is_fast(members[0])
+        # Fast path: Linear weights are stored transposed, [G, in, out], so that forward is
+        # x @ W with no transpose and their gradients come out contiguous (no copies).
+        self._transposed: set[str] = set()
+        if self._fast:
+            for name, layer in members[0].named_children():
+                if isinstance(layer, nn.Linear):
+                    key = f"{name}.weight"
+                    original = params[key]
+                    params[key] = (
+                        original.detach()
+                        .transpose(1, 2)
+                        .contiguous()
+                        .requires_grad_(original.requires_grad)
+                    )
+                    self._transposed.add(key)
+        self.params: dict[str, torch.Tensor] = params
+        self.buffers: dict[str, torch.Tensor] = buffers
 
     def train(self, mode: bool = True) -> GroupedModel:
         self.training = mode
@@ -67,9 +82,9 @@ class GroupedModel:
                 weight = self.params[f"{name}.weight"]
                 bias = self.params.get(f"{name}.bias")
                 if bias is None:
-                    x = torch.bmm(x, weight.transpose(1, 2))
+                    x = torch.bmm(x, weight)
                 else:
-                    x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                    x = torch.baddbmm(bias.unsqueeze(1), x, weight)
             elif isinstance(layer, nn.ReLU):
                 x = F.relu(x)
             elif isinstance(layer, nn.Dropout):
@@ -89,7 +104,10 @@ class GroupedModel:
         """Member ``index`` as a standalone module (a copy) in eval mode."""
         source = self.params if params is None else params
         module = copy.deepcopy(self.template).to_empty(device="cpu")
-        state = {k: v[index].detach().clone().cpu() for k, v in source.items()}
+        state = {
+            k: (v[index].t() if k in self._transposed else v[index]).detach().clone().cpu()
+            for k, v in source.items()
+        }
         state.update({k: v[index].detach().clone().cpu() for k, v in self.buffers.items()})
         module.load_state_dict(state)
         return module.eval()

@@ -1,0 +1,85 @@
+"""Summarise a pytest-benchmark JSON of `make bench` into a Markdown table.
+
+``python -m bench.benchsummary [FILE_OR_DIR]`` reads the given JSON (or the newest one in the
+folder, default ``results/benchmarks``), prints the table and writes it beside the JSON as
+``<name>.md``. Ratios are between medians measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.records import atomic_write_text
+
+__all__ = ["summarise"]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def summarise(data: dict[str, Any]) -> str:
+    benches = {b["name"]: b for b in data["benchmarks"]}
+    machine = data.get("machine_info", {})
+    lines = [
+        f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}, "
+        f"{machine.get('cpu', {}).get('count', '?')} logical CPUs, Python {machine.get('python_version', '?')}; "
+        f"run {data.get('datetime', '?')}.",
+        "",
+        "| benchmark | median s | IQR s | rounds | test acc | GFLOP/s | of matmul peak | vs reference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ref = benches.get("test_trial_reference")
+    ref_median = ref["stats"]["median"] if ref else None
+    for name, b in benches.items():
+        st, extra = b["stats"], b.get("extra_info", {})
+        ratio = ""
+        if ref_median and name.startswith("test_trial_"):
+            ratio = f"{ref_median / st['median']:.1f}×"
+        lines.append(
+            f"| {name} | {st['median']:.4g} | {st['iqr']:.2g} | {st['rounds']} | "
+            f"{_fmt(extra.get('test_acc', ''))} | {_fmt(extra.get('achieved_gflops', extra.get('gflops', '')))} | "
+            f"{_fmt(extra.get('fraction_of_peak', ''))} | {ratio} |"
+        )
+    tpm = {n: b["extra_info"] for n, b in benches.items() if "trials_per_minute" in b.get("extra_info", {})}
+    if tpm:
+        lines += ["", "| suite run (seeds = 3, 8 trials) | trials / minute |", "|---|---|"]
+        lines += [f"| {n} | {e['trials_per_minute']:.2f} |" for n, e in tpm.items()]
+        g = [e["trials_per_minute"] for e in tpm.values() if e.get("grouped")]
+        s = [e["trials_per_minute"] for e in tpm.values() if not e.get("grouped")]
+        if g and s:
+            lines.append(f"\nGrouping on / off: {g[0] / s[0]:.1f}× more trials per minute.")
+    grouped = benches.get("test_trial_grouped_per_student", {}).get("extra_info", {})
+    if grouped:
+        lines.append(
+            f"\nThreads: {grouped.get('threads')}; trial = width {grouped.get('width')}, depth {grouped.get('depth')}, "
+            f"{grouped.get('epochs')} epochs, batch {grouped.get('batch_size')}, {grouped.get('n_train')} training samples; "
+            f"grouped = {grouped.get('group_size')} students at once, timed per student; "
+            f"float32 matmul peak {grouped.get('matmul_peak_gflops', float('nan')):.1f} GFLOP/s (2048², same run)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    target = Path(args[0]) if args else Path("results/benchmarks")
+    if target.is_dir():
+        files = sorted(target.glob("*.json"))
+        if not files:
+            print(f"no benchmark JSON in {target}", file=sys.stderr)
+            return 2
+        target = files[-1]
+    text = summarise(json.loads(target.read_text()))
+    atomic_write_text(target.with_suffix(".md"), text)
+    print(text)
+    print(f"written: {target.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
