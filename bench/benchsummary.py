@@ -46,7 +46,11 @@ def summarise(data: dict[str, Any]) -> str:
             f"{_fmt(extra.get('test_acc', ''))} | {_fmt(extra.get('achieved_gflops', extra.get('gflops', '')))} | "
             f"{_fmt(extra.get('fraction_of_peak', ''))} | {ratio} |"
         )
-    tpm = {n: b["extra_info"] for n, b in benches.items() if "trials_per_minute" in b.get("extra_info", {})}
+    tpm = {
+        n: b["extra_info"]
+        for n, b in benches.items()
+        if "trials_per_minute" in b.get("extra_info", {})
+    }
     if tpm:
         lines += ["", "| suite run (seeds = 3, 8 trials) | trials / minute |", "|---|---|"]
         lines += [f"| {n} | {e['trials_per_minute']:.2f} |" for n, e in tpm.items()]

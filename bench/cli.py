@@ -51,6 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_root=Path(args.out),
         trials=args.trials,
         resume=args.resume,
+        replay=args.replay,
         on_progress=_progress,
     )
     print(f"run folder: {run_dir}")
@@ -159,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="results root (default: results)")
     run.add_argument("--reports", default="reports", help="reports root (default: reports)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument(
+        "--replay",
+        type=Path,
+        metavar="RUN_DIR",
+        help="evaluate that run's search configurations instead of sampling new ones",
+    )
     run.add_argument(
         "--max-gap",
         type=float,

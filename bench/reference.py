@@ -56,7 +56,9 @@ def reference_kd_fit(
         torch.manual_seed(seed)
         student = build_student("mlp", x_train.shape[1], num_classes, width=width, depth=depth)
     loader = DataLoader(
-        TensorDataset(x_train, y_train), batch_size=batch_size, sampler=_SeededPermutation(len(x_train), seed)
+        TensorDataset(x_train, y_train),
+        batch_size=batch_size,
+        sampler=_SeededPermutation(len(x_train), seed),
     )
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     ensemble.eval()
@@ -66,7 +68,9 @@ def reference_kd_fit(
         for xb, yb in loader:
             with torch.no_grad():  # the teacher runs on every batch, every epoch
                 soft = combine_log_probs(ensemble.member_logits(xb), temperature, ensemble.combine)
-            loss = kd_loss_from_log_probs(student(xb), soft, yb, temperature=temperature, alpha=alpha)
+            loss = kd_loss_from_log_probs(
+                student(xb), soft, yb, temperature=temperature, alpha=alpha
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -100,6 +100,7 @@ class RunContext:
     seed_rows: list[dict[str, Any]] = field(default_factory=list)
     on_progress: Callable[[Progress], None] | None = None
     started: float = field(default_factory=time.perf_counter)
+    replay: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def save(self) -> None:
         write_trials(to_frame(self.rows), self.run_dir, "trials")
@@ -446,9 +447,19 @@ def run_suite(
     out_root: Path = Path("results"),
     trials: int | None = None,
     resume: Path | None = None,
+    replay: Path | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Path:
-    """Run (or resume) a suite; return the run folder."""
+    """Run (or resume) a suite; return the run folder.
+
+    ``replay``: a run folder whose search configurations (width, depth, T, alpha, in trial
+    order) this run evaluates instead of sampling — the same workload under other settings
+    or code, for ``compare`` and for timing."""
+    if replay is not None and resume is not None:
+        raise SuiteError(
+            "The '--replay' option must not be combined with --resume. Got both instead."
+        )
+    replay_configs = _replay_configs(Path(replay)) if replay is not None else {}
     if resume is not None:
         run_dir = Path(resume)
         manifest = _read_manifest(run_dir)
@@ -486,6 +497,7 @@ def run_suite(
     train_threads = suite.measure.train_threads or all_cores()
     torch.set_num_threads(train_threads)
     ctx = RunContext(suite, run_dir, run_id, cache_root, train_device, gpu, on_progress=on_progress)
+    ctx.replay = replay_configs
     if resume is not None and (
         (run_dir / "trials.parquet").is_file() or (run_dir / "trials.csv").is_file()
     ):
@@ -501,7 +513,9 @@ def run_suite(
     for task_cfg in suite.tasks:
         task = load_task(task_cfg)
         teacher = prepare_teacher(task, suite.teacher, cache_root, train_device)
-        ens_cols, ens_detail = ensemble_latency_columns(teacher.ensemble, task.input_dim, suite.measure, gpu)
+        ens_cols, ens_detail = ensemble_latency_columns(
+            teacher.ensemble, task.input_dim, suite.measure, gpu
+        )
         tasks_meta[task.name] = {
             "config": task_cfg.__dict__,
             "sizes": task.sizes(),
@@ -515,6 +529,26 @@ def run_suite(
         _confirm_task(ctx, task, teacher, ens_cols)
     _write_manifest(ctx, "complete", meta)
     return run_dir
+
+
+def _replay_configs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    if not (run_dir / "manifest.json").is_file():
+        raise SuiteError(
+            f"The '--replay' option must name a kdbench run folder. Got {str(run_dir)!r} instead."
+        )
+    trials = read_trials(run_dir)
+    search = trials[trials["phase"] == "search"].sort_values("trial")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for _, r in search.iterrows():
+        out.setdefault(str(r["task"]), []).append(
+            {
+                "width": int(r["width"]),
+                "depth": int(r["depth"]),
+                "temperature": float(r["temperature"]),
+                "alpha": float(r["alpha"]),
+            }
+        )
+    return out
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
@@ -544,8 +578,11 @@ def _sweep_task(
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params)
     done = len(recorded)
+    queue = [dict(p) for p in ctx.replay.get(task.name, [])]
+    if ctx.replay:
+        n_trials = min(n_trials, len(queue))
     while done < n_trials:
-        trials = _ask_group(study, dists, min(suite.budget.group_size, n_trials - done))
+        trials = _ask_group(study, dists, min(suite.budget.group_size, n_trials - done), queue)
         arch = (int(trials[0].params["width"]), int(trials[0].params["depth"]))
         configs = [
             _Config(t.number, float(t.params["temperature"]), float(t.params["alpha"]))
@@ -589,10 +626,25 @@ def _sweep_task(
 
 
 def _ask_group(
-    study: optuna.Study, dists: dict[str, optuna.distributions.BaseDistribution], size: int
+    study: optuna.Study,
+    dists: dict[str, optuna.distributions.BaseDistribution],
+    size: int,
+    queue: list[dict[str, Any]],
 ) -> list[optuna.Trial]:
     """Ask one trial freely, then ``size - 1`` more with its architecture enqueued, so the
-    sampler chooses their temperature and alpha and all train as one same-shape group."""
+    sampler chooses their temperature and alpha and all train as one same-shape group.
+    With a replay ``queue`` the next configurations come from it instead (consecutive ones of
+    the same architecture share a group)."""
+    if queue:
+        batch = [queue.pop(0)]
+        same = (batch[0]["width"], batch[0]["depth"])
+        while len(batch) < size and queue and (queue[0]["width"], queue[0]["depth"]) == same:
+            batch.append(queue.pop(0))
+        asked = []
+        for params in batch:
+            study.enqueue_trial(params)
+            asked.append(study.ask(dists))
+        return asked
     first = study.ask(dists)
     group = [first]
     for _ in range(size - 1):

@@ -36,5 +36,7 @@ def seed_setup(threads: int):
 def matmul_peak_gflops(threads: int) -> float:
     """Achieved float32 GFLOP/s of a 2048 x 2048 matmul with all cores: the ceiling."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    m = tbench.Timer("a @ b", globals={"a": a, "b": b}, num_threads=threads).blocked_autorange(min_run_time=1.0)
+    m = tbench.Timer("a @ b", globals={"a": a, "b": b}, num_threads=threads).blocked_autorange(
+        min_run_time=1.0
+    )
     return 2 * 2048**3 / m.median / 1e9

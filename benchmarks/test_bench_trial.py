@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.reference import reference_kd_fit
 from bench.suite import load_suite
 from bench.sweep import run_suite
-from kdcore import Distiller, Member, accuracy, build_student, kd_loss_from_log_probs
+from kdcore import Distiller, Member, SoftTargets, accuracy, build_student, kd_loss_from_log_probs
 
 EPOCHS, WIDTH, DEPTH, T, ALPHA, BATCH, LR, GROUP = 10, 77, 2, 4.0, 0.9, 256, 3e-3, 8
 
@@ -43,13 +43,23 @@ def _train_flops(task, n_members: int, width: int = WIDTH) -> float:
     return n_members * EPOCHS * (per_sample_step * n_train + per_sample_fwd * n_val)
 
 
-def _record(benchmark, task, acc: float, flops: float, peak: float, threads: int, per: int = 1) -> None:
+def _record(
+    benchmark, task, acc: float, flops: float, peak: float, threads: int, per: int = 1
+) -> None:
     median = benchmark.stats.stats.median  # seconds per trial (per student for the grouped one)
     achieved = flops / per / median / 1e9
     benchmark.extra_info.update(
-        test_acc=acc, train_flops=flops / per, achieved_gflops=achieved, matmul_peak_gflops=peak,
-        fraction_of_peak=achieved / peak, threads=threads, epochs=EPOCHS, width=WIDTH, depth=DEPTH,
-        batch_size=BATCH, n_train=len(task.x_train),
+        test_acc=acc,
+        train_flops=flops / per,
+        achieved_gflops=achieved,
+        matmul_peak_gflops=peak,
+        fraction_of_peak=achieved / peak,
+        threads=threads,
+        epochs=EPOCHS,
+        width=WIDTH,
+        depth=DEPTH,
+        batch_size=BATCH,
+        n_train=len(task.x_train),
     )
 
 
@@ -57,9 +67,21 @@ def test_trial_reference(benchmark, seed_setup, matmul_peak_gflops, threads) -> 
     _, task, teacher = seed_setup
 
     def run():
-        return reference_kd_fit(task.x_train, task.y_train, task.x_val, task.y_val, teacher.ensemble,
-                                width=WIDTH, depth=DEPTH, temperature=T, alpha=ALPHA, epochs=EPOCHS,
-                                batch_size=BATCH, lr=LR, seed=0)
+        return reference_kd_fit(
+            task.x_train,
+            task.y_train,
+            task.x_val,
+            task.y_val,
+            teacher.ensemble,
+            width=WIDTH,
+            depth=DEPTH,
+            temperature=T,
+            alpha=ALPHA,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            lr=LR,
+            seed=0,
+        )
 
     model, _ = benchmark.pedantic(run, rounds=3, iterations=1)
     with torch.no_grad():
@@ -67,15 +89,29 @@ def test_trial_reference(benchmark, seed_setup, matmul_peak_gflops, threads) -> 
     _record(benchmark, task, acc, _train_flops(task, 1), matmul_peak_gflops, threads)
 
 
-def _distill(task, teacher, members, grouped: bool = True) -> Distiller:
-    return Distiller(arch={"width": WIDTH, "depth": DEPTH}, epochs=EPOCHS, batch_size=BATCH, lr=LR,
-                     grouped=grouped).fit(task.x_train, task.y_train, task.x_val, task.y_val, members,
-                                          teacher=teacher.targets["train"])
+def _distill(
+    task, teacher, members, *, width: int = WIDTH, epochs: int = EPOCHS, n_train: int | None = None
+) -> Distiller:
+    targets = teacher.targets["train"]
+    if n_train is not None:
+        targets = SoftTargets(targets.member_logits[:, :n_train], targets.combine)
+    return Distiller(
+        arch={"width": width, "depth": DEPTH}, epochs=epochs, batch_size=BATCH, lr=LR
+    ).fit(
+        task.x_train[:n_train],
+        task.y_train[:n_train],
+        task.x_val,
+        task.y_val,
+        members,
+        teacher=targets,
+    )
 
 
 def test_trial_single(benchmark, seed_setup, matmul_peak_gflops, threads) -> None:
     _, task, teacher = seed_setup
-    fit = benchmark.pedantic(lambda: _distill(task, teacher, [Member(0, T, ALPHA)]), rounds=5, iterations=1)
+    fit = benchmark.pedantic(
+        lambda: _distill(task, teacher, [Member(0, T, ALPHA)]), rounds=5, iterations=1
+    )
     acc = accuracy(fit.predict_logits(task.x_test)[0], task.y_test)
     _record(benchmark, task, acc, _train_flops(task, 1), matmul_peak_gflops, threads)
 
@@ -89,13 +125,17 @@ def test_trial_grouped_per_student(benchmark, seed_setup, matmul_peak_gflops, th
     acc = accuracy(logits[0], task.y_test)  # seed 0, comparable with the other two
     _record(benchmark, task, acc, _train_flops(task, GROUP), matmul_peak_gflops, threads, per=GROUP)
     benchmark.extra_info["group_size"] = GROUP
-    benchmark.extra_info["mean_test_acc_all_seeds"] = sum(accuracy(lg, task.y_test) for lg in logits) / GROUP
+    benchmark.extra_info["mean_test_acc_all_seeds"] = (
+        sum(accuracy(lg, task.y_test) for lg in logits) / GROUP
+    )
 
 
 def test_matmul_peak(benchmark, threads) -> None:
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     benchmark.pedantic(lambda: a @ b, rounds=20, iterations=1, warmup_rounds=2)
-    benchmark.extra_info.update(gflops=2 * 2048**3 / benchmark.stats.stats.median / 1e9, threads=threads)
+    benchmark.extra_info.update(
+        gflops=2 * 2048**3 / benchmark.stats.stats.median / 1e9, threads=threads
+    )
 
 
 @pytest.mark.parametrize("n_samples", [5000, 10000, 20000])
@@ -103,13 +143,10 @@ def test_scaling_samples(benchmark, seed_setup, n_samples: int) -> None:
     """Grouped trial time (8 students, 3 epochs) as the training set grows."""
     _, task, teacher = seed_setup
     n = int(n_samples * 0.6)
-    targets = teacher.targets["train"]
-    from kdcore import SoftTargets
-
-    sub = SoftTargets(targets.member_logits[:, :n], targets.combine)
     members = [Member(s, T, ALPHA) for s in range(GROUP)]
-    benchmark.pedantic(lambda: Distiller(arch={"width": WIDTH, "depth": DEPTH}, epochs=3, batch_size=BATCH).fit(
-        task.x_train[:n], task.y_train[:n], task.x_val, task.y_val, members, teacher=sub), rounds=3, iterations=1)
+    benchmark.pedantic(
+        lambda: _distill(task, teacher, members, epochs=3, n_train=n), rounds=3, iterations=1
+    )
     benchmark.extra_info.update(n_train=n, epochs=3, group_size=GROUP)
 
 
@@ -118,38 +155,68 @@ def test_scaling_width(benchmark, seed_setup, matmul_peak_gflops, width: int) ->
     """Grouped trial time (8 students, 3 epochs) as the student widens; FLOP rate rises with it."""
     _, task, teacher = seed_setup
     members = [Member(s, T, ALPHA) for s in range(GROUP)]
-    benchmark.pedantic(lambda: Distiller(arch={"width": width, "depth": DEPTH}, epochs=3, batch_size=BATCH).fit(
-        task.x_train, task.y_train, task.x_val, task.y_val, members, teacher=teacher.targets["train"]),
-        rounds=3, iterations=1)
+    benchmark.pedantic(
+        lambda: _distill(task, teacher, members, width=width, epochs=3), rounds=3, iterations=1
+    )
     flops = _train_flops(task, GROUP, width) * 3 / EPOCHS
     achieved = flops / benchmark.stats.stats.median / 1e9
-    benchmark.extra_info.update(width=width, epochs=3, group_size=GROUP, achieved_gflops=achieved,
-                                fraction_of_peak=achieved / matmul_peak_gflops)
+    benchmark.extra_info.update(
+        width=width,
+        epochs=3,
+        group_size=GROUP,
+        achieved_gflops=achieved,
+        fraction_of_peak=achieved / matmul_peak_gflops,
+    )
 
 
-@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "separate"])
-def test_suite_trials_per_minute(benchmark, tmp_path, grouped: bool) -> None:
-    """The seed suite with 3 replicate seeds and their scratch baselines, 8 trials, grouping on
-    vs off (same sampler seed, same configurations); trials per minute in extra_info."""
+@pytest.fixture(scope="module")
+def suite_runs(tmp_path_factory) -> dict[str, object]:
+    return {"root": tmp_path_factory.mktemp("suite_runs")}
+
+
+@pytest.mark.parametrize("mode", ["grouped", "separate"])
+def test_suite_trials_per_minute(benchmark, suite_runs, mode: str) -> None:
+    """The seed suite with 3 replicate seeds and their scratch baselines, 16 trials.
+
+    grouped: Optuna asks 4 trials at a time sharing an architecture (the sampler picks their
+    T and alpha), and each trial's 3 distilled students plus the 3 scratch baselines train as
+    one group. separate: grouping off (group_size 1, grouped = false), replaying exactly the
+    grouped run's configurations, so both do the same work. Trials per minute in extra_info.
+    """
     import dataclasses
+    from pathlib import Path
 
-    suite = load_suite(__import__("pathlib").Path(__file__).resolve().parents[1] / "suites" / "seed.toml")
+    root = Path(__file__).resolve().parents[1]
+    suite = load_suite(root / "suites" / "seed.toml")
+    grouped = mode == "grouped"
     suite = dataclasses.replace(
         suite,
         student=dataclasses.replace(suite.student, grouped=grouped),
-        budget=dataclasses.replace(suite.budget, seeds=3, trials=8),
+        budget=dataclasses.replace(
+            suite.budget, seeds=3, trials=16, group_size=4 if grouped else 1
+        ),
         confirm=dataclasses.replace(suite.confirm, top_k=0),
     )
-    results = tmp_path / "results"
+    results = suite_runs["root"] / mode
     results.mkdir()
-    # reuse the cached teacher so only the sweep is timed
-    (results / "teachers").symlink_to(__import__("pathlib").Path(__file__).resolve().parents[1] / "results" / "teachers")
-    run_dir = benchmark.pedantic(lambda: run_suite(suite, out_root=results), rounds=1, iterations=1)
+    (results / "teachers").symlink_to(root / "results" / "teachers")  # only the sweep is timed
+    replay = None if grouped else suite_runs.get("grouped")
+    if not grouped and replay is None:
+        pytest.skip("needs the grouped run first")
+    run_dir = benchmark.pedantic(
+        lambda: run_suite(suite, out_root=results, replay=replay), rounds=1, iterations=1
+    )
+    suite_runs[mode] = run_dir
     from bench.records import read_trials
 
     trials = read_trials(run_dir)
     minutes = benchmark.stats.stats.median / 60
     benchmark.extra_info.update(
-        trials=len(trials), trials_per_minute=len(trials) / minutes, seeds=3, grouped=grouped,
+        trials=len(trials),
+        trials_per_minute=len(trials) / minutes,
+        seeds=3,
+        grouped=grouped,
+        group_size=suite.budget.group_size,
         configs=[(int(w), int(d)) for w, d in zip(trials["width"], trials["depth"], strict=True)],
+        student_params=[int(p) for p in trials["student_params"]],
     )

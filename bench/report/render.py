@@ -374,6 +374,26 @@ def _task_section(
             f"At CPU batch 1 the student is {loop / stud:.1f}× faster than the ensemble run as a loop and "
             f"{fused / stud:.1f}× faster than the fused ensemble; the honest speed-up is {min(loop, fused) / stud:.1f}×."
         )
+    detail = meta.get("ensemble_latency", {})
+    if detail:
+        doc.para("Ensemble latency, full statistics (ms per call; threads as recorded):")
+        doc.table(
+            pd.DataFrame(
+                [
+                    {
+                        "form / device / batch": key,
+                        "threads": d.get("threads"),
+                        "p50": d.get("p50_ms"),
+                        "p90": d.get("p90_ms"),
+                        "p99": d.get("p99_ms"),
+                        "IQR": d.get("iqr_ms"),
+                        "noisy": d.get("noisy"),
+                        "throughput /s": d.get("throughput_per_s"),
+                    }
+                    for key, d in detail.items()
+                ]
+            )
+        )
     doc.heading(3, "All completed students (cheapest first; click a header to sort)")
     doc.table(tables.trials_table(trials, task), sortable=True)
     doc.heading(3, "Failed and pruned trials")

@@ -151,3 +151,27 @@ def test_json_output_is_valid() -> None:
     rec = recommend(make_table({"trial": 0}), Constraints(max_gap_pp=5))
     data = json.loads(rec.to_json())
     assert data["met"] is True and data["chosen"]["trial"] == 0
+
+
+def test_pruning_callback_reports_and_raises() -> None:
+    import optuna
+    import pytest
+    import torch
+
+    from bench.sweep import _pruning_callback
+
+    class FakeTrial:
+        def __init__(self, prune: bool) -> None:
+            self.prune, self.reports = prune, []
+
+        def report(self, value: float, step: int) -> None:
+            self.reports.append((step, value))
+
+        def should_prune(self) -> bool:
+            return self.prune
+
+    keep = FakeTrial(False)
+    _pruning_callback(keep, 2)(3, torch.tensor([0.5, 0.7, 0.1]))  # scratch member ignored
+    assert keep.reports == [(3, pytest.approx(0.6))]
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 4"):
+        _pruning_callback(FakeTrial(True), 1)(4, torch.tensor([0.5]))

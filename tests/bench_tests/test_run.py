@@ -287,3 +287,66 @@ def test_recommend_cli_text_json_and_exit_codes(finished_run, capsys) -> None:
 def test_shipped_seed_suite_loads_for_the_demo() -> None:
     suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "seed.toml")
     assert suite.confirm.top_k >= 1 and suite.confirm.seeds >= 3
+
+
+def test_replay_evaluates_the_same_configurations_with_grouping_off(
+    finished_run, tmp_path: Path
+) -> None:
+    _tmp, _, run_dir, _ = finished_run
+    separate = tmp_path / "separate.toml"
+    from tests.bench_tests.conftest import TINY_SUITE
+
+    separate.write_text(
+        TINY_SUITE.replace(
+            "batch_size = 128\n\n[search]", "batch_size = 128\ngrouped = false\n\n[search]"
+        )
+    )
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "run",
+                str(separate),
+                "--out",
+                str(out),
+                "--reports",
+                str(tmp_path / "p"),
+                "--replay",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
+    replayed = read_trials(next(p for p in out.iterdir() if p.name != "teachers"))
+    original = read_trials(run_dir)
+    original = original[original["phase"] == "search"]
+    cols = ["width", "depth", "temperature", "alpha"]
+    pd.testing.assert_frame_equal(
+        replayed[cols].reset_index(drop=True), original[cols].reset_index(drop=True)
+    )
+    # grouping changes the cost, not the result (teacher reused, same seeds)
+    assert (replayed["student_acc"].to_numpy() - original["student_acc"].to_numpy()).max() < 0.01
+    assert main(["run", str(separate), "--replay", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_multi_task_suite_gives_one_report_with_a_section_per_task(tmp_path: Path) -> None:
+    from tests.bench_tests.conftest import TINY_SUITE
+
+    task_block = TINY_SUITE[TINY_SUITE.index("[task]") : TINY_SUITE.index("[teacher]")]
+    two = TINY_SUITE.replace(
+        task_block,
+        task_block.replace("[task]", "[[tasks]]")
+        + task_block.replace("[task]", "[[tasks]]")
+        .replace('name = "tiny"', 'name = "other"')
+        .replace("seed = 0", "seed = 1"),
+    )
+    two = two.replace("trials = 3", "trials = 2")
+    suite = tmp_path / "two.toml"
+    suite.write_text(two)
+    assert _run(suite, tmp_path) == 0
+    run_dir = _only_run(tmp_path)
+    trials = read_trials(run_dir)
+    assert sorted(set(trials["task"])) == ["other", "tiny"] and len(trials) == 4
+    html = (tmp_path / "reports" / run_dir.name / "report.html").read_text()
+    assert "Task &#x27;tiny&#x27;" in html and "Task &#x27;other&#x27;" in html
+    assert (tmp_path / "reports" / run_dir.name / "other_pareto_flops.png").is_file()

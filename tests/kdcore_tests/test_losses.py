@@ -144,7 +144,9 @@ def test_fused_loss_matches_the_reference_value_and_gradient() -> None:
 
     g, b, c = 3, 16, 7
     z = torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(50)) * 3
-    t_lp = F.log_softmax(torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(51)), -1)
+    t_lp = F.log_softmax(
+        torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(51)), -1
+    )
     y = torch.randint(0, c, (g, b), generator=torch.Generator().manual_seed(52))
     temps = torch.tensor([1.0, 4.0, 20.0], dtype=torch.float64)
     alphas = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
@@ -157,5 +159,6 @@ def test_fused_loss_matches_the_reference_value_and_gradient() -> None:
     (fused * weights).sum().backward()
     assert torch.allclose(z1.grad, z2.grad, atol=1e-12)
     assert torch.autograd.gradcheck(
-        lambda zz: kd_loss_fused(zz, t_lp, y, temperature=temps, alpha=alphas), (z.clone().requires_grad_(),)
+        lambda zz: kd_loss_fused(zz, t_lp, y, temperature=temps, alpha=alphas),
+        (z.clone().requires_grad_(),),
     )
