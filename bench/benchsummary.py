@@ -58,6 +58,24 @@ def summarise(data: dict[str, Any]) -> str:
         s = [e["trials_per_minute"] for e in tpm.values() if not e.get("grouped")]
         if g and s:
             lines.append(f"\nGrouping on / off: {g[0] / s[0]:.1f}× more trials per minute.")
+    sizes: dict[tuple[int, int], dict[str, float]] = {}
+    for n, b in benches.items():
+        if n.startswith("test_grouping_by_size"):
+            e = b["extra_info"]
+            sizes.setdefault((e["width"], e["depth"]), {})[
+                "grouped" if e["grouped"] else "separate"
+            ] = b["stats"]["median"]
+    if sizes:
+        lines += [
+            "",
+            "| trial training, 3 seeds + 3 scratch | grouped s | separate s | speed-up |",
+            "|---|---|---|---|",
+        ]
+        for (w, d), t in sorted(sizes.items()):
+            if {"grouped", "separate"} <= set(t):
+                lines.append(
+                    f"| width {w}, depth {d} | {t['grouped']:.3g} | {t['separate']:.3g} | {t['separate'] / t['grouped']:.1f}× |"
+                )
     grouped = benches.get("test_trial_grouped_per_student", {}).get("extra_info", {})
     if grouped:
         lines.append(

@@ -220,3 +220,33 @@ def test_suite_trials_per_minute(benchmark, suite_runs, mode: str) -> None:
         configs=[(int(w), int(d)) for w, d in zip(trials["width"], trials["depth"], strict=True)],
         student_params=[int(p) for p in trials["student_params"]],
     )
+
+
+@pytest.mark.parametrize("mode", ["grouped", "separate"])
+@pytest.mark.parametrize(("width", "depth"), [(8, 2), (54, 3), (123, 2), (428, 2)])
+def test_grouping_by_size(benchmark, seed_setup, width: int, depth: int, mode: str) -> None:
+    """One trial's training with 3 seeds: 3 distilled students + their 3 scratch baselines,
+    10 epochs, as one group or one by one. The ratio shrinks as students become compute-bound."""
+    _, task, teacher = seed_setup
+    members = [Member(s, T, ALPHA) for s in range(3)] + [Member(s, 1.0, 0.0) for s in range(3)]
+
+    def run() -> Distiller:
+        return Distiller(
+            arch={"width": width, "depth": depth},
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            lr=LR,
+            grouped=mode == "grouped",
+        ).fit(
+            task.x_train,
+            task.y_train,
+            task.x_val,
+            task.y_val,
+            members,
+            teacher=teacher.targets["train"],
+        )
+
+    benchmark.pedantic(run, rounds=2, iterations=1)
+    benchmark.extra_info.update(
+        width=width, depth=depth, members=len(members), grouped=mode == "grouped"
+    )
