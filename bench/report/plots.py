@@ -176,6 +176,7 @@ def draw_capacity(
     ensemble_acc: float,
     best_member_acc: float,
     knee_params: float | None = None,
+    recommended: tuple[float, float] | None = None,
 ) -> Axes:
     for kind, color in (("distilled", DISTILLED), ("scratch", SCRATCH)):
         d = data[data["kind"] == kind].sort_values("student_params")
@@ -198,6 +199,17 @@ def draw_capacity(
     if knee_params is not None:
         ax.axvline(
             knee_params, color=PICK, ls=":", lw=1, label=f"knee ({int(knee_params):,} params)"
+        )
+    if recommended is not None:
+        ax.scatter(
+            [recommended[0]],
+            [recommended[1] * 100],
+            marker="*",
+            s=260,
+            color=FRONT,
+            edgecolors=PICK,
+            zorder=6,
+            label=f"recommended ({int(recommended[0]):,} params)",
         )
     ax.set_xscale("log")
     ax.set_xlabel("student parameters (log scale)")

@@ -312,6 +312,9 @@ def _task_section(
             ensemble_acc=teacher.get("ensemble_acc", math.nan),
             best_member_acc=teacher.get("best_member_acc", math.nan),
             knee_params=plots.knee_params(sub),
+            recommended=(rec.chosen["student_params"], rec.chosen["student_acc"])
+            if rec.chosen
+            else None,
         )
         ax.set_title(f"{task}: capacity curve (distilled at best-val temperature vs scratch)")
         doc.figure(
