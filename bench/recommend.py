@@ -254,7 +254,7 @@ def recommend(
     feasible = frame[ok_cost & ok_gap].sort_values(
         [cost, "_gap_bound", "student_params"], kind="mergesort"
     )
-    k = knee(frame)
+    k = knee(candidates(trials, task))  # on every size, as the capacity plot
     if not feasible.empty:
         chosen = feasible.iloc[0].to_dict()
         ties = feasible[feasible[cost] == chosen[cost]]
