@@ -469,7 +469,10 @@ def run_suite(
         cache_root = run_dir.parent
         tasks_meta: dict[str, Any] = manifest.get("tasks", {})
     else:
-        assert suite is not None
+        if suite is None:
+            raise SuiteError(
+                "The SUITE argument of run must be a suite file unless --resume is given. Got none instead."
+            )
         out_root = Path(out_root)
         out_root.mkdir(parents=True, exist_ok=True)
         run_id = new_run_id(suite.name)
