@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     target = Path(args[0]) if args else Path("results/benchmarks")
     if target.is_dir():
-        files = sorted(target.glob("*.json"))
+        files = sorted(target.glob("*.json"), key=lambda p: p.stat().st_mtime)
         if not files:
             print(f"no benchmark JSON in {target}", file=sys.stderr)
             return 2
