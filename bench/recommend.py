@@ -61,13 +61,11 @@ class Recommendation:
     def text(self) -> str:
         c = self.constraints
         head = f"[{self.task}] max gap {c['max_gap_pp']:.2f} pp vs {c['against']}"
-        for key, unit in (
-            ("max_latency_ms", "ms"),
-            ("max_flops", "FLOPs"),
-            ("max_params", "params"),
-        ):
+        if c.get("max_latency_ms") is not None:
+            head += f", max {c['device'].upper()} latency {c['max_latency_ms']:g} ms at batch {c['batch']}"
+        for key, label in (("max_flops", "FLOPs"), ("max_params", "params")):
             if c.get(key) is not None:
-                head += f", {key.replace('max_', 'max ')} {c[key]:g} {unit}"
+                head += f", max {c[key]:g} {label}"
         lines = [head]
         if self.chosen is not None:
             lines.append("Recommended student: " + _describe(self.chosen, self.cost_column))
@@ -265,9 +263,18 @@ def recommend(
         return Recommendation(
             task, True, cons, basis, cost, chosen, None, k, None, len(frame), notes
         )
-    pool = frame[ok_cost] if ok_cost.any() else frame
-    closest = pool.sort_values(["_gap_bound", cost]).iloc[0].to_dict()
-    extra = _extrapolate(candidates(trials, task), constraints)
+    if ok_gap.any():
+        # The gap is reachable; the cost constraints are what fails: no extrapolation needed.
+        closest = frame[ok_gap].sort_values([cost, "_gap_bound"]).iloc[0].to_dict()
+        notes.append(
+            f"{int(ok_gap.sum())} student(s) meet the gap but none meets the cost constraints; "
+            "the closest is the cheapest of them."
+        )
+        extra = None
+    else:
+        pool = frame[ok_cost] if ok_cost.any() else frame
+        closest = pool.sort_values(["_gap_bound", cost]).iloc[0].to_dict()
+        extra = _extrapolate(candidates(trials, task), constraints)
     return Recommendation(
         task, False, cons, basis, cost, None, closest, k, extra, len(frame), notes
     )

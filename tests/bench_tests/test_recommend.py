@@ -175,3 +175,15 @@ def test_pruning_callback_reports_and_raises() -> None:
     assert keep.reports == [(3, pytest.approx(0.6))]
     with pytest.raises(optuna.TrialPruned, match="pruned at epoch 4"):
         _pruning_callback(FakeTrial(True), 1)(4, torch.tensor([0.5]))
+
+
+def test_gap_reachable_but_cost_constraint_fails_names_the_cheapest_gap_meeting_student() -> None:
+    table = make_table(
+        {"trial": 0, "student_flops": 1000, "student_acc": 0.968, "latency_cpu_b1_p50_ms": 0.5},
+        {"trial": 1, "student_flops": 3000, "student_acc": 0.969, "latency_cpu_b1_p50_ms": 0.4},
+    )
+    rec = recommend(table, Constraints(max_gap_pp=0.5, max_latency_ms=0.1))
+    assert not rec.met and rec.extrapolation is None
+    assert rec.closest["trial"] == 1  # cheapest by the constrained cost (latency)
+    assert any("meet the gap but none meets the cost" in n for n in rec.notes)
+    assert "max CPU latency 0.1 ms at batch 1" in rec.text()
