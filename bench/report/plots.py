@@ -124,6 +124,10 @@ def draw_pareto(
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy gap to ensemble (pp, lower is better)")
+    if len(data):  # frame the points; very wide few-seed intervals are clipped, not the data
+        lo, hi = float(min(data["gap_pp"].min(), 0.0)), float(data["gap_pp"].max())
+        pad = 0.08 * (hi - lo) + 0.1
+        ax.set_ylim(lo - pad, hi + pad)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
