@@ -52,8 +52,15 @@ def summarise(data: dict[str, Any]) -> str:
         if "trials_per_minute" in b.get("extra_info", {})
     }
     if tpm:
-        lines += ["", "| suite run (seeds = 3, 8 trials) | trials / minute |", "|---|---|"]
-        lines += [f"| {n} | {e['trials_per_minute']:.2f} |" for n, e in tpm.items()]
+        lines += [
+            "",
+            "| seed-suite run (3 seeds per trial) | trials | group_size | trials / minute |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {e['trials']} | {e.get('group_size', '')} | {e['trials_per_minute']:.2f} |"
+            for n, e in tpm.items()
+        ]
         g = [e["trials_per_minute"] for e in tpm.values() if e.get("grouped")]
         s = [e["trials_per_minute"] for e in tpm.values() if not e.get("grouped")]
         if g and s:
