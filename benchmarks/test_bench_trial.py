@@ -175,7 +175,7 @@ def suite_runs(tmp_path_factory) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("mode", ["grouped", "separate"])
-def test_suite_trials_per_minute(benchmark, suite_runs, mode: str) -> None:
+def test_suite_trials_per_minute(benchmark, seed_setup, suite_runs, mode: str) -> None:
     """The seed suite with 3 replicate seeds and their scratch baselines, 16 trials.
 
     grouped: Optuna asks 4 trials at a time sharing an architecture (the sampler picks their
