@@ -68,10 +68,17 @@ class GroupedModel:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
 
+    def shared(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward one input ``[B, ...]`` through every member: ``[G, B, C]``."""
+        return self(x.unsqueeze(0).expand(self.size, *x.shape))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward ``x`` of shape ``[G, B, ...]`` (or ``[B, ...]``, shared) to ``[G, B, C]``."""
-        if x.dim() >= 1 and (x.dim() == 1 or x.shape[0] != self.size):
-            x = x.unsqueeze(0).expand(self.size, *x.shape)
+        """Forward per-member inputs ``[G, B, ...]`` to ``[G, B, C]`` (see :meth:`shared`)."""
+        if x.shape[0] != self.size:
+            raise ValueError(
+                f"grouped input must have {self.size} members first; got shape {tuple(x.shape)}. "
+                "Use .shared(x) for one input seen by every member."
+            )
         if self._fast:
             return self._fast_forward(x)
         return self._vmap_forward(x)

@@ -364,7 +364,8 @@ class Distiller:
 
     def _predict(self, group: GroupedModel, x: torch.Tensor) -> torch.Tensor:
         chunks = [
-            group(x[i : i + self.eval_batch_size]) for i in range(0, len(x), self.eval_batch_size)
+            group.shared(x[i : i + self.eval_batch_size])
+            for i in range(0, len(x), self.eval_batch_size)
         ]
         return torch.cat(chunks, dim=1)
 

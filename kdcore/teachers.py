@@ -97,6 +97,9 @@ class SoftTargets:
         return self._memo[key]
 
     def to(self, device: torch.device | str) -> SoftTargets:
+        """On ``device``; ``self`` (memo included) when already there."""
+        if self.member_logits.device == torch.device(device):
+            return self
         return SoftTargets(self.member_logits.to(device), self.combine)
 
 
@@ -161,7 +164,7 @@ class FusedEnsemble(nn.Module):
         self._group.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return combine_log_probs(self._group(x), 1.0, self.combine)
+        return combine_log_probs(self._group.shared(x), 1.0, self.combine)
 
     def _apply(self, fn, recurse: bool = True):  # keep the group's tensors on the module's device
         super()._apply(fn, recurse)

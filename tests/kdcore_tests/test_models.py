@@ -126,3 +126,11 @@ def test_cache_outputs_runs_every_member_once_per_split_in_eval_mode() -> None:
 def test_soft_targets_validate_combine_mode() -> None:
     with pytest.raises(ValueError, match="Unknown combine mode"):
         SoftTargets(torch.randn(2, 5, 3), combine="vote")
+
+
+def test_fused_ensemble_when_the_batch_equals_the_number_of_members() -> None:
+    torch.manual_seed(0)
+    ens = TeacherEnsemble([TeacherModel(6, 3) for _ in range(4)]).eval()
+    x = torch.randn(4, 6)  # batch 4 == 4 members: must still be one shared input
+    with torch.no_grad():
+        assert torch.allclose(ens(x), ens.fused()(x), atol=1e-5)
