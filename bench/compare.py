@@ -91,6 +91,24 @@ def _matched(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return keyed(a).merge(keyed(b), on=_KEY, suffixes=("_a", "_b"))
 
 
+def _verdict(
+    t: Threshold,
+    worse: float,
+    prefix: str,
+    detail: str,
+    where: str,
+    lines: list[str],
+    regressions: list[str],
+    task: str | None = None,
+) -> None:
+    failed = worse > t.limit
+    lines.append(
+        f"[{'FAIL' if failed else 'ok'}] {prefix}{t.describe()}: B worse by {worse:.3g} {detail}".rstrip()
+    )
+    if failed:
+        regressions.append(f"{f'[{task}] ' if task else ''}{t.describe()} {where}")
+
+
 def compare_runs(
     run_a: Path, run_b: Path, thresholds: list[Threshold], max_gap_pp: float = 0.5
 ) -> tuple[str, list[str]]:
@@ -121,12 +139,15 @@ def compare_runs(
             ]
             if worse:
                 med = float(pd.Series(worse).median())
-                verdict = "FAIL" if med > t.limit else "ok"
-                lines.append(
-                    f"[{verdict}] {t.describe()}: B worse by {med:.3g} (median over {len(worse)} matched)"
+                _verdict(
+                    t,
+                    med,
+                    "",
+                    f"(median over {len(worse)} matched)",
+                    "on matched configurations",
+                    lines,
+                    regressions,
                 )
-                if med > t.limit:
-                    regressions.append(f"{t.describe()} on matched configurations")
     lines.append("")
     tasks = list(dict.fromkeys(list(a["task"]) + list(b["task"])))
     for task in tasks:
@@ -161,13 +182,16 @@ def compare_runs(
                 x, y = ra.chosen.get(t.metric), rb.chosen.get(t.metric)
                 if x is None or y is None or pd.isna(x) or pd.isna(y):
                     continue
-                w = t.worse_by(float(x), float(y))
-                verdict = "FAIL" if w > t.limit else "ok"
-                lines.append(
-                    f"[{verdict}] [{task}] recommended student {t.describe()}: B worse by {w:.3g}"
+                _verdict(
+                    t,
+                    t.worse_by(float(x), float(y)),
+                    f"[{task}] recommended student ",
+                    "",
+                    "on the recommended student",
+                    lines,
+                    regressions,
+                    task,
                 )
-                if w > t.limit:
-                    regressions.append(f"[{task}] {t.describe()} on the recommended student")
     lines.append("")
     lines.append("REGRESSION: " + "; ".join(regressions) if regressions else "No regression.")
     return "\n".join(lines), regressions

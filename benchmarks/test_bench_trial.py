@@ -90,13 +90,25 @@ def test_trial_reference(benchmark, seed_setup, matmul_peak_gflops, threads) -> 
 
 
 def _distill(
-    task, teacher, members, *, width: int = WIDTH, epochs: int = EPOCHS, n_train: int | None = None
+    task,
+    teacher,
+    members,
+    *,
+    width: int = WIDTH,
+    depth: int = DEPTH,
+    epochs: int = EPOCHS,
+    n_train: int | None = None,
+    grouped: bool = True,
 ) -> Distiller:
     targets = teacher.targets["train"]
     if n_train is not None:
         targets = SoftTargets(targets.member_logits[:, :n_train], targets.combine)
     return Distiller(
-        arch={"width": width, "depth": DEPTH}, epochs=epochs, batch_size=BATCH, lr=LR
+        arch={"width": width, "depth": depth},
+        epochs=epochs,
+        batch_size=BATCH,
+        lr=LR,
+        grouped=grouped,
     ).fit(
         task.x_train[:n_train],
         task.y_train[:n_train],
@@ -230,23 +242,13 @@ def test_grouping_by_size(benchmark, seed_setup, width: int, depth: int, mode: s
     _, task, teacher = seed_setup
     members = [Member(s, T, ALPHA) for s in range(3)] + [Member(s, 1.0, 0.0) for s in range(3)]
 
-    def run() -> Distiller:
-        return Distiller(
-            arch={"width": width, "depth": depth},
-            epochs=EPOCHS,
-            batch_size=BATCH,
-            lr=LR,
-            grouped=mode == "grouped",
-        ).fit(
-            task.x_train,
-            task.y_train,
-            task.x_val,
-            task.y_val,
-            members,
-            teacher=teacher.targets["train"],
-        )
-
-    benchmark.pedantic(run, rounds=2, iterations=1)
+    benchmark.pedantic(
+        lambda: _distill(
+            task, teacher, members, width=width, depth=depth, grouped=mode == "grouped"
+        ),
+        rounds=2,
+        iterations=1,
+    )
     benchmark.extra_info.update(
         width=width, depth=depth, members=len(members), grouped=mode == "grouped"
     )

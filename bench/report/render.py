@@ -288,26 +288,38 @@ def _task_section(
         ("student_params", "student parameters (log)", "pareto_params"),
     ]
     sub = trials[trials["task"] == task]
-    for col, label, name in costs:
-        data = plots.pareto_data(sub, col, pick)
+
+    def figure(
+        data: pd.DataFrame,
+        draw: Any,
+        name: str,
+        title: str,
+        caption: str,
+        size: tuple[float, float] = (7.0, 4.5),
+    ) -> None:
+        """Draw one figure from its data (skipped when there is nothing to plot)."""
         if data.empty:
-            continue
-        fig, ax = plots.new_axes()
-        plots.draw_pareto(
-            data, ax, xlabel=label, best_member_gap_pp=best_member_gap, max_gap_pp=max_gap_pp
-        )
-        ax.set_title(f"{task}: accuracy gap vs {label.split(' (')[0]}")
-        doc.figure(
-            fig,
-            f"{prefix}{name}.png",
+            return
+        fig, ax = plots.new_axes(*size)
+        draw(data, ax)
+        ax.set_title(f"{task}: {title}")
+        doc.figure(fig, f"{prefix}{name}.png", caption)
+
+    for col, label, name in costs:
+        figure(
+            plots.pareto_data(sub, col, pick),
+            lambda d, ax, label=label: plots.draw_pareto(
+                d, ax, xlabel=label, best_member_gap_pp=best_member_gap, max_gap_pp=max_gap_pp
+            ),
+            name,
+            f"accuracy gap vs {label.split(' (')[0]}",
             f"Gap to the ensemble against {label}: red = Pareto front, grey = dominated, ring = recommended; "
             "bars = 95 % interval over seeds; purple dashed = best single teacher.",
         )
-    cap = plots.capacity_data(sub)
-    if not cap.empty:
-        fig, ax = plots.new_axes()
-        plots.draw_capacity(
-            cap,
+    figure(
+        plots.capacity_data(sub),
+        lambda d, ax: plots.draw_capacity(
+            d,
             ax,
             ensemble_acc=teacher.get("ensemble_acc", math.nan),
             best_member_acc=teacher.get("best_member_acc", math.nan),
@@ -315,58 +327,47 @@ def _task_section(
             recommended=(rec.chosen["student_params"], rec.chosen["student_acc"])
             if rec.chosen
             else None,
-        )
-        ax.set_title(f"{task}: capacity curve (distilled at best-val temperature vs scratch)")
-        doc.figure(
-            fig,
-            f"{prefix}capacity.png",
-            "Test accuracy against student parameters: distilled (blue) and scratch "
-            "(orange) of the same architectures and seeds, bands = 95 % intervals, green = ensemble.",
-        )
-    tmap = plots.temperature_map_data(sub)
-    if not tmap.empty:
-        fig, ax = plots.new_axes()
-        plots.draw_temperature_map(tmap, ax)
-        ax.set_title(f"{task}: mean gap (pp) by width and temperature")
-        doc.figure(
-            fig,
-            f"{prefix}temperature_map.png",
-            "Which temperature suits which size: mean gap to the ensemble "
-            "per width bin and temperature bin (blank = not sampled).",
-        )
-    gain = plots.kd_gain_data(sub)
-    if not gain.empty:
-        fig, ax = plots.new_axes()
-        plots.draw_kd_gain(gain, ax)
-        ax.set_title(f"{task}: where distillation helps")
-        doc.figure(
-            fig,
-            f"{prefix}kd_gain.png",
-            "KD gain over the scratch student of the same architecture and seeds.",
-        )
-    hist = plots.history_data(sub)
-    if not hist.empty:
-        fig, ax = plots.new_axes(7, 3.5)
-        plots.draw_history(hist, ax)
-        ax.set_title(f"{task}: Optuna optimisation history (validation)")
-        doc.figure(
-            fig,
-            f"{prefix}history.png",
-            "Optimisation history: the study's objective (validation accuracy).",
-        )
+        ),
+        "capacity",
+        "capacity curve (distilled at best-val temperature vs scratch)",
+        "Test accuracy against student parameters: distilled (blue) and scratch "
+        "(orange) of the same architectures and seeds, bands = 95 % intervals, green = ensemble.",
+    )
+    figure(
+        plots.temperature_map_data(sub),
+        plots.draw_temperature_map,
+        "temperature_map",
+        "mean gap (pp) by width and temperature",
+        "Which temperature suits which size: mean gap to the ensemble "
+        "per width bin and temperature bin (blank = not sampled).",
+    )
+    figure(
+        plots.kd_gain_data(sub),
+        plots.draw_kd_gain,
+        "kd_gain",
+        "where distillation helps",
+        "KD gain over the scratch student of the same architecture and seeds.",
+    )
+    figure(
+        plots.history_data(sub),
+        plots.draw_history,
+        "history",
+        "Optuna optimisation history (validation)",
+        "Optimisation history: the study's objective (validation accuracy).",
+        (7, 3.5),
+    )
     try:
         imp = importances_data(sub, manifest, task)
     except (ValueError, RuntimeError):
         imp = pd.DataFrame()
-    if not imp.empty:
-        fig, ax = plots.new_axes(7, 3)
-        plots.draw_importances(imp, ax)
-        ax.set_title(f"{task}: hyper-parameter importances")
-        doc.figure(
-            fig,
-            f"{prefix}importances.png",
-            "fANOVA importances of the searched hyper-parameters for validation accuracy.",
-        )
+    figure(
+        imp,
+        plots.draw_importances,
+        "importances",
+        "hyper-parameter importances",
+        "fANOVA importances of the searched hyper-parameters for validation accuracy.",
+        (7, 3),
+    )
 
     doc.heading(3, "Latency: ensemble loop vs fused, and the student")
     lat = tables.latency_table(trials, task, pick)
