@@ -79,12 +79,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _existing_run(path: str) -> Path:
-    run_dir = Path(path)
-    if not (run_dir / "manifest.json").is_file():
-        raise SuiteError(
-            f"The RUN_DIR argument must be a kdbench run folder (with manifest.json). Got {path!r} instead."
-        )
-    return run_dir
+    from bench.records import require_run_dir
+
+    return require_run_dir(path)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:

@@ -330,6 +330,19 @@ def write_trials(frame: pd.DataFrame, run_dir: Path, stem: str = "trials") -> No
     atomic_write_text(run_dir / f"{stem}.csv", frame.to_csv(index=False))
 
 
+def require_run_dir(path: str | Path, what: str = "The RUN_DIR argument") -> Path:
+    """``path`` as a Path if it is a kdbench run folder (has manifest.json), else a SuiteError
+    (exit 2) naming ``what``."""
+    from bench.suite import SuiteError
+
+    run_dir = Path(path)
+    if not (run_dir / "manifest.json").is_file():
+        raise SuiteError(
+            f"{what} must be a kdbench run folder (with manifest.json). Got {str(path)!r} instead."
+        )
+    return run_dir
+
+
 def read_trials(run_dir: Path) -> pd.DataFrame:
     """The trial table of a run folder (parquet preferred; CSV as a fallback)."""
     run_dir = Path(run_dir)

@@ -34,6 +34,7 @@ from bench.records import (
     SEED_COLUMNS,
     atomic_write_text,
     read_trials,
+    require_run_dir,
     to_frame,
     write_trials,
 )
@@ -433,11 +434,7 @@ def _write_manifest(ctx: RunContext, status: str, extra: dict[str, Any]) -> None
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        raise SuiteError(
-            f"The RUN_DIR argument of --resume must be a kdbench run folder with a manifest.json. Got {str(run_dir)!r} instead."
-        )
+    path = require_run_dir(run_dir, "The RUN_DIR argument of --resume") / "manifest.json"
     return json.loads(path.read_text())
 
 
@@ -535,10 +532,7 @@ def run_suite(
 
 
 def _replay_configs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    if not (run_dir / "manifest.json").is_file():
-        raise SuiteError(
-            f"The '--replay' option must name a kdbench run folder. Got {str(run_dir)!r} instead."
-        )
+    require_run_dir(run_dir, "The '--replay' option")
     trials = read_trials(run_dir)
     search = trials[trials["phase"] == "search"].sort_values("trial")
     out: dict[str, list[dict[str, Any]]] = {}
