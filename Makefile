@@ -26,7 +26,7 @@ bench: $(STAMP)
 	mkdir -p results/benchmarks
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only \
 		--benchmark-json=results/benchmarks/bench-$$(date -u +%Y%m%dT%H%M%SZ).json
-	$(BIN)/python -m bench.benchsummary results/benchmarks
+	$(BIN)/python benchmarks/benchsummary.py results/benchmarks
 
 lint: $(STAMP)
 	$(BIN)/ruff check kdcore bench tests benchmarks

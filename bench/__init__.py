@@ -1,18 +1,37 @@
-"""bench — the kdbench harness: suites, tasks, Optuna sweeps, measurement, results, reports."""
+"""bench — the kdbench harness: suites, tasks, Optuna sweeps, measurement, results, reports.
+
+Names are imported lazily (PEP 562) so that ``kdbench --help`` does not load torch or Optuna.
+"""
 
 from __future__ import annotations
 
-from bench.recommend import Constraints, Recommendation, recommend
-from bench.suite import Suite, SuiteError, load_suite, parse_suite
-from bench.sweep import run_suite
+import importlib
+from typing import Any
 
 __all__ = [
     "Constraints",
+    "InputError",
     "Recommendation",
     "Suite",
-    "SuiteError",
     "load_suite",
     "parse_suite",
     "recommend",
     "run_suite",
 ]
+
+_WHERE = {
+    "Constraints": "bench.recommend",
+    "Recommendation": "bench.recommend",
+    "recommend": "bench.recommend",
+    "InputError": "bench.errors",
+    "Suite": "bench.suite",
+    "load_suite": "bench.suite",
+    "parse_suite": "bench.suite",
+    "run_suite": "bench.sweep",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")

@@ -11,16 +11,16 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.suite import SuiteError
+from bench.errors import InputError
 
 __all__ = ["main"]
 
 
 def _fmt_row(row: dict) -> str:
     if row.get("state") != "complete":
-        return f"width {row['width']} depth {row['depth']}: {row['state'].upper()} ({row['fail_reason']})"
+        return f"{row['arch']}: {row['state'].upper()} ({row['fail_reason']})"
     return (
-        f"width {int(row['width'])} depth {int(row['depth'])} T {row['temperature']:.2f} "
+        f"{row['arch']} T {row['temperature']:.2f} "
         f"alpha {row['alpha']:.2f}: val {row['student_val_acc'] * 100:.2f} %, "
         f"params 1/{1 / row['param_ratio']:.0f} of the ensemble"
     )
@@ -30,7 +30,7 @@ def _progress(p) -> None:  # bench.sweep.Progress
     best = ""
     if p.best is not None:
         b = p.best
-        best = f" | best val so far: {b['student_val_acc'] * 100:.2f} % (trial {b['trial']}, width {b['width']} depth {b['depth']})"
+        best = f" | best val so far: {b['student_val_acc'] * 100:.2f} % (trial {b['trial']}, {b['arch']})"
     label = "trial" if p.phase == "search" else "confirm"
     print(
         f"[{p.task}] {label} {p.done}/{p.total}  {p.elapsed_s:6.1f}s  {_fmt_row(p.row)}{best}",
@@ -43,15 +43,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import load_suite
     from bench.sweep import run_suite
 
+    _load_cli_plugins(args)
     suite = None if args.resume else load_suite(args.suite)
     if args.trials is not None and args.trials < 1:
-        raise SuiteError(f"The '--trials' option must be an int >= 1. Got {args.trials} instead.")
+        raise InputError(f"The '--trials' option must be an int >= 1. Got {args.trials} instead.")
     run_dir = run_suite(
         suite,
         out_root=Path(args.out),
         trials=args.trials,
         resume=args.resume,
         replay=args.replay,
+        cache_dir=Path(args.cache) if args.cache else None,
         on_progress=_progress,
     )
     print(f"run folder: {run_dir}")
@@ -66,6 +68,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"report: {report_dir / 'report.html'}")
     print(f"        {report_dir / 'report.md'}")
     return 0
+
+
+def _load_cli_plugins(args: argparse.Namespace) -> None:
+    from bench.plugins import ensure_entry_points, import_plugins
+
+    ensure_entry_points()
+    import_plugins(args.plugin or (), Path.cwd(), "The '--plugin' option")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -93,11 +102,11 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     tasks = [args.task] if args.task else list(dict.fromkeys(trials["task"]))
     unknown = [t for t in tasks if t not in set(trials["task"])]
     if unknown:
-        raise SuiteError(
+        raise InputError(
             f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(trials['task']))}). Got {unknown[0]!r} instead."
         )
     if args.max_gap < 0:
-        raise SuiteError(
+        raise InputError(
             f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
         )
     cons = Constraints(
@@ -131,13 +140,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "columns":
         from bench.records import COLUMNS
 
-        for name, dtype, unit, doc in COLUMNS:
-            print(f"{name:44s} {dtype:8s} {unit:10s} {doc}")
+        for c in COLUMNS:
+            print(f"{c.name:44s} {c.dtype:8s} {c.unit:10s} {c.meaning}")
+        print(
+            f"{'arch_<name>':44s} {'Int64':8s} {'-':10s} one column per architecture parameter of the family"
+        )
     elif args.what == "families":
-        from kdcore.students import _FAMILIES
+        from kdcore import get_family, list_families
 
-        for name, fam in sorted(_FAMILIES.items()):
-            print(f"{name:14s} {', '.join(fam.arch_params) or '-':16s} {fam.description}")
+        _load_cli_plugins(args)
+        for name in list_families():
+            fam = get_family(name)
+            params = ", ".join(
+                f"{p.name} ({p.kind.__name__} {p.default[0]:g}-{p.default[1]:g}{', log' if p.log else ''})"
+                for p in fam.params
+            )
+            print(f"{name:14s} {params or '-':44s} {fam.description}")
     else:
         for path in sorted(Path(args.out).glob("*/manifest.json")):
             print(path.parent)
@@ -156,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trials", type=int, help="override the suite's trial budget")
     run.add_argument("--out", default="results", help="results root (default: results)")
     run.add_argument("--reports", default="reports", help="reports root (default: reports)")
+    run.add_argument(
+        "--cache", help="folder of trained teachers, shared between runs (default: OUT/teachers)"
+    )
+    run.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE first (it registers model families); repeatable",
+    )
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     run.add_argument(
         "--replay",
@@ -222,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list result columns, student families or runs")
     lst.add_argument("what", choices=("columns", "families", "runs"))
     lst.add_argument("--out", default="results")
+    lst.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first")
     lst.set_defaults(func=_cmd_list)
     return parser
 
@@ -229,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -237,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run needs a SUITE file or --resume RUN_DIR")
     try:
         return int(args.func(args))
-    except SuiteError as exc:
+    except InputError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `kdbench list columns | head`

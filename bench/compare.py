@@ -4,8 +4,8 @@ A threshold ``METRIC:LIMIT`` fails when run B is worse than run A by more than L
 LIMIT is ``N%`` (relative), ``Npp`` (percentage points, for fraction columns) or a plain
 number (absolute, in the column's unit). "Worse" is higher for costs and gaps, lower for
 accuracies, gains, agreement, speed-ups and throughput. Each threshold is checked on
-(1) the median over configurations present in both runs (same task, width, depth, T, alpha,
-phase) and (2) the recommended student of each task. A task whose run A has a student meeting
+(1) the median over configurations present in both runs (same task, architecture, T,
+alpha, phase) and (2) the recommended student of each task. A task whose run A has a student meeting
 ``--max-gap`` and whose run B has none is always a regression.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.errors import InputError
 from bench.recommend import Constraints, candidates, recommend
 from bench.records import COLUMN_NAMES, read_trials
 from bench.report.tables import markdown_table
-from bench.suite import SuiteError
 
 __all__ = ["Threshold", "compare_runs", "parse_threshold"]
 
@@ -44,7 +44,7 @@ HIGHER_IS_BETTER = {
     "ensemble_val_acc",
     "best_member_acc",
 }
-_KEY = ["task", "phase", "width", "depth", "temperature", "alpha"]
+_KEY = ["task", "phase", "family", "arch", "temperature", "alpha"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,12 @@ class Threshold:
 def parse_threshold(text: str) -> Threshold:
     m = re.fullmatch(r"([A-Za-z0-9_]+):([0-9]*\.?[0-9]+)(%|pp)?", text.strip())
     if not m:
-        raise SuiteError(
+        raise InputError(
             f"The '--fail' option must look like METRIC:10% or METRIC:0.5pp or METRIC:3. Got {text!r} instead."
         )
     metric, value, unit = m.groups()
     if metric not in COLUMN_NAMES:
-        raise SuiteError(
+        raise InputError(
             f"The '--fail' option must name a result column (see `kdbench list columns`). Got {metric!r} instead."
         )
     return Threshold(metric, float(value), {"%": "rel", "pp": "pp", None: "abs"}[unit])
@@ -120,7 +120,7 @@ def compare_runs(
     metrics = list(dict.fromkeys(shown + [t.metric for t in thresholds]))
     if matched.empty:
         lines.append(
-            "No configuration appears in both runs (same task, width, depth, T, alpha, phase)."
+            "No configuration appears in both runs (same task, architecture, T, alpha, phase)."
         )
     else:
         view = matched[_KEY].copy()
@@ -169,7 +169,7 @@ def compare_runs(
             else:
                 r = rec.chosen
                 lines.append(
-                    f"[{task}] {label}: width {int(r['width'])} depth {int(r['depth'])}, "
+                    f"[{task}] {label}: {r['arch']}, "
                     f"{int(r['student_params']):,} params, acc {r['student_acc'] * 100:.2f} %, gap {r['acc_gap'] * 100:.2f} pp"
                 )
         if ra is None or rb is None:

@@ -27,8 +27,8 @@ def all_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _inputs(input_dim: int, batch: int) -> torch.Tensor:
-    return torch.randn(batch, input_dim, generator=torch.Generator().manual_seed(batch))
+def _inputs(input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
+    return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(batch))
 
 
 def _time(
@@ -40,7 +40,7 @@ def _time(
 
 
 def student_latency_columns(
-    model: nn.Module, input_dim: int, cfg: MeasureConfig, gpu: torch.device | None
+    model: nn.Module, input_shape: tuple[int, ...], cfg: MeasureConfig, gpu: torch.device | None
 ) -> dict[str, object]:
     cols: dict[str, object] = {
         "latency_threads": cfg.threads,
@@ -48,7 +48,7 @@ def student_latency_columns(
         "latency_mt_threads": all_cores() if cfg.multi_thread else None,
     }
     for tag, batch in (("b1", 1), ("bN", cfg.batch)):
-        x = _inputs(input_dim, batch)
+        x = _inputs(input_shape, batch)
         res = _time(model, x, cfg, "cpu", cfg.threads)
         cols.update(_stats("cpu", tag, res))
         if tag == "bN":
@@ -78,18 +78,24 @@ def _stats(dev: str, tag: str, res: LatencyResult) -> dict[str, object]:
 
 
 def ensemble_latency_columns(
-    ensemble: TeacherEnsemble, input_dim: int, cfg: MeasureConfig, gpu: torch.device | None
+    ensemble: TeacherEnsemble | None,
+    input_shape: tuple[int, ...],
+    cfg: MeasureConfig,
+    gpu: torch.device | None,
 ) -> tuple[dict[str, object], dict[str, object]]:
-    """The ensemble as a Python loop over members and fused into batched matmuls.
+    """The ensemble as a Python loop over members and fused into batched ops.
 
     Returns the p50 record columns and the full statistics (p50/p90/p99/IQR, noise flag,
-    throughput; also with all cores) for the manifest."""
+    throughput; also with all cores) for the manifest. Nothing (NaN columns) for a teacher
+    whose architecture is unknown (offline logits)."""
     cols: dict[str, object] = {}
     detail: dict[str, object] = {}
+    if ensemble is None:
+        return cols, detail
     forms = {"loop": ensemble.eval(), "fused": ensemble.fused().eval()}
     for form, model in forms.items():
         for tag, batch in (("b1", 1), ("bN", cfg.batch)):
-            x = _inputs(input_dim, batch)
+            x = _inputs(input_shape, batch)
             res = _time(model, x, cfg, "cpu", cfg.threads)
             cols[f"ensemble_{form}_latency_cpu_{tag}_p50_ms"] = res.p50_ms
             detail[f"{form}_cpu_{tag}"] = res.as_dict()

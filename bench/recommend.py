@@ -86,7 +86,7 @@ class Recommendation:
         if self.knee is not None:
             lines.append(
                 f"Knee of the capacity curve: {int(self.knee['student_params']):,} params "
-                f"(width {int(self.knee['width'])}, depth {int(self.knee['depth'])})."
+                f"({self.knee['arch']})."
             )
         lines.append(f"Gap judged on: {self.gap_basis}.")
         lines += self.notes
@@ -103,7 +103,7 @@ def _jsonable(v: Any) -> Any:
 
 def _describe(r: dict[str, Any], cost_column: str) -> str:
     parts = [
-        f"width {int(r['width'])}, depth {int(r['depth'])}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
+        f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
         f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
         f"params {int(r['student_params']):,} ({r['param_ratio'] * 100:.2f} % of the ensemble, "
         f"1/{1 / r['param_ratio']:.1f})",

@@ -1,323 +1,498 @@
-"""The flat trial record: column names, dtypes, units and meaning; atomic table writes.
+"""The flat trial record and the run manifest: column names, dtypes, units, schema version.
 
 One row per trial (replicate seeds are aggregated into mean / std / 95 % CI columns; the
-per-seed values are in ``seeds.csv``). Scalar cells only; "not measured here" is NaN/NA (for
-example the GPU columns on a CPU machine), never a missing column. Accuracies and gaps are
-fractions in [0, 1] in the files; reports and CLI flags speak in percentage points (pp).
+per-seed values are in ``seeds.csv``, whose columns are the ``per_seed`` rows of
+:data:`COLUMNS`). Scalar cells only; "not measured here" is NaN/NA (for example the GPU
+columns on a CPU machine), never a missing column. Accuracies and gaps are fractions in
+[0, 1] in the files; reports and CLI flags speak in percentage points (pp).
+
+Architecture columns come from the student family's declaration: ``arch`` (the one label,
+e.g. ``channels 16 × blocks 2``) and one ``arch_<name>`` column per architecture parameter;
+the MLP also fills ``width`` and ``depth``.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
+from bench.errors import InputError
+from bench.rundir import atomic_write_bytes, atomic_write_text
+
 __all__ = [
     "COLUMNS",
+    "COLUMN_NAMES",
     "SCHEMA_VERSION",
     "SEED_COLUMNS",
-    "atomic_write_text",
+    "Column",
+    "Manifest",
+    "arch_columns",
+    "read_seeds",
     "read_trials",
+    "require_run_dir",
     "to_frame",
     "write_trials",
 ]
 
-SCHEMA_VERSION = 1
+# 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in seeds
+SCHEMA_VERSION = 2
 
-# (name, pandas dtype, unit, meaning)
-COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("schema_version", "int64", "-", "version of this column set"),
-    ("run_id", "string", "-", "run folder name: UTC start time and suite name"),
-    ("task", "string", "-", "task name from the suite"),
-    ("trial", "int64", "-", "Optuna trial number (per task)"),
-    ("phase", "string", "-", "'search' (Optuna sweep) or 'confirm' (top-k re-run with more seeds)"),
-    ("state", "string", "-", "'complete', 'fail' or 'pruned'"),
-    ("fail_reason", "string", "-", "why the trial failed or was pruned; empty otherwise"),
-    ("family", "string", "-", "student family (registry name)"),
-    ("width", "int64", "units", "hidden-layer width"),
-    ("depth", "int64", "layers", "number of hidden layers"),
-    ("temperature", "float64", "-", "distillation temperature T"),
-    ("alpha", "float64", "-", "weight of the T²-scaled soft term; 1 - alpha weighs hard-label CE"),
-    ("n_seeds", "int64", "-", "replicate seeds trained for this trial"),
-    ("seed", "int64", "-", "first replicate seed (seeds are seed, seed+1, …)"),
-    ("student_params", "int64", "params", "parameters of one student"),
-    ("ensemble_params", "int64", "params", "parameters of the whole teacher ensemble"),
-    ("param_ratio", "float64", "-", "student_params / ensemble_params"),
-    ("student_flops", "int64", "FLOPs", "forward FLOPs per sample (2 per multiply-add)"),
-    ("student_macs", "int64", "MACs", "forward multiply-adds per sample = student_flops / 2"),
-    ("ensemble_flops", "int64", "FLOPs", "forward FLOPs per sample of all ensemble members"),
-    ("flops_ratio", "float64", "-", "student_flops / ensemble_flops"),
-    (
+
+class Column(NamedTuple):
+    name: str
+    dtype: str
+    unit: str
+    meaning: str
+    per_seed: bool = False
+
+
+def C(name: str, dtype: str, unit: str, meaning: str, per_seed: bool = False) -> Column:
+    return Column(name, dtype, unit, meaning, per_seed)
+
+
+S = True  # per_seed: the column also exists, per replicate seed, in seeds.csv
+COLUMNS: tuple[Column, ...] = (
+    C("schema_version", "int64", "-", "version of this column set"),
+    C("run_id", "string", "-", "run folder name: UTC start time and suite name", S),
+    C("task", "string", "-", "task name from the suite", S),
+    C(
+        "trial",
+        "int64",
+        "-",
+        "Optuna trial number (per task); a confirm row keeps its search trial's",
+        S,
+    ),
+    C(
+        "phase",
+        "string",
+        "-",
+        "'search' (Optuna sweep) or 'confirm' (top-k re-run with more seeds)",
+        S,
+    ),
+    C("state", "string", "-", "'complete', 'fail' or 'pruned'"),
+    C("fail_reason", "string", "-", "why the trial failed or was pruned; empty otherwise"),
+    C("family", "string", "-", "student family (registry name)", S),
+    C("arch", "string", "-", "the architecture as one label, e.g. 'width 32 × depth 2'", S),
+    C("width", "Int64", "units", "hidden-layer width (mlp only; NA for other families)", S),
+    C("depth", "Int64", "layers", "number of hidden layers (mlp only; NA for other families)", S),
+    C("temperature", "float64", "-", "distillation temperature T", S),
+    C(
+        "alpha",
+        "float64",
+        "-",
+        "weight of the T²-scaled soft term; 1 - alpha weighs hard-label CE",
+        S,
+    ),
+    C("n_seeds", "int64", "-", "replicate seeds trained for this trial"),
+    C("seed", "int64", "-", "first replicate seed (seeds are seed, seed+1, …)", S),
+    C("student_params", "int64", "params", "parameters of one student"),
+    C(
+        "ensemble_params",
+        "Int64",
+        "params",
+        "parameters of the whole teacher ensemble (NA: offline logits of unknown architecture)",
+    ),
+    C("param_ratio", "float64", "-", "student_params / ensemble_params"),
+    C("student_flops", "int64", "FLOPs", "forward FLOPs per sample (2 per multiply-add)"),
+    C("student_macs", "int64", "MACs", "forward multiply-adds per sample = student_flops / 2"),
+    C(
+        "ensemble_flops",
+        "Int64",
+        "FLOPs",
+        "forward FLOPs per sample of all ensemble members (NA: unknown architecture)",
+    ),
+    C("flops_ratio", "float64", "-", "student_flops / ensemble_flops"),
+    C(
         "student_acc",
         "float64",
         "fraction",
         "test accuracy of the distilled student, mean over seeds",
+        S,
     ),
-    ("student_acc_std", "float64", "fraction", "sample std over seeds (NaN for 1 seed)"),
-    ("student_acc_ci_low", "float64", "fraction", "95 % t-interval of the mean, lower bound"),
-    ("student_acc_ci_high", "float64", "fraction", "95 % t-interval of the mean, upper bound"),
-    ("ensemble_acc", "float64", "fraction", "test accuracy of the teacher ensemble"),
-    (
+    C("student_acc_std", "float64", "fraction", "sample std over seeds (NaN for 1 seed)"),
+    C("student_acc_ci_low", "float64", "fraction", "95 % t-interval of the mean, lower bound"),
+    C("student_acc_ci_high", "float64", "fraction", "95 % t-interval of the mean, upper bound"),
+    C("ensemble_acc", "float64", "fraction", "test accuracy of the teacher ensemble"),
+    C(
         "best_member_acc",
         "float64",
         "fraction",
         "test accuracy of the best single member (best on val)",
     ),
-    ("mean_member_acc", "float64", "fraction", "mean test accuracy of the members"),
-    (
+    C("mean_member_acc", "float64", "fraction", "mean test accuracy of the members"),
+    C(
         "acc_gap",
         "float64",
         "fraction",
         "ensemble_acc - student_acc (mean over seeds); > 0 = student worse",
     ),
-    ("acc_gap_ci_low", "float64", "fraction", "95 % interval of acc_gap, lower bound"),
-    (
+    C("acc_gap_ci_low", "float64", "fraction", "95 % interval of acc_gap, lower bound"),
+    C(
         "acc_gap_ci_high",
         "float64",
         "fraction",
         "95 % interval of acc_gap, upper bound (used by recommend)",
     ),
-    ("gap_to_best_member", "float64", "fraction", "best_member_acc - student_acc"),
-    (
+    C("gap_to_best_member", "float64", "fraction", "best_member_acc - student_acc"),
+    C(
         "scratch_acc",
         "float64",
         "fraction",
         "test accuracy of the same architecture trained on hard labels, same seeds",
+        S,
     ),
-    ("kd_gain", "float64", "fraction", "student_acc - scratch_acc, paired per seed, mean"),
-    ("kd_gain_ci_low", "float64", "fraction", "95 % interval of kd_gain, lower bound"),
-    ("kd_gain_ci_high", "float64", "fraction", "95 % interval of kd_gain, upper bound"),
-    (
+    C("kd_gain", "float64", "fraction", "student_acc - scratch_acc, paired per seed, mean", S),
+    C("kd_gain_ci_low", "float64", "fraction", "95 % interval of kd_gain, lower bound"),
+    C("kd_gain_ci_high", "float64", "fraction", "95 % interval of kd_gain, upper bound"),
+    C(
         "gap_closed",
         "float64",
         "-",
         "(student - scratch) / (ensemble - scratch); NaN when ensemble <= scratch",
     ),
-    (
+    C(
         "ensemble_gain_kept",
         "float64",
         "-",
         "(student - best member) / (ensemble - best member); NaN when ensemble <= best member",
     ),
-    ("agreement", "float64", "fraction", "top-1 agreement of student and ensemble on test"),
-    (
+    C("agreement", "float64", "fraction", "top-1 agreement of student and ensemble on test", S),
+    C(
         "kl_to_teacher",
         "float64",
         "nats",
         "KL(ensemble ‖ student) at T = 1 on test, mean per sample",
+        S,
     ),
-    (
+    C(
         "student_ece",
         "float64",
         "fraction",
         "expected calibration error of the student on test (15 bins)",
+        S,
     ),
-    (
+    C(
         "ensemble_ece",
         "float64",
         "fraction",
         "expected calibration error of the ensemble on test (15 bins)",
     ),
-    (
+    C(
         "teacher_mean_max_prob",
         "float64",
         "fraction",
         "ensemble's mean max-probability on the transfer (train) set at T = 1",
     ),
-    (
+    C(
         "student_val_acc",
         "float64",
         "fraction",
         "best validation accuracy of the distilled student (model selection)",
+        S,
     ),
-    ("scratch_val_acc", "float64", "fraction", "best validation accuracy of the scratch student"),
-    ("ensemble_val_acc", "float64", "fraction", "validation accuracy of the teacher ensemble"),
-    (
+    C(
+        "scratch_val_acc",
+        "float64",
+        "fraction",
+        "best validation accuracy of the scratch student",
+        S,
+    ),
+    C("ensemble_val_acc", "float64", "fraction", "validation accuracy of the teacher ensemble"),
+    C(
         "val_gap",
         "float64",
         "fraction",
         "ensemble_val_acc - student_val_acc (what confirm selection uses)",
     ),
-    ("best_epoch", "float64", "epochs", "selected epoch of the distilled student, mean over seeds"),
-    ("latency_threads", "int64", "threads", "CPU threads for the latency_cpu_* columns"),
-    (
+    C(
+        "best_epoch",
+        "float64",
+        "epochs",
+        "selected epoch of the distilled student, mean over seeds",
+        S,
+    ),
+    C("latency_threads", "int64", "threads", "CPU threads for the latency_cpu_* columns"),
+    C(
         "latency_mt_threads",
         "Int64",
         "threads",
         "CPU threads for the latency_cpu_mt_* columns (all cores); NA if off",
     ),
-    ("latency_batch_n", "int64", "samples", "the large batch N of the *_bN_* columns"),
-    *(
-        (
-            f"latency_{dev}_{b}_{stat}_ms",
-            "float64",
-            "ms",
-            f"student latency per call, {dev.upper()}, {bdesc}, {sdesc}",
-        )
-        for dev in ("cpu", "gpu")
-        for b, bdesc in (("b1", "batch 1"), ("bN", "batch N"))
-        for stat, sdesc in (
-            ("p50", "median over timed blocks"),
-            ("p90", "90th percentile over blocks"),
-            ("p99", "99th percentile over blocks"),
-            ("iqr", "inter-quartile range over blocks"),
-        )
+    C("latency_batch_n", "int64", "samples", "the large batch N of the *_bN_* columns"),
+    C(
+        "latency_cpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch 1, median over timed blocks",
     ),
-    ("latency_cpu_b1_noisy", "boolean", "-", "IQR / median > 10 % for latency_cpu_b1"),
-    ("latency_cpu_bN_noisy", "boolean", "-", "IQR / median > 10 % for latency_cpu_bN"),
-    (
+    C(
+        "latency_cpu_b1_p90_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch 1, 90th percentile over blocks",
+    ),
+    C(
+        "latency_cpu_b1_p99_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch 1, 99th percentile over blocks",
+    ),
+    C(
+        "latency_cpu_b1_iqr_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch 1, inter-quartile range over blocks",
+    ),
+    C(
+        "latency_cpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch N, median over timed blocks",
+    ),
+    C(
+        "latency_cpu_bN_p90_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch N, 90th percentile over blocks",
+    ),
+    C(
+        "latency_cpu_bN_p99_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch N, 99th percentile over blocks",
+    ),
+    C(
+        "latency_cpu_bN_iqr_ms",
+        "float64",
+        "ms",
+        "student latency per call, CPU, batch N, inter-quartile range over blocks",
+    ),
+    C(
+        "latency_gpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch 1, median over timed blocks",
+    ),
+    C(
+        "latency_gpu_b1_p90_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch 1, 90th percentile over blocks",
+    ),
+    C(
+        "latency_gpu_b1_p99_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch 1, 99th percentile over blocks",
+    ),
+    C(
+        "latency_gpu_b1_iqr_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch 1, inter-quartile range over blocks",
+    ),
+    C(
+        "latency_gpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch N, median over timed blocks",
+    ),
+    C(
+        "latency_gpu_bN_p90_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch N, 90th percentile over blocks",
+    ),
+    C(
+        "latency_gpu_bN_p99_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch N, 99th percentile over blocks",
+    ),
+    C(
+        "latency_gpu_bN_iqr_ms",
+        "float64",
+        "ms",
+        "student latency per call, GPU, batch N, inter-quartile range over blocks",
+    ),
+    C("latency_cpu_b1_noisy", "boolean", "-", "IQR / median > 10 % for latency_cpu_b1"),
+    C("latency_cpu_bN_noisy", "boolean", "-", "IQR / median > 10 % for latency_cpu_bN"),
+    C(
         "latency_gpu_b1_noisy",
         "boolean",
         "-",
         "IQR / median > 10 % for latency_gpu_b1 (NA without GPU)",
     ),
-    (
+    C(
         "latency_gpu_bN_noisy",
         "boolean",
         "-",
         "IQR / median > 10 % for latency_gpu_bN (NA without GPU)",
     ),
-    ("throughput_cpu_bN_per_s", "float64", "samples/s", "N / latency_cpu_bN_p50"),
-    ("throughput_gpu_bN_per_s", "float64", "samples/s", "N / latency_gpu_bN_p50 (NaN without GPU)"),
-    (
+    C("throughput_cpu_bN_per_s", "float64", "samples/s", "N / latency_cpu_bN_p50"),
+    C(
+        "throughput_gpu_bN_per_s",
+        "float64",
+        "samples/s",
+        "N / latency_gpu_bN_p50 (NaN without GPU)",
+    ),
+    C(
         "latency_cpu_mt_b1_p50_ms",
         "float64",
         "ms",
         "student latency, CPU, all cores, batch 1, median",
     ),
-    (
+    C(
         "latency_cpu_mt_bN_p50_ms",
         "float64",
         "ms",
         "student latency, CPU, all cores, batch N, median",
     ),
-    ("throughput_cpu_mt_bN_per_s", "float64", "samples/s", "N / latency_cpu_mt_bN_p50"),
-    *(
-        (
-            f"ensemble_{form}_latency_{dev}_{b}_p50_ms",
-            "float64",
-            "ms",
-            f"ensemble run as {fdesc}, {dev.upper()}, {bdesc}, median",
-        )
-        for form, fdesc in (
-            ("loop", "a Python loop over members"),
-            ("fused", "one batched-matmul graph"),
-        )
-        for dev in ("cpu", "gpu")
-        for b, bdesc in (("b1", "batch 1"), ("bN", "batch N"))
+    C("throughput_cpu_mt_bN_per_s", "float64", "samples/s", "N / latency_cpu_mt_bN_p50"),
+    C(
+        "ensemble_loop_latency_cpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as a Python loop over members, CPU, batch 1, median",
     ),
-    ("speedup_cpu_b1_vs_loop", "float64", "x", "ensemble loop / student latency, CPU batch 1"),
-    ("speedup_cpu_b1_vs_fused", "float64", "x", "ensemble fused / student latency, CPU batch 1"),
-    (
+    C(
+        "ensemble_loop_latency_cpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as a Python loop over members, CPU, batch N, median",
+    ),
+    C(
+        "ensemble_loop_latency_gpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as a Python loop over members, GPU, batch 1, median",
+    ),
+    C(
+        "ensemble_loop_latency_gpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as a Python loop over members, GPU, batch N, median",
+    ),
+    C(
+        "ensemble_fused_latency_cpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as one batched graph, CPU, batch 1, median",
+    ),
+    C(
+        "ensemble_fused_latency_cpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as one batched graph, CPU, batch N, median",
+    ),
+    C(
+        "ensemble_fused_latency_gpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as one batched graph, GPU, batch 1, median",
+    ),
+    C(
+        "ensemble_fused_latency_gpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "ensemble run as one batched graph, GPU, batch N, median",
+    ),
+    C("speedup_cpu_b1_vs_loop", "float64", "x", "ensemble loop / student latency, CPU batch 1"),
+    C("speedup_cpu_b1_vs_fused", "float64", "x", "ensemble fused / student latency, CPU batch 1"),
+    C(
         "speedup_cpu_b1",
         "float64",
         "x",
         "faster ensemble form / student latency, CPU batch 1 (the honest one)",
     ),
-    (
+    C(
         "speedup_gpu_b1",
         "float64",
         "x",
         "faster ensemble form / student latency, GPU batch 1 (NaN without GPU)",
     ),
-    (
+    C(
         "train_time_s",
         "float64",
         "s",
         "wall time of the training group (distilled + scratch members, all seeds)",
     ),
-    (
+    C(
         "trial_time_s",
         "float64",
         "s",
         "wall time of the whole trial incl. evaluation and measurement",
     ),
-    ("group_members", "int64", "students", "students trained together in this trial's group"),
-    ("datetime_utc", "string", "-", "trial end time, ISO 8601 UTC"),
+    C("group_members", "int64", "students", "students trained together in this trial's group"),
+    C("datetime_utc", "string", "-", "trial end time, ISO 8601 UTC"),
 )
+del S
 
-# Per-seed rows (seeds.csv): the values behind the aggregated columns.
-SEED_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("run_id", "string", "-", "run folder name"),
-    ("task", "string", "-", "task name"),
-    ("trial", "int64", "-", "Optuna trial number"),
-    ("phase", "string", "-", "'search' or 'confirm'"),
-    ("seed", "int64", "-", "replicate seed"),
-    ("width", "int64", "units", "hidden width"),
-    ("depth", "int64", "layers", "hidden layers"),
-    ("temperature", "float64", "-", "T"),
-    ("alpha", "float64", "-", "alpha"),
-    ("student_acc", "float64", "fraction", "test accuracy, distilled"),
-    ("scratch_acc", "float64", "fraction", "test accuracy, scratch"),
-    ("kd_gain", "float64", "fraction", "student_acc - scratch_acc"),
-    ("student_val_acc", "float64", "fraction", "best val accuracy, distilled"),
-    ("scratch_val_acc", "float64", "fraction", "best val accuracy, scratch"),
-    ("agreement", "float64", "fraction", "top-1 agreement with the ensemble"),
-    ("kl_to_teacher", "float64", "nats", "KL(ensemble ‖ student), T = 1"),
-    ("student_ece", "float64", "fraction", "expected calibration error"),
-    ("best_epoch", "int64", "epochs", "selected epoch, distilled"),
-)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+SEED_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.per_seed)
+ARCH_PREFIX = "arch_"
 
-COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
+
+def arch_columns(family_params: Iterable[str]) -> list[str]:
+    """The ``arch_<name>`` columns of a family's architecture parameters."""
+    return [ARCH_PREFIX + name for name in family_params]
+
+
+def _insert_arch(names: list[str], arch_cols: list[str]) -> list[str]:
+    at = names.index("depth") + 1 if "depth" in names else len(names)
+    return names[:at] + arch_cols + names[at:]
 
 
 def to_frame(
-    rows: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str, str, str], ...] = COLUMNS
+    rows: Iterable[Mapping[str, Any]], columns: tuple[Column, ...] = COLUMNS
 ) -> pd.DataFrame:
-    """Rows → DataFrame with every documented column, in order and with its dtype."""
+    """Rows → DataFrame with every documented column, in order and with its dtype.
+
+    ``arch_<name>`` columns (the family's architecture parameters) follow ``depth``; any other
+    unknown key is refused.
+    """
     rows = list(rows)
-    names = [c[0] for c in columns]
-    extra = sorted({k for r in rows for k in r} - set(names))
+    names = [c.name for c in columns]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    arch_cols = [k for k in keys if k.startswith(ARCH_PREFIX) and k not in names]
+    extra = sorted(set(keys) - set(names) - set(arch_cols))
     if extra:
         raise KeyError(f"undocumented record columns: {extra}")
-    frame = pd.DataFrame([{n: r.get(n, math.nan) for n in names} for r in rows], columns=names)
-    for name, dtype, _, _ in columns:
-        col = frame[name]
-        if dtype == "string":
-            frame[name] = col.astype("string")
-        elif dtype == "boolean":
-            frame[name] = col.map(
-                lambda v: (
-                    pd.NA if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v)
-                )
-            ).astype("boolean")
-        elif dtype in ("int64", "Int64"):
-            numeric = pd.to_numeric(col, errors="coerce")
-            frame[name] = (
-                numeric.astype("Int64")
-                if (dtype == "Int64" or numeric.isna().any())
-                else numeric.astype("int64")
-            )
-        else:
-            frame[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+    ordered = _insert_arch(names, arch_cols)
+    frame = pd.DataFrame([{n: r.get(n, math.nan) for n in ordered} for r in rows], columns=ordered)
+    dtypes = {c.name: c.dtype for c in columns}
+    for name in arch_cols:
+        numeric = pd.to_numeric(frame[name], errors="coerce")
+        whole = numeric.dropna()
+        dtypes[name] = "Int64" if len(whole) and (whole == whole.round()).all() else "float64"
+    for name in ordered:
+        frame[name] = _as_dtype(frame[name], dtypes[name])
     return frame
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _as_dtype(col: pd.Series, dtype: str) -> pd.Series:
+    if dtype == "string":
+        return col.map(lambda v: pd.NA if _missing(v) else str(v)).astype("string")
+    if dtype == "boolean":
+        return col.map(lambda v: pd.NA if _missing(v) else bool(v)).astype("boolean")
+    numeric = pd.to_numeric(col, errors="coerce")
+    if dtype in ("int64", "Int64"):
+        return (
+            numeric.astype("Int64")
+            if (dtype == "Int64" or numeric.isna().any())
+            else numeric.astype("int64")
+        )
+    return numeric.astype("float64")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
 def write_trials(frame: pd.DataFrame, run_dir: Path, stem: str = "trials") -> None:
@@ -326,34 +501,118 @@ def write_trials(frame: pd.DataFrame, run_dir: Path, stem: str = "trials") -> No
 
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
-    atomic_write_bytes(run_dir / f"{stem}.parquet", buf.getvalue())
-    atomic_write_text(run_dir / f"{stem}.csv", frame.to_csv(index=False))
+    atomic_write_bytes(Path(run_dir) / f"{stem}.parquet", buf.getvalue())
+    atomic_write_text(Path(run_dir) / f"{stem}.csv", frame.to_csv(index=False))
 
 
 def require_run_dir(path: str | Path, what: str = "The RUN_DIR argument") -> Path:
-    """``path`` as a Path if it is a kdbench run folder (has manifest.json), else a SuiteError
-    (exit 2) naming ``what``."""
-    from bench.suite import SuiteError
-
+    """``path`` as a Path if it is a kdbench run folder (has manifest.json), else an
+    :class:`InputError` (exit 2) naming ``what``."""
     run_dir = Path(path)
     if not (run_dir / "manifest.json").is_file():
-        raise SuiteError(
+        raise InputError(
             f"{what} must be a kdbench run folder (with manifest.json). Got {str(path)!r} instead."
         )
     return run_dir
 
 
+def _check_schema(frame: pd.DataFrame, path: Path) -> None:
+    if "schema_version" not in frame.columns:
+        raise InputError(f"The table {path} must have a 'schema_version' column. It has none.")
+    versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))
+    unknown = versions - {SCHEMA_VERSION}
+    if unknown:
+        raise InputError(
+            f"The table {path} must have schema_version {SCHEMA_VERSION} (this kdbench). Got "
+            f"{sorted(unknown)} instead: it was written by another kdbench version."
+        )
+
+
 def read_trials(run_dir: Path) -> pd.DataFrame:
     """The trial table of a run folder (parquet preferred; CSV as a fallback)."""
     run_dir = Path(run_dir)
-    if (run_dir / "trials.parquet").is_file():
-        return pd.read_parquet(run_dir / "trials.parquet")
-    if (run_dir / "trials.csv").is_file():
-        return to_frame(
-            pd.read_csv(run_dir / "trials.csv", keep_default_na=False, na_values=[""]).to_dict(
-                "records"
-            )
-        )
-    raise FileNotFoundError(
-        f"{run_dir} holds no trials.parquet or trials.csv; is it a kdbench run folder?"
+    parquet, csv = run_dir / "trials.parquet", run_dir / "trials.csv"
+    if parquet.is_file():
+        frame = pd.read_parquet(parquet)
+        if len(frame):
+            _check_schema(frame, parquet)
+        return frame
+    if csv.is_file():
+        raw = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        if len(raw):
+            _check_schema(raw, csv)
+        return to_frame(raw.to_dict("records"))
+    raise InputError(
+        f"The run folder {run_dir} must hold trials.parquet or trials.csv. It holds neither."
     )
+
+
+def read_seeds(run_dir: Path) -> pd.DataFrame:
+    """The per-seed table of a run folder (empty when the run has none yet)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "seeds.parquet").is_file():
+        return pd.read_parquet(run_dir / "seeds.parquet")
+    if (run_dir / "seeds.csv").is_file():
+        raw = pd.read_csv(run_dir / "seeds.csv", keep_default_na=False, na_values=[""])
+        return to_frame(raw.to_dict("records"), SEED_COLUMNS)
+    return to_frame([], SEED_COLUMNS)
+
+
+# ---------------------------------------------------------------------- the manifest
+@dataclass
+class Manifest:
+    """``manifest.json``: what ran, where, with which data and teacher, and its status.
+
+    Written by :meth:`write` and read by :meth:`read` only; ``schema_version`` is checked.
+    """
+
+    run_id: str
+    status: str  # running | complete | interrupted
+    suite: dict[str, Any]
+    suite_sha256: str
+    created_utc: str
+    updated_utc: str = ""
+    schema_version: int = SCHEMA_VERSION
+    suite_source: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=dict)
+    conventions: dict[str, Any] = field(default_factory=dict)
+    train_device: str = "cpu"
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    study_storage: str = "study.journal"
+    plugins: dict[str, str] = field(default_factory=dict)
+    n_trials: int = 0
+
+    def write(self, run_dir: Path) -> None:
+        atomic_write_text(
+            Path(run_dir) / "manifest.json", json.dumps(asdict(self), indent=2, default=str)
+        )
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Manifest:
+        path = Path(run_dir) / "manifest.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(
+                f"The run folder {run_dir} must hold manifest.json. It does not."
+            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"The manifest {path} must be valid JSON. Got: {exc}.") from None
+        if not isinstance(data, dict):
+            raise InputError(
+                f"The manifest {path} must be a JSON object. Got {type(data).__name__}."
+            )
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"The manifest {path} must have schema_version {SCHEMA_VERSION} (this kdbench). "
+                f"Got {version!r} instead: it was written by another kdbench version."
+            )
+        known = {f.name for f in fields(cls)}
+        required = ("run_id", "status", "suite", "suite_sha256", "created_utc")
+        absent = [k for k in required if k not in data]
+        if absent:
+            raise InputError(f"The manifest {path} must have the key {absent[0]!r}. It does not.")
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,90 +1,100 @@
 """Suite files (TOML) → validated, frozen configuration objects.
 
-Every rule lives here. A violation raises :class:`SuiteError` whose message names the key,
-the rule and the value received, e.g. ``The 'width.low' parameter of [search] must be an int
-in [1, 4096]. Got -3 instead.``; the CLI prints it and exits with status 2.
+Every rule lives here (task kinds validate their own keys in ``bench.tasks``). A violation
+raises :class:`~bench.errors.InputError` whose message names the key, the rule and the value
+received, e.g. ``The 'width.low' parameter of [search] must be an int in [1, 4096]. Got -3
+instead.``; the CLI prints it and exits with status 2.
+
+Order of reading: ``[plugins]`` first (they may register families), then ``[student]`` (its
+family decides which keys ``[search]`` accepts), then the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
+import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.errors import InputError
+from bench.plugins import ensure_entry_points, import_plugins
+from bench.tasks import TaskConfig, parse_task, task_from_dict
+from bench.validation import Range, Table
 from kdcore import COMBINE_MODES, get_family, list_families
 
 __all__ = [
+    "SAFE_NAME",
     "BudgetConfig",
     "ConfirmConfig",
     "MeasureConfig",
+    "PluginsConfig",
     "Range",
     "SearchSpace",
     "StudentTraining",
     "Suite",
-    "SuiteError",
-    "TaskConfig",
     "TeacherConfig",
+    "check_safe_name",
     "load_suite",
     "parse_suite",
+    "suite_from_dict",
 ]
 
-TASK_KINDS = ("synthetic", "digits", "csv")
 SAMPLERS = ("tpe", "random")
 OBJECTIVES = ("pareto", "val_acc")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SAFE_NAME_RULE = (
+    "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit "
+    "(it becomes part of file names)"
+)
 
 
-class SuiteError(ValueError):
-    """A suite file breaks a rule; the message names key, rule and value."""
+def check_safe_name(value: Any, key: str, where: str) -> str:
+    """The one safe-name rule for every name that becomes part of a path."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise InputError(
+            f"The '{key}' parameter of {where} must be {SAFE_NAME_RULE}. Got {value!r} instead."
+        )
+    return value
 
 
 # ---------------------------------------------------------------------- config objects
 @dataclass(frozen=True)
-class Range:
-    """A search range; ``low == high`` means a fixed value."""
-
-    low: float
-    high: float
-    log: bool = False
-
-    @property
-    def fixed(self) -> bool:
-        return self.low == self.high
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    kind: str = "synthetic"
-    name: str = ""
-    n_samples: int = 20000
-    n_features: int = 20
-    n_informative: int = 10
-    n_redundant: int = 5
-    n_classes: int = 2
-    n_clusters_per_class: int = 2
-    class_sep: float = 1.0
-    flip_y: float = 0.01
-    path: str = ""
-    target: str = ""
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 0
+class PluginsConfig:
+    modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
+    """The teacher ensemble: trained here, or from files (see :attr:`source`)."""
+
     family: str = "seed_teacher"
+    arch: dict[str, Any] = field(default_factory=dict)
     members: int = 5
     epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
     combine: str = "mean_prob"
-    checkpoint: str = ""
     seed: int = 1000
+    checkpoint: str = ""
+    checkpoints: tuple[str, ...] = ()
+    logits: str = ""
+    logits_key: str = "logits"
+
+    @property
+    def source(self) -> str:
+        """``train``, ``checkpoint`` (a kdbench ensemble file), ``checkpoints`` (one
+        state_dict per member) or ``logits`` (offline outputs)."""
+        if self.logits:
+            return "logits"
+        if self.checkpoints:
+            return "checkpoints"
+        if self.checkpoint:
+            return "checkpoint"
+        return "train"
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,21 @@ class StudentTraining:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    width: Range = Range(4, 512, True)
-    depth: Range = Range(1, 4)
+    """The family's architecture parameters (in its declared order), then T and alpha."""
+
+    arch: tuple[tuple[str, Range], ...] = (
+        ("width", Range(4, 512, True)),
+        ("depth", Range(1, 4)),
+    )
     temperature: Range = Range(1.0, 20.0, True)
     alpha: Range = Range(0.5, 1.0)
+
+    def ranges(self) -> dict[str, Range]:
+        return {**dict(self.arch), "temperature": self.temperature, "alpha": self.alpha}
+
+    @property
+    def arch_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.arch)
 
 
 @dataclass(frozen=True)
@@ -146,12 +167,15 @@ class Suite:
     budget: BudgetConfig = BudgetConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     measure: MeasureConfig = MeasureConfig()
+    plugins: PluginsConfig = PluginsConfig()
     description: str = ""
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (as stored in manifests); :func:`suite_from_dict` reverses it."""
         data = asdict(self)
         data.pop("source")
+        data["search"] = {k: asdict(r) for k, r in self.search.ranges().items()}
         return data
 
     def digest(self) -> str:
@@ -159,234 +183,93 @@ class Suite:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
-
-# ---------------------------------------------------------------------- validation helpers
-def _describe_type(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an int", float: "a number", str: "a string", bool: "a boolean"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-class _Table:
-    """Reads one TOML table, checking each key against a rule; unknown keys are refused."""
-
-    def __init__(self, data: Any, section: str) -> None:
-        if not isinstance(data, dict):
-            raise SuiteError(f"[{section}] must be a table. Got {data!r} instead.")
-        self.data = data
-        self.section = section
-        self.seen: set[str] = set()
-
-    def _fail(self, key: str, rule: str, value: Any) -> SuiteError:
-        return SuiteError(
-            f"The '{key}' parameter of [{self.section}] must be {rule}. Got {value!r} instead."
-        )
-
-    def number(
-        self,
-        key: str,
-        default: Any,
-        kind: type = float,
-        low: float = -math.inf,
-        high: float = math.inf,
-        *,
-        low_open: bool = False,
-    ) -> Any:
-        self.seen.add(key)
-        value = self.data.get(key, default)
-        lo_br = "(" if low_open else "["
-        rule = f"{_describe_type(kind)} in {lo_br}{_fmt(low)}, {_fmt(high)}]"
-        ok_type = isinstance(value, kind) and not isinstance(value, bool)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok_type = float(value), True
-        if not ok_type:
-            raise self._fail(key, rule, value)
-        if not (low < value if low_open else low <= value) or not value <= high:
-            raise self._fail(key, rule, value)
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        self.seen.add(key)
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            raise self._fail(key, "a boolean (true or false)", value)
-        return value
-
-    def choice(self, key: str, default: str, choices: tuple[str, ...] | list[str]) -> str:
-        self.seen.add(key)
-        value = self.data.get(key, default)
-        if value not in choices:
-            raise self._fail(key, f"one of {', '.join(map(repr, choices))}", value)
-        return value
-
-    def string(self, key: str, default: str) -> str:
-        self.seen.add(key)
-        value = self.data.get(key, default)
-        if not isinstance(value, str):
-            raise self._fail(key, "a string", value)
-        return value
-
-    def table(self, key: str) -> _Table:
-        self.seen.add(key)
-        return _Table(self.data.get(key, {}), f"{self.section}.{key}" if self.section else key)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            where = f"[{self.section}]" if self.section else "the top level"
-            raise SuiteError(
-                f"Unknown key '{unknown[0]}' in {where}. Valid keys: {', '.join(sorted(self.seen))}."
-            )
-
-
-def _fmt(x: float) -> str:
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _range(
-    table: _Table, key: str, default: Range, kind: type, low: float, high: float, *, low_open: bool
-) -> Range:
-    table.seen.add(key)
-    raw = table.data.get(key)
-    if raw is None:
-        return default
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        v = table.number(key, raw, kind, low, high, low_open=low_open)
-        return Range(v, v, False)
-    if not isinstance(raw, dict):
-        raise table._fail(
-            key, f"a fixed value or a table {{low, high, log}} of {_describe_type(kind)}", raw
-        )
-    sub = _Table(raw, table.section)
-    lo = sub.number("low", raw.get("low", default.low), kind, low, high, low_open=low_open)
-    hi = sub.number(
-        "high",
-        raw.get("high", default.high),
-        kind,
-        low,
-        high,
-        low_open=low_open,
-    )
-    log = sub.boolean("log", default.log)
-    extra = sorted(set(raw) - {"low", "high", "log"})
-    if extra:
-        raise SuiteError(
-            f"Unknown key '{key}.{extra[0]}' in [{table.section}]. Valid keys: low, high, log."
-        )
-    if lo > hi:
-        raise SuiteError(
-            f"The '{key}.low' parameter of [{table.section}] must be <= '{key}.high' ({_fmt(hi)}). "
-            f"Got {lo!r} instead."
-        )
-    return Range(lo, hi, log)
-
-
-def _rename_range_errors(key: str, fn: Any) -> Any:
-    try:
-        return fn()
-    except SuiteError as exc:
-        msg = str(exc)
-        msg = msg.replace("The 'low' parameter", f"The '{key}.low' parameter")
-        msg = msg.replace("The 'high' parameter", f"The '{key}.high' parameter")
-        msg = msg.replace("The 'log' parameter", f"The '{key}.log' parameter")
-        raise SuiteError(msg) from None
+    def with_budget(self, **changes: Any) -> Suite:
+        return replace(self, budget=replace(self.budget, **changes))
 
 
 # ---------------------------------------------------------------------- sections
-def _task(data: Any, section: str) -> TaskConfig:
-    t = _Table(data, section)
-    d = TaskConfig()
-    kind = t.choice("kind", d.kind, TASK_KINDS)
-    name = t.string("name", "")
-    if kind == "synthetic":
-        n_features = t.number("n_features", d.n_features, int, 2, 10_000)
-        n_classes = t.number("n_classes", d.n_classes, int, 2, 1000)
-        cfg = TaskConfig(
-            kind=kind,
-            name=name or "synthetic",
-            n_samples=t.number("n_samples", d.n_samples, int, 100, 10_000_000),
-            n_features=n_features,
-            n_informative=t.number("n_informative", d.n_informative, int, 1, n_features),
-            n_redundant=t.number("n_redundant", d.n_redundant, int, 0, n_features),
-            n_classes=n_classes,
-            n_clusters_per_class=t.number(
-                "n_clusters_per_class", d.n_clusters_per_class, int, 1, 100
-            ),
-            class_sep=t.number("class_sep", d.class_sep, float, 0.0, 100.0, low_open=True),
-            flip_y=t.number("flip_y", d.flip_y, float, 0.0, 1.0),
-            val_fraction=t.number("val_fraction", d.val_fraction, float, 0.0, 0.5, low_open=True),
-            test_fraction=t.number(
-                "test_fraction", d.test_fraction, float, 0.0, 0.5, low_open=True
-            ),
-            seed=t.number("seed", d.seed, int, 0, 2**31 - 1),
-        )
-        if cfg.n_informative + cfg.n_redundant > cfg.n_features:
-            raise SuiteError(
-                f"The 'n_redundant' parameter of [{section}] must be <= n_features - n_informative "
-                f"({cfg.n_features - cfg.n_informative}). Got {cfg.n_redundant} instead."
-            )
-        if cfg.n_classes * cfg.n_clusters_per_class > 2**cfg.n_informative:
-            raise SuiteError(
-                f"The 'n_clusters_per_class' parameter of [{section}] must satisfy n_classes x "
-                f"n_clusters_per_class <= 2**n_informative ({2**cfg.n_informative}). "
-                f"Got {cfg.n_clusters_per_class} instead."
-            )
-    elif kind == "digits":
-        cfg = TaskConfig(
-            kind=kind,
-            name=name or "digits",
-            n_samples=1797,
-            n_features=64,
-            n_classes=10,
-            val_fraction=t.number("val_fraction", d.val_fraction, float, 0.0, 0.5, low_open=True),
-            test_fraction=t.number(
-                "test_fraction", d.test_fraction, float, 0.0, 0.5, low_open=True
-            ),
-            seed=t.number("seed", d.seed, int, 0, 2**31 - 1),
-        )
-    else:  # csv
-        path = t.string("path", "")
-        if not path:
-            raise SuiteError(
-                f"The 'path' parameter of [{section}] must be a CSV file path. Got '' instead."
-            )
-        cfg = TaskConfig(
-            kind=kind,
-            name=name or Path(path).stem,
-            path=path,
-            target=t.string("target", "target"),
-            val_fraction=t.number("val_fraction", d.val_fraction, float, 0.0, 0.5, low_open=True),
-            test_fraction=t.number(
-                "test_fraction", d.test_fraction, float, 0.0, 0.5, low_open=True
-            ),
-            seed=t.number("seed", d.seed, int, 0, 2**31 - 1),
-        )
+def _plugins(t: Table, base_dir: Path) -> PluginsConfig:
+    modules = t.strings("modules", ())
     t.finish()
-    return cfg
+    import_plugins(modules, base_dir, "The 'modules' parameter of [plugins]")
+    return PluginsConfig(modules)
 
 
-def _teacher(t: _Table) -> TeacherConfig:
+def _arch_values(t: Table, key: str, family: str) -> dict[str, Any]:
+    t.seen.add(key)
+    raw = t.data.get(key, {})
+    fam = get_family(family)
+    if not isinstance(raw, dict):
+        raise t.fail(key, f"a table of the architecture parameters of family {family!r}", raw)
+    unknown = sorted(set(raw) - set(fam.param_names))
+    if unknown:
+        raise InputError(
+            f"Unknown key '{key}.{unknown[0]}' in {t.where}. Valid keys for family {family!r}: "
+            f"{', '.join(fam.param_names) or '(none)'}."
+        )
+    missing = [n for n in fam.param_names if n not in raw]
+    if missing:
+        raise t.fail(
+            f"{key}.{missing[0]}",
+            f"given for family {family!r} ({', '.join(fam.param_names)})",
+            None,
+        )
+    for p in fam.params:
+        if not p.accepts(raw[p.name]):
+            raise t.fail(f"{key}.{p.name}", p.rule(), raw[p.name])
+    return {p.name: raw[p.name] for p in fam.params}
+
+
+def _paths(t: Table, key: str, base_dir: Path) -> tuple[str, ...]:
+    return tuple(str((base_dir / Path(p).expanduser()).resolve()) for p in t.strings(key, ()))
+
+
+def _path(t: Table, key: str, base_dir: Path) -> str:
+    value = t.string(key, "")
+    return str((base_dir / Path(value).expanduser()).resolve()) if value else ""
+
+
+def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
     d = TeacherConfig()
+    offline = bool(t.data.get("logits"))
+    # An offline teacher has no architecture unless one is named (then its cost is measured).
+    family = t.choice(
+        "family", "" if offline else d.family, list_families() + ([""] if offline else [])
+    )
     cfg = TeacherConfig(
-        family=t.choice(
-            "family", d.family, [f for f in list_families() if not get_family(f).arch_params]
-        ),
+        family=family,
+        arch=_arch_values(t, "arch", family) if family else {},
         members=t.number("members", d.members, int, 1, 64),
         epochs=t.number("epochs", d.epochs, int, 1, 10_000),
         batch_size=t.number("batch_size", d.batch_size, int, 1, 1_000_000),
         lr=t.number("lr", d.lr, float, 0.0, 10.0, low_open=True),
         weight_decay=t.number("weight_decay", d.weight_decay, float, 0.0, 1.0),
         combine=t.choice("combine", d.combine, COMBINE_MODES),
-        checkpoint=t.string("checkpoint", d.checkpoint),
+        checkpoint=_path(t, "checkpoint", base_dir),
+        checkpoints=_paths(t, "checkpoints", base_dir),
+        logits=_path(t, "logits", base_dir),
+        logits_key=t.string("logits_key", d.logits_key),
         seed=t.number("seed", d.seed, int, 0, 2**31 - 1),
     )
     t.finish()
+    given = [k for k in ("checkpoint", "checkpoints", "logits") if getattr(cfg, k)]
+    if len(given) > 1:
+        raise InputError(
+            f"The teacher of [teacher] must come from one source: 'checkpoint', 'checkpoints' or "
+            f"'logits'. Got {', '.join(given)} instead."
+        )
+    if cfg.logits and t.has("members"):
+        raise t.fail(
+            "members", "left out with 'logits' (the file's first axis gives K)", cfg.members
+        )
+    if cfg.checkpoints and t.has("members") and cfg.members != len(cfg.checkpoints):
+        raise t.fail("members", f"the number of checkpoints ({len(cfg.checkpoints)})", cfg.members)
+    if cfg.checkpoints:
+        cfg = replace(cfg, members=len(cfg.checkpoints))
     return cfg
 
 
-def _student(t: _Table) -> StudentTraining:
+def _student(t: Table) -> StudentTraining:
     d = StudentTraining()
     cfg = StudentTraining(
         family=t.choice("family", d.family, list_families()),
@@ -401,28 +284,31 @@ def _student(t: _Table) -> StudentTraining:
     return cfg
 
 
-def _search(t: _Table) -> SearchSpace:
+def _search(t: Table, family: str) -> SearchSpace:
+    fam = get_family(family)
     d = SearchSpace()
-    cfg = SearchSpace(
-        width=_rename_range_errors(
-            "width", lambda: _range(t, "width", d.width, int, 1, 4096, low_open=False)
-        ),
-        depth=_rename_range_errors(
-            "depth", lambda: _range(t, "depth", d.depth, int, 1, 16, low_open=False)
-        ),
-        temperature=_rename_range_errors(
-            "temperature",
-            lambda: _range(t, "temperature", d.temperature, float, 0.0, 1000.0, low_open=True),
-        ),
-        alpha=_rename_range_errors(
-            "alpha", lambda: _range(t, "alpha", d.alpha, float, 0.0, 1.0, low_open=False)
-        ),
+    arch = tuple(
+        (
+            p.name,
+            t.range(p.name, Range(p.default[0], p.default[1], p.log), p.kind, *p.bounds),
+        )
+        for p in fam.params
     )
-    t.finish()
+    cfg = SearchSpace(
+        arch=arch,
+        temperature=t.range("temperature", d.temperature, float, 0.0, 1000.0, low_open=True),
+        alpha=t.range("alpha", d.alpha, float, 0.0, 1.0),
+    )
+    unknown = sorted(set(t.data) - t.seen)
+    if unknown:
+        raise InputError(
+            f"Unknown key '{unknown[0]}' in [search]. Valid keys for family {family!r}: "
+            f"{', '.join([*fam.param_names, 'temperature', 'alpha'])}."
+        )
     return cfg
 
 
-def _budget(t: _Table) -> BudgetConfig:
+def _budget(t: Table) -> BudgetConfig:
     d = BudgetConfig()
     cfg = BudgetConfig(
         trials=t.number("trials", d.trials, int, 1, 100_000),
@@ -436,19 +322,19 @@ def _budget(t: _Table) -> BudgetConfig:
     )
     t.finish()
     if cfg.prune and cfg.group_size > 1:
-        raise SuiteError(
+        raise InputError(
             "The 'prune' parameter of [budget] must be false when group_size > 1 (a group trains "
             "several trials at once and cannot drop one mid-way). Got True instead."
         )
     if cfg.prune and cfg.objective != "val_acc":
-        raise SuiteError(
+        raise InputError(
             "The 'prune' parameter of [budget] must be false unless objective = 'val_acc' "
             "(Optuna pruners do not support multi-objective studies). Got True instead."
         )
     return cfg
 
 
-def _confirm(t: _Table) -> ConfirmConfig:
+def _confirm(t: Table) -> ConfirmConfig:
     d = ConfirmConfig()
     cfg = ConfirmConfig(
         top_k=t.number("top_k", d.top_k, int, 0, 1000),
@@ -459,11 +345,11 @@ def _confirm(t: _Table) -> ConfirmConfig:
     return cfg
 
 
-def _measure(t: _Table) -> MeasureConfig:
+def _measure(t: Table) -> MeasureConfig:
     d = MeasureConfig()
     device = t.string("device", d.device)
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise t._fail("device", "one of 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise t.fail("device", "one of 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
     cfg = MeasureConfig(
         device=device,
         threads=t.number("threads", d.threads, int, 1, 1024),
@@ -477,45 +363,53 @@ def _measure(t: _Table) -> MeasureConfig:
     return cfg
 
 
-def parse_suite(data: dict[str, Any], name: str = "suite", source: str = "") -> Suite:
-    """Validate a parsed TOML document; raise :class:`SuiteError` on the first problem."""
-    top = _Table(data, "")
-    suite_name = top.string("name", name)
-    if not suite_name or not all(c.isalnum() or c in "-_." for c in suite_name):
-        raise SuiteError(
-            "The 'name' parameter of [suite] must be a non-empty string of letters, digits, "
-            f"'-', '_' or '.'. Got {suite_name!r} instead."
-        )
+def parse_suite(
+    data: dict[str, Any], name: str = "suite", source: str = "", base_dir: Path | None = None
+) -> Suite:
+    """Validate a parsed TOML document; raise :class:`InputError` on the first problem.
+
+    ``base_dir`` (the suite file's folder) resolves relative paths and is searched for
+    plugin modules.
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    ensure_entry_points()
+    top = Table(data, "")
+    suite_name = check_safe_name(top.string("name", name), "name", "[suite]")
     description = top.string("description", "")
+    plugins = _plugins(top.table("plugins"), base)
     top.seen.update({"task", "tasks"})
     if "task" in data and "tasks" in data:
-        raise SuiteError(
+        raise InputError(
             "A suite must give either [task] or [[tasks]], not both. Got both instead."
         )
     if "tasks" in data:
         raw_tasks = data["tasks"]
         if not isinstance(raw_tasks, list) or not raw_tasks:
-            raise SuiteError(
+            raise InputError(
                 f"The 'tasks' parameter of [suite] must be a non-empty array of tables. Got {raw_tasks!r} instead."
             )
-        tasks = tuple(_task(t, f"tasks.{i}") for i, t in enumerate(raw_tasks))
+        tasks = tuple(parse_task(Table(t, f"tasks.{i}"), base) for i, t in enumerate(raw_tasks))
     else:
-        tasks = (_task(data.get("task", {}), "task"),)
+        tasks = (parse_task(Table(data.get("task", {}), "task"), base),)
+    for i, task in enumerate(tasks):
+        check_safe_name(task.name, "name", "[task]" if len(tasks) == 1 else f"[tasks.{i}]")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
-        raise SuiteError(
+        raise InputError(
             f"The 'name' parameter of [tasks] must be unique per task. Got {names!r} instead."
         )
+    student = _student(top.table("student"))
     suite = Suite(
         name=suite_name,
         description=description,
         tasks=tasks,
-        teacher=_teacher(top.table("teacher")),
-        student=_student(top.table("student")),
-        search=_search(top.table("search")),
+        teacher=_teacher(top.table("teacher"), base),
+        student=student,
+        search=_search(top.table("search"), student.family),
         budget=_budget(top.table("budget")),
         confirm=_confirm(top.table("confirm")),
         measure=_measure(top.table("measure")),
+        plugins=plugins,
         source=source,
     )
     top.finish()
@@ -526,28 +420,36 @@ def load_suite(path: str | Path) -> Suite:
     """Read and validate a TOML suite file."""
     path = Path(path)
     if not path.is_file():
-        raise SuiteError(f"The suite file must exist. Got {str(path)!r} instead.")
+        raise InputError(f"The suite file must exist. Got {str(path)!r} instead.")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"The suite file {str(path)!r} must be valid TOML: {exc}.") from None
-    return parse_suite(data, name=path.stem, source=str(path))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"The suite file {str(path)!r} must be valid TOML: {exc}.") from None
+    return parse_suite(data, name=path.stem, source=str(path), base_dir=path.resolve().parent)
 
 
 def suite_from_dict(data: dict[str, Any]) -> Suite:
     """Rebuild a Suite from :meth:`Suite.to_dict` output (as stored in a manifest)."""
-
-    def rng(d: dict[str, Any]) -> Range:
-        return Range(**d)
-
+    plugins = PluginsConfig(tuple(data.get("plugins", {}).get("modules", ())))
+    import_plugins(plugins.modules, None, "The plugin module of this run")
+    student = StudentTraining(**data["student"])
+    ranges = {k: Range(**v) for k, v in data["search"].items()}
+    fam = get_family(student.family)
+    teacher = dict(data["teacher"])
+    teacher["checkpoints"] = tuple(teacher.get("checkpoints", ()))
     return Suite(
         name=data["name"],
         description=data.get("description", ""),
-        tasks=tuple(TaskConfig(**t) for t in data["tasks"]),
-        teacher=TeacherConfig(**data["teacher"]),
-        student=StudentTraining(**data["student"]),
-        search=SearchSpace(**{k: rng(v) for k, v in data["search"].items()}),
+        tasks=tuple(task_from_dict(t) for t in data["tasks"]),
+        teacher=TeacherConfig(**teacher),
+        student=student,
+        search=SearchSpace(
+            arch=tuple((n, ranges[n]) for n in fam.param_names),
+            temperature=ranges["temperature"],
+            alpha=ranges["alpha"],
+        ),
         budget=BudgetConfig(**data["budget"]),
         confirm=ConfirmConfig(**data["confirm"]),
         measure=MeasureConfig(**data["measure"]),
+        plugins=plugins,
     )

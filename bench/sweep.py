@@ -1,19 +1,19 @@
-"""The Optuna sweep: suite → run folder of trial records.
+"""The sweep, orchestration only: suite → run folder of trial records.
 
-Per task: load data → prepare the teacher (trained once or reused; outputs cached once per
-split) → an Optuna study (seeded sampler; journal file in the run folder unless an RDB URL is
-given) → trials via ask/tell. Each trial trains, in ONE group, the distilled student for every
-replicate seed and the scratch baseline for every seed not trained before for that
-architecture; objective values come from the validation split. After every trial the tables
-are rewritten atomically, so a crash loses at most the trial in flight and ``--resume``
-continues where the run stopped.
+1. Validate everything a run needs *before* anything is written: the suite (already parsed),
+   the data of every task, the teacher files, the device. A problem is an
+   :class:`~bench.errors.InputError` (exit 2) and no run folder is created.
+2. Per task: prepare the teacher (trained once or reused; outputs cached once per split), open
+   the Optuna study (``bench.study``), and ask trials in groups that share an architecture
+   (``bench.trial``); objective values come from the validation split.
+3. After every group the tables are rewritten atomically, so a crash loses at most the group
+   in flight and ``--resume`` continues where the run stopped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,37 +24,32 @@ from typing import Any
 import optuna
 import pandas as pd
 import torch
-from scipy import stats
 
-from bench.ensemble import PreparedTeacher, prepare_teacher
-from bench.measure import all_cores, ensemble_latency_columns, speedups, student_latency_columns
+from bench.errors import InputError
+from bench.measure import all_cores, ensemble_latency_columns
+from bench.plugins import loaded_plugins
 from bench.provenance import CONVENTIONS, git_info, machine_info, package_versions
 from bench.records import (
-    SCHEMA_VERSION,
     SEED_COLUMNS,
-    atomic_write_text,
+    Manifest,
+    read_seeds,
     read_trials,
     require_run_dir,
     to_frame,
     write_trials,
 )
-from bench.suite import Range, Suite, SuiteError, suite_from_dict
+from bench.rundir import atomic_write_text, inside
+from bench.space import arch_of, distributions
+from bench.study import make_study, pruning_callback
+from bench.suite import Suite, suite_from_dict
 from bench.tasks import TaskData, load_task
-from kdcore import (
-    Distiller,
-    Member,
-    agreement,
-    count_flops,
-    count_params,
-    expected_calibration_error,
-    kl_to_teacher,
-    select_device,
-)
+from bench.teacher import LoadedTeacher, PreparedTeacher, load_teacher, prepare_teacher
+from bench.trial import GroupResult, ScratchStore, TrialConfig, failed_row, run_group
+from kdcore import select_device
 
-__all__ = ["Progress", "RunContext", "new_run_id", "run_suite", "summarise_seeds"]
+__all__ = ["Progress", "RunContext", "new_run_id", "run_suite", "select_confirm"]
 
 log = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -75,26 +70,12 @@ def new_run_id(suite_name: str, now: datetime | None = None) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}_{suite_name}"
 
 
-def summarise_seeds(values: list[float]) -> tuple[float, float, float, float]:
-    """mean, sample std, and the 95 % Student-t interval of the mean (NaN for n < 2)."""
-    clean = [v for v in values if not math.isnan(v)]
-    n = len(clean)
-    if n == 0:
-        return (math.nan,) * 4
-    mean = sum(clean) / n
-    if n < 2:
-        return mean, math.nan, math.nan, math.nan
-    std = math.sqrt(sum((v - mean) ** 2 for v in clean) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return mean, std, mean - half, mean + half
-
-
 @dataclass
 class RunContext:
     suite: Suite
     run_dir: Path
     run_id: str
-    cache_root: Path
+    cache_dir: Path
     train_device: str
     gpu: torch.device | None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -107,335 +88,84 @@ class RunContext:
         write_trials(to_frame(self.rows), self.run_dir, "trials")
         write_trials(to_frame(self.seed_rows, SEED_COLUMNS), self.run_dir, "seeds")
 
-
-# ---------------------------------------------------------------------- Optuna plumbing
-def _distribution(r: Range, kind: type) -> optuna.distributions.BaseDistribution:
-    if kind is int:
-        return optuna.distributions.IntDistribution(int(r.low), int(r.high), log=r.log)
-    return optuna.distributions.FloatDistribution(r.low, r.high, log=r.log)
-
-
-def _search_distributions(suite: Suite) -> dict[str, optuna.distributions.BaseDistribution]:
-    s = suite.search
-    return {
-        "width": _distribution(s.width, int),
-        "depth": _distribution(s.depth, int),
-        "temperature": _distribution(s.temperature, float),
-        "alpha": _distribution(s.alpha, float),
-    }
-
-
-def _storage(suite: Suite, run_dir: Path) -> optuna.storages.BaseStorage | str:
-    if suite.budget.storage:
-        return suite.budget.storage
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    return JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
-
-
-def _make_study(suite: Suite, run_dir: Path, task: str, run_id: str) -> optuna.Study:
-    b = suite.budget
-    if b.sampler == "tpe":
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=b.sampler_seed)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=b.sampler_seed)
-    kwargs: dict[str, Any] = {}
-    if b.objective == "pareto":
-        kwargs["directions"] = ["maximize", "minimize"]  # val accuracy, FLOPs
-    else:
-        kwargs["direction"] = "maximize"
-        if b.prune:
-            kwargs["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    return optuna.create_study(
-        storage=_storage(suite, run_dir),
-        sampler=sampler,
-        study_name=f"{run_id}:{task}",
-        load_if_exists=True,
-        **kwargs,
-    )
-
-
-# ---------------------------------------------------------------------- one trial
-class _ScratchCache:
-    """Scratch baselines per (family, width, depth, seed): trained once, reused by trials."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, dict[str, float]] = (
-            json.loads(path.read_text()) if path.is_file() else {}
-        )
-
-    @staticmethod
-    def key(family: str, width: int, depth: int, seed: int) -> str:
-        return f"{family}:{width}:{depth}:{seed}"
-
-    def get(self, *args: Any) -> dict[str, float] | None:
-        return self.data.get(self.key(*args))
-
-    def put(self, value: dict[str, float], *args: Any) -> None:
-        self.data[self.key(*args)] = value
-        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
-
-
-@dataclass(frozen=True)
-class _Config:
-    trial: int
-    temperature: float
-    alpha: float
-
-
-def _run_group(
-    ctx: RunContext,
-    task: TaskData,
-    teacher: PreparedTeacher,
-    ensemble_cols: dict[str, Any],
-    scratch: _ScratchCache,
-    arch: tuple[int, int],
-    configs: list[_Config],
-    seeds: list[int],
-    phase: str,
-    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
-) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Train one group — every (config, seed) distilled student plus the scratch baseline of
-    each seed not trained before for this architecture — then evaluate on test and measure.
-    Returns one (row, per-seed rows) per config; a config whose member diverged gets a
-    failed row."""
-    suite = ctx.suite
-    st = suite.student
-    width, depth = arch
-    members = [Member(s, c.temperature, c.alpha) for c in configs for s in seeds]
-    need_scratch = [s for s in seeds if scratch.get(st.family, width, depth, s) is None]
-    members += [Member(s, 1.0, 0.0) for s in need_scratch]
-    started = time.perf_counter()
-    distiller = Distiller(
-        family=st.family,
-        arch={"width": width, "depth": depth},
-        epochs=st.epochs,
-        batch_size=st.batch_size,
-        lr=st.lr,
-        weight_decay=st.weight_decay,
-        patience=st.patience or None,
-        device=ctx.train_device,
-        grouped=st.grouped,
-    ).fit(
-        task.x_train,
-        task.y_train,
-        task.x_val,
-        task.y_val,
-        members,
-        teacher=teacher.targets["train"].to(ctx.train_device),
-        on_epoch=on_epoch,
-    )
-    logits = distiller.predict_logits(task.x_test)
-    test_lp = teacher.targets["test"].log_probs(1.0)
-    y = task.y_test
-    n_distilled = len(configs) * len(seeds)
-    for j, s in enumerate(need_scratch):
-        g = n_distilled + j
-        if g in distiller.failed_:
-            continue
-        scratch.put(
-            {
-                "scratch_acc": float((logits[g].argmax(-1) == y).float().mean()),
-                "scratch_val_acc": distiller.val_acc_[g],
-            },
-            st.family,
-            width,
-            depth,
-            s,
-        )
-    model = distiller.models_[0]
-    x1 = task.x_train[:1]
-    flops = count_flops(model, x1)
-    n_params = count_params(model)
-    latency = student_latency_columns(model, task.input_dim, suite.measure, ctx.gpu)
-    per_trial_time = (time.perf_counter() - started) / len(configs)
-    out = []
-    for ci, cfg in enumerate(configs):
-        params = {
-            "width": width,
-            "depth": depth,
-            "temperature": cfg.temperature,
-            "alpha": cfg.alpha,
-        }
-        indices = [ci * len(seeds) + k for k in range(len(seeds))]
-        failures = [distiller.failed_[g] for g in indices if g in distiller.failed_]
-        if failures:
-            out.append(
-                (
-                    _failed_row(
-                        ctx, task, teacher, params, cfg.trial, seeds, phase, "fail", failures[0]
-                    ),
-                    [],
-                )
+    def commit(self, result: GroupResult, scratch: ScratchStore, task: str) -> None:
+        for row, seed_rows in result.rows:
+            self.rows.append(row)
+            self.seed_rows.extend(seed_rows)
+        if result.scratch:
+            atomic_write_text(
+                inside(self.run_dir, f"scratch_{task}.json"),
+                json.dumps(scratch.data, indent=1, sort_keys=True),
             )
-            continue
-        base = {
-            "run_id": ctx.run_id,
-            "task": task.name,
-            "trial": cfg.trial,
-            "phase": phase,
-            **params,
-        }
-        seed_rows = []
-        for g, s in zip(indices, seeds, strict=True):
-            sc = scratch.get(st.family, width, depth, s) or {}
-            acc = float((logits[g].argmax(-1) == y).float().mean())
-            seed_rows.append(
-                {
-                    **base,
-                    "seed": s,
-                    "student_acc": acc,
-                    "scratch_acc": sc.get("scratch_acc", math.nan),
-                    "kd_gain": acc - sc.get("scratch_acc", math.nan),
-                    "student_val_acc": distiller.val_acc_[g],
-                    "scratch_val_acc": sc.get("scratch_val_acc", math.nan),
-                    "agreement": agreement(logits[g], test_lp),
-                    "kl_to_teacher": kl_to_teacher(test_lp, logits[g]),
-                    "student_ece": expected_calibration_error(logits[g], y),
-                    "best_epoch": distiller.best_epoch_[g],
-                }
-            )
-        row = _complete_row(base, seed_rows, teacher, st.family, seeds, n_params, flops)
-        row |= latency
-        row |= ensemble_cols
-        row |= speedups(row)
-        row["train_time_s"] = distiller.train_time_s_
-        row["group_members"] = len(members)
-        row["trial_time_s"] = per_trial_time
-        row["datetime_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
-        out.append((row, seed_rows))
-    return out
+        self.save()
 
 
-def _complete_row(
-    base: dict[str, Any],
-    seed_rows: list[dict[str, Any]],
-    teacher: PreparedTeacher,
-    family: str,
-    seeds: list[int],
-    n_params: int,
-    flops: int,
-) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        **base,
-        "schema_version": SCHEMA_VERSION,
-        "state": "complete",
-        "fail_reason": "",
-        "family": family,
-        "n_seeds": len(seeds),
-        "seed": seeds[0],
-        "student_params": n_params,
-        "ensemble_params": teacher.params,
-        "param_ratio": n_params / teacher.params,
-        "student_flops": flops,
-        "student_macs": flops // 2,
-        "ensemble_flops": teacher.flops,
-        "flops_ratio": flops / teacher.flops,
-        "ensemble_acc": teacher.ensemble_acc,
-        "best_member_acc": teacher.best_member_acc,
-        "mean_member_acc": teacher.mean_member_acc,
-        "ensemble_ece": teacher.ensemble_ece,
-        "teacher_mean_max_prob": teacher.mean_max_prob_train,
-        "ensemble_val_acc": teacher.ensemble_val_acc,
-    }
-    acc = [r["student_acc"] for r in seed_rows]
-    m, sd, lo, hi = summarise_seeds(acc)
-    row |= {
-        "student_acc": m,
-        "student_acc_std": sd,
-        "student_acc_ci_low": lo,
-        "student_acc_ci_high": hi,
-    }
-    g_m, _, g_lo, g_hi = summarise_seeds([teacher.ensemble_acc - a for a in acc])
-    row |= {"acc_gap": g_m, "acc_gap_ci_low": g_lo, "acc_gap_ci_high": g_hi}
-    k_m, _, k_lo, k_hi = summarise_seeds([r["kd_gain"] for r in seed_rows])
-    row |= {"kd_gain": k_m, "kd_gain_ci_low": k_lo, "kd_gain_ci_high": k_hi}
-    scratch_acc = summarise_seeds([r["scratch_acc"] for r in seed_rows])[0]
-    row["scratch_acc"] = scratch_acc
-    row["gap_to_best_member"] = teacher.best_member_acc - m
-    row["gap_closed"] = _share(m - scratch_acc, teacher.ensemble_acc - scratch_acc)
-    row["ensemble_gain_kept"] = _share(
-        m - teacher.best_member_acc, teacher.ensemble_acc - teacher.best_member_acc
-    )
-    for col in (
-        "agreement",
-        "kl_to_teacher",
-        "student_ece",
-        "student_val_acc",
-        "scratch_val_acc",
-        "best_epoch",
-    ):
-        row[col] = summarise_seeds([float(r[col]) for r in seed_rows])[0]
-    row["val_gap"] = teacher.ensemble_val_acc - row["student_val_acc"]
-    return row
-
-
-def _share(num: float, den: float) -> float:
-    return num / den if den > 0 and not math.isnan(num) else math.nan
-
-
-def _failed_row(
-    ctx: RunContext,
-    task: TaskData,
-    teacher: PreparedTeacher,
-    params: dict[str, Any],
-    trial_number: int,
-    seeds: list[int],
-    phase: str,
-    state: str,
-    reason: str,
-) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": ctx.run_id,
-        "task": task.name,
-        "trial": trial_number,
-        "phase": phase,
-        "state": state,
-        "fail_reason": reason,
-        "family": ctx.suite.student.family,
-        "width": int(params.get("width", 0)),
-        "depth": int(params.get("depth", 0)),
-        "temperature": float(params.get("temperature", math.nan)),
-        "alpha": float(params.get("alpha", math.nan)),
-        "n_seeds": len(seeds),
-        "seed": seeds[0],
-        "ensemble_params": teacher.params,
-        "ensemble_flops": teacher.flops,
-        "ensemble_acc": teacher.ensemble_acc,
-        "best_member_acc": teacher.best_member_acc,
-        "mean_member_acc": teacher.mean_member_acc,
-        "datetime_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+def _read_scratch(run_dir: Path, task: str) -> ScratchStore:
+    path = inside(run_dir, f"scratch_{task}.json")
+    return ScratchStore(json.loads(path.read_text()) if path.is_file() else None)
 
 
 # ---------------------------------------------------------------------- the run
-def _write_manifest(ctx: RunContext, status: str, extra: dict[str, Any]) -> None:
+def _select_train_device(suite: Suite) -> str:
+    try:
+        return str(select_device(suite.measure.device))
+    except RuntimeError as exc:
+        raise InputError(
+            f"The 'device' parameter of [measure] must name an available device. Got "
+            f"{suite.measure.device!r} instead ({exc})."
+        ) from None
+
+
+def _data_sha256(task: TaskData) -> str:
+    return str(task.source.get("sha256") or task.fingerprint())
+
+
+def _preflight(suite: Suite, cache_dir: Path) -> list[tuple[TaskData, LoadedTeacher | None]]:
+    """Load and validate every task's data and teacher files; write nothing."""
+    out = []
+    for cfg in suite.tasks:
+        task = load_task(cfg)
+        out.append((task, load_teacher(task, suite.teacher, cache_dir)))
+    return out
+
+
+def _manifest(
+    ctx: RunContext, status: str, created: str, tasks: dict[str, Any], n_trials: int
+) -> Manifest:
     suite = ctx.suite
-    manifest = {
-        "run_id": ctx.run_id,
-        "status": status,
-        "schema_version": SCHEMA_VERSION,
-        "created_utc": extra.get("created_utc"),
-        "updated_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "suite": suite.to_dict(),
-        "suite_sha256": suite.digest(),
-        "suite_source": suite.source,
-        "packages": package_versions(),
-        "machine": machine_info(torch.get_num_threads(), suite.measure.threads, ctx.gpu),
-        "git": git_info(),
-        "conventions": CONVENTIONS,
-        "train_device": ctx.train_device,
-        "tasks": extra.get("tasks", {}),
-        "study_storage": suite.budget.storage or "study.journal",
-    }
-    atomic_write_text(ctx.run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    return Manifest(
+        run_id=ctx.run_id,
+        status=status,
+        suite=suite.to_dict(),
+        suite_sha256=suite.digest(),
+        created_utc=created,
+        updated_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        suite_source=suite.source,
+        packages=package_versions(),
+        machine=machine_info(torch.get_num_threads(), suite.measure.threads, ctx.gpu),
+        git=git_info(),
+        conventions=CONVENTIONS,
+        train_device=ctx.train_device,
+        tasks=tasks,
+        study_storage=suite.budget.storage or "study.journal",
+        plugins=loaded_plugins(),
+        n_trials=n_trials,
+    )
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = require_run_dir(run_dir, "The RUN_DIR argument of --resume") / "manifest.json"
-    return json.loads(path.read_text())
+def _new_run_dir(out_root: Path, suite_name: str) -> tuple[Path, str]:
+    out_root.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(suite_name)
+    run_dir = inside(out_root, run_id)
+    suffix = 1
+    while True:
+        try:
+            run_dir.mkdir(parents=False, exist_ok=False)  # never overwrite a run folder
+            return run_dir, run_id
+        except FileExistsError:
+            suffix += 1
+            run_id = f"{new_run_id(suite_name)}-{suffix}"
+            run_dir = inside(out_root, run_id)
 
 
 def run_suite(
@@ -445,106 +175,122 @@ def run_suite(
     trials: int | None = None,
     resume: Path | None = None,
     replay: Path | None = None,
+    cache_dir: Path | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Path:
     """Run (or resume) a suite; return the run folder.
 
-    ``replay``: a run folder whose search configurations (width, depth, T, alpha, in trial
+    ``replay``: a run folder whose search configurations (architecture, T, alpha, in trial
     order) this run evaluates instead of sampling — the same workload under other settings
-    or code, for ``compare`` and for timing."""
+    or code, for ``compare`` and for timing. ``cache_dir``: where trained teachers are kept
+    (default ``<out_root>/teachers``)."""
     if replay is not None and resume is not None:
-        raise SuiteError(
+        raise InputError(
             "The '--replay' option must not be combined with --resume. Got both instead."
         )
     replay_configs = _replay_configs(Path(replay)) if replay is not None else {}
+    previous: Manifest | None = None
     if resume is not None:
-        run_dir = Path(resume)
-        manifest = _read_manifest(run_dir)
-        suite = suite_from_dict(manifest["suite"])
-        run_id = manifest["run_id"]
-        created = manifest.get("created_utc")
-        cache_root = run_dir.parent
-        tasks_meta: dict[str, Any] = manifest.get("tasks", {})
-    else:
-        if suite is None:
-            raise SuiteError(
-                "The SUITE argument of run must be a suite file unless --resume is given. Got none instead."
-            )
-        out_root = Path(out_root)
-        out_root.mkdir(parents=True, exist_ok=True)
-        run_id = new_run_id(suite.name)
-        run_dir = out_root / run_id
-        suffix = 1
-        while True:
-            try:
-                run_dir.mkdir(parents=False, exist_ok=False)  # never overwrite a run folder
-                break
-            except FileExistsError:
-                suffix += 1
-                run_id = f"{new_run_id(suite.name)}-{suffix}"
-                run_dir = out_root / run_id
-        created = datetime.now(UTC).isoformat(timespec="seconds")
-        cache_root = out_root
-        tasks_meta = {}
+        run_dir = require_run_dir(resume, "The RUN_DIR argument of --resume")
+        previous = Manifest.read(run_dir)
+        suite = suite_from_dict(previous.suite)
+        out_root = run_dir.parent
+    elif suite is None:
+        raise InputError(
+            "The SUITE argument of run must be a suite file unless --resume is given. Got none instead."
+        )
+    cache = Path(cache_dir) if cache_dir is not None else Path(out_root) / "teachers"
     n_trials = trials if trials is not None else suite.budget.trials
-    try:
-        train_device = str(select_device(suite.measure.device))
-    except RuntimeError as exc:
-        raise SuiteError(
-            f"The 'device' parameter of [measure] must name an available device. Got {suite.measure.device!r} instead ({exc})."
-        ) from None
+    train_device = _select_train_device(suite)
+    prepared = _preflight(suite, cache)
+    if previous is not None:
+        _check_unchanged(previous, prepared, run_dir)
+        run_id, created = previous.run_id, previous.created_utc
+        tasks_meta: dict[str, Any] = dict(previous.tasks)
+    else:
+        run_dir, run_id = _new_run_dir(Path(out_root), suite.name)
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        tasks_meta = {}
     gpu = torch.device(train_device) if train_device.startswith("cuda") else None
-    train_threads = suite.measure.train_threads or all_cores()
-    torch.set_num_threads(train_threads)
-    ctx = RunContext(suite, run_dir, run_id, cache_root, train_device, gpu, on_progress=on_progress)
+    torch.set_num_threads(suite.measure.train_threads or all_cores())
+    ctx = RunContext(suite, run_dir, run_id, cache, train_device, gpu, on_progress=on_progress)
     ctx.replay = replay_configs
-    if resume is not None and (
+    if previous is not None and (
         (run_dir / "trials.parquet").is_file() or (run_dir / "trials.csv").is_file()
     ):
-        ctx.rows = [dict(r) for r in read_trials(run_dir).to_dict("records")]
-        if (run_dir / "seeds.parquet").is_file():
-            ctx.seed_rows = [
-                dict(r) for r in pd.read_parquet(run_dir / "seeds.parquet").to_dict("records")
-            ]
-        ctx.rows = [_clean(r) for r in ctx.rows]
-        ctx.seed_rows = [_clean(r) for r in ctx.seed_rows]
-    meta = {"created_utc": created, "tasks": tasks_meta, "n_trials": n_trials}
-    _write_manifest(ctx, "running", meta)
-    for task_cfg in suite.tasks:
-        task = load_task(task_cfg)
-        teacher = prepare_teacher(task, suite.teacher, cache_root, train_device)
+        ctx.rows = [_clean(r) for r in read_trials(run_dir).to_dict("records")]
+        ctx.seed_rows = [_clean(r) for r in read_seeds(run_dir).to_dict("records")]
+    _manifest(ctx, "running", created, tasks_meta, n_trials).write(run_dir)
+    for task, loaded in prepared:
+        teacher = prepare_teacher(task, suite.teacher, cache, train_device, loaded)
         ens_cols, ens_detail = ensemble_latency_columns(
-            teacher.ensemble, task.input_dim, suite.measure, gpu
+            teacher.cost_model, task.input_shape, suite.measure, gpu
         )
         tasks_meta[task.name] = {
-            "config": task_cfg.__dict__,
+            "config": _jsonable(task.config),
             "sizes": task.sizes(),
             "num_classes": task.num_classes,
-            "input_dim": task.input_dim,
+            "class_names": list(task.class_names),
+            "input_shape": list(task.input_shape),
+            "data_sha256": _data_sha256(task),
+            "data_source": task.source,
             "teacher": teacher.summary(),
             "ensemble_latency": ens_detail,
         }
-        _write_manifest(ctx, "running", meta)
+        if previous is not None:
+            _check_teacher_unchanged(previous, task.name, teacher)
+        _manifest(ctx, "running", created, tasks_meta, n_trials).write(run_dir)
         _sweep_task(ctx, task, teacher, ens_cols, n_trials)
         _confirm_task(ctx, task, teacher, ens_cols)
-    _write_manifest(ctx, "complete", meta)
+    _manifest(ctx, "complete", created, tasks_meta, n_trials).write(run_dir)
     return run_dir
+
+
+def _jsonable(cfg: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(cfg), default=list))
+
+
+def _check_unchanged(
+    previous: Manifest, prepared: list[tuple[TaskData, LoadedTeacher | None]], run_dir: Path
+) -> None:
+    """--resume refuses a run whose data changed since it started."""
+    for task, _ in prepared:
+        before = previous.tasks.get(task.name, {}).get("data_sha256")
+        now = _data_sha256(task)
+        if before is not None and before != now:
+            raise InputError(
+                f"The data of task '{task.name}' must be unchanged to resume {run_dir}. Got "
+                f"sha256 {now[:12]}… instead of {before[:12]}… (the data file changed); start a "
+                "new run instead."
+            )
+
+
+def _check_teacher_unchanged(previous: Manifest, task: str, teacher: PreparedTeacher) -> None:
+    before = previous.tasks.get(task, {}).get("teacher", {}).get("outputs_sha256")
+    if before is not None and before != teacher.outputs_sha256:
+        raise InputError(
+            f"The teacher of task '{task}' must be unchanged to resume this run. Its outputs "
+            f"now hash to {teacher.outputs_sha256[:12]}… instead of {before[:12]}… (the teacher "
+            "files or the cached ensemble changed); start a new run instead."
+        )
 
 
 def _replay_configs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     require_run_dir(run_dir, "The '--replay' option")
     trials = read_trials(run_dir)
     search = trials[trials["phase"] == "search"].sort_values("trial")
+    arch_cols = [c for c in search.columns if c.startswith("arch_")]
     out: dict[str, list[dict[str, Any]]] = {}
     for _, r in search.iterrows():
-        out.setdefault(str(r["task"]), []).append(
-            {
-                "width": int(r["width"]),
-                "depth": int(r["depth"]),
-                "temperature": float(r["temperature"]),
-                "alpha": float(r["alpha"]),
-            }
-        )
+        params = {
+            c.removeprefix("arch_"): r[c].item() if hasattr(r[c], "item") else r[c]
+            for c in arch_cols
+            if pd.notna(r[c])
+        }
+        params |= {"temperature": float(r["temperature"]), "alpha": float(r["alpha"])}
+        out.setdefault(str(r["task"]), []).append(params)
     return out
 
 
@@ -552,6 +298,7 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if v is pd.NA else v) for k, v in row.items()}
 
 
+# ---------------------------------------------------------------------- search phase
 def _sweep_task(
     ctx: RunContext,
     task: TaskData,
@@ -560,9 +307,10 @@ def _sweep_task(
     n_trials: int,
 ) -> None:
     suite = ctx.suite
-    study = _make_study(suite, ctx.run_dir, task.name, ctx.run_id)
-    dists = _search_distributions(suite)
-    scratch = _ScratchCache(ctx.run_dir / f"scratch_{task.name}.json")
+    family = suite.student.family
+    study = make_study(suite, ctx.run_dir, task.name, ctx.run_id)
+    dists = distributions(suite.search, family)
+    scratch = _read_scratch(ctx.run_dir, task.name)
     seeds = list(range(suite.budget.seeds))
     recorded = {
         r["trial"]: r for r in ctx.rows if r["task"] == task.name and r["phase"] == "search"
@@ -579,47 +327,66 @@ def _sweep_task(
     if ctx.replay:
         n_trials = min(n_trials, len(queue))
     while done < n_trials:
-        trials = _ask_group(study, dists, min(suite.budget.group_size, n_trials - done), queue)
-        arch = (int(trials[0].params["width"]), int(trials[0].params["depth"]))
+        asked = _ask_group(study, dists, min(suite.budget.group_size, n_trials - done), queue)
+        arch = arch_of(asked[0].params, suite.search, family)
         configs = [
-            _Config(t.number, float(t.params["temperature"]), float(t.params["alpha"]))
-            for t in trials
+            TrialConfig(t.number, float(t.params["temperature"]), float(t.params["alpha"]))
+            for t in asked
         ]
-        on_epoch = _pruning_callback(trials[0], len(seeds)) if suite.budget.prune else None
+        on_epoch = pruning_callback(asked[0], len(seeds)) if suite.budget.prune else None
         try:
-            results = _run_group(
-                ctx, task, teacher, ens_cols, scratch, arch, configs, seeds, "search", on_epoch
+            result = run_group(
+                suite,
+                ctx.run_id,
+                task,
+                teacher,
+                ens_cols,
+                scratch,
+                arch,
+                configs,
+                seeds,
+                "search",
+                train_device=ctx.train_device,
+                gpu=ctx.gpu,
+                on_epoch=on_epoch,
             )
         except optuna.TrialPruned as exc:
-            results = [
-                (
-                    _failed_row(
-                        ctx, task, teacher, t.params, t.number, seeds, "search", "pruned", str(exc)
-                    ),
-                    [],
-                )
-                for t in trials
-            ]
+            result = _failed(ctx, task, teacher, arch, configs, seeds, "search", "pruned", str(exc))
         except Exception as exc:  # a failing trial is recorded and the sweep goes on
-            log.warning("trials %s failed: %s", [t.number for t in trials], exc)
+            log.warning("trials %s failed: %s", [t.number for t in asked], exc)
             reason = f"{type(exc).__name__}: {exc}"
-            results = [
-                (
-                    _failed_row(
-                        ctx, task, teacher, t.params, t.number, seeds, "search", "fail", reason
-                    ),
-                    [],
-                )
-                for t in trials
-            ]
-        for row, seed_rows in results:
-            ctx.rows.append(row)
-            ctx.seed_rows.extend(seed_rows)
-        ctx.save()
-        for row, _ in results:
+            result = _failed(ctx, task, teacher, arch, configs, seeds, "search", "fail", reason)
+        ctx.commit(result, scratch, task.name)
+        for row, _ in result.rows:
             _tell(study, row["trial"], row, suite)
             done += 1
             _progress(ctx, task.name, done, n_trials, row, "search")
+
+
+def _failed(
+    ctx: RunContext,
+    task: TaskData,
+    teacher: PreparedTeacher,
+    arch: dict[str, int | float],
+    configs: list[TrialConfig],
+    seeds: list[int],
+    phase: str,
+    state: str,
+    reason: str,
+) -> GroupResult:
+    family = ctx.suite.student.family
+    return GroupResult(
+        [
+            (
+                failed_row(
+                    ctx.run_id, task.name, teacher, family, arch, c, seeds, phase, state, reason
+                ),
+                [],
+            )
+            for c in configs
+        ],
+        {},
+    )
 
 
 def _ask_group(
@@ -632,10 +399,11 @@ def _ask_group(
     sampler chooses their temperature and alpha and all train as one same-shape group.
     With a replay ``queue`` the next configurations come from it instead (consecutive ones of
     the same architecture share a group)."""
+    arch_names = [n for n in dists if n not in ("temperature", "alpha")]
     if queue:
         batch = [queue.pop(0)]
-        same = (batch[0]["width"], batch[0]["depth"])
-        while len(batch) < size and queue and (queue[0]["width"], queue[0]["depth"]) == same:
+        same = tuple(batch[0][n] for n in arch_names)
+        while len(batch) < size and queue and tuple(queue[0][n] for n in arch_names) == same:
             batch.append(queue.pop(0))
         asked = []
         for params in batch:
@@ -645,18 +413,9 @@ def _ask_group(
     first = study.ask(dists)
     group = [first]
     for _ in range(size - 1):
-        study.enqueue_trial({"width": first.params["width"], "depth": first.params["depth"]})
+        study.enqueue_trial({n: first.params[n] for n in arch_names})
         group.append(study.ask(dists))
     return group
-
-
-def _pruning_callback(trial: optuna.Trial, n_seeds: int) -> Callable[[int, torch.Tensor], None]:
-    def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:
-        trial.report(float(val_acc[:n_seeds].mean()), epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} on validation accuracy")
-
-    return on_epoch
 
 
 def _tell(study: optuna.Study, number: int, row: dict[str, Any], suite: Suite) -> None:
@@ -686,10 +445,11 @@ def _progress(
     )
 
 
+# ---------------------------------------------------------------------- confirm phase
 def _confirm_task(
     ctx: RunContext, task: TaskData, teacher: PreparedTeacher, ens_cols: dict[str, Any]
 ) -> None:
-    """Re-run the top-k configurations (validation Pareto front, cheapest first) with more seeds."""
+    """Re-run the top-k configurations (validation only, cheapest first) with more seeds."""
     cfg = ctx.suite.confirm
     if cfg.top_k <= 0:
         return
@@ -702,41 +462,36 @@ def _confirm_task(
     )
     if search.empty:
         return
+    family = ctx.suite.student.family
     chosen = select_confirm(search, cfg.top_k, cfg.max_val_gap_pp)
-    scratch = _ScratchCache(ctx.run_dir / f"scratch_{task.name}.json")
+    scratch = _read_scratch(ctx.run_dir, task.name)
     seeds = list(range(cfg.seeds))
+    arch_names = ctx.suite.search.arch_names
     for i, (_, src) in enumerate(chosen.iterrows(), start=1):
         if src["trial"] in already:
             continue
-        arch = (int(src["width"]), int(src["depth"]))
-        configs = [_Config(int(src["trial"]), float(src["temperature"]), float(src["alpha"]))]
+        arch = arch_of({n: src[f"arch_{n}"] for n in arch_names}, ctx.suite.search, family)
+        configs = [TrialConfig(int(src["trial"]), float(src["temperature"]), float(src["alpha"]))]
         try:
-            results = _run_group(
-                ctx, task, teacher, ens_cols, scratch, arch, configs, seeds, "confirm"
+            result = run_group(
+                ctx.suite,
+                ctx.run_id,
+                task,
+                teacher,
+                ens_cols,
+                scratch,
+                arch,
+                configs,
+                seeds,
+                "confirm",
+                train_device=ctx.train_device,
+                gpu=ctx.gpu,
             )
         except Exception as exc:
-            params = {k: src[k] for k in ("width", "depth", "temperature", "alpha")}
             reason = f"{type(exc).__name__}: {exc}"
-            results = [
-                (
-                    _failed_row(
-                        ctx,
-                        task,
-                        teacher,
-                        params,
-                        int(src["trial"]),
-                        seeds,
-                        "confirm",
-                        "fail",
-                        reason,
-                    ),
-                    [],
-                )
-            ]
-        for row, seed_rows in results:
-            ctx.rows.append(row)
-            ctx.seed_rows.extend(seed_rows)
-            ctx.save()
+            result = _failed(ctx, task, teacher, arch, configs, seeds, "confirm", "fail", reason)
+        ctx.commit(result, scratch, task.name)
+        for row, _ in result.rows:
             _progress(ctx, task.name, i, len(chosen), row, "confirm")
 
 
@@ -748,15 +503,3 @@ def select_confirm(search: pd.DataFrame, top_k: int, max_val_gap_pp: float) -> p
     near = ranked[ranked["_near"]].sort_values(["student_flops", "val_gap"])
     rest = ranked[~ranked["_near"]].sort_values(["val_gap", "student_flops"])
     return pd.concat([near, rest]).head(top_k).drop(columns="_near")
-
-
-def pareto_mask(cost_a: Any, cost_b: Any) -> Any:
-    """Boolean mask of points not dominated when minimising both costs."""
-    import numpy as np
-
-    a, b = np.asarray(cost_a, float), np.asarray(cost_b, float)
-    mask = np.ones(len(a), dtype=bool)
-    for i in range(len(a)):
-        dominated = (a <= a[i]) & (b <= b[i]) & ((a < a[i]) | (b < b[i]))
-        mask[i] = not dominated.any()
-    return mask

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.utils import benchmark as tbench
 
-from bench.ensemble import prepare_teacher
 from bench.measure import all_cores
 from bench.suite import load_suite
 from bench.tasks import load_task
+from bench.teacher import load_teacher, prepare_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,10 @@ def seed_setup(threads: int):
     """The seed suite's task and teacher (trained once, then reused from results/teachers)."""
     suite = load_suite(ROOT / "suites" / "seed.toml")
     task = load_task(suite.tasks[0])
-    teacher = prepare_teacher(task, suite.teacher, ROOT / "results")
+    cache = ROOT / "results" / "teachers"
+    teacher = prepare_teacher(
+        task, suite.teacher, cache, loaded=load_teacher(task, suite.teacher, cache)
+    )
     return suite, task, teacher
 
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.reference import reference_kd_fit
 from bench.suite import load_suite
 from bench.sweep import run_suite
-from kdcore import Distiller, Member, SoftTargets, accuracy, build_student, kd_loss_from_log_probs
+from benchmarks.reference import reference_kd_fit
+from kdcore import Distiller, Member, accuracy, build_student, kd_loss_from_log_probs
 
 EPOCHS, WIDTH, DEPTH, T, ALPHA, BATCH, LR, GROUP = 10, 77, 2, 4.0, 0.9, 256, 3e-3, 8
 
@@ -30,7 +30,7 @@ def _per_student_timer() -> float:
 def _train_flops(task, n_members: int, width: int = WIDTH) -> float:
     """FLOPs of the whole fit: FlopCounterMode on one forward+backward step, times the steps,
     plus one validation forward per epoch."""
-    model = build_student("mlp", task.input_dim, 2, width=width, depth=DEPTH)
+    model = build_student("mlp", task.input_shape, 2, width=width, depth=DEPTH)
     x, y = task.x_train[:BATCH], task.y_train[:BATCH]
     soft = torch.log_softmax(torch.randn(BATCH, 2), -1)
     with FlopCounterMode(display=False) as counter:
@@ -102,7 +102,7 @@ def _distill(
 ) -> Distiller:
     targets = teacher.targets["train"]
     if n_train is not None:
-        targets = SoftTargets(targets.member_logits[:, :n_train], targets.combine)
+        targets = targets.take(slice(0, n_train))
     return Distiller(
         arch={"width": width, "depth": depth},
         epochs=epochs,

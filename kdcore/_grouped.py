@@ -1,8 +1,16 @@
 """A group of same-architecture models evaluated as one: a leading "member" dimension.
 
-Plain ``nn.Sequential`` stacks of ``Linear``/``ReLU``/``Dropout``/``Identity`` run as batched
-matrix multiplies (``torch.baddbmm``), which is what makes training many small students cheap
-on a CPU; any other module runs through ``torch.func.vmap`` over ``functional_call``.
+Plain ``nn.Sequential`` stacks of ``Linear``/``ReLU``/``Dropout``/``Identity``/``Flatten``/
+``Conv2d``/``MaxPool2d``/``AvgPool2d`` run on the *batched* path:
+
+* Linear layers as batched matrix multiplies (``torch.baddbmm`` on weights stored
+  ``[G, in, out]``), activations laid out ``[G, B, features]``;
+* convolutions as ONE grouped convolution (``groups = G``): the members' feature maps are
+  stacked along the channel axis, ``[B, G·C, H, W]``, and their filters along the output-channel
+  axis, so conv, ReLU and pooling layers of all members run as one call each.
+
+Any other module runs through ``torch.func.vmap`` over ``functional_call`` (the *vmap* path).
+``backend="vmap"`` forces it (for comparison); both give the same outputs.
 """
 
 from __future__ import annotations
@@ -15,13 +23,30 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-_FAST_LAYERS = (nn.Linear, nn.ReLU, nn.Dropout, nn.Identity)
+_BATCHED_LAYERS = (
+    nn.Linear,
+    nn.ReLU,
+    nn.Dropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Conv2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+)
+BACKENDS = ("auto", "batched", "vmap")
 
 
-def _is_fast(template: nn.Module) -> bool:
-    return isinstance(template, nn.Sequential) and all(
-        isinstance(m, _FAST_LAYERS) for m in template
-    )
+def _batched_ok(template: nn.Module) -> bool:
+    if not isinstance(template, nn.Sequential):
+        return False
+    for m in template:
+        if not isinstance(m, _BATCHED_LAYERS):
+            return False
+        if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
+            return False
+        if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
+            return False
+    return True
 
 
 class GroupedModel:
@@ -32,18 +57,26 @@ class GroupedModel:
     member trained in a group follows the same trajectory as when trained alone.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module], backend: str = "auto") -> None:
         if not members:
             raise ValueError("GroupedModel needs at least one member model.")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}. Got {backend!r}.")
         self.template = copy.deepcopy(members[0]).to("meta")
         params, buffers = stack_module_state(list(members))
         self.size = len(members)
         self.training = True
-        self._fast = _is_fast(members[0])
-        # Fast path: Linear weights are stored transposed, [G, in, out], so that forward is
+        batched_ok = _batched_ok(members[0])
+        if backend == "batched" and not batched_ok:
+            raise ValueError(
+                f"{type(members[0]).__name__} has layers the batched path does not cover; "
+                "use backend='auto' or 'vmap'."
+            )
+        self.backend = "batched" if batched_ok and backend != "vmap" else "vmap"
+        # Batched path: Linear weights are stored transposed, [G, in, out], so that forward is
         # x @ W with no transpose and their gradients come out contiguous (no copies).
         self._transposed: set[str] = set()
-        if self._fast:
+        if self.backend == "batched":
             for name, layer in members[0].named_children():
                 if isinstance(layer, nn.Linear):
                     key = f"{name}.weight"
@@ -79,13 +112,46 @@ class GroupedModel:
                 f"grouped input must have {self.size} members first; got shape {tuple(x.shape)}. "
                 "Use .shared(x) for one input seen by every member."
             )
-        if self._fast:
-            return self._fast_forward(x)
+        if self.backend == "batched":
+            return self._batched_forward(x)
         return self._vmap_forward(x)
 
-    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _batched_forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.size
+        merged = False  # False: [G, B, ...]; True: [B, G*C, H, W] (conv layout)
         for name, layer in self.template.named_children():
-            if isinstance(layer, nn.Linear):
+            if isinstance(layer, nn.Conv2d):
+                if not merged:
+                    b = x.shape[1]
+                    x = x.transpose(0, 1).reshape(b, g * x.shape[2], *x.shape[3:])
+                    merged = True
+                weight = self.params[f"{name}.weight"]
+                bias = self.params.get(f"{name}.bias")
+                x = F.conv2d(
+                    x,
+                    weight.reshape(g * weight.shape[1], *weight.shape[2:]),
+                    None if bias is None else bias.reshape(-1),
+                    stride=layer.stride,
+                    padding=layer.padding,
+                    dilation=layer.dilation,
+                    groups=g * layer.groups,
+                )
+            elif isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
+                if not merged:
+                    b = x.shape[1]
+                    x = x.transpose(0, 1).reshape(b, g * x.shape[2], *x.shape[3:])
+                    merged = True
+                x = layer(x)  # per-channel: members never mix
+            elif isinstance(layer, nn.Flatten):
+                if merged:
+                    b = x.shape[0]
+                    x = x.reshape(b, g, -1).transpose(0, 1)
+                    merged = False
+                else:
+                    x = x.reshape(g, x.shape[1], -1)
+            elif isinstance(layer, nn.Linear):
+                if merged:
+                    raise ValueError("a Linear layer after a conv needs an nn.Flatten before it")
                 weight = self.params[f"{name}.weight"]
                 bias = self.params.get(f"{name}.bias")
                 if bias is None:
@@ -96,6 +162,9 @@ class GroupedModel:
                 x = F.relu(x)
             elif isinstance(layer, nn.Dropout):
                 x = F.dropout(x, layer.p, self.training)
+        if merged:
+            b = x.shape[0]
+            x = x.reshape(b, g, x.shape[1] // g, *x.shape[2:]).transpose(0, 1)
         return x
 
     def _vmap_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from kdcore._grouped import GroupedModel
+from kdcore._grouped import BACKENDS, GroupedModel
+from kdcore.families import build_student
 from kdcore.losses import FusedKDLoss
-from kdcore.students import build_student
 from kdcore.teachers import SoftTargets
 
 __all__ = ["Distiller", "Member"]
@@ -74,7 +74,7 @@ class Distiller:
         self,
         *,
         family: str = "mlp",
-        arch: dict[str, int] | None = None,
+        arch: dict[str, int | float] | None = None,
         epochs: int = 20,
         batch_size: int = 256,
         lr: float = 3e-3,
@@ -84,6 +84,7 @@ class Distiller:
         device: str = "cpu",
         eval_batch_size: int = 8192,
         grouped: bool = True,
+        backend: str = "auto",
     ) -> None:
         self.family = family
         self.arch = arch
@@ -96,6 +97,7 @@ class Distiller:
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.grouped = grouped
+        self.backend = backend
 
     # ------------------------------------------------------------------ validation
     def _validate(
@@ -125,6 +127,8 @@ class Distiller:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1. Got {getattr(self, name)} instead.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}. Got {self.backend!r} instead.")
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -158,8 +162,8 @@ class Distiller:
         n_train = len(x_train)
         num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
         if teacher is not None:
-            num_classes = teacher.member_logits.shape[-1]
-        input_dim = x_train.shape[1]
+            num_classes = teacher.num_classes
+        input_shape = tuple(x_train.shape[1:])
         g_count = len(members)
 
         modules = []
@@ -167,9 +171,9 @@ class Distiller:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(m.seed)
                 modules.append(
-                    build_student(self.family, input_dim, num_classes, **(self.arch or {}))
+                    build_student(self.family, input_shape, num_classes, **(self.arch or {}))
                 )
-        group = GroupedModel(modules)
+        group = GroupedModel(modules, backend=self.backend)
         group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
         group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
         optimizer = _make_adam(group.parameters(), self.lr, self.weight_decay, self.fused_adam)

@@ -5,21 +5,16 @@ here calls ``plt.show()``.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
 import itertools
+import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from bench.recommend import candidates, knee
-from bench.sweep import pareto_mask
+from bench.stats import pareto_mask
 
 __all__ = [
     "capacity_data",
@@ -227,8 +222,8 @@ def draw_capacity(
 
 # ---------------------------------------------------------------------- temperature map
 def temperature_map_data(trials: pd.DataFrame, n_t_bins: int = 5) -> pd.DataFrame:
-    """Mean accuracy gap (pp) over (width, temperature bin): rows = width bins (powers of 2),
-    columns = temperature bins (log-spaced over the sampled range)."""
+    """Mean accuracy gap (pp) over (student size, temperature bin): rows = parameter-count bins
+    (powers of 4), columns = temperature bins (log-spaced over the sampled range)."""
     c = candidates(trials)
     if c.empty:
         return pd.DataFrame()
@@ -244,10 +239,10 @@ def temperature_map_data(trials: pd.DataFrame, n_t_bins: int = 5) -> pd.DataFram
         include_lowest=True,
         labels=[f"{a:.1f}–{b:.1f}" for a, b in itertools.pairwise(edges)],
     )
-    w_bin = (2 ** np.floor(np.log2(c["width"].astype(float)))).astype(int)
+    size_bin = (4 ** np.floor(np.log(c["student_params"].astype(float)) / np.log(4))).astype(int)
     return (
-        c.assign(width_bin=w_bin, t_bin=t_bin, gap_pp=c["acc_gap"] * 100)
-        .groupby(["width_bin", "t_bin"], observed=False)["gap_pp"]
+        c.assign(size_bin=size_bin, t_bin=t_bin, gap_pp=c["acc_gap"] * 100)
+        .groupby(["size_bin", "t_bin"], observed=False)["gap_pp"]
         .mean()
         .unstack("t_bin")
         .sort_index()
@@ -267,7 +262,7 @@ def draw_temperature_map(data: pd.DataFrame, ax: Axes) -> Axes:
         vmax=vmax,
     )
     ax.set_xticks(range(values.shape[1]), [str(c) for c in data.columns], rotation=30, fontsize=8)
-    ax.set_yticks(range(values.shape[0]), [f"{w}–{2 * w - 1}" for w in data.index], fontsize=8)
+    ax.set_yticks(range(values.shape[0]), [f"{w:,}–{4 * w - 1:,}" for w in data.index], fontsize=8)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
@@ -281,7 +276,7 @@ def draw_temperature_map(data: pd.DataFrame, ax: Axes) -> Axes:
                     color="white" if values[i, j] > vmax / 2 else "black",
                 )
     ax.set_xlabel("temperature T")
-    ax.set_ylabel("width (bin)")
+    ax.set_ylabel("student parameters (bin)")
     ax.figure.colorbar(im, ax=ax, label="mean gap to ensemble (pp, lower is better)")
     return ax
 
@@ -367,9 +362,10 @@ def draw_importances(data: pd.DataFrame, ax: Axes) -> Axes:
     return ax
 
 
-def new_axes(width: float = 7.0, height: float = 4.5) -> tuple[Any, Axes]:
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
-    return fig, ax
+def new_axes(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
+    """A figure not registered with pyplot (no global backend state, nothing to close)."""
+    fig = Figure(figsize=(width, height), dpi=110)
+    return fig, fig.add_subplot()
 
 
 def knee_params(trials: pd.DataFrame) -> float | None:

@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
 
@@ -83,7 +82,6 @@ class _Doc:
         buf = io.BytesIO()
         fig.tight_layout()
         fig.savefig(buf, format="png")
-        plt.close(fig)
         png = buf.getvalue()
         atomic_write_bytes(self.out_dir / name, png)
         self.md.append(f"![{caption}]({name})\n\n_{caption}_\n")
@@ -103,26 +101,33 @@ class _Doc:
 
 
 def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) -> pd.DataFrame:
-    """fANOVA importances of width, depth, T, alpha for validation accuracy, computed from the
-    trial table alone (an in-memory study rebuilt from the completed search trials)."""
-    search = manifest["suite"]["search"]
-    dists = {}
-    for name, r in search.items():
-        if r["low"] == r["high"]:
-            continue
-        if name in ("width", "depth"):
-            dists[name] = optuna.distributions.IntDistribution(
-                int(r["low"]), int(r["high"]), log=r["log"]
-            )
-        else:
-            dists[name] = optuna.distributions.FloatDistribution(r["low"], r["high"], log=r["log"])
+    """fANOVA importances of the searched parameters (the family's architecture parameters,
+    T, alpha) for validation accuracy, computed from the trial table alone (an in-memory
+    study rebuilt from the completed search trials)."""
+    from bench.space import distributions
+    from bench.suite import suite_from_dict
+
+    suite = suite_from_dict(manifest["suite"])
+    dists = {
+        name: d
+        for name, d in distributions(suite.search, suite.student.family).items()
+        if not d.single()
+    }
+    column = {n: (n if n in ("temperature", "alpha") else f"arch_{n}") for n in dists}
     rows = trials.query("state == 'complete' and phase == 'search'")
     rows = rows[rows["task"] == task]
     if len(rows) < 3 or not dists:
         return pd.DataFrame(columns=["param", "importance"])
     study = optuna.create_study(direction="maximize")
     for _, r in rows.iterrows():
-        params = {k: (int(r[k]) if k in ("width", "depth") else float(r[k])) for k in dists}
+        params = {
+            k: (
+                int(r[column[k]])
+                if isinstance(d, optuna.distributions.IntDistribution)
+                else float(r[column[k]])
+            )
+            for k, d in dists.items()
+        }
         study.add_trial(
             optuna.trial.create_trial(
                 params=params, distributions=dists, value=float(r["student_val_acc"])
@@ -138,7 +143,7 @@ def _recommendation_sentence(rec: Recommendation) -> str:
     if rec.chosen is not None:
         r = rec.chosen
         return (
-            f"Ship width {int(r['width'])} × depth {int(r['depth'])} (T {r['temperature']:.2f}, alpha {r['alpha']:.2f}): "
+            f"Ship {r['arch']} (T {r['temperature']:.2f}, alpha {r['alpha']:.2f}): "
             f"{int(r['student_params']):,} parameters = 1/{1 / r['param_ratio']:.1f} of the ensemble, "
             f"{r['student_acc'] * 100:.2f} % test accuracy vs the ensemble's {r['ensemble_acc'] * 100:.2f} % "
             f"(gap {r['acc_gap'] * 100:.2f} pp; bound used {r['_gap_bound'] * 100:.2f} pp ≤ {rec.constraints['max_gap_pp']:g} pp), "
@@ -174,11 +179,7 @@ def build_report(
         [
             {
                 "task": t,
-                "recommended": (
-                    f"width {int(r.chosen['width'])} × depth {int(r.chosen['depth'])}"
-                    if r.chosen
-                    else "none meets the gap"
-                ),
+                "recommended": (r.chosen["arch"] if r.chosen else "none meets the gap"),
                 "params": int(r.chosen["student_params"]) if r.chosen else math.nan,
                 "1/param ratio": 1 / r.chosen["param_ratio"] if r.chosen else math.nan,
                 "student acc %": r.chosen["student_acc"] * 100 if r.chosen else math.nan,
@@ -237,6 +238,25 @@ def build_report(
     return out_dir
 
 
+def _count(value: Any) -> str:
+    return "unknown" if value is None else f"{int(value):,}"
+
+
+def _teacher_origin(teacher: dict[str, Any]) -> str:
+    kind = teacher.get("kind", "train")
+    if kind == "train":
+        return (
+            "reused from " + str(teacher.get("source"))
+            if teacher.get("reused")
+            else "trained in this run"
+        )
+    return {
+        "checkpoint": "kdbench checkpoint ",
+        "checkpoints": "checkpoints ",
+        "logits": "offline logits ",
+    }.get(kind, "") + str(teacher.get("source"))
+
+
 def _task_section(
     doc: _Doc,
     trials: pd.DataFrame,
@@ -254,10 +274,11 @@ def _task_section(
     members = teacher.get("member_test_acc", [])
     doc.para(
         f"Data: {sizes.get('train', '?')} train / {sizes.get('val', '?')} val / {sizes.get('test', '?')} test samples, "
-        f"{meta.get('input_dim', '?')} features, {meta.get('num_classes', '?')} classes. "
-        f"Teacher: {len(members)} members combined by {manifest['suite']['teacher']['combine']}, "
-        f"{teacher.get('params', 0):,} parameters, {teacher.get('flops', 0):,} FLOPs/sample "
-        f"({'reused from ' + str(teacher.get('source')) if teacher.get('reused') else 'trained in this run'}). "
+        f"input shape {meta.get('input_shape', '?')}, {meta.get('num_classes', '?')} classes. "
+        f"Teacher: {len(members)} members ({teacher.get('arch', '?')}) combined by "
+        f"{teacher.get('combine', '?')}, {_count(teacher.get('params'))} parameters, "
+        f"{_count(teacher.get('flops'))} FLOPs/sample "
+        f"({_teacher_origin(teacher)}). "
         f"Ensemble test accuracy {teacher.get('ensemble_acc', math.nan) * 100:.2f} %; members "
         f"{', '.join(f'{a * 100:.2f}' for a in members)} % (best single, chosen on val: "
         f"{teacher.get('best_member_acc', math.nan) * 100:.2f} %; mean {teacher.get('mean_member_acc', math.nan) * 100:.2f} %). "
@@ -337,9 +358,9 @@ def _task_section(
         plots.temperature_map_data(sub),
         plots.draw_temperature_map,
         "temperature_map",
-        "mean gap (pp) by width and temperature",
+        "mean gap (pp) by student size and temperature",
         "Which temperature suits which size: mean gap to the ensemble "
-        "per width bin and temperature bin (blank = not sampled).",
+        "per student-size bin and temperature bin (blank = not sampled).",
     )
     figure(
         plots.kd_gain_data(sub),

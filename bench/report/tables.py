@@ -15,8 +15,7 @@ __all__ = ["failed_table", "latency_table", "markdown_table", "trials_table"]
 TRIAL_COLUMNS = {
     "trial": "trial",
     "phase": "phase",
-    "width": "width",
-    "depth": "depth",
+    "arch": "architecture",
     "temperature": "T",
     "alpha": "alpha",
     "n_seeds": "seeds",
@@ -61,7 +60,7 @@ def failed_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:
         trials.query("state != 'complete'")
         .loc[
             lambda d: d["task"] == task,
-            ["trial", "phase", "state", "width", "depth", "temperature", "alpha", "fail_reason"],
+            ["trial", "phase", "state", "arch", "temperature", "alpha", "fail_reason"],
         ]
         .sort_values("trial")
         .reset_index(drop=True)
@@ -80,7 +79,7 @@ def latency_table(trials: pd.DataFrame, task: str, rec_trial: int | None) -> pd.
         ("ensemble, Python loop over members", "ensemble_loop_latency"),
         ("ensemble, fused batched matmuls", "ensemble_fused_latency"),
         (
-            f"student (trial {int(r['trial'])}, width {int(r['width'])}, depth {int(r['depth'])})",
+            f"student (trial {int(r['trial'])}, {r['arch']})",
             "latency",
         ),
     ):

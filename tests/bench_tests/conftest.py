@@ -7,7 +7,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.records import to_frame
+from bench.records import SCHEMA_VERSION, to_frame
+from bench.trial import arch_cells
 
 TINY_SUITE = """
 name = "tiny"
@@ -72,7 +73,7 @@ def tiny_suite(tmp_path: Path):
 def make_row(**kw: Any) -> dict[str, Any]:
     """A completed trial row with plausible defaults; override any column."""
     row: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "run_id": "fixture",
         "task": "t",
         "trial": 0,
@@ -102,6 +103,8 @@ def make_row(**kw: Any) -> dict[str, Any]:
         "ensemble_fused_latency_cpu_b1_p50_ms": 0.2,
     }
     row.update(kw)
+    if row["family"] == "mlp":
+        row.update(arch_cells("mlp", {"width": row["width"], "depth": row["depth"]}))
     row.setdefault("param_ratio", row["student_params"] / row["ensemble_params"])
     row.setdefault("flops_ratio", row["student_flops"] / row["ensemble_flops"])
     row.setdefault("acc_gap", row["ensemble_acc"] - row["student_acc"])

@@ -7,8 +7,8 @@ import pytest
 
 from bench.cli import main
 from bench.compare import parse_threshold
+from bench.errors import InputError
 from bench.records import write_trials
-from bench.suite import SuiteError
 from tests.bench_tests.conftest import make_table
 
 
@@ -85,7 +85,7 @@ def test_threshold_parsing() -> None:
     assert (t.metric, t.limit, t.kind) == ("acc_gap", 0.5, "pp")
     assert t.worse_by(0.010, 0.012) == pytest.approx(0.2)
     assert parse_threshold("student_acc:1pp").worse_by(0.97, 0.95) == pytest.approx(2.0)
-    with pytest.raises(SuiteError, match="must name a result column"):
+    with pytest.raises(InputError, match="must name a result column"):
         parse_threshold("speed:10%")
-    with pytest.raises(SuiteError, match="must look like"):
+    with pytest.raises(InputError, match="must look like"):
         parse_threshold("latency_cpu_b1_p50_ms>10")

@@ -159,7 +159,7 @@ def test_pruning_callback_reports_and_raises() -> None:
     import pytest
     import torch
 
-    from bench.sweep import _pruning_callback
+    from bench.study import pruning_callback
 
     class FakeTrial:
         def __init__(self, prune: bool) -> None:
@@ -172,10 +172,10 @@ def test_pruning_callback_reports_and_raises() -> None:
             return self.prune
 
     keep = FakeTrial(False)
-    _pruning_callback(keep, 2)(3, torch.tensor([0.5, 0.7, 0.1]))  # scratch member ignored
+    pruning_callback(keep, 2)(3, torch.tensor([0.5, 0.7, 0.1]))  # scratch member ignored
     assert keep.reports == [(3, pytest.approx(0.6))]
     with pytest.raises(optuna.TrialPruned, match="pruned at epoch 4"):
-        _pruning_callback(FakeTrial(True), 1)(4, torch.tensor([0.5]))
+        pruning_callback(FakeTrial(True), 1)(4, torch.tensor([0.5]))
 
 
 def test_gap_reachable_but_cost_constraint_fails_names_the_cheapest_gap_meeting_student() -> None:

@@ -84,11 +84,11 @@ def test_capacity_data_takes_the_best_validation_temperature_per_size() -> None:
 
 def test_temperature_map_data() -> None:
     data = plots.temperature_map_data(_fixture(), n_t_bins=2)
-    assert list(data.index) == [4, 16, 64]
+    assert list(data.index) == [64, 256, 4096]  # parameter bins (powers of 4): 100, 1000, 10000
     assert data.shape == (3, 2)
     assert (
         round(data.iloc[1, 0], 6) == 1.5 and round(data.iloc[1, 1], 6) == 1.0
-    )  # width 16 at T 2 / T 8
+    )  # 1,000 parameters at T 2 / T 8
     assert round(data.iloc[0, 0], 6) == 7.0 and math.isnan(data.iloc[0, 1])
 
 

@@ -10,11 +10,11 @@ import optuna
 import pandas as pd
 import pytest
 
-import bench.sweep as sweep
+from bench import faults
 from bench.cli import main
 from bench.records import COLUMNS, SEED_COLUMNS, read_trials
 from bench.suite import load_suite
-from kdcore import teachers
+from bench.sweep import run_suite
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,13 @@ def _only_run(tmp: Path) -> Path:
     return runs[0]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_fault_counts():
+    faults.reset()
+    yield
+    faults.reset()
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
@@ -46,29 +53,12 @@ def finished_run(tmp_path_factory):
     from tests.bench_tests.conftest import TINY_SUITE
 
     suite.write_text(TINY_SUITE + "\n[confirm]\ntop_k = 1\nseeds = 3\nmax_val_gap_pp = 100\n")
-    counter = {"teacher_forward": 0, "in_trial": 0}
-    original = teachers.TeacherModel.forward
-    original_group = sweep._run_group
-
-    def counting_forward(self, x):
-        counter["teacher_forward"] += 1
-        return original(self, x)
-
-    def guarded_group(*args, **kwargs):
-        before = counter["teacher_forward"]
-        out = original_group(*args, **kwargs)
-        counter["in_trial"] += counter["teacher_forward"] - before
-        return out
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(teachers.TeacherModel, "forward", counting_forward)
-        mp.setattr(sweep, "_run_group", guarded_group)
-        code = _run(suite, tmp)
-    return tmp, code, _only_run(tmp), counter
+    code = _run(suite, tmp)
+    return tmp, code, _only_run(tmp)
 
 
 def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
-    _tmp, code, run_dir, _ = finished_run
+    _tmp, code, run_dir = finished_run
     assert code == 0
     assert re.fullmatch(r"\d{8}T\d{6}Z_tiny", run_dir.name)
     for name in (
@@ -82,8 +72,22 @@ def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
         assert (run_dir / name).is_file(), name
     parquet = pd.read_parquet(run_dir / "trials.parquet")
     csv = pd.read_csv(run_dir / "trials.csv")
-    assert list(parquet.columns) == [c[0] for c in COLUMNS] == list(csv.columns)
-    assert list(pd.read_csv(run_dir / "seeds.csv").columns) == [c[0] for c in SEED_COLUMNS]
+
+    def with_arch(columns) -> list[str]:  # the family's arch_<name> columns follow 'depth'
+        names = [c.name for c in columns]
+        at = names.index("depth") + 1
+        return [*names[:at], "arch_width", "arch_depth", *names[at:]]
+
+    assert list(parquet.columns) == with_arch(COLUMNS) == list(csv.columns)
+    assert list(pd.read_csv(run_dir / "seeds.csv").columns) == with_arch(SEED_COLUMNS)
+    assert (
+        parquet["arch"]
+        == [
+            f"width {w} × depth {d}"
+            for w, d in zip(parquet["arch_width"], parquet["arch_depth"], strict=True)
+        ]
+    ).all()
+    assert (parquet["width"] == parquet["arch_width"]).all()
     search = parquet[parquet["phase"] == "search"]
     assert len(search) == 3 and sorted(search["trial"]) == [0, 1, 2]
     assert len(parquet[parquet["phase"] == "confirm"]) == 1
@@ -127,15 +131,30 @@ def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
     assert (done["n_seeds"] == done["phase"].map({"search": 2, "confirm": 3})).all()
 
 
-def test_teacher_runs_once_per_split_and_never_inside_a_trial(finished_run) -> None:
-    _, _, run_dir, counter = finished_run
-    assert counter["in_trial"] == 0
+def test_teacher_runs_once_per_split_and_never_inside_a_trial(tiny_suite, tmp_path) -> None:
+    from tests.bench_tests import families
+
+    suite = load_suite(
+        tiny_suite(
+            '\n[plugins]\nmodules = ["tests.bench_tests.families"]\n',
+            replace={"members = 2": 'family = "counting_teacher"\nmembers = 2'},
+        )
+    )
+    seen: list[int] = []
+    run_dir = run_suite(
+        suite,
+        out_root=tmp_path / "results",
+        on_progress=lambda p: seen.append(families.FORWARD_CALLS["n"]),
+    )
+    assert len(seen) == 3  # one progress event per trial
+    assert seen[0] > 0 and len(set(seen)) == 1  # the teacher ran before the trials, never in them
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["tasks"]["tiny"]["teacher"]["reused"] is False
+    assert manifest["tasks"]["tiny"]["teacher"]["arch"] == "counting_teacher"
 
 
 def test_manifest_holds_provenance_and_conventions(finished_run) -> None:
-    _, _, run_dir, _ = finished_run
+    _, _, run_dir = finished_run
     m = json.loads((run_dir / "manifest.json").read_text())
     assert m["status"] == "complete"
     assert m["suite"]["name"] == "tiny" and len(m["suite_sha256"]) == 64
@@ -153,7 +172,7 @@ def test_manifest_holds_provenance_and_conventions(finished_run) -> None:
 
 
 def test_report_is_self_contained(finished_run) -> None:
-    tmp, _, run_dir, _ = finished_run
+    tmp, _, run_dir = finished_run
     out = tmp / "reports" / run_dir.name
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
@@ -174,7 +193,7 @@ def test_report_is_self_contained(finished_run) -> None:
 
 
 def test_second_run_reuses_the_teacher_and_never_overwrites(finished_run, tiny_suite) -> None:
-    tmp, _, first, _ = finished_run
+    tmp, _, first = finished_run
     suite = tmp / "tiny.toml"
     assert _run(suite, tmp, "--trials", "1") == 0
     runs = sorted(p for p in (tmp / "results").iterdir() if p.name != "teachers")
@@ -207,28 +226,17 @@ def test_same_suite_twice_gives_identical_accuracies(tiny_suite, tmp_path: Path)
             == 0
         )
         run = next(p for p in out.iterdir() if p.name != "teachers")
-        accs.append(
-            read_trials(run)[["width", "depth", "temperature", "student_acc", "scratch_acc"]]
-        )
+        accs.append(read_trials(run)[["arch", "temperature", "student_acc", "scratch_acc"]])
     pd.testing.assert_frame_equal(accs[0], accs[1])
 
 
 def test_resume_completes_the_remaining_trials(tiny_suite, tmp_path: Path, monkeypatch) -> None:
     suite = tiny_suite(replace={"trials = 3": "trials = 4"})
-    original = sweep._run_group
-    calls = {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-trial
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "_run_group", crash_on_third)
+    monkeypatch.setenv(faults.ENV, "interrupt@group#3")  # Ctrl-C as the third trial starts
     assert _run(suite, tmp_path) == 130
     run_dir = _only_run(tmp_path)
     assert len(read_trials(run_dir)) == 2
-    monkeypatch.setattr(sweep, "_run_group", original)
+    monkeypatch.delenv(faults.ENV)
     assert main(["run", "--resume", str(run_dir), "--reports", str(tmp_path / "reports")]) == 0
     trials = read_trials(run_dir)
     assert len(trials) == 4 and (trials["state"] == "complete").all()
@@ -255,27 +263,19 @@ def test_diverging_and_crashing_trials_are_recorded_and_the_sweep_goes_on(
     assert (trials["state"] == "fail").all()
     assert trials["fail_reason"].str.contains("diverged: non-finite training loss").all()
 
-    original = sweep._run_group
-    calls = {"n": 0}
-
-    def boom_once(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("out of memory (simulated)")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "_run_group", boom_once)
+    monkeypatch.setenv(faults.ENV, "raise@group#1")
+    faults.reset()
     out = tmp_path / "second"
     assert (
         main(["run", str(tiny_suite()), "--out", str(out), "--reports", str(tmp_path / "p")]) == 0
     )
     trials = read_trials(next(p for p in out.iterdir() if p.name != "teachers"))
     assert list(trials["state"]) == ["fail", "complete", "complete"]
-    assert trials["fail_reason"].iloc[0] == "RuntimeError: out of memory (simulated)"
+    assert trials["fail_reason"].iloc[0] == "RuntimeError: injected fault at group #1"
 
 
 def test_recommend_cli_text_json_and_exit_codes(finished_run, capsys) -> None:
-    _, _, run_dir, _ = finished_run
+    _, _, run_dir = finished_run
     assert main(["recommend", str(run_dir), "--max-gap", "100"]) == 0
     out = capsys.readouterr().out
     assert "Recommended student" in out and "upper bound of the 95 % interval" in out
@@ -292,7 +292,7 @@ def test_shipped_seed_suite_loads_for_the_demo() -> None:
 def test_replay_evaluates_the_same_configurations_with_grouping_off(
     finished_run, tmp_path: Path
 ) -> None:
-    _tmp, _, run_dir, _ = finished_run
+    _tmp, _, run_dir = finished_run
     separate = tmp_path / "separate.toml"
     from tests.bench_tests.conftest import TINY_SUITE
 
@@ -320,7 +320,7 @@ def test_replay_evaluates_the_same_configurations_with_grouping_off(
     replayed = read_trials(next(p for p in out.iterdir() if p.name != "teachers"))
     original = read_trials(run_dir)
     original = original[original["phase"] == "search"]
-    cols = ["width", "depth", "temperature", "alpha"]
+    cols = ["arch", "arch_width", "arch_depth", "temperature", "alpha"]
     pd.testing.assert_frame_equal(
         replayed[cols].reset_index(drop=True), original[cols].reset_index(drop=True)
     )

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.suite import SuiteError, load_suite, parse_suite
+from bench.errors import InputError
+from bench.suite import load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +29,9 @@ def test_seed_suite_matches_the_product_card() -> None:
     assert suite.teacher.members == 5 and suite.teacher.family == "seed_teacher"
     assert suite.budget.trials >= 40
     s = suite.search
-    assert (s.width.low, s.width.high, s.width.log) == (4, 512, True)
-    assert (s.depth.low, s.depth.high) == (1, 4)
+    arch = dict(s.arch)
+    assert (arch["width"].low, arch["width"].high, arch["width"].log) == (4, 512, True)
+    assert (arch["depth"].low, arch["depth"].high) == (1, 4)
     assert (s.temperature.low, s.temperature.high) == (1.0, 20.0)
     assert (s.alpha.low, s.alpha.high) == (0.5, 1.0)
 
@@ -39,6 +41,9 @@ def test_fixed_values_and_defaults() -> None:
     assert suite.search.alpha.fixed and suite.search.alpha.low == 0.9
     assert suite.search.temperature.low == 4.0
     assert suite.tasks[0].kind == "synthetic"
+    cnn = parse_suite({"task": {"kind": "digits"}, "student": {"family": "cnn"}})
+    assert cnn.search.arch_names == ("channels", "blocks")  # the family's declared defaults
+    assert dict(cnn.search.arch)["channels"].log
 
 
 @pytest.mark.parametrize(
@@ -68,7 +73,7 @@ def test_fixed_values_and_defaults() -> None:
         ({"student": {"family": "resnet"}}, "The 'family' parameter of [student] must be one of"),
         (
             {"task": {"kind": "imagenet"}},
-            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'csv'. Got 'imagenet' instead.",
+            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'file', 'csv'. Got 'imagenet' instead.",
         ),
         (
             {"task": {"n_informative": 30}},
@@ -84,6 +89,26 @@ def test_fixed_values_and_defaults() -> None:
         ),
         ({"colour": "red"}, "Unknown key 'colour' in the top level."),
         (
+            {"search": {"heads": {"low": 1, "high": 4}}},
+            "Unknown key 'heads' in [search]. Valid keys for family 'mlp': width, depth, temperature, alpha.",
+        ),
+        (
+            {"student": {"family": "cnn"}, "search": {"width": 8}},
+            "Unknown key 'width' in [search]. Valid keys for family 'cnn': channels, blocks, temperature, alpha.",
+        ),
+        (
+            {"student": {"family": "cnn"}, "search": {"channels": {"low": 0, "high": 8}}},
+            "The 'channels.low' parameter of [search] must be an int in [1, 1024]. Got 0 instead.",
+        ),
+        (
+            {"task": {"name": "../../etc"}},
+            "The 'name' parameter of [task] must be 1 to 64 letters, digits",
+        ),
+        (
+            {"teacher": {"family": "mlp", "arch": {"width": 8}}},
+            "The 'arch.depth' parameter of [teacher] must be given for family 'mlp'",
+        ),
+        (
             {"search": {"depth": {"low": 1, "high": 2, "step": 1}}},
             "Unknown key 'depth.step' in [search]",
         ),
@@ -91,7 +116,7 @@ def test_fixed_values_and_defaults() -> None:
     ],
 )
 def test_bad_values_name_key_rule_and_value(doc: dict, message: str) -> None:
-    with pytest.raises(SuiteError) as info:
+    with pytest.raises(InputError) as info:
         parse_suite(doc)
     assert message in str(info.value)
 

@@ -7,16 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.records import COLUMNS, atomic_write_text, read_trials, to_frame, write_trials
-from bench.suite import SuiteError, TaskConfig
-from bench.tasks import load_task
+from bench.errors import InputError
+from bench.records import COLUMNS, read_trials, to_frame, write_trials
+from bench.rundir import atomic_write_text
+from bench.tasks import DigitsTask, FileTask, SyntheticTask, load_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_synthetic_split_is_stratified_and_scaled_on_train_only() -> None:
     task = load_task(
-        TaskConfig(n_samples=1000, n_features=8, n_informative=4, n_redundant=0, seed=3)
+        SyntheticTask(n_samples=1000, n_features=8, n_informative=4, n_redundant=0, seed=3)
     )
     assert task.sizes() == {"train": 600, "val": 200, "test": 200}
     assert torch.allclose(task.x_train.mean(0), torch.zeros(8), atol=1e-5)
@@ -27,14 +28,14 @@ def test_synthetic_split_is_stratified_and_scaled_on_train_only() -> None:
     shares = [float((y == 1).float().mean()) for y in (task.y_train, task.y_val, task.y_test)]
     assert max(shares) - min(shares) < 0.01
     again = load_task(
-        TaskConfig(n_samples=1000, n_features=8, n_informative=4, n_redundant=0, seed=3)
+        SyntheticTask(n_samples=1000, n_features=8, n_informative=4, n_redundant=0, seed=3)
     )
     assert torch.equal(task.x_test, again.x_test) and task.fingerprint() == again.fingerprint()
 
 
 def test_digits_ships_with_sklearn() -> None:
-    task = load_task(TaskConfig(kind="digits", name="digits"))
-    assert task.input_dim == 64 and task.num_classes == 10
+    task = load_task(DigitsTask(name="digits"))
+    assert task.input_shape == (1, 8, 8) and task.num_classes == 10
     assert sum(task.sizes().values()) == 1797
 
 
@@ -43,23 +44,22 @@ def test_user_csv_task(tmp_path: Path) -> None:
         {"a": range(100), "b": [i % 7 for i in range(100)], "label": ["x", "y"] * 50}
     )
     frame.to_csv(tmp_path / "data.csv", index=False)
-    task = load_task(
-        TaskConfig(kind="csv", name="data", path=str(tmp_path / "data.csv"), target="label")
-    )
-    assert task.input_dim == 2 and task.num_classes == 2
-    with pytest.raises(SuiteError, match="'target' parameter of \\[task\\] must name a column"):
-        load_task(TaskConfig(kind="csv", path=str(tmp_path / "data.csv"), target="nope"))
+    task = load_task(FileTask(name="data", path=str(tmp_path / "data.csv"), target="label"))
+    assert task.input_shape == (2,) and task.num_classes == 2
+    assert task.class_names == ("x", "y")
+    with pytest.raises(InputError, match="must have the label column 'target' = 'nope'"):
+        load_task(FileTask(name="data", path=str(tmp_path / "data.csv"), target="nope"))
 
 
 def test_every_column_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = [name for name, *_ in COLUMNS if f"`{name}`" not in readme]
+    missing = [c.name for c in COLUMNS if f"`{c.name}`" not in readme]
     assert not missing, f"columns missing from README: {missing}"
 
 
 def test_to_frame_has_every_column_and_refuses_undocumented_ones() -> None:
     frame = to_frame([{"trial": 1, "state": "complete", "latency_gpu_b1_p50_ms": None}])
-    assert list(frame.columns) == [c[0] for c in COLUMNS]
+    assert list(frame.columns) == [c.name for c in COLUMNS]
     assert (
         frame["latency_gpu_b1_p50_ms"].isna().all() and frame["latency_gpu_b1_noisy"].isna().all()
     )

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from kdcore import (
+    ArchParam,
     SoftTargets,
     StudentModel,
     TeacherEnsemble,
@@ -14,6 +15,7 @@ from kdcore import (
     build_student,
     count_flops,
     count_params,
+    format_arch,
     get_family,
     list_families,
     mlp,
@@ -79,19 +81,58 @@ def test_mlp_family_shapes_and_registry() -> None:
         get_family("transformer")
     with pytest.raises(TypeError, match="unknown"):
         build_student("mlp", 20, 3, width=8, depth=2, heads=4)
+    with pytest.raises(
+        ValueError, match=r"'width' parameter of family 'mlp' must be an int in \[1, 4096\]"
+    ):
+        build_student("mlp", 20, 3, width=0, depth=1)
     with pytest.raises(ValueError):
         mlp(20, 2, width=0, depth=1)
+    with pytest.raises(ValueError, match="needs inputs with 3 dimension"):
+        build_student("cnn", 20, 3, channels=4, blocks=1)
+    image_mlp = build_student("mlp", (1, 8, 8), 10, width=8, depth=1)
+    assert image_mlp(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_users_can_register_a_family() -> None:
-    def wide_linear(input_dim: int, num_classes: int, rank: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(input_dim, rank), nn.Linear(rank, num_classes))
+    def low_rank(input_shape: tuple[int, ...], num_classes: int, rank: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(input_shape[0], rank), nn.Linear(rank, num_classes))
 
-    register_family("test_lowrank", wide_linear, ("rank",), "low-rank linear", replace=True)
+    rank = ArchParam("rank", int, (1, 64), (1, 8))
+    fam = register_family("test_lowrank", low_rank, (rank,), "low-rank linear", replace=True)
     model = build_student("test_lowrank", 10, 2, rank=3)
     assert count_params(model) == 10 * 3 + 3 + 3 * 2 + 2
+    assert fam.label({"rank": 3}) == "rank 3"
     with pytest.raises(ValueError, match="already registered"):
-        register_family("test_lowrank", wide_linear, ("rank",))
+        register_family("test_lowrank", low_rank, (rank,))
+    with pytest.raises(TypeError, match="ArchParam"):
+        register_family("test_bad", low_rank, ("rank",))  # type: ignore[arg-type]
+
+
+def test_one_label_per_architecture() -> None:
+    assert format_arch("mlp", {"width": 32, "depth": 2}) == "width 32 × depth 2"
+    assert format_arch("cnn", {"channels": 16, "blocks": 2}) == "channels 16 × blocks 2"
+    assert format_arch("seed_teacher", {}) == "seed_teacher"
+
+
+@pytest.mark.parametrize(
+    ("shape", "channels", "blocks"), [((1, 8, 8), 16, 2), ((3, 7, 5), 5, 3), ((2, 4, 4), 8, 4)]
+)
+def test_cnn_flops_equal_the_analytic_count(
+    shape: tuple[int, int, int], channels: int, blocks: int
+) -> None:
+    c_in, h, w = shape
+    macs = 0
+    for _ in range(blocks):
+        macs += h * w * channels * c_in * 9  # 3x3 conv, padding 1: output H x W
+        if h >= 2 and w >= 2:
+            h, w = h // 2, w // 2
+        c_in = channels
+    classes = 10
+    macs += channels * h * w * classes
+    model = build_student("cnn", shape, classes, channels=channels, blocks=blocks)
+    assert count_flops(model, torch.randn(3, *shape)) == 2 * macs
+    params = sum(p.numel() for p in model.parameters())
+    assert count_params(model) == params > 0
 
 
 def test_fused_ensemble_equals_the_loop() -> None:
@@ -116,7 +157,7 @@ def test_cache_outputs_runs_every_member_once_per_split_in_eval_mode() -> None:
     cached = ens.cache_outputs(splits)
     assert sorted(calls) == sorted([50] * 3 + [20] * 3 + [20] * 3)
     again = ens.cache_outputs({"val": splits["val"]})  # dropout off: deterministic
-    assert torch.equal(cached["val"].member_logits, again["val"].member_logits)
+    assert torch.equal(cached["val"].member_log_probs(), again["val"].member_log_probs())
     assert ens.training  # mode restored
     targets = cached["train"]
     assert targets.log_probs(4.0) is targets.log_probs(4.0)  # memoised per temperature
@@ -125,7 +166,17 @@ def test_cache_outputs_runs_every_member_once_per_split_in_eval_mode() -> None:
 
 def test_soft_targets_validate_combine_mode() -> None:
     with pytest.raises(ValueError, match="Unknown combine mode"):
-        SoftTargets(torch.randn(2, 5, 3), combine="vote")
+        SoftTargets(torch.randn(2, 5, 3), "vote")
+
+
+def test_soft_targets_public_surface() -> None:
+    logits = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(0))
+    targets = SoftTargets(logits, "mean_prob")
+    assert len(targets) == 10 and targets.num_classes == 4 and targets.num_members == 3
+    sub = targets.take(torch.tensor([1, 3]))
+    assert len(sub) == 2
+    assert torch.allclose(sub.log_probs(2.0), targets.log_probs(2.0)[[1, 3]])
+    assert targets.member_log_probs(1.0).shape == (3, 10, 4)
 
 
 def test_fused_ensemble_when_the_batch_equals_the_number_of_members() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from kdcore import TeacherEnsemble, build_student, combine_log_probs, kd_loss_from_log_probs
+from kdcore import TeacherEnsemble, build_student, kd_loss_from_log_probs
 
 __all__ = ["reference_kd_fit"]
 
@@ -54,7 +54,9 @@ def reference_kd_fit(
     num_classes = int(y_train.max()) + 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        student = build_student("mlp", x_train.shape[1], num_classes, width=width, depth=depth)
+        student = build_student(
+            "mlp", tuple(x_train.shape[1:]), num_classes, width=width, depth=depth
+        )
     loader = DataLoader(
         TensorDataset(x_train, y_train),
         batch_size=batch_size,
@@ -67,7 +69,7 @@ def reference_kd_fit(
         student.train()
         for xb, yb in loader:
             with torch.no_grad():  # the teacher runs on every batch, every epoch
-                soft = combine_log_probs(ensemble.member_logits(xb), temperature, ensemble.combine)
+                soft = ensemble.combiner.log_probs(ensemble.member_outputs(xb), temperature)
             loss = kd_loss_from_log_probs(
                 student(xb), soft, yb, temperature=temperature, alpha=alpha
             )

@@ -1,6 +1,6 @@
 """Summarise a pytest-benchmark JSON of `make bench` into a Markdown table.
 
-``python -m bench.benchsummary [FILE_OR_DIR]`` reads the given JSON (or the newest one in the
+``python benchmarks/benchsummary.py [FILE_OR_DIR]`` reads the given JSON (or the newest one in the
 folder, default ``results/benchmarks``), prints the table and writes it beside the JSON as
 ``<name>.md``. Ratios are between medians measured in the same run.
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.records import atomic_write_text
+from bench.rundir import atomic_write_text
 
 __all__ = ["summarise"]
 

@@ -1,0 +1,61 @@
+"""Fault injection: a public seam for testing crashes at exact points of a run.
+
+Set ``KDBENCH_FAULT`` to ``ACTION@POINT[#K]``: when the K-th (default 1st) event of ``POINT``
+happens in this process, perform ``ACTION``:
+
+* actions: ``kill`` (SIGKILL this process: nothing runs after it, like ``kill -9``),
+  ``interrupt`` (raise ``KeyboardInterrupt``, like Ctrl-C), ``raise`` (raise
+  ``RuntimeError("injected fault …")`` — inside a trial it is recorded as a failed trial);
+* points: ``write`` (after each durable write of the run: a file renamed into place or a
+  record committed to the study), ``group`` (at the start of each training group, before
+  training), ``trial`` (after a trial's record is committed, before the next group).
+
+Several faults may be given separated by commas. Unset, every call is a no-op. This is
+a test seam, documented so users can reproduce crash scenarios too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+__all__ = ["ENV", "fault_point"]
+
+ENV = "KDBENCH_FAULT"
+_counts: dict[str, int] = {}
+
+
+def _parse(spec: str) -> list[tuple[str, str, int]]:
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        action, _, rest = part.partition("@")
+        point, _, k = rest.partition("#")
+        out.append((action, point, int(k) if k else 1))
+    return out
+
+
+def fault_point(point: str) -> None:
+    """Count one event of ``point``; perform the configured fault when its turn comes."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    _counts[point] = n = _counts.get(point, 0) + 1
+    for action, where, k in _parse(spec):
+        if where != point or k != n:
+            continue
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "interrupt":
+            raise KeyboardInterrupt(f"injected interrupt at {point} #{n}")
+        elif action == "raise":
+            raise RuntimeError(f"injected fault at {point} #{n}")
+        else:
+            raise ValueError(f"{ENV}: unknown action {action!r} (kill, interrupt, raise)")
+
+
+def reset() -> None:
+    """Forget the event counts (for tests running several runs in one process)."""
+    _counts.clear()

@@ -1,0 +1,74 @@
+"""Task kinds: a small registry of (config class, loader) pairs → stratified tensors.
+
+Each kind is a frozen config dataclass with ``parse(table)`` (validation, in the suite's
+terms) and ``load()`` (the raw data). :func:`load_task` splits them (stratified, seeded) and
+scales features on the training split only. kdcore never sees a dataset, only tensors.
+
+Built in: ``synthetic`` (make_classification), ``digits`` (sklearn's 8×8 images,
+``[1, 8, 8]``), ``file`` (your CSV, Parquet or NPZ file; ``csv`` is an alias).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bench.errors import InputError
+from bench.tasks.base import RawData, TaskConfig, TaskData, split_task
+from bench.tasks.builtin import DigitsTask, SyntheticTask
+from bench.tasks.files import FileTask, file_sha256
+from bench.validation import Table
+
+__all__ = [
+    "TASK_KINDS",
+    "DigitsTask",
+    "FileTask",
+    "RawData",
+    "SyntheticTask",
+    "TaskConfig",
+    "TaskData",
+    "file_sha256",
+    "load_task",
+    "parse_task",
+    "task_from_dict",
+]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    config: type[TaskConfig]
+    parse: Callable[[Table, Path], TaskConfig]
+
+
+TASK_KINDS: dict[str, TaskKind] = {
+    "synthetic": TaskKind(SyntheticTask, lambda t, base: SyntheticTask.parse(t)),
+    "digits": TaskKind(DigitsTask, lambda t, base: DigitsTask.parse(t)),
+    "file": TaskKind(FileTask, FileTask.parse),
+}
+ALIASES = {"csv": "file"}
+
+
+def parse_task(t: Table, base_dir: Path) -> TaskConfig:
+    """Validate one ``[task]`` table (relative paths resolve against ``base_dir``)."""
+    kind = t.choice("kind", "synthetic", [*TASK_KINDS, *ALIASES])
+    cfg = TASK_KINDS[ALIASES.get(kind, kind)].parse(t, base_dir)
+    t.finish()
+    return cfg
+
+
+def task_from_dict(data: dict[str, Any]) -> TaskConfig:
+    """Rebuild a task config from its ``asdict`` form (as stored in a manifest)."""
+    kind = TASK_KINDS[ALIASES.get(data.get("kind", "synthetic"), data.get("kind", "synthetic"))]
+    names = {f.name for f in fields(kind.config)}
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+    return kind.config(**values)
+
+
+def load_task(cfg: TaskConfig) -> TaskData:
+    """Generate or read the task, validate it, split it and scale on train only."""
+    load = getattr(cfg, "load", None)
+    if load is None:
+        raise InputError(f"Task kind {cfg.kind!r} has no loader.")
+    return split_task(cfg, load())

@@ -1,0 +1,160 @@
+"""What every task kind shares: its config fields, the raw data it loads, the split."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from bench.errors import InputError
+from bench.validation import Table
+
+__all__ = ["RawData", "TaskConfig", "TaskData", "read_common", "split_task"]
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Fields every task kind has; kinds subclass it with their own."""
+
+    kind: str = "synthetic"
+    name: str = ""
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    scale: bool = True
+
+    def describe(self) -> str:
+        """Where the data come from, for messages."""
+        return f"task '{self.name}' ({self.kind})"
+
+
+def read_common(t: Table, default_name: str) -> dict[str, Any]:
+    """The shared keys: name, split fractions, seed, scale."""
+    d = TaskConfig()
+    return {
+        "name": t.string("name", "") or default_name,
+        "val_fraction": t.number("val_fraction", d.val_fraction, float, 0.0, 0.5, low_open=True),
+        "test_fraction": t.number("test_fraction", d.test_fraction, float, 0.0, 0.5, low_open=True),
+        "seed": t.number("seed", d.seed, int, 0, 2**31 - 1),
+        "scale": t.boolean("scale", d.scale),
+    }
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A task before splitting: features ``[N, *input_shape]`` (float64) and labels 0..C-1."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    source: dict[str, Any] = field(default_factory=dict)  # e.g. path and sha256 of a file
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The three splits of a task as float32 features and int64 labels.
+
+    ``rows`` holds, per split, the row indices into the task's source (the generated data or
+    the user's file), which is how offline teacher logits are aligned with the splits.
+    """
+
+    name: str
+    config: TaskConfig
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    class_names: tuple[str, ...]
+    rows: dict[str, np.ndarray]
+    n_rows: int
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def fingerprint(self) -> str:
+        """sha256 of the split data themselves (not of their config): keys the teacher cache."""
+        h = hashlib.sha256(repr((self.input_shape, self.class_names)).encode())
+        for s in ("train", "val", "test"):
+            x, y = self.split(s)
+            h.update(x.numpy().tobytes())
+            h.update(y.numpy().tobytes())
+        return h.hexdigest()
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
+    """Stratified, seeded train/val/test split; the scaler (per feature) is fitted on train only."""
+    x, y = raw.x, np.asarray(raw.y, dtype=np.int64)
+    where = cfg.describe()
+    num_classes = len(raw.class_names)
+    if num_classes < 2:
+        raise InputError(f"The data of {where} must have at least 2 classes. Got {num_classes}.")
+    counts = np.bincount(y, minlength=num_classes)
+    holdout = cfg.val_fraction + cfg.test_fraction
+    # Each class needs a row in train, val and test: at least 1/min(fraction) rows, and 3.
+    need = max(3, int(np.ceil(1.0 / min(cfg.val_fraction, cfg.test_fraction, 1 - holdout))))
+    thin = int(np.argmin(counts))
+    if counts[thin] < need:
+        raise InputError(
+            f"The data of {where} must have at least {need} rows per class for a stratified "
+            f"train/val/test split ({cfg.val_fraction:g}/{cfg.test_fraction:g}). Got "
+            f"{int(counts[thin])} rows of class {raw.class_names[thin]!r} instead."
+        )
+    index = np.arange(len(y))
+    try:
+        i_train, i_rest = train_test_split(
+            index, test_size=holdout, stratify=y, random_state=cfg.seed
+        )
+        i_val, i_test = train_test_split(
+            i_rest,
+            test_size=cfg.test_fraction / holdout,
+            stratify=y[i_rest],
+            random_state=cfg.seed,
+        )
+    except ValueError as exc:
+        raise InputError(
+            f"The data of {where} must allow a stratified split with val_fraction "
+            f"{cfg.val_fraction:g} and test_fraction {cfg.test_fraction:g} "
+            f"(rows per class: {dict(zip(raw.class_names, counts.tolist(), strict=True))}). "
+            f"Got: {exc}"
+        ) from None
+    flat = x.reshape(len(x), -1)
+    scaler = StandardScaler().fit(flat[i_train]) if cfg.scale else None
+    shape = x.shape[1:]
+
+    def tensor(rows: np.ndarray) -> torch.Tensor:
+        part = flat[rows]
+        if scaler is not None:
+            part = scaler.transform(part)
+        return torch.as_tensor(part, dtype=torch.float32).reshape(len(rows), *shape)
+
+    return TaskData(
+        name=cfg.name,
+        config=cfg,
+        x_train=tensor(i_train),
+        y_train=torch.as_tensor(y[i_train]),
+        x_val=tensor(i_val),
+        y_val=torch.as_tensor(y[i_val]),
+        x_test=tensor(i_test),
+        y_test=torch.as_tensor(y[i_test]),
+        num_classes=num_classes,
+        class_names=tuple(raw.class_names),
+        rows={"train": i_train, "val": i_val, "test": i_test},
+        n_rows=len(y),
+        source=dict(raw.source),
+    )

@@ -1,0 +1,220 @@
+"""Tasks from the user's own data files: CSV, Parquet or NPZ, chosen by the file extension.
+
+* CSV / Parquet: one row per example; ``target`` names the label column; the other columns
+  (or those listed in ``features``) are the features and must be numeric and finite. pandas
+  (≥ 3) parses CSV floats exactly, so the same data as CSV, Parquet or NPZ give identical
+  features (tested).
+* NPZ: features in the array ``x_key`` (default ``X``), ``[N, ...]``; labels in ``y_key``
+  (default ``y``), ``[N]``. Loaded with ``allow_pickle=False``.
+
+Labels may be ints or strings; they are encoded in sorted order and their names are kept for
+the report. ``shape = [C, H, W]`` reshapes flat features for image families. Relative paths
+are resolved against the suite file's folder, and the resolved path is named in every error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import InputError
+from bench.tasks.base import RawData, TaskConfig, read_common
+from bench.validation import Table
+
+__all__ = ["FORMATS", "FileTask", "file_sha256"]
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileTask(TaskConfig):
+    kind: str = "file"
+    path: str = ""
+    target: str = "target"
+    features: tuple[str, ...] = ()
+    x_key: str = "X"
+    y_key: str = "y"
+    shape: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        return f"task '{self.name}' ({self.path})"
+
+    @classmethod
+    def parse(cls, t: Table, base_dir: Path) -> FileTask:
+        d = cls()
+        raw_path = t.string("path", "")
+        if not raw_path:
+            raise t.fail("path", "the path of a .csv, .parquet or .npz file", raw_path)
+        path = (base_dir / Path(raw_path).expanduser()).resolve()
+        fmt = FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise t.fail("path", "a file ending in .csv, .parquet or .npz", str(path))
+        target = t.string("target", d.target)
+        features = t.strings("features", ())
+        if target in features:
+            raise t.fail(
+                "features",
+                f"a list of feature columns without the target {target!r}",
+                list(features),
+            )
+        x_key, y_key = t.string("x_key", d.x_key), t.string("y_key", d.y_key)
+        if fmt == "npz" and x_key == y_key:
+            raise t.fail("y_key", f"an array name other than x_key ({x_key!r})", y_key)
+        shape = t.ints("shape", (), low=1)
+        if shape and len(shape) not in (1, 2, 3):
+            raise t.fail("shape", "[C, H, W], [H, W] or [D]", list(shape))
+        return cls(
+            path=str(path),
+            target=target,
+            features=features,
+            x_key=x_key,
+            y_key=y_key,
+            shape=shape,
+            **read_common(t, path.stem),
+        )
+
+    # ------------------------------------------------------------------ loading
+    def _fail(self, problem: str) -> InputError:
+        return InputError(f"The data file {self.path} of task '{self.name}' {problem}")
+
+    def load(self) -> RawData:
+        path = Path(self.path)
+        if not path.is_file():
+            raise self._fail("must exist and be a file. It does not.")
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise self._fail(f"must be readable. Got {type(exc).__name__}: {exc}.") from None
+        fmt = FORMATS[path.suffix.lower()]
+        if fmt == "npz":
+            x, labels = self._read_npz(path)
+        else:
+            x, labels = self._read_table(path, fmt)
+        x = self._reshape(x)
+        y, names = self._encode(labels)
+        return RawData(x, y, names, {"path": str(path), "format": fmt, "sha256": digest})
+
+    def _read_table(self, path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+        except UnicodeDecodeError as exc:
+            raise self._fail(
+                f"must be UTF-8 text to be read as CSV. Got {exc.reason} at byte {exc.start}."
+            ) from None
+        except Exception as exc:  # pandas/pyarrow raise many types for unparseable files
+            what = "CSV" if fmt == "csv" else "Parquet"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise self._fail(
+                f"must be a valid {what} file. Got {type(exc).__name__}: {first}"
+            ) from None
+        columns = [str(c) for c in frame.columns]
+        frame.columns = columns
+        if self.target not in columns:
+            raise self._fail(
+                f"must have the label column 'target' = {self.target!r}. Its columns are: "
+                f"{', '.join(columns) or '(none)'}."
+            )
+        features = list(self.features) or [c for c in columns if c != self.target]
+        missing = [c for c in features if c not in columns]
+        if missing:
+            raise self._fail(
+                f"must have the feature column {missing[0]!r} named in 'features'. It does not."
+            )
+        if not features:
+            raise self._fail("must have at least one feature column besides the target.")
+        bad = [
+            c
+            for c in features
+            if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+        ]
+        if bad:
+            raise self._fail(
+                f"must have numeric feature columns. Got non-numeric column {bad[0]!r} ({frame[bad[0]].dtype})."
+            )
+        x = frame[features].to_numpy(dtype=np.float64)
+        self._check_finite(x, features)
+        return x, frame[self.target].to_numpy()
+
+    def _read_npz(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.files)
+                for key in (self.x_key, self.y_key):
+                    if key not in keys:
+                        raise self._fail(
+                            f"must hold an array named {key!r}. Its arrays are: {', '.join(keys) or '(none)'}."
+                        )
+                x, y = archive[self.x_key], archive[self.y_key]
+        except InputError:
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise self._fail(
+                f"must be a valid NPZ archive of plain arrays. Got {type(exc).__name__}: {first}"
+            ) from None
+        if y.ndim != 1 or x.ndim < 2 or len(x) != len(y):
+            raise self._fail(
+                f"must hold {self.x_key!r} as [N, ...] and {self.y_key!r} as [N]. "
+                f"Got shapes {list(x.shape)} and {list(y.shape)}."
+            )
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise self._fail(f"must hold numeric features in {self.x_key!r}. Got dtype {x.dtype}.")
+        x = x.astype(np.float64)
+        self._check_finite(x.reshape(len(x), -1), None)
+        return x, y
+
+    def _check_finite(self, x: np.ndarray, columns: list[str] | None) -> None:
+        finite = np.isfinite(x)
+        if finite.all():
+            return
+        bad_rows = int((~finite).any(axis=1).sum())
+        col = int(np.argmin(finite.all(axis=0)))
+        name = repr(columns[col]) if columns is not None else f"feature {col}"
+        raise self._fail(
+            f"must have finite features (no NaN or inf). Got {bad_rows} row(s) with missing or "
+            f"infinite values, first in column {name}."
+        )
+
+    def _reshape(self, x: np.ndarray) -> np.ndarray:
+        if not self.shape:
+            return x
+        per_row = math.prod(x.shape[1:])
+        if math.prod(self.shape) != per_row:
+            raise InputError(
+                f"The 'shape' parameter of task '{self.name}' must have as many values as a row "
+                f"of {self.path} has features ({per_row}). Got {list(self.shape)} instead."
+            )
+        return x.reshape(len(x), *self.shape)
+
+    def _encode(self, labels: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+        import pandas as pd
+
+        series = pd.Series(labels)
+        missing = series.isna() | (series.astype(str).str.strip() == "")
+        if missing.any():
+            raise self._fail(
+                f"must have a label in every row. Got {int(missing.sum())} row(s) without one "
+                f"(first: row {int(np.flatnonzero(missing.to_numpy())[0])})."
+            )
+        values: Any = series.to_numpy()
+        if np.issubdtype(values.dtype, np.floating):
+            if not np.all(np.equal(np.mod(values, 1), 0)):
+                raise self._fail("must have integer or string labels. Got fractional numbers.")
+            values = values.astype(np.int64)
+        codes, uniques = pd.factorize(pd.Series(values), sort=True)
+        return codes.astype(np.int64), tuple(str(u) for u in uniques)

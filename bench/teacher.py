@@ -1,0 +1,409 @@
+"""The teacher of a task: trained here (once, cached), loaded from files, or offline logits.
+
+Sources (``[teacher]``, see :attr:`bench.suite.TeacherConfig.source`):
+
+* ``train`` — K members of ``family``/``arch`` trained on the task (member k with seed
+  ``seed + k``), cached under ``<cache>/<hash>/ensemble.pt``; the hash covers the task data and
+  the teacher settings, so every later run with the same task and teacher reuses it.
+* ``checkpoint`` — a kdbench ensemble file (the cache format, below).
+* ``checkpoints`` — one ``state_dict`` per member of a registered ``family``/``arch``.
+* ``logits`` — offline outputs in an NPZ array, ``[K, N, C]`` or ``[N, C]``, aligned with the
+  rows of the task's data; ensemble accuracy and distillation work from them, and its cost
+  columns are NaN unless ``family``/``arch`` are given.
+
+Every file is read with ``torch.load(..., weights_only=True)`` or ``np.load(...,
+allow_pickle=False)`` and validated *before* anything is written (:func:`load_teacher`).
+
+Cache / ``checkpoint`` format: a dict ``{"members": [state_dict, …], "family", "arch",
+"combine", "input_shape", "num_classes"}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import InputError
+from bench.rundir import atomic_write_bytes, atomic_write_text
+from bench.suite import TeacherConfig
+from bench.tasks import TaskData, file_sha256
+from kdcore import (
+    Distiller,
+    Member,
+    SoftTargets,
+    TeacherEnsemble,
+    accuracy,
+    build_student,
+    count_flops,
+    count_params,
+    expected_calibration_error,
+    format_arch,
+    mean_max_prob,
+)
+
+__all__ = [
+    "LoadedTeacher",
+    "PreparedTeacher",
+    "load_teacher",
+    "prepare_teacher",
+    "teacher_cache_key",
+]
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class LoadedTeacher:
+    """A teacher read from files (or the cache) and validated, before any output is written."""
+
+    ensemble: TeacherEnsemble | None  # None for offline logits
+    logits: torch.Tensor | None  # [K, N, C] over the task's rows, for offline logits
+    source: str
+    sha256: str
+    reused: bool
+
+
+@dataclass
+class PreparedTeacher:
+    """The ensemble (if any), its cached outputs on every split, and its evaluation.
+
+    ``cost_model`` is what the cost columns (params, FLOPs, latency) measure: the ensemble, or
+    for offline logits with a named architecture, untrained stand-ins of that architecture.
+    """
+
+    ensemble: TeacherEnsemble | None
+    cost_model: TeacherEnsemble | None
+    targets: dict[str, SoftTargets]
+    member_val_acc: list[float]
+    member_test_acc: list[float]
+    ensemble_val_acc: float
+    ensemble_acc: float
+    best_member_acc: float
+    mean_member_acc: float
+    ensemble_ece: float
+    mean_max_prob_train: float
+    params: float  # NaN when the architecture is unknown (offline logits)
+    flops: float
+    members: int
+    combine: str
+    kind: str
+    arch: str
+    source: str
+    reused: bool
+    key: str
+    sha256: str
+    outputs_sha256: str
+    train_time_s: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        data = asdict(self)
+        for k in ("ensemble", "cost_model", "targets"):
+            data.pop(k)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+
+
+def teacher_cache_key(task: TaskData, cfg: TeacherConfig) -> str:
+    settings = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k not in ("checkpoint", "checkpoints", "logits", "logits_key")
+    }
+    payload = json.dumps(
+        {"task": task.fingerprint(), "teacher": settings, "torch": torch.__version__},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _family(cfg: TeacherConfig) -> str:
+    return cfg.family or "seed_teacher"
+
+
+def _arch_label(cfg: TeacherConfig) -> str:
+    return format_arch(cfg.family, cfg.arch) if cfg.family else "unknown (offline logits)"
+
+
+def _build_member(cfg: TeacherConfig, task: TaskData, family: str | None = None) -> nn.Module:
+    return build_student(family or _family(cfg), task.input_shape, task.num_classes, **cfg.arch)
+
+
+# ---------------------------------------------------------------------- files
+def _torch_load(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise InputError(f"{what} must be an existing file. Got {str(path)!r} instead.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable, truncated, or an unsafe pickle
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{what} must be loadable with torch.load(weights_only=True). Got {str(path)!r} "
+            f"instead ({type(exc).__name__}: {first})."
+        ) from None
+
+
+def _load_member(
+    module: nn.Module, state: Any, what: str, path: Path, cfg: TeacherConfig
+) -> nn.Module:
+    """Load ``state`` into ``module``; name the member and the layer on any mismatch."""
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{what} ({path}) must be a state_dict (a dict of tensors).")
+    expected = module.state_dict()
+    arch = f"family {_family(cfg)!r} ({format_arch(_family(cfg), cfg.arch)})"
+    for key, ref in expected.items():
+        if key not in state:
+            raise InputError(f"{what} ({path}) must match {arch}: layer {key!r} is missing.")
+        got = state[key]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise InputError(
+                f"{what} ({path}) must match {arch}: layer {key!r} has shape "
+                f"{list(got.shape)}, expected {list(ref.shape)}."
+            )
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise InputError(f"{what} ({path}) must have finite weights: layer {key!r} does not.")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise InputError(
+            f"{what} ({path}) must match {arch}: it has the unexpected layer {extra[0]!r}."
+        )
+    module.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected})
+    return module.eval()
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(file_sha256(p).encode())
+    return h.hexdigest()
+
+
+def _load_ensemble_file(
+    path: Path, cfg: TeacherConfig, task: TaskData, what: str
+) -> TeacherEnsemble:
+    blob = _torch_load(path, what)
+    states = blob.get("members") if isinstance(blob, dict) else None
+    if not isinstance(states, list) or not states:
+        raise InputError(
+            f"{what} must hold a non-empty 'members' list of state_dicts. Got {str(path)!r} instead."
+        )
+    family = blob.get("family", _family(cfg))
+    arch = blob.get("arch", cfg.arch)
+    if not isinstance(arch, dict):
+        arch = cfg.arch
+    try:
+        members = [
+            _load_member(
+                build_student(family, task.input_shape, task.num_classes, **arch),
+                state,
+                f"Member {i} of {what}",
+                path,
+                cfg,
+            )
+            for i, state in enumerate(states)
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{what} ({path}) must describe a buildable family: {exc}") from None
+    return TeacherEnsemble(members, combine=cfg.combine)
+
+
+def _load_logits(cfg: TeacherConfig, task: TaskData) -> torch.Tensor:
+    path = Path(cfg.logits)
+    what = f"The teacher logits file {path}"
+    if not path.is_file():
+        raise InputError(f"{what} must exist. It does not.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if cfg.logits_key not in archive.files:
+                raise InputError(
+                    f"{what} must hold an array named {cfg.logits_key!r} ('logits_key'). Its "
+                    f"arrays are: {', '.join(archive.files) or '(none)'}."
+                )
+            array = archive[cfg.logits_key]
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"{what} must be a valid NPZ archive of plain arrays. Got {type(exc).__name__}: {exc}"
+        ) from None
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating):
+        raise InputError(
+            f"{what} must hold float logits [K, N, C] or [N, C]. Got shape {list(array.shape)} "
+            f"and dtype {array.dtype}."
+        )
+    _k, n, c = array.shape
+    if n != task.n_rows or c != task.num_classes:
+        raise InputError(
+            f"{what} must have one row per example of task '{task.name}' ({task.n_rows}) and one "
+            f"column per class ({task.num_classes}). Got shape {list(array.shape)}."
+        )
+    if not np.isfinite(array).all():
+        raise InputError(f"{what} must hold finite logits. It has NaN or inf values.")
+    return torch.as_tensor(array, dtype=torch.float32)
+
+
+def load_teacher(task: TaskData, cfg: TeacherConfig, cache_dir: Path) -> LoadedTeacher | None:
+    """Read and validate the teacher's files, or the cached ensemble; None = train it.
+
+    Raises :class:`InputError` (exit 2) on any problem; writes nothing.
+    """
+    if cfg.source == "logits":
+        return LoadedTeacher(
+            None, _load_logits(cfg, task), cfg.logits, file_sha256(cfg.logits), True
+        )
+    if cfg.source == "checkpoints":
+        members = []
+        for i, p in enumerate(cfg.checkpoints):
+            path = Path(p)
+            state = _torch_load(path, f"Teacher checkpoint {i}")
+            members.append(
+                _load_member(_build_member(cfg, task), state, f"Teacher checkpoint {i}", path, cfg)
+            )
+        paths = [Path(p) for p in cfg.checkpoints]
+        return LoadedTeacher(
+            TeacherEnsemble(members, combine=cfg.combine),
+            None,
+            ", ".join(cfg.checkpoints),
+            _sha256_files(paths),
+            True,
+        )
+    if cfg.source == "checkpoint":
+        path = Path(cfg.checkpoint)
+        ens = _load_ensemble_file(path, cfg, task, "The 'checkpoint' parameter of [teacher]")
+        return LoadedTeacher(ens, None, str(path), file_sha256(path), True)
+    cache_file = cache_dir / teacher_cache_key(task, cfg) / "ensemble.pt"
+    if cache_file.is_file():
+        ens = _load_ensemble_file(cache_file, cfg, task, f"The cached teacher {cache_file}")
+        return LoadedTeacher(ens, None, str(cache_file), file_sha256(cache_file), True)
+    return None
+
+
+def _save(path: Path, ensemble: TeacherEnsemble, cfg: TeacherConfig, task: TaskData) -> None:
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "members": [m.state_dict() for m in ensemble.members],
+            "family": _family(cfg),
+            "arch": dict(cfg.arch),
+            "combine": cfg.combine,
+            "input_shape": list(task.input_shape),
+            "num_classes": task.num_classes,
+        },
+        buf,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _outputs_sha256(targets: dict[str, SoftTargets]) -> str:
+    h = hashlib.sha256()
+    for split in SPLITS:
+        h.update(targets[split].member_log_probs(1.0).numpy().tobytes())
+    return h.hexdigest()
+
+
+def prepare_teacher(
+    task: TaskData,
+    cfg: TeacherConfig,
+    cache_dir: Path,
+    device: str = "cpu",
+    loaded: LoadedTeacher | None = None,
+) -> PreparedTeacher:
+    """Train (or take the loaded) teacher, then run it ONCE per split and evaluate it."""
+    key = teacher_cache_key(task, cfg)
+    train_time = 0.0
+    if loaded is None:
+        cache_file = cache_dir / key / "ensemble.pt"
+        distiller = Distiller(
+            family=_family(cfg),
+            arch=dict(cfg.arch),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            device=device,
+        ).fit(
+            task.x_train,
+            task.y_train,
+            task.x_val,
+            task.y_val,
+            [Member(seed=cfg.seed + k) for k in range(cfg.members)],
+        )
+        if distiller.failed_:
+            raise RuntimeError(f"teacher training diverged: {distiller.failed_}")
+        ensemble = TeacherEnsemble(distiller.models_, combine=cfg.combine)
+        train_time = distiller.train_time_s_
+        _save(cache_file, ensemble, cfg, task)
+        atomic_write_text(
+            cache_file.with_name("meta.json"),
+            json.dumps(
+                {"teacher": asdict(cfg), "task": asdict(task.config), "torch": torch.__version__},
+                indent=2,
+                default=list,
+            ),
+        )
+        loaded = LoadedTeacher(ensemble, None, str(cache_file), file_sha256(cache_file), False)
+    if loaded.ensemble is not None:
+        ensemble = loaded.ensemble.eval()
+        targets = ensemble.cache_outputs({s: task.split(s)[0] for s in SPLITS})
+        cost_model: TeacherEnsemble | None = ensemble
+    else:
+        assert loaded.logits is not None
+        targets = {
+            s: SoftTargets(loaded.logits[:, torch.as_tensor(task.rows[s])], cfg.combine)
+            for s in SPLITS
+        }
+        ensemble = None
+        # With a named architecture, untrained stand-ins of it give the honest cost columns.
+        cost_model = (
+            TeacherEnsemble(
+                [_build_member(cfg, task) for _ in range(len(loaded.logits))], combine=cfg.combine
+            ).eval()
+            if cfg.family
+            else None
+        )
+    val_lp, test_lp = targets["val"].log_probs(1.0), targets["test"].log_probs(1.0)
+    member_val = [accuracy(v, task.y_val) for v in targets["val"].member_log_probs(1.0)]
+    member_test = [accuracy(v, task.y_test) for v in targets["test"].member_log_probs(1.0)]
+    best = max(range(len(member_val)), key=lambda i: member_val[i])  # chosen on val, not test
+    x1 = task.x_train[:1]
+    return PreparedTeacher(
+        ensemble=ensemble,
+        cost_model=cost_model,
+        targets=targets,
+        member_val_acc=member_val,
+        member_test_acc=member_test,
+        ensemble_val_acc=accuracy(val_lp, task.y_val),
+        ensemble_acc=accuracy(test_lp, task.y_test),
+        best_member_acc=member_test[best],
+        mean_member_acc=sum(member_test) / len(member_test),
+        ensemble_ece=expected_calibration_error(test_lp, task.y_test),
+        mean_max_prob_train=mean_max_prob(targets["train"].log_probs(1.0)),
+        params=float(count_params(cost_model)) if cost_model is not None else math.nan,
+        flops=float(count_flops(cost_model, x1)) if cost_model is not None else math.nan,
+        members=targets["train"].num_members,
+        combine=targets["train"].combine,
+        kind=cfg.source,
+        arch=_arch_label(cfg),
+        source=loaded.source,
+        reused=loaded.reused,
+        key=key,
+        sha256=loaded.sha256,
+        outputs_sha256=_outputs_sha256(targets),
+        train_time_s=train_time,
+    )

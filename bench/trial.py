@@ -1,0 +1,373 @@
+"""One training group: the plan of its members, training, evaluation, and the rows it yields.
+
+A *group* trains, at once, every (trial, seed) distilled student of one architecture plus the
+scratch baseline of each seed not trained before for that architecture. :class:`GroupPlan`
+is the only place that maps a member index of the group to (trial, seed, role); nothing else
+does index arithmetic on the member dimension.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import torch
+
+from bench.faults import fault_point
+from bench.measure import speedups, student_latency_columns
+from bench.records import SCHEMA_VERSION
+from bench.stats import share, summarise_seeds
+from bench.suite import Suite
+from bench.tasks import TaskData
+from bench.teacher import PreparedTeacher
+from kdcore import (
+    Distiller,
+    Member,
+    agreement,
+    count_flops,
+    count_params,
+    expected_calibration_error,
+    format_arch,
+    kl_to_teacher,
+)
+
+__all__ = [
+    "GroupPlan",
+    "GroupResult",
+    "Role",
+    "Slot",
+    "TrialConfig",
+    "arch_cells",
+    "failed_row",
+    "run_group",
+]
+
+
+class Role(StrEnum):
+    DISTILLED = "distilled"
+    SCRATCH = "scratch"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """What a trial adds to its group's architecture: its number, T and alpha."""
+
+    trial: int
+    temperature: float
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Member ``index`` of a group: a distilled student of ``trial`` or a scratch baseline."""
+
+    index: int
+    role: Role
+    seed: int
+    trial: int | None = None
+    temperature: float = 1.0
+    alpha: float = 0.0
+
+    def member(self) -> Member:
+        return Member(self.seed, self.temperature, self.alpha)
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Member index ↔ (trial, seed, role) of one training group."""
+
+    slots: tuple[Slot, ...]
+
+    @classmethod
+    def build(
+        cls, configs: Sequence[TrialConfig], seeds: Sequence[int], scratch_seeds: Sequence[int]
+    ) -> GroupPlan:
+        slots: list[Slot] = []
+        for c in configs:
+            for s in seeds:
+                slots.append(Slot(len(slots), Role.DISTILLED, s, c.trial, c.temperature, c.alpha))
+        for s in scratch_seeds:
+            slots.append(Slot(len(slots), Role.SCRATCH, s))
+        return cls(tuple(slots))
+
+    def members(self) -> list[Member]:
+        return [s.member() for s in self.slots]
+
+    def distilled(self, trial: int) -> list[Slot]:
+        return [s for s in self.slots if s.role is Role.DISTILLED and s.trial == trial]
+
+    def scratch(self) -> list[Slot]:
+        return [s for s in self.slots if s.role is Role.SCRATCH]
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+
+def arch_cells(family: str, arch: Mapping[str, int | float]) -> dict[str, Any]:
+    """The architecture columns of a row: ``arch`` label, ``arch_<name>``, and for the MLP's
+    parameter names the legacy ``width``/``depth`` columns."""
+    cells: dict[str, Any] = {"family": family, "arch": format_arch(family, arch)}
+    cells.update({f"arch_{k}": v for k, v in arch.items()})
+    for legacy in ("width", "depth"):
+        cells[legacy] = arch.get(legacy)
+    return cells
+
+
+class ScratchStore:
+    """Scratch baselines per (family, architecture, seed): trained once, reused by trials."""
+
+    def __init__(self, data: dict[str, dict[str, float]] | None = None) -> None:
+        self.data: dict[str, dict[str, float]] = dict(data or {})
+
+    @staticmethod
+    def key(family: str, arch: Mapping[str, int | float], seed: int) -> str:
+        return f"{family}:{format_arch(family, arch)}:{seed}"
+
+    def get(
+        self, family: str, arch: Mapping[str, int | float], seed: int
+    ) -> dict[str, float] | None:
+        return self.data.get(self.key(family, arch, seed))
+
+    def put(
+        self, value: dict[str, float], family: str, arch: Mapping[str, int | float], seed: int
+    ) -> None:
+        self.data[self.key(family, arch, seed)] = value
+
+
+@dataclass
+class GroupResult:
+    """What one group produced: per trial a row and its seed rows; the new scratch entries."""
+
+    rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+    scratch: dict[str, dict[str, float]]
+
+
+def run_group(
+    suite: Suite,
+    run_id: str,
+    task: TaskData,
+    teacher: PreparedTeacher,
+    ensemble_cols: dict[str, Any],
+    scratch: ScratchStore,
+    arch: dict[str, int | float],
+    configs: list[TrialConfig],
+    seeds: list[int],
+    phase: str,
+    *,
+    train_device: str,
+    gpu: torch.device | None,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+) -> GroupResult:
+    """Train one group, evaluate every member on test, measure the architecture once.
+
+    A trial whose member diverged gets a failed row; the scratch entries of this group are
+    returned (and also put into ``scratch``)."""
+    fault_point("group")
+    st = suite.student
+    family = st.family
+    need_scratch = [s for s in seeds if scratch.get(family, arch, s) is None]
+    plan = GroupPlan.build(configs, seeds, need_scratch)
+    started = time.perf_counter()
+    distiller = Distiller(
+        family=family,
+        arch=dict(arch),
+        epochs=st.epochs,
+        batch_size=st.batch_size,
+        lr=st.lr,
+        weight_decay=st.weight_decay,
+        patience=st.patience or None,
+        device=train_device,
+        grouped=st.grouped,
+    ).fit(
+        task.x_train,
+        task.y_train,
+        task.x_val,
+        task.y_val,
+        plan.members(),
+        teacher=teacher.targets["train"].to(train_device),
+        on_epoch=on_epoch,
+    )
+    logits = distiller.predict_logits(task.x_test)
+    test_lp = teacher.targets["test"].log_probs(1.0)
+    y = task.y_test
+    new_scratch: dict[str, dict[str, float]] = {}
+    for slot in plan.scratch():
+        if slot.index in distiller.failed_:
+            continue
+        value = {
+            "scratch_acc": float((logits[slot.index].argmax(-1) == y).float().mean()),
+            "scratch_val_acc": distiller.val_acc_[slot.index],
+        }
+        scratch.put(value, family, arch, slot.seed)
+        new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
+    model = distiller.models_[0]
+    flops = count_flops(model, task.x_train[:1])
+    n_params = count_params(model)
+    latency = student_latency_columns(model, task.input_shape, suite.measure, gpu)
+    per_trial_time = (time.perf_counter() - started) / len(configs)
+    cells = arch_cells(family, arch)
+    out = []
+    for cfg in configs:
+        slots = plan.distilled(cfg.trial)
+        failures = [distiller.failed_[s.index] for s in slots if s.index in distiller.failed_]
+        if failures:
+            out.append(
+                (
+                    failed_row(
+                        run_id,
+                        task.name,
+                        teacher,
+                        family,
+                        arch,
+                        cfg,
+                        seeds,
+                        phase,
+                        "fail",
+                        failures[0],
+                    ),
+                    [],
+                )
+            )
+            continue
+        base = {
+            "run_id": run_id,
+            "task": task.name,
+            "trial": cfg.trial,
+            "phase": phase,
+            **cells,
+            "temperature": cfg.temperature,
+            "alpha": cfg.alpha,
+        }
+        seed_rows = []
+        for slot in slots:
+            sc = scratch.get(family, arch, slot.seed) or {}
+            lg = logits[slot.index]
+            acc = float((lg.argmax(-1) == y).float().mean())
+            seed_rows.append(
+                {
+                    **base,
+                    "seed": slot.seed,
+                    "student_acc": acc,
+                    "scratch_acc": sc.get("scratch_acc", math.nan),
+                    "kd_gain": acc - sc.get("scratch_acc", math.nan),
+                    "student_val_acc": distiller.val_acc_[slot.index],
+                    "scratch_val_acc": sc.get("scratch_val_acc", math.nan),
+                    "agreement": agreement(lg, test_lp),
+                    "kl_to_teacher": kl_to_teacher(test_lp, lg),
+                    "student_ece": expected_calibration_error(lg, y),
+                    "best_epoch": distiller.best_epoch_[slot.index],
+                }
+            )
+        row = _complete_row(base, seed_rows, teacher, seeds, n_params, flops)
+        row |= latency
+        row |= ensemble_cols
+        row |= speedups(row)
+        row["train_time_s"] = distiller.train_time_s_
+        row["group_members"] = len(plan)
+        row["trial_time_s"] = per_trial_time
+        row["datetime_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+        out.append((row, seed_rows))
+    return GroupResult(out, new_scratch)
+
+
+def _teacher_cells(teacher: PreparedTeacher) -> dict[str, Any]:
+    return {
+        "ensemble_params": None if math.isnan(teacher.params) else int(teacher.params),
+        "ensemble_flops": None if math.isnan(teacher.flops) else int(teacher.flops),
+        "ensemble_acc": teacher.ensemble_acc,
+        "best_member_acc": teacher.best_member_acc,
+        "mean_member_acc": teacher.mean_member_acc,
+    }
+
+
+def _complete_row(
+    base: dict[str, Any],
+    seed_rows: list[dict[str, Any]],
+    teacher: PreparedTeacher,
+    seeds: list[int],
+    n_params: int,
+    flops: int,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        **base,
+        **_teacher_cells(teacher),
+        "schema_version": SCHEMA_VERSION,
+        "state": "complete",
+        "fail_reason": "",
+        "n_seeds": len(seeds),
+        "seed": seeds[0],
+        "student_params": n_params,
+        "param_ratio": share(n_params, teacher.params),
+        "student_flops": flops,
+        "student_macs": flops // 2,
+        "flops_ratio": share(flops, teacher.flops),
+        "ensemble_ece": teacher.ensemble_ece,
+        "teacher_mean_max_prob": teacher.mean_max_prob_train,
+        "ensemble_val_acc": teacher.ensemble_val_acc,
+    }
+    acc = [r["student_acc"] for r in seed_rows]
+    m, sd, lo, hi = summarise_seeds(acc)
+    row |= {
+        "student_acc": m,
+        "student_acc_std": sd,
+        "student_acc_ci_low": lo,
+        "student_acc_ci_high": hi,
+    }
+    g_m, _, g_lo, g_hi = summarise_seeds([teacher.ensemble_acc - a for a in acc])
+    row |= {"acc_gap": g_m, "acc_gap_ci_low": g_lo, "acc_gap_ci_high": g_hi}
+    k_m, _, k_lo, k_hi = summarise_seeds([r["kd_gain"] for r in seed_rows])
+    row |= {"kd_gain": k_m, "kd_gain_ci_low": k_lo, "kd_gain_ci_high": k_hi}
+    scratch_acc = summarise_seeds([r["scratch_acc"] for r in seed_rows])[0]
+    row["scratch_acc"] = scratch_acc
+    row["gap_to_best_member"] = teacher.best_member_acc - m
+    row["gap_closed"] = share(m - scratch_acc, teacher.ensemble_acc - scratch_acc)
+    row["ensemble_gain_kept"] = share(
+        m - teacher.best_member_acc, teacher.ensemble_acc - teacher.best_member_acc
+    )
+    for col in (
+        "agreement",
+        "kl_to_teacher",
+        "student_ece",
+        "student_val_acc",
+        "scratch_val_acc",
+        "best_epoch",
+    ):
+        row[col] = summarise_seeds([float(r[col]) for r in seed_rows])[0]
+    row["val_gap"] = teacher.ensemble_val_acc - row["student_val_acc"]
+    return row
+
+
+def failed_row(
+    run_id: str,
+    task: str,
+    teacher: PreparedTeacher,
+    family: str,
+    arch: Mapping[str, int | float],
+    cfg: TrialConfig,
+    seeds: list[int],
+    phase: str,
+    state: str,
+    reason: str,
+) -> dict[str, Any]:
+    """The row of a trial that failed or was pruned: its configuration and the reason."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "task": task,
+        "trial": cfg.trial,
+        "phase": phase,
+        "state": state,
+        "fail_reason": reason,
+        **arch_cells(family, arch),
+        "temperature": cfg.temperature,
+        "alpha": cfg.alpha,
+        "n_seeds": len(seeds),
+        "seed": seeds[0],
+        **_teacher_cells(teacher),
+        "datetime_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

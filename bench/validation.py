@@ -1,0 +1,188 @@
+"""Reading TOML tables against rules: each key is checked once; unknown keys are refused.
+
+Error text follows scikit-learn's parameter validation: ``The 'trials' parameter of [budget]
+must be an int in [1, 100000]. Got 'many' instead.``
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.errors import InputError
+
+__all__ = ["Range", "Table", "describe_type", "fmt_number"]
+
+
+def describe_type(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an int", float: "a number", str: "a string", bool: "a boolean"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def fmt_number(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A search range; ``low == high`` means a fixed value."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        return self.low == self.high
+
+
+class Table:
+    """One TOML table read key by key; :meth:`finish` refuses the keys nobody asked for."""
+
+    def __init__(self, data: Any, section: str) -> None:
+        if not isinstance(data, dict):
+            where = f"[{section}]" if section else "The suite"
+            raise InputError(f"{where} must be a table. Got {data!r} instead.")
+        self.data = data
+        self.section = section
+        self.seen: set[str] = set()
+
+    @property
+    def where(self) -> str:
+        return f"[{self.section}]" if self.section else "[suite]"
+
+    def fail(self, key: str, rule: str, value: Any) -> InputError:
+        return InputError(
+            f"The '{key}' parameter of {self.where} must be {rule}. Got {value!r} instead."
+        )
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def number(
+        self,
+        key: str,
+        default: Any,
+        kind: type = float,
+        low: float = -math.inf,
+        high: float = math.inf,
+        *,
+        low_open: bool = False,
+    ) -> Any:
+        self.seen.add(key)
+        value = self.data.get(key, default)
+        lo_br = "(" if low_open else "["
+        rule = f"{describe_type(kind)} in {lo_br}{fmt_number(low)}, {fmt_number(high)}]"
+        ok_type = isinstance(value, kind) and not isinstance(value, bool)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok_type = float(value), True
+        if not ok_type or (isinstance(value, float) and math.isnan(value)):
+            raise self.fail(key, rule, value)
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise self.fail(key, rule, value)
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        self.seen.add(key)
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, "a boolean (true or false)", value)
+        return value
+
+    def choice(self, key: str, default: str, choices: Sequence[str]) -> str:
+        self.seen.add(key)
+        value = self.data.get(key, default)
+        if value not in choices:
+            raise self.fail(key, f"one of {', '.join(map(repr, choices))}", value)
+        return value
+
+    def string(self, key: str, default: str) -> str:
+        self.seen.add(key)
+        value = self.data.get(key, default)
+        if not isinstance(value, str):
+            raise self.fail(key, "a string", value)
+        return value
+
+    def strings(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+        self.seen.add(key)
+        value = self.data.get(key, list(default))
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, "an array of non-empty strings", value)
+        return tuple(value)
+
+    def ints(self, key: str, default: Sequence[int] = (), low: int = 1) -> tuple[int, ...]:
+        self.seen.add(key)
+        value = self.data.get(key, list(default))
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value
+        ):
+            raise self.fail(key, f"an array of ints >= {low}", value)
+        return tuple(value)
+
+    def table(self, key: str) -> Table:
+        self.seen.add(key)
+        return Table(self.data.get(key, {}), f"{self.section}.{key}" if self.section else key)
+
+    def range(
+        self,
+        key: str,
+        default: Range,
+        kind: type,
+        low: float,
+        high: float,
+        *,
+        low_open: bool = False,
+    ) -> Range:
+        """A fixed number or a table ``{low, high, log}`` of numbers in [low, high]."""
+        self.seen.add(key)
+        raw = self.data.get(key)
+        if raw is None:
+            return default
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            v = self.number(key, raw, kind, low, high, low_open=low_open)
+            return Range(v, v, False)
+        if not isinstance(raw, dict):
+            raise self.fail(
+                key, f"a fixed value or a table {{low, high, log}} of {describe_type(kind)}", raw
+            )
+        sub = Table(raw, self.section)
+        try:
+            lo = sub.number("low", raw.get("low", default.low), kind, low, high, low_open=low_open)
+            hi = sub.number(
+                "high", raw.get("high", default.high), kind, low, high, low_open=low_open
+            )
+            log = sub.boolean("log", default.log)
+        except InputError as exc:
+            msg = str(exc)
+            for part in ("low", "high", "log"):
+                msg = msg.replace(f"The '{part}' parameter", f"The '{key}.{part}' parameter")
+            raise InputError(msg) from None
+        extra = sorted(set(raw) - {"low", "high", "log"})
+        if extra:
+            raise InputError(
+                f"Unknown key '{key}.{extra[0]}' in {self.where}. Valid keys: low, high, log."
+            )
+        if lo > hi:
+            raise InputError(
+                f"The '{key}.low' parameter of {self.where} must be <= '{key}.high' "
+                f"({fmt_number(hi)}). Got {lo!r} instead."
+            )
+        if log and lo <= 0:
+            raise InputError(
+                f"The '{key}.low' parameter of {self.where} must be > 0 when log = true. "
+                f"Got {lo!r} instead."
+            )
+        return Range(lo, hi, log)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            where = self.where if self.section else "the top level"
+            raise InputError(
+                f"Unknown key '{unknown[0]}' in {where}. Valid keys: {', '.join(sorted(self.seen))}."
+            )

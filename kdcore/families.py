@@ -1,0 +1,343 @@
+"""Model families behind a small registry: how a student (or teacher) architecture is declared.
+
+A family is a builder ``build(input_shape, num_classes, **arch) -> nn.Module`` plus the
+declaration of its architecture parameters (:class:`ArchParam`: name, int or float, the values
+it accepts, its default search range, log scale or not). Everything else — the Optuna search
+space, the ``arch_<name>`` result columns, the one human label of an architecture — is derived
+from that declaration, so nothing outside a family names its parameters.
+
+Built in:
+
+* ``mlp`` — ``depth`` hidden layers of ``width`` ReLU units (any input shape; flattened first)
+* ``cnn`` — ``blocks`` × [3×3 conv with ``channels`` filters, ReLU, 2×2 max-pool], then a
+  linear head (input ``[C, H, W]``)
+* ``seed_teacher`` — the seed's heavy MLP (no architecture parameters)
+
+Users add their own with :func:`register_family` (see ``kdcore.testing.check_family`` for the
+conformance check a family should pass).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from torch import nn
+
+__all__ = [
+    "ArchParam",
+    "StudentFamily",
+    "StudentModel",
+    "TeacherModel",
+    "build_student",
+    "cnn",
+    "format_arch",
+    "get_family",
+    "list_families",
+    "mlp",
+    "register_family",
+]
+
+InputShape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArchParam:
+    """One architecture parameter of a family.
+
+    ``bounds`` are the values the family accepts at all; ``default`` is the search range used
+    when a suite does not give one (``log``: sample on a log scale).
+    """
+
+    name: str
+    kind: type = int
+    bounds: tuple[float, float] = (1, 4096)
+    default: tuple[float, float] = (1, 64)
+    log: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in (int, float):
+            raise TypeError(f"ArchParam {self.name!r}: kind must be int or float, got {self.kind}.")
+        lo, hi = self.bounds
+        if not (lo <= self.default[0] <= self.default[1] <= hi):
+            raise ValueError(
+                f"ArchParam {self.name!r}: default range {self.default} must lie in bounds {self.bounds}."
+            )
+        if self.log and lo <= 0:
+            raise ValueError(f"ArchParam {self.name!r}: a log-scale parameter needs bounds > 0.")
+
+    def rule(self) -> str:
+        """The validity rule in words, e.g. ``an int in [1, 4096]``."""
+        what = "an int" if self.kind is int else "a number"
+        return f"{what} in [{_fmt(self.bounds[0])}, {_fmt(self.bounds[1])}]"
+
+    def accepts(self, value: object) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if self.kind is float and not isinstance(value, int | float):
+            return False
+        return self.bounds[0] <= float(value) <= self.bounds[1]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StudentFamily:
+    """A named way to build models; see the module docstring for the contract."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    params: tuple[ArchParam, ...] = ()
+    description: str = ""
+    input_ranks: tuple[int, ...] | None = None  # accepted len(input_shape); None = any
+    size_param: str | None = None  # the parameter that scales capacity monotonically
+    example_input_shape: InputShape = (8,)
+    labels: Mapping[str, str] = field(default_factory=dict)  # optional display names
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, name: str) -> ArchParam:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(
+            f"Family {self.name!r} has no architecture parameter {name!r}. "
+            f"Valid names: {', '.join(self.param_names) or '(none)'}."
+        )
+
+    def label(self, arch: Mapping[str, object]) -> str:
+        """The one human label of an architecture: ``width 32 × depth 2``."""
+        if not self.params:
+            return self.name
+        return " × ".join(
+            f"{self.labels.get(p.name, p.name)} {_fmt_value(arch.get(p.name))}" for p in self.params
+        )
+
+    def check_arch(self, arch: Mapping[str, object]) -> None:
+        """``TypeError`` for unknown or missing names, ``ValueError`` for invalid values."""
+        unknown = sorted(set(arch) - set(self.param_names))
+        missing = [n for n in self.param_names if n not in arch]
+        if unknown or missing:
+            raise TypeError(
+                f"Family {self.name!r} takes {list(self.param_names)}; "
+                f"got unknown {unknown} and missing {missing}."
+            )
+        for p in self.params:
+            if not p.accepts(arch[p.name]):
+                raise ValueError(
+                    f"The {p.name!r} parameter of family {self.name!r} must be {p.rule()}. "
+                    f"Got {arch[p.name]!r} instead."
+                )
+
+    def check_input_shape(self, input_shape: InputShape) -> None:
+        if self.input_ranks is not None and len(input_shape) not in self.input_ranks:
+            ranks = " or ".join(str(r) for r in self.input_ranks)
+            raise ValueError(
+                f"Family {self.name!r} needs inputs with {ranks} dimension(s) per sample "
+                f"(e.g. {list(self.example_input_shape)}). Got input shape {list(input_shape)} instead."
+            )
+
+
+_FAMILIES: dict[str, StudentFamily] = {}
+
+
+def register_family(
+    name: str,
+    build: Callable[..., nn.Module],
+    params: Sequence[ArchParam] = (),
+    description: str = "",
+    *,
+    input_ranks: tuple[int, ...] | None = None,
+    size_param: str | None = None,
+    example_input_shape: InputShape = (8,),
+    labels: Mapping[str, str] | None = None,
+    replace: bool = False,
+) -> StudentFamily:
+    """Register ``build(input_shape, num_classes, **arch)`` under ``name`` and return the family.
+
+    ``params`` declares the architecture parameters; ``size_param`` names the one that scales
+    the model's size (used to map a target size to an architecture).
+    """
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"A family name must be letters, digits, '-', '_' or '.'. Got {name!r}.")
+    if name in _FAMILIES and not replace:
+        raise ValueError(f"A model family named {name!r} is already registered.")
+    params = tuple(params)
+    for p in params:
+        if not isinstance(p, ArchParam):
+            raise TypeError(f"Family {name!r}: params must be ArchParam objects. Got {p!r}.")
+    if size_param is not None and size_param not in {p.name for p in params}:
+        raise ValueError(f"Family {name!r}: size_param {size_param!r} is not one of its params.")
+    family = StudentFamily(
+        name,
+        build,
+        params,
+        description,
+        input_ranks,
+        size_param,
+        tuple(example_input_shape),
+        dict(labels or {}),
+    )
+    _FAMILIES[name] = family
+    return family
+
+
+def get_family(name: str) -> StudentFamily:
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        valid = ", ".join(sorted(_FAMILIES))
+        raise KeyError(f"Unknown model family {name!r}. Valid names: {valid}.") from None
+
+
+def list_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def as_input_shape(input_shape: int | Sequence[int]) -> InputShape:
+    """``20`` or ``[1, 8, 8]`` → a tuple of positive ints."""
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be positive ints. Got {input_shape!r}.")
+    return shape
+
+
+def build_student(
+    family: str, input_shape: int | Sequence[int], num_classes: int, **arch: int | float
+) -> nn.Module:
+    """The one public way to build a model of a registered family.
+
+    Unknown or missing architecture keys raise ``TypeError``; invalid values and input shapes
+    the family cannot take raise ``ValueError``.
+    """
+    fam = get_family(family)
+    shape = as_input_shape(input_shape)
+    fam.check_arch(arch)
+    fam.check_input_shape(shape)
+    return fam.build(shape, int(num_classes), **arch)
+
+
+def format_arch(family: str, arch: Mapping[str, object]) -> str:
+    """The label of ``arch`` in ``family`` (``width 32 × depth 2``); the family name if unknown."""
+    try:
+        return get_family(family).label(arch)
+    except KeyError:
+        return family + " " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in arch.items())
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _fmt_value(v: object) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "?"
+        return _fmt(v) if v.is_integer() else f"{v:.3g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------- built-in families
+def _flat(input_shape: InputShape) -> tuple[list[nn.Module], int]:
+    """Layers that flatten a sample of ``input_shape``, and the flat size."""
+    size = math.prod(input_shape)
+    return ([nn.Flatten()] if len(input_shape) > 1 else []), size
+
+
+def mlp(
+    input_shape: int | Sequence[int], num_classes: int, width: int, depth: int
+) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` ReLU units: [Flatten]-Linear(d,w)-ReLU-…-Linear(w,C)."""
+    if depth < 1 or width < 1:
+        raise ValueError(f"mlp needs width >= 1 and depth >= 1, got width={width}, depth={depth}.")
+    layers, fan_in = _flat(as_input_shape(input_shape))
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width), nn.ReLU()]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, num_classes))
+    return nn.Sequential(*layers)
+
+
+def cnn(input_shape: Sequence[int], num_classes: int, channels: int, blocks: int) -> nn.Sequential:
+    """``blocks`` × [Conv2d(3×3, ``channels``, padding 1)-ReLU-MaxPool2d(2)], Flatten, Linear.
+
+    The pool is skipped once the feature map is 1 pixel high or wide. Forward multiply-adds
+    per sample: Σ_blocks H·W·channels·c_in·9 (H, W at that block's input) + the head's
+    channels·H'·W'·C.
+    """
+    c_in, h, w = as_input_shape(input_shape)
+    layers: list[nn.Module] = []
+    for _ in range(blocks):
+        layers += [nn.Conv2d(c_in, channels, kernel_size=3, padding=1), nn.ReLU()]
+        if h >= 2 and w >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c_in = channels
+    layers += [nn.Flatten(), nn.Linear(channels * h * w, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class TeacherModel(nn.Sequential):
+    """The seed's teacher: Linear(d,256)-ReLU-Dropout(0.3)-Linear(256,128)-ReLU-Dropout(0.3)-
+    Linear(128,64)-ReLU-Linear(64,C). 46,658 parameters and 92,416 FLOPs per sample for d=20,
+    C=2. Image-shaped inputs are flattened first."""
+
+    def __init__(
+        self, input_shape: int | Sequence[int], num_classes: int, dropout: float = 0.3
+    ) -> None:
+        head, d = _flat(as_input_shape(input_shape))
+        super().__init__(
+            *head,
+            nn.Linear(d, 256),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, 64),
+            nn.ReLU(),
+            nn.Linear(64, num_classes),
+        )
+
+
+def StudentModel(
+    input_shape: int | Sequence[int], num_classes: int, width: int = 77
+) -> nn.Sequential:
+    """The seed's student: two hidden layers (width 77 is ~1/30 of 5 seed teachers for d=20)."""
+    return mlp(input_shape, num_classes, width=width, depth=2)
+
+
+register_family(
+    "mlp",
+    mlp,
+    (
+        ArchParam("width", int, (1, 4096), (4, 512), log=True, doc="units per hidden layer"),
+        ArchParam("depth", int, (1, 16), (1, 4), doc="hidden layers"),
+    ),
+    "fully connected ReLU MLP (inputs flattened)",
+    size_param="width",
+    example_input_shape=(20,),
+)
+register_family(
+    "cnn",
+    cnn,
+    (
+        ArchParam("channels", int, (1, 1024), (4, 64), log=True, doc="filters per conv block"),
+        ArchParam("blocks", int, (1, 8), (1, 3), doc="conv-ReLU-pool blocks"),
+    ),
+    "convolutional: blocks x [3x3 conv, ReLU, 2x2 max-pool], then a linear head; input [C, H, W]",
+    input_ranks=(3,),
+    size_param="channels",
+    example_input_shape=(1, 8, 8),
+)
+register_family(
+    "seed_teacher",
+    lambda input_shape, num_classes: TeacherModel(input_shape, num_classes),
+    (),
+    "the seed's heavy MLP teacher (256-128-64, dropout 0.3)",
+    example_input_shape=(20,),
+)
