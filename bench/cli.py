@@ -1,24 +1,46 @@
-"""kdbench command line: run | report | recommend | compare | list.
+"""kdbench command line: run | pull | report | recommend | compare | doctor | list.
 
 Exit codes: 0 ok; 1 an unmet recommendation or a ``compare`` regression; 2 usage or input
-error (bad suite file, missing run folder), printed as one line without a traceback.
+error (bad suite, data or teacher file, damaged or missing run folder), printed as one line
+without a traceback; 130 / 143 interrupted by SIGINT / SIGTERM (the run is resumable).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.errors import InputError
 
 __all__ = ["main"]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run stops cleanly and stays resumable."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _fmt_row(row: dict) -> str:
     if row.get("state") != "complete":
-        return f"{row['arch']}: {row['state'].upper()} ({row['fail_reason']})"
+        return f"{row['arch']}: {str(row['state']).upper()} ({row['fail_reason']})"
     return (
         f"{row['arch']} T {row['temperature']:.2f} "
         f"alpha {row['alpha']:.2f}: val {row['student_val_acc'] * 100:.2f} %, "
@@ -26,16 +48,24 @@ def _fmt_row(row: dict) -> str:
     )
 
 
-def _progress(p) -> None:  # bench.sweep.Progress
+def _progress(p) -> None:  # bench.worker.Progress
     best = ""
     if p.best is not None:
         b = p.best
         best = f" | best val so far: {b['student_val_acc'] * 100:.2f} % (trial {b['trial']}, {b['arch']})"
     label = "trial" if p.phase == "search" else "confirm"
     print(
-        f"[{p.task}] {label} {p.done}/{p.total}  {p.elapsed_s:6.1f}s  {_fmt_row(p.row)}{best}",
+        f"[{p.task}] {label} {p.done}/{p.total}  {p.elapsed_s:6.1f}s  trial {p.row['trial']}: "
+        f"{_fmt_row(p.row)}{best}",
         flush=True,
     )
+
+
+def _load_cli_plugins(args: argparse.Namespace) -> None:
+    from bench.plugins import ensure_entry_points, import_plugins
+
+    ensure_entry_points()
+    import_plugins(args.plugin or (), Path.cwd(), "The '--plugin' option")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -54,51 +84,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         replay=args.replay,
         cache_dir=Path(args.cache) if args.cache else None,
+        reports_root=Path(args.reports),
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
         on_progress=_progress,
     )
     print(f"run folder: {run_dir}")
-    report_dir = build_report(run_dir, Path(args.reports))
-    from bench.recommend import Constraints, recommend
-    from bench.records import read_trials
-
-    trials = read_trials(run_dir)
-    for task in dict.fromkeys(trials["task"]):
-        rec = recommend(trials, Constraints(max_gap_pp=args.max_gap), task)
-        print(rec.text())
+    report_dir = build_report(run_dir, Path(args.reports), max_gap_pp=args.max_gap)
+    _print_recommendations(run_dir, args.max_gap)
     print(f"report: {report_dir / 'report.html'}")
     print(f"        {report_dir / 'report.md'}")
     return 0
 
 
-def _load_cli_plugins(args: argparse.Namespace) -> None:
-    from bench.plugins import ensure_entry_points, import_plugins
+def _print_recommendations(run_dir: Path, max_gap: float) -> None:
+    from bench.recommend import Constraints, recommend
+    from bench.records import load_run
 
-    ensure_entry_points()
-    import_plugins(args.plugin or (), Path.cwd(), "The '--plugin' option")
+    trials = load_run(run_dir).trials
+    for task in dict.fromkeys(trials["task"]):
+        print(recommend(trials, Constraints(max_gap_pp=max_gap), task).text())
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from bench.pull import pull
+    from bench.study import StorageSpec
+    from bench.suite import check_safe_name
+
+    check_safe_name(args.study, "--study", "the command line")
+    storage = args.storage
+    spec = StorageSpec(url=storage) if "://" in storage else StorageSpec(path=storage)
+    if not spec.shared and not Path(storage).is_file():
+        raise InputError(
+            f"The '--storage' option of pull must be a database URL or a study journal file. "
+            f"Got {storage!r} instead."
+        )
+    run_dir = pull(spec, args.study, Path(args.out))
+    print(f"run folder: {run_dir}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    run_dir = _existing_run(args.run_dir)
-    out = build_report(run_dir, Path(args.reports), max_gap_pp=args.max_gap)
+    out = build_report(Path(args.run_dir), Path(args.reports), max_gap_pp=args.max_gap)
     print(f"report: {out / 'report.html'}")
     print(f"        {out / 'report.md'}")
     return 0
 
 
-def _existing_run(path: str) -> Path:
-    from bench.records import require_run_dir
-
-    return require_run_dir(path)
-
-
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from bench.recommend import Constraints, recommend
-    from bench.records import read_trials
+    from bench.records import load_run
 
-    run_dir = _existing_run(args.run_dir)
-    trials = read_trials(run_dir)
+    trials = load_run(args.run_dir).trials
     tasks = [args.task] if args.task else list(dict.fromkeys(trials["task"]))
     unknown = [t for t in tasks if t not in set(trials["task"])]
     if unknown:
@@ -129,11 +169,20 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from bench.compare import compare_runs, parse_threshold
 
-    a, b = _existing_run(args.run_a), _existing_run(args.run_b)
     thresholds = [parse_threshold(t) for t in args.fail]
-    text, regressions = compare_runs(a, b, thresholds, max_gap_pp=args.max_gap)
+    text, regressions = compare_runs(
+        Path(args.run_a), Path(args.run_b), thresholds, max_gap_pp=args.max_gap
+    )
     print(text)
     return 1 if regressions else 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from bench.doctor import diagnose
+
+    d = diagnose(Path(args.run_dir), repair=args.repair)
+    print(d.text())
+    return 0 if d.ok or (args.repair and "no damage found" in d.notes[-1]) else 2
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -157,8 +206,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
             )
             print(f"{name:14s} {params or '-':44s} {fam.description}")
     else:
+        from bench.doctor import run_status
+
         for path in sorted(Path(args.out).glob("*/manifest.json")):
-            print(path.parent)
+            print(f"{run_status(path.parent):12s} {path.parent}")
     return 0
 
 
@@ -191,19 +242,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate that run's search configurations instead of sampling new ones",
     )
     run.add_argument(
+        "--storage",
+        metavar="URL",
+        help="a database URL (postgresql://user@host/db): join or create a shared study there",
+    )
+    run.add_argument(
+        "--study", metavar="NAME", help="the shared study's name (default: suite name + hash)"
+    )
+    run.add_argument(
+        "--workers", type=int, default=1, help="local worker processes on one study (default 1)"
+    )
+    run.add_argument(
         "--max-gap",
-        type=float,
+        type=_finite,
         default=0.5,
         help="gap tolerance in pp for the printed recommendation",
     )
     run.set_defaults(func=_cmd_run)
+
+    pl = sub.add_parser("pull", help="rebuild a run folder from a study's storage alone")
+    pl.add_argument("--storage", required=True, metavar="URL", help="database URL or journal file")
+    pl.add_argument("--study", required=True, metavar="NAME", help="the study's name")
+    pl.add_argument("--out", default="results", help="where to write the run folder")
+    pl.set_defaults(func=_cmd_pull)
 
     rep = sub.add_parser("report", help="rebuild reports/<run_id>/ from a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--reports", default="reports")
     rep.add_argument(
         "--max-gap",
-        type=float,
+        type=_finite,
         default=0.5,
         help="gap tolerance (pp) for the report's recommendation",
     )
@@ -213,15 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("run_dir")
     rec.add_argument(
         "--max-gap",
-        type=float,
+        type=_finite,
         required=True,
         metavar="PP",
         help="max accuracy gap in percentage points",
     )
     rec.add_argument("--against", choices=("ensemble", "best-member"), default="ensemble")
-    rec.add_argument("--max-latency-ms", type=float)
-    rec.add_argument("--max-flops", type=float)
-    rec.add_argument("--max-params", type=float)
+    rec.add_argument("--max-latency-ms", type=_finite)
+    rec.add_argument("--max-flops", type=_finite)
+    rec.add_argument("--max-params", type=_finite)
     rec.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     rec.add_argument(
         "--batch",
@@ -243,10 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METRIC:THRESHOLD",
         help="e.g. latency_cpu_b1_p50_ms:10%% or acc_gap:0.5pp (repeatable)",
     )
-    cmp_.add_argument("--max-gap", type=float, default=0.5)
+    cmp_.add_argument("--max-gap", type=_finite, default=0.5)
     cmp_.set_defaults(func=_cmd_compare)
 
-    lst = sub.add_parser("list", help="list result columns, student families or runs")
+    doc = sub.add_parser("doctor", help="what is damaged in a run folder and what can be recovered")
+    doc.add_argument("run_dir")
+    doc.add_argument("--repair", action="store_true", help="rebuild what can be rebuilt")
+    doc.set_defaults(func=_cmd_doctor)
+
+    lst = sub.add_parser("list", help="list result columns, model families or runs (with status)")
     lst.add_argument("what", choices=("columns", "families", "runs"))
     lst.add_argument("--out", default="results")
     lst.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first")
@@ -266,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "run" and not args.suite and not args.resume:
         parser.error("run needs a SUITE file or --resume RUN_DIR")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except InputError as exc:
@@ -274,9 +348,33 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `kdbench list columns | head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("kdbench: interrupted; continue with `kdbench run --resume RUN_DIR`", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+    except Exception as exc:
+        from bench.sweep import RunInterrupted
+
+        if isinstance(exc, RunInterrupted):
+            return _interrupted(exc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc: BaseException) -> int:
+    from bench.sweep import RunInterrupted
+
+    if isinstance(exc, RunInterrupted):
+        how = "SIGTERM" if exc.how == "Terminated" else exc.how
+        where = (
+            f"; the run folder {exc.run_dir} is resumable: {exc.resume_hint}"
+            if exc.run_dir
+            else f"; {exc.resume_hint}"
+        )
+        print(f"kdbench: interrupted ({how}){where}", file=sys.stderr)
+        return 143 if how == "SIGTERM" else 130
+    how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    print(f"kdbench: interrupted ({how})", file=sys.stderr)
+    return 143 if how == "SIGTERM" else 130
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.errors import InputError
 from bench.recommend import Constraints, candidates, recommend
-from bench.records import COLUMN_NAMES, read_trials
+from bench.records import COLUMN_NAMES, load_run
 from bench.report.tables import markdown_table
 
 __all__ = ["Threshold", "compare_runs", "parse_threshold"]
@@ -113,14 +113,32 @@ def compare_runs(
     run_a: Path, run_b: Path, thresholds: list[Threshold], max_gap_pp: float = 0.5
 ) -> tuple[str, list[str]]:
     """Return the comparison text and the list of regressions (empty = pass)."""
-    a, b = read_trials(run_a), read_trials(run_b)
+    a, b = (
+        load_run(run_a, "The RUN_A argument").trials,
+        load_run(run_b, "The RUN_B argument").trials,
+    )
     matched = _matched(a, b)
+    common_tasks = sorted(set(a["task"]) & set(b["task"]))
+    if not common_tasks:
+        raise InputError(
+            f"The runs to compare must share a task. Got {sorted(set(a['task']))} in A and "
+            f"{sorted(set(b['task']))} in B: 0 configurations match."
+        )
+    if matched.empty and not thresholds:
+        pass  # tasks in common but no configuration: the recommendations can still be compared
+    elif matched.empty:
+        raise InputError(
+            "The runs to compare must share at least one configuration (task, architecture, T, "
+            "alpha, phase) for a --fail threshold to be judged. Got 0 matched configurations; "
+            "make B evaluate A's configurations with `kdbench run SUITE --replay RUN_A`."
+        )
     lines = [f"A: {Path(run_a).name}", f"B: {Path(run_b).name}", ""]
     shown = ["student_acc", "acc_gap", "kd_gain", "student_flops", "latency_cpu_b1_p50_ms"]
     metrics = list(dict.fromkeys(shown + [t.metric for t in thresholds]))
     if matched.empty:
         lines.append(
-            "No configuration appears in both runs (same task, architecture, T, alpha, phase)."
+            "0 matched configurations: none appears in both runs (same task, architecture, T, "
+            "alpha, phase); only the recommendations are compared."
         )
     else:
         view = matched[_KEY].copy()

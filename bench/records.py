@@ -32,7 +32,10 @@ __all__ = [
     "SEED_COLUMNS",
     "Column",
     "Manifest",
+    "Run",
     "arch_columns",
+    "check_tables",
+    "load_run",
     "read_seeds",
     "read_trials",
     "require_run_dir",
@@ -40,7 +43,8 @@ __all__ = [
     "write_trials",
 ]
 
-# 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in seeds
+# 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in
+#    seeds, worker and retry_of, state 'duplicate'
 SCHEMA_VERSION = 2
 
 
@@ -75,8 +79,18 @@ COLUMNS: tuple[Column, ...] = (
         "'search' (Optuna sweep) or 'confirm' (top-k re-run with more seeds)",
         S,
     ),
-    C("state", "string", "-", "'complete', 'fail' or 'pruned'"),
-    C("fail_reason", "string", "-", "why the trial failed or was pruned; empty otherwise"),
+    C(
+        "state",
+        "string",
+        "-",
+        "'complete', 'fail', 'pruned' or 'duplicate' (a configuration already trained: not trained again)",
+    ),
+    C(
+        "fail_reason",
+        "string",
+        "-",
+        "why the trial failed, was pruned or is a duplicate; empty otherwise",
+    ),
     C("family", "string", "-", "student family (registry name)", S),
     C("arch", "string", "-", "the architecture as one label, e.g. 'width 32 × depth 2'", S),
     C("width", "Int64", "units", "hidden-layer width (mlp only; NA for other families)", S),
@@ -430,6 +444,8 @@ COLUMNS: tuple[Column, ...] = (
         "wall time of the whole trial incl. evaluation and measurement",
     ),
     C("group_members", "int64", "students", "students trained together in this trial's group"),
+    C("worker", "string", "-", "the process that trained the trial: host:pid"),
+    C("retry_of", "Int64", "-", "the trial this one retries (its worker died); NA otherwise"),
     C("datetime_utc", "string", "-", "trial end time, ISO 8601 UTC"),
 )
 del S
@@ -580,9 +596,13 @@ class Manifest:
     conventions: dict[str, Any] = field(default_factory=dict)
     train_device: str = "cpu"
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    study_storage: str = "study.journal"
+    study_storage: str = "study.journal"  # a journal file name, or the RDB URL (redacted)
+    study: str = ""  # the studies' base name: <study>:<task>[:confirm]
+    mode: str = "exclusive"  # exclusive (local run folder) | shared (RDB) | cooperative
+    workers: int = 1
     plugins: dict[str, str] = field(default_factory=dict)
     n_trials: int = 0
+    pulled_from: str = ""
 
     def write(self, run_dir: Path) -> None:
         atomic_write_text(
@@ -610,9 +630,131 @@ class Manifest:
                 f"The manifest {path} must have schema_version {SCHEMA_VERSION} (this kdbench). "
                 f"Got {version!r} instead: it was written by another kdbench version."
             )
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "The manifest") -> Manifest:
         known = {f.name for f in fields(cls)}
         required = ("run_id", "status", "suite", "suite_sha256", "created_utc")
         absent = [k for k in required if k not in data]
         if absent:
-            raise InputError(f"The manifest {path} must have the key {absent[0]!r}. It does not.")
+            raise InputError(f"The manifest {where} must have the key {absent[0]!r}. It does not.")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------- reading a run folder
+KEY_COLUMNS = ("schema_version", "run_id", "task", "trial", "phase", "state")
+
+
+@dataclass
+class Run:
+    """A validated run folder: its manifest and tables."""
+
+    run_dir: Path
+    manifest: Manifest
+    trials: pd.DataFrame
+    seeds: pd.DataFrame
+
+
+def _read_table(run_dir: Path, stem: str) -> tuple[pd.DataFrame | None, list[str]]:
+    """(table, problems) of ``<stem>.parquet`` / ``<stem>.csv``; None when neither exists."""
+    columns = COLUMNS if stem == "trials" else SEED_COLUMNS
+    parquet, csv = run_dir / f"{stem}.parquet", run_dir / f"{stem}.csv"
+    problems: list[str] = []
+    frame_p = frame_c = None
+    if parquet.is_file():
+        try:
+            frame_p = pd.read_parquet(parquet)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            problems.append(f"{parquet.name} cannot be read ({type(exc).__name__}: {first})")
+    if csv.is_file():
+        text = csv.read_bytes()
+        if text and not text.endswith(b"\n"):
+            problems.append(f"{csv.name} is truncated (its last line is incomplete)")
+        else:
+            try:
+                raw = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+                frame_c = to_frame(raw.to_dict("records"), columns)
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                problems.append(f"{csv.name} cannot be read ({type(exc).__name__}: {first})")
+    if frame_p is not None and frame_c is not None and len(frame_p) != len(frame_c):
+        problems.append(f"{parquet.name} has {len(frame_p)} rows but {csv.name} has {len(frame_c)}")
+    frame = frame_p if frame_p is not None else frame_c
+    if frame is not None and len(frame) and stem == "trials":
+        try:
+            _check_schema(frame, parquet if frame_p is not None else csv)
+        except InputError as exc:
+            problems.append(str(exc).rstrip("."))
+        missing = [c for c in KEY_COLUMNS if c in frame.columns and frame[c].isna().any()]
+        if stem == "trials" and missing:
+            problems.append(f"{stem} has rows without {missing[0]!r} (cut short?)")
+    return frame, problems
+
+
+def check_tables(run_dir: Path, status: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The trials and seeds of a run folder and every problem found in them."""
+    trials, problems = _read_table(run_dir, "trials")
+    seeds, seed_problems = _read_table(run_dir, "seeds")
+    problems += seed_problems
+    if trials is None:
+        if status == "complete":
+            problems.append("the run is marked complete but holds no trials table")
+        trials = to_frame([])
+    if seeds is None:
+        seeds = to_frame([], SEED_COLUMNS)
+    if not problems and len(trials):
+        done = trials[trials["state"] == "complete"]
+        expected = done.groupby(["task", "phase", "trial"])["n_seeds"].sum()
+        found = (
+            seeds.groupby(["task", "phase", "trial"]).size() if len(seeds) else pd.Series(dtype=int)
+        )
+        for key, n in expected.items():
+            got = int(found.get(key, 0))
+            if got != int(n):
+                task, phase, trial = key
+                problems.append(
+                    f"seeds has {got} row(s) for trial {trial} ({phase}) of task '{task}', whose "
+                    f"row says n_seeds = {int(n)}"
+                )
+                break
+    return trials, seeds, problems
+
+
+def load_run(
+    path: str | Path, what: str = "The RUN_DIR argument", *, need_trials: bool = True
+) -> Run:
+    """A run folder, validated: files present and parseable, schema version known, trials and
+    seeds consistent. A damaged folder is an :class:`InputError` naming the file and the
+    problem (``kdbench doctor RUN`` says what can be recovered)."""
+    run_dir = require_run_dir(path, what)
+    manifest = Manifest.read(run_dir)
+    trials, seeds, problems = check_tables(run_dir, manifest.status)
+    if problems:
+        raise InputError(
+            f"The run folder {run_dir} must be intact. It is damaged: {problems[0].rstrip('.')}. Run "
+            f"`kdbench doctor {run_dir}` to see what can be recovered."
+        )
+    if need_trials and trials.empty:
+        raise InputError(
+            f"The run folder {run_dir} must hold at least one finished trial. It holds none "
+            f"(status {manifest.status}); resume it with `kdbench run --resume {run_dir}`."
+        )
+    return Run(run_dir, manifest, trials, seeds)
+
+
+def columns_markdown() -> str:
+    """The result-column table of the README, generated from :data:`COLUMNS`."""
+    lines = ["| column | dtype | unit | meaning |", "|---|---|---|---|"]
+    for c in COLUMNS:
+        lines.append(f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |")
+        if c.name == "depth":
+            lines.append(
+                "| `arch_<name>` | Int64 / float64 | - | one column per architecture parameter of "
+                "the family (e.g. `arch_width`, `arch_channels`) |"
+            )
+    return "\n".join(lines) + "\n"

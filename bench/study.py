@@ -1,55 +1,359 @@
-"""The Optuna study of a task: its sampler, its storage and its name."""
+"""The Optuna side of a run: sampler, storage, study identity, heartbeats, trial records.
+
+**The study holds the truth.** A trial's whole record — its row, its per-seed rows and the
+scratch baselines it trained — is stored in the trial itself as one JSON user attribute
+(:data:`RECORD`), written in one storage operation (one fsync'd line of a journal file, one
+transaction of an RDB) *before* the trial is told. The run folder's tables are views rebuilt
+from the study (:func:`study_rows`), so a crash at any instant leaves a trial's record
+entirely or not at all, and ``kdbench pull`` rebuilds a run folder from the storage alone.
+
+**Sampling is a function of the trial number.** :class:`TrialSeededSampler` gives each trial
+a fresh sampler seeded from (sampler seed, trial number), so what trial *n* samples depends
+only on *n* and the study's history — not on how many trials this process asked before. A
+resumed run therefore continues the search an uninterrupted run would have made, and
+workers never replay one another's random sequence.
+
+**Storages.** A journal file in the run folder (one host), or an RDB URL (PostgreSQL via
+psycopg 3; several hosts) with heartbeats: a trial whose worker stops beating for
+``grace_period`` seconds is failed and re-queued with the same parameters
+(:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`). Passwords in URLs are never
+written anywhere (:func:`redact`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import logging
+import math
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-from bench.suite import Suite
+from bench.errors import InputError
 
-__all__ = ["make_sampler", "make_storage", "make_study", "pruning_callback", "study_name"]
+__all__ = [
+    "RECORD",
+    "Heartbeat",
+    "StorageSpec",
+    "TrialSeededSampler",
+    "decode_record",
+    "encode_record",
+    "make_sampler",
+    "open_storage",
+    "pruning_callback",
+    "redact",
+    "study_name",
+]
+
+log = logging.getLogger(__name__)
+RECORD = "kdbench_record"  # trial user attribute: the trial's whole record (JSON)
+GROUP = "kdbench_group"  # trial user attribute: {"leader", "size", "members", "scratch_seeds"}
+WORKER = "kdbench_worker"  # trial user attribute: "host:pid" of the process that asked it
+MANIFEST = "kdbench_manifest"  # study user attribute: the run's manifest (redacted)
+IDENTITY = "kdbench_identity"  # study user attribute: suite digest + data/teacher fingerprints
 
 
-def make_sampler(suite: Suite) -> optuna.samplers.BaseSampler:
-    b = suite.budget
-    if b.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=b.sampler_seed)
-    return optuna.samplers.RandomSampler(seed=b.sampler_seed)
+# ---------------------------------------------------------------------- sampler
+def _derived_seed(seed: int, number: int) -> int:
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
-def make_storage(suite: Suite, run_dir: Path) -> optuna.storages.BaseStorage | str:
-    """The suite's RDB URL, else a journal file in the run folder."""
-    if suite.budget.storage:
-        return suite.budget.storage
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Delegate each trial to a fresh sampler built by ``factory(seed_for_this_trial)``.
 
-    return JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
+    TPE and random sampling keep no state across trials except their random generator, so a
+    fresh instance per trial — seeded from (``seed``, trial number) — samples exactly what a
+    long-lived one would, given the same history, while making trial *n*'s randomness
+    independent of the process that asks it (resume, several workers).
+    """
+
+    def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._factory = factory
+        self._seed = seed
+        self._inner: dict[int, optuna.samplers.BaseSampler] = {}
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        inner = self._inner.get(trial.number)
+        if inner is None:
+            if len(self._inner) > 256:
+                self._inner.clear()
+            inner = self._inner[trial.number] = self._factory(
+                _derived_seed(self._seed, trial.number)
+            )
+        return inner
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+        self._inner.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:  # randomness is a function of the trial number
+        pass
 
 
-def study_name(base: str, task: str) -> str:
-    return f"{base}:{task}"
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":
+        return TrialSeededSampler(lambda s: optuna.samplers.TPESampler(seed=s), seed)
+    return TrialSeededSampler(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
 
 
-def make_study(suite: Suite, run_dir: Path, task: str, base: str) -> optuna.Study:
-    b = suite.budget
-    kwargs: dict[str, Any] = {}
-    if b.objective == "pareto":
-        kwargs["directions"] = ["maximize", "minimize"]  # val accuracy, FLOPs
-    else:
-        kwargs["direction"] = "maximize"
-        if b.prune:
-            kwargs["pruner"] = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    return optuna.create_study(
-        storage=make_storage(suite, run_dir),
-        sampler=make_sampler(suite),
-        study_name=study_name(base, task),
-        load_if_exists=True,
-        **kwargs,
+# ---------------------------------------------------------------------- storage
+def redact(url: str) -> str:
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:
+        # Not parseable: hide everything between '//' and '@' after the first ':'.
+        head, _, rest = url.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if not at:
+            return url
+        user = creds.split(":", 1)[0]
+        return f"{head}://{user}:***@{host}" if ":" in creds else url
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """Where a study lives: an RDB ``url`` (shared) or a journal ``path`` (one host)."""
+
+    url: str = ""
+    path: str = ""
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+
+    @property
+    def shared(self) -> bool:
+        """True for an RDB (other hosts may run trials); False for a journal file."""
+        return bool(self.url)
+
+    def describe(self) -> str:
+        return redact(self.url) if self.url else self.path
+
+
+def _driver_url(url: str) -> str:
+    """``postgresql://`` → ``postgresql+psycopg://`` (psycopg 3 is the driver kdbench installs)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
+    """The storage of ``spec``, connected; :class:`InputError` (redacted) if it cannot be."""
+    if not spec.shared:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        try:
+            return JournalStorage(JournalFileBackend(spec.path))
+        except Exception as exc:
+            raise InputError(
+                f"The study journal {spec.path} must be a readable Optuna journal file. "
+                f"Got {type(exc).__name__}: {exc}"
+            ) from None
+    url = spec.url
+    shown = redact(url)
+    if url.startswith("sqlite"):
+        raise InputError(
+            f"The storage URL must name a database server (PostgreSQL or MySQL): SQLite breaks "
+            f"under concurrent workers; for one host use the default journal file. Got {shown!r}."
+        )
+    try:
+        from sqlalchemy.engine import make_url
+
+        make_url(_driver_url(url))
+    except Exception as exc:
+        raise InputError(
+            f"The storage URL must be a database URL such as postgresql://user@host/db. Got "
+            f"{shown!r} instead ({type(exc).__name__})."
+        ) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _driver_url(url),
+                engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2},
+                heartbeat_interval=spec.heartbeat_interval,
+                grace_period=spec.grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3
+                ),
+            )
+    except ImportError as exc:
+        raise InputError(
+            f"The storage URL {shown!r} needs a database driver that is not installed "
+            f"({exc}). PostgreSQL support installs with kdbench (psycopg 3); for MySQL "
+            "install a driver such as PyMySQL."
+        ) from None
+    except Exception as exc:
+        text = str(exc).replace(url, shown)
+        if "@" in url:
+            secret = url.split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
+            if secret:
+                text = text.replace(secret, "***")
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise InputError(
+            f"The storage {shown!r} must be a reachable database. Got {type(exc).__name__}: {first}"
+        ) from None
+
+
+def study_name(base: str, task: str, phase: str = "search") -> str:
+    return f"{base}:{task}" if phase == "search" else f"{base}:{task}:{phase}"
+
+
+# ---------------------------------------------------------------------- records
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    try:
+        import pandas as pd
+
+        if value is pd.NA:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def encode_record(
+    number: int,
+    row: dict[str, Any],
+    seed_rows: list[dict[str, Any]],
+    scratch: dict[str, dict[str, float]],
+) -> str:
+    """Trial ``number``'s record as strict JSON (NaN → null)."""
+    return json.dumps(
+        _json_safe({"trial_number": number, "row": row, "seeds": seed_rows, "scratch": scratch}),
+        allow_nan=False,  # insertion order kept: it orders the arch_<name> columns
     )
+
+
+def decode_record(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The trial's own record, or None. A retried trial inherits its failed original's user
+    attributes: a record whose trial number is not this trial's is not its own."""
+    text = trial.user_attrs.get(RECORD)
+    if not isinstance(text, str):
+        return None
+    record = json.loads(text)
+    if record.get("trial_number") != trial.number:
+        return None
+    return record
+
+
+# ---------------------------------------------------------------------- heartbeats
+class Heartbeat:
+    """Beats for this worker's running trials of an RDB storage (no-op for journals).
+
+    Optuna only beats inside ``Study.optimize``; kdbench asks and tells trials itself (to
+    train several at once), so it beats itself. The first beat is recorded at once: a
+    RUNNING trial without any beat is never considered stale by Optuna.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, interval: int) -> None:
+        self._storage = storage
+        self._interval = interval
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.enabled = hasattr(storage, "record_heartbeat") and bool(
+            getattr(storage, "get_heartbeat_interval", lambda: None)()
+        )
+
+    def add(self, study: optuna.Study, number: int) -> None:
+        if not self.enabled:
+            return
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(
+            self._storage.get_study_id_from_name(study.study_name), number
+        )
+        self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        with self._lock:
+            self._ids.add(trial_id)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kdbench-heartbeat", daemon=True)
+            self._thread.start()
+
+    def done(self, study: optuna.Study, number: int) -> None:
+        if not self.enabled:
+            return
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(
+            self._storage.get_study_id_from_name(study.study_name), number
+        )
+        with self._lock:
+            self._ids.discard(trial_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                ids = list(self._ids)
+            for trial_id in ids:
+                try:
+                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                except Exception as exc:  # a missed beat is retried at the next interval
+                    log.warning("heartbeat for trial id %s failed: %s", trial_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+@contextmanager
+def quiet_heartbeat_warning() -> Iterator[None]:
+    """Optuna warns that heartbeats are meant for ``optimize``; kdbench beats itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def pruning_callback(trial: optuna.Trial, n_seeds: int) -> Callable[[int, torch.Tensor], None]:
@@ -62,3 +366,7 @@ def pruning_callback(trial: optuna.Trial, n_seeds: int) -> Callable[[int, torch.
             raise optuna.TrialPruned(f"pruned at epoch {epoch} on validation accuracy")
 
     return on_epoch
+
+
+def journal_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "study.journal"

@@ -179,8 +179,11 @@ class Suite:
         return data
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of the validated suite (what actually runs)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """sha256 of the canonical JSON of the validated suite (what actually runs), without
+        its storage URL: where the study lives is not what it is (and holds a password)."""
+        data = self.to_dict()
+        data["budget"]["storage"] = ""
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def with_budget(self, **changes: Any) -> Suite:

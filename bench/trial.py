@@ -162,15 +162,22 @@ def run_group(
     train_device: str,
     gpu: torch.device | None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    scratch_seeds: list[int] | None = None,
 ) -> GroupResult:
     """Train one group, evaluate every member on test, measure the architecture once.
 
-    A trial whose member diverged gets a failed row; the scratch entries of this group are
-    returned (and also put into ``scratch``)."""
+    ``scratch_seeds``: the seeds whose scratch baselines this group trains (default: those
+    ``scratch`` lacks); fixing them fixes the group's composition, so a group trained again
+    after a crash is the same group. A trial whose member diverged gets a failed row; the
+    scratch entries of this group are returned (and also put into ``scratch``)."""
     fault_point("group")
     st = suite.student
     family = st.family
-    need_scratch = [s for s in seeds if scratch.get(family, arch, s) is None]
+    need_scratch = (
+        list(scratch_seeds)
+        if scratch_seeds is not None
+        else [s for s in seeds if scratch.get(family, arch, s) is None]
+    )
     plan = GroupPlan.build(configs, seeds, need_scratch)
     started = time.perf_counter()
     distiller = Distiller(

@@ -43,3 +43,15 @@ def matmul_peak_gflops(threads: int) -> float:
         min_run_time=1.0
     )
     return 2 * 2048**3 / m.median / 1e9
+
+
+@pytest.fixture(scope="session")
+def digits_setup(threads: int):
+    """The digits suite's task ([1, 8, 8] images) and its teacher (cached under results/)."""
+    suite = load_suite(ROOT / "suites" / "digits.toml")
+    task = load_task(suite.tasks[0])
+    cache = ROOT / "results" / "teachers"
+    teacher = prepare_teacher(
+        task, suite.teacher, cache, loaded=load_teacher(task, suite.teacher, cache)
+    )
+    return suite, task, teacher

@@ -233,12 +233,12 @@ def temperature_map_data(trials: pd.DataFrame, n_t_bins: int = 5) -> pd.DataFram
         if t.max() > t.min()
         else np.array([t.min(), t.min() * 1.0001])
     )
-    t_bin = pd.cut(
-        t,
-        edges,
-        include_lowest=True,
-        labels=[f"{a:.1f}–{b:.1f}" for a, b in itertools.pairwise(edges)],
-    )
+    labels: list[str] = []
+    for digits in range(1, 8):  # enough decimals for distinct labels of close temperatures
+        labels = [f"{a:.{digits}f}–{b:.{digits}f}" for a, b in itertools.pairwise(edges)]
+        if len(set(labels)) == len(labels):
+            break
+    t_bin = pd.cut(t, edges, include_lowest=True, labels=labels)
     size_bin = (4 ** np.floor(np.log(c["student_params"].astype(float)) / np.log(4))).astype(int)
     return (
         c.assign(size_bin=size_bin, t_bin=t_bin, gap_pp=c["acc_gap"] * 100)

@@ -18,8 +18,9 @@ import optuna
 import pandas as pd
 
 from bench.recommend import Constraints, Recommendation, recommend
-from bench.records import atomic_write_bytes, atomic_write_text, read_trials
+from bench.records import load_run
 from bench.report import plots, tables
+from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 
 __all__ = ["build_report", "importances_data"]
 
@@ -83,7 +84,7 @@ class _Doc:
         fig.tight_layout()
         fig.savefig(buf, format="png")
         png = buf.getvalue()
-        atomic_write_bytes(self.out_dir / name, png)
+        atomic_write_bytes(inside(self.out_dir, name), png)
         self.md.append(f"![{caption}]({name})\n\n_{caption}_\n")
         b64 = base64.b64encode(png).decode()
         self.html.append(
@@ -157,10 +158,11 @@ def build_report(
     run_dir: Path, reports_root: Path = Path("reports"), max_gap_pp: float = 0.5
 ) -> Path:
     """Render the report of ``run_dir`` into ``reports_root/<run_id>/`` and return that folder."""
-    run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    trials = read_trials(run_dir)
-    out_dir = Path(reports_root) / manifest["run_id"]
+    run = load_run(run_dir)
+    manifest = run.manifest.to_dict()
+    trials = run.trials
+    check_writable(Path(reports_root), "The reports folder (--reports)")
+    out_dir = inside(Path(reports_root), manifest["run_id"])
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = _Doc(out_dir)
     suite = manifest["suite"]

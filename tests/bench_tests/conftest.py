@@ -124,3 +124,29 @@ def make_row(**kw: Any) -> dict[str, Any]:
 
 def make_table(*rows: dict[str, Any]) -> pd.DataFrame:
     return to_frame([make_row(**r) for r in rows])
+
+
+def make_run_dir(
+    root: Path, name: str, rows: list[dict[str, Any]], tasks: tuple[str, ...] = ("t",)
+) -> Path:
+    """A valid run folder from fixture rows: manifest, trials, and one seed row per seed."""
+    from bench.records import SEED_COLUMNS, Manifest, write_trials
+
+    run = root / name
+    run.mkdir()
+    table = make_table(*rows)
+    write_trials(table, run)
+    seeds = []
+    seed_names = [c.name for c in SEED_COLUMNS]
+    for _, r in table[table["state"] == "complete"].iterrows():
+        for s in range(int(r["n_seeds"])):
+            seeds.append({**{k: r[k] for k in seed_names if k in r.index}, "seed": s})
+    write_trials(to_frame(seeds, SEED_COLUMNS), run, "seeds")
+    Manifest(
+        run_id=name,
+        status="complete",
+        suite={"name": name, "tasks": [{"name": t} for t in tasks]},
+        suite_sha256="0" * 64,
+        created_utc="2026-01-01T00:00:00+00:00",
+    ).write(run)
+    return run

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -8,16 +7,11 @@ import pytest
 from bench.cli import main
 from bench.compare import parse_threshold
 from bench.errors import InputError
-from bench.records import write_trials
-from tests.bench_tests.conftest import make_table
+from tests.bench_tests.conftest import make_run_dir
 
 
 def _run_dir(root: Path, name: str, rows: list[dict]) -> Path:
-    run = root / name
-    run.mkdir()
-    write_trials(make_table(*rows), run)
-    (run / "manifest.json").write_text(json.dumps({"run_id": name, "status": "complete"}))
-    return run
+    return make_run_dir(root, name, rows)
 
 
 BASE = [

@@ -115,3 +115,13 @@ def test_tables() -> None:
     assert md.startswith("| trial |") and "diverged" in md
     lat = tables.latency_table(_fixture(), "t", 2)
     assert list(lat["CPU b1 p50 ms"]) == [0.5, 0.2, 0.03]
+
+
+def test_temperature_map_with_close_temperatures() -> None:
+    """Two temperatures 0.09 apart gave duplicate bin labels and a ValueError."""
+    table = make_table(
+        {"trial": 0, "temperature": 7.63, "student_params": 375},
+        {"trial": 1, "temperature": 7.72, "student_params": 147},
+    )
+    data = plots.temperature_map_data(table)
+    assert data.shape[1] == 5 and len(set(data.columns)) == 5

@@ -1,0 +1,155 @@
+"""Rows from a study, and a run folder rebuilt from its storage (``kdbench pull``).
+
+A trial's row comes from its own record (``bench.study.RECORD``). A trial that was failed
+without a record — its worker died and the trial was retried — still gets a row: state
+``fail``, the reason, and the number of the trial that retried it. RUNNING and WAITING
+trials have no row yet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.errors import InputError
+from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
+from bench.rundir import check_writable, inside
+from bench.study import MANIFEST, RECORD, StorageSpec, decode_record, open_storage, study_name
+
+__all__ = ["pull", "rows_of_studies", "study_rows", "write_views"]
+
+
+def _retried_as(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for t in trials:
+        history = t.system_attrs.get("retry_history") or []
+        if history:
+            out[int(history[-1])] = t.number
+    return out
+
+
+def _lost_row(t: FrozenTrial, meta: dict[str, Any], retried_as: int | None) -> dict[str, Any]:
+    """A trial failed without a record: its worker died (or the record was lost)."""
+    inherited = t.user_attrs.get(RECORD)
+    base: dict[str, Any] = {}
+    if isinstance(inherited, str):  # written, but the trial was failed before it was told
+        base = json.loads(inherited).get("row", {})
+    reason = "worker lost (no heartbeat); " + (
+        f"retried as trial {retried_as}" if retried_as is not None else "not retried"
+    )
+    keep = {k: base[k] for k in base if k.startswith("arch") or k in ("family", "width", "depth")}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": meta.get("run_id"),
+        "task": meta.get("task"),
+        "trial": t.number,
+        "phase": meta.get("phase", "search"),
+        "state": "fail",
+        "fail_reason": reason,
+        **keep,
+        "temperature": t.params.get("temperature"),
+        "alpha": t.params.get("alpha"),
+        "worker": t.user_attrs.get("kdbench_worker"),
+        "retry_of": (t.system_attrs.get("retry_history") or [None])[0],
+        "datetime_utc": t.datetime_complete.isoformat(timespec="seconds")
+        if t.datetime_complete
+        else None,
+    }
+
+
+def study_rows(
+    study: optuna.Study, meta: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, seed rows) of one study, in trial-number order."""
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried_as(trials)
+    rows: list[dict[str, Any]] = []
+    seeds: list[dict[str, Any]] = []
+    for t in sorted(trials, key=lambda t: t.number):
+        record = decode_record(t)
+        if record is not None and t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            rows.append(record["row"])
+            seeds.extend(record["seeds"])
+        elif record is not None and t.state == TrialState.FAIL and record["row"]["state"] == "fail":
+            rows.append(record["row"])
+        elif t.state == TrialState.FAIL:
+            rows.append(_lost_row(t, meta, retried.get(t.number)))
+    return rows, seeds
+
+
+def rows_of_studies(
+    storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All rows of a run: for each task its search study, then its confirm study."""
+    names = {s.study_name for s in storage.get_all_studies()}
+    rows: list[dict[str, Any]] = []
+    seeds: list[dict[str, Any]] = []
+    for task in tasks:
+        for phase in ("search", "confirm"):
+            name = study_name(base, task, phase)
+            if name not in names:
+                continue
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
+            )
+            r, s = study_rows(study, {"run_id": run_id, "task": task, "phase": phase})
+            rows += r
+            seeds += s
+    return rows, seeds
+
+
+def write_views(run_dir: Path, rows: list[dict[str, Any]], seeds: list[dict[str, Any]]) -> None:
+    """``trials.{parquet,csv}`` and ``seeds.{parquet,csv}``: views of the study's records."""
+    write_trials(to_frame(rows), run_dir, "trials")
+    write_trials(to_frame(seeds, SEED_COLUMNS), run_dir, "seeds")
+
+
+def _manifest_of(storage: optuna.storages.BaseStorage, base: str) -> dict[str, Any]:
+    summaries = [s for s in storage.get_all_studies() if s.study_name.startswith(base + ":")]
+    manifest: dict[str, Any] | None = None
+    for s in summaries:
+        text = s.user_attrs.get(MANIFEST)
+        if isinstance(text, str):
+            part = json.loads(text)
+            if manifest is None:
+                manifest = part
+            manifest["tasks"].update(part.get("tasks", {}))  # each task's study adds its own
+    if manifest is not None:
+        return manifest
+    raise InputError(
+        f"The study {base!r} must exist in the storage and hold a kdbench manifest. Found "
+        f"{len(summaries)} matching studies without one."
+    )
+
+
+def pull(spec: StorageSpec, base: str, out_dir: Path) -> Path:
+    """Rebuild a complete run folder (manifest, trials, seeds) from the storage alone."""
+    storage = open_storage(spec)
+    data = _manifest_of(storage, base)
+    check_writable(Path(out_dir), "The output folder (--out)")
+    run_dir = inside(Path(out_dir), base.replace(":", "_"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [t["name"] for t in data["suite"]["tasks"]]
+    rows, seeds = rows_of_studies(storage, base, tasks, data["run_id"])
+    done = _all_done(storage, base, tasks)
+    data["status"] = "complete" if done else "incomplete"
+    data["study_storage"] = spec.describe()
+    data["pulled_from"] = spec.describe()
+    manifest = Manifest.from_dict(data)
+    manifest.write(run_dir)
+    write_views(run_dir, rows, seeds)
+    return run_dir
+
+
+def _all_done(storage: optuna.storages.BaseStorage, base: str, tasks: list[str]) -> bool:
+    summaries = {s.study_name: s for s in storage.get_all_studies()}
+    return all(
+        summaries.get(study_name(base, t)) is not None
+        and summaries[study_name(base, t)].user_attrs.get("kdbench_done") is True
+        for t in tasks
+    )
