@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["ENV", "fault_point"]
+__all__ = ["ENV", "count", "fault_point", "reset"]
 
 ENV = "KDBENCH_FAULT"
 _counts: dict[str, int] = {}
@@ -39,10 +39,10 @@ def _parse(spec: str) -> list[tuple[str, str, int]]:
 
 def fault_point(point: str) -> None:
     """Count one event of ``point``; perform the configured fault when its turn comes."""
+    _counts[point] = n = _counts.get(point, 0) + 1
     spec = os.environ.get(ENV)
     if not spec:
         return
-    _counts[point] = n = _counts.get(point, 0) + 1
     for action, where, k in _parse(spec):
         if where != point or k != n:
             continue
@@ -59,3 +59,9 @@ def fault_point(point: str) -> None:
 def reset() -> None:
     """Forget the event counts (for tests running several runs in one process)."""
     _counts.clear()
+
+
+def count(point: str) -> int:
+    """How many events of ``point`` this process has seen since :func:`reset` (so a test can
+    know how many write boundaries a run has, and cover every one)."""
+    return _counts.get(point, 0)

@@ -220,22 +220,33 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
                     max_retry=3
                 ),
             )
-    except ImportError as exc:
+    except Exception as exc:
+        from sqlalchemy.exc import NoSuchModuleError
+
+        if isinstance(exc, NoSuchModuleError):
+            raise InputError(
+                f"The storage URL must be a database URL with a known dialect and driver (e.g. "
+                f"postgresql://user@host/db). Got {shown!r} instead ({exc})."
+            ) from None
+        if not isinstance(exc, ImportError):
+            raise _unreachable(exc, url, shown) from None
         raise InputError(
             f"The storage URL {shown!r} needs a database driver that is not installed "
             f"({exc}). PostgreSQL support installs with kdbench (psycopg 3); for MySQL "
             "install a driver such as PyMySQL."
         ) from None
-    except Exception as exc:
-        text = str(exc).replace(url, shown)
-        if "@" in url:
-            secret = url.split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
-            if secret:
-                text = text.replace(secret, "***")
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise InputError(
-            f"The storage {shown!r} must be a reachable database. Got {type(exc).__name__}: {first}"
-        ) from None
+
+
+def _unreachable(exc: Exception, url: str, shown: str) -> InputError:
+    text = str(exc).replace(url, shown)
+    if "@" in url:
+        secret = url.split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
+        if secret:
+            text = text.replace(secret, "***")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return InputError(
+        f"The storage {shown!r} must be a reachable database. Got {type(exc).__name__}: {first}"
+    )
 
 
 def study_name(base: str, task: str, phase: str = "search") -> str:

@@ -144,6 +144,8 @@ class BudgetConfig:
     storage: str = ""
     group_size: int = 1
     prune: bool = False
+    heartbeat_interval: int = 10
+    grace_period: int = 30
 
 
 @dataclass(frozen=True)
@@ -322,8 +324,16 @@ def _budget(t: Table) -> BudgetConfig:
         storage=t.string("storage", d.storage),
         group_size=t.number("group_size", d.group_size, int, 1, 64),
         prune=t.boolean("prune", d.prune),
+        heartbeat_interval=t.number("heartbeat_interval", d.heartbeat_interval, int, 1, 3600),
+        grace_period=t.number("grace_period", d.grace_period, int, 2, 86_400),
     )
     t.finish()
+    if cfg.grace_period < 2 * cfg.heartbeat_interval:
+        raise InputError(
+            f"The 'grace_period' parameter of [budget] must be >= 2 x heartbeat_interval "
+            f"({2 * cfg.heartbeat_interval}): one missed beat must not kill a live trial. Got "
+            f"{cfg.grace_period} instead."
+        )
     if cfg.prune and cfg.group_size > 1:
         raise InputError(
             "The 'prune' parameter of [budget] must be false when group_size > 1 (a group trains "

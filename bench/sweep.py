@@ -208,7 +208,11 @@ def run_suite(
     train_device = _select_train_device(suite)
     prepared = _preflight(suite, cache)
     shared = bool(url)
-    spec = StorageSpec(url=url or "")
+    spec = StorageSpec(
+        url=url or "",
+        heartbeat_interval=suite.budget.heartbeat_interval,
+        grace_period=suite.budget.grace_period,
+    )
     if shared:
         storage_obj = open_storage(spec)  # connected, or a redacted exit-2 error
         base = study or f"{suite.name}-{suite.digest()[:8]}"

@@ -198,7 +198,9 @@ class TaskRun:
         total: int,
         hb: Heartbeat,
     ) -> None:
-        row = dict(row, worker=self.worker)
+        frozen = study.get_trials(deepcopy=False)[number]
+        retry_of = (frozen.system_attrs.get("retry_history") or [None])[0]
+        row = dict(row, worker=self.worker, retry_of=retry_of)
         self._set_attr(study, number, RECORD, encode_record(number, row, seed_rows, scratch))
         fault_point("write")
         self._tell(study, number, row, phase)
@@ -534,7 +536,8 @@ class TaskRun:
                 study_name=name, storage=self.storage, sampler=optuna.samplers.RandomSampler(seed=0)
             )
             creator = False
-        if creator or (self.mode == "exclusive" and CONFIRM_ENQUEUED not in cstudy.user_attrs):
+        if creator or self.mode == "exclusive":
+            # Exclusive: also after a resume or an extension (--trials): add what is missing.
             self._enqueue_confirm(search, cstudy)
         waited = 0.0
         while (
