@@ -10,8 +10,10 @@ happens in this process, perform ``ACTION``:
   record committed to the study), ``group`` (at the start of each training group, before
   training), ``trial`` (after a trial's record is committed, before the next group).
 
-Several faults may be given separated by commas. Unset, every call is a no-op. This is
-a test seam, documented so users can reproduce crash scenarios too.
+Several faults may be given separated by commas. Unset, every call is a no-op. With
+``--workers N`` every worker process inherits the variable; ``KDBENCH_FAULT_WORKER=i`` limits
+the faults to the i-th worker started (0-based; replacements get new numbers). This is a
+test seam, documented so users can reproduce crash scenarios too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import signal
 __all__ = ["ENV", "count", "fault_point", "reset"]
 
 ENV = "KDBENCH_FAULT"
+WORKER_ENV = "KDBENCH_FAULT_WORKER"  # only the worker process with this index
+INDEX_ENV = "KDBENCH_WORKER_INDEX"  # set by bench.parallel in each worker process
 _counts: dict[str, int] = {}
 
 
@@ -42,6 +46,9 @@ def fault_point(point: str) -> None:
     _counts[point] = n = _counts.get(point, 0) + 1
     spec = os.environ.get(ENV)
     if not spec:
+        return
+    only = os.environ.get(WORKER_ENV)
+    if only is not None and only != os.environ.get(INDEX_ENV):
         return
     for action, where, k in _parse(spec):
         if where != point or k != n:

@@ -16,7 +16,15 @@ from torch import nn
 from bench.suite import MeasureConfig
 from kdcore import LatencyResult, TeacherEnsemble, measure_latency
 
-__all__ = ["all_cores", "ensemble_latency_columns", "student_latency_columns"]
+__all__ = [
+    "LATENCY_PREFIX",
+    "all_cores",
+    "architecture_latency",
+    "ensemble_latency_columns",
+    "student_latency_columns",
+]
+
+LATENCY_PREFIX = "kdbench_latency:"  # search-study user attribute per family:architecture
 
 
 def all_cores() -> int:
@@ -135,3 +143,22 @@ def speedups(row: dict[str, object]) -> dict[str, float]:
         ratio(g_fused, row.get("latency_gpu_b1_p50_ms", nan)),
     )
     return out
+
+
+def architecture_latency(
+    family: str,
+    arch: dict[str, int | float],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    cfg: MeasureConfig,
+    gpu: torch.device | None,
+) -> dict[str, object]:
+    """The latency columns of one architecture: a model of it (seeded; the weights do not
+    change the cost of a dense forward pass) timed with the protocol of this module. Run once
+    per distinct architecture after the search, with no training running beside it."""
+    from kdcore import build_student
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_student(family, input_shape, num_classes, **arch)
+    return student_latency_columns(model, input_shape, cfg, gpu)

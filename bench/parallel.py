@@ -1,10 +1,12 @@
 """``--workers N``: N local processes on one task's study, this process supervising.
 
-Each worker is a fresh interpreter (``spawn``: no fork after torch has started threads) with
-``cores // N`` torch threads, so N × threads ≤ cores. It loads the task and the teacher from
-the cache this process filled (it never trains the teacher), joins the study and runs the
-search and confirm loops of ``bench.worker``. Progress comes back through a queue; this
-process rebuilds the run folder's tables and prints.
+Each worker is a fresh interpreter (``python -m bench.parallel``: no fork after torch has
+started threads, no dependence on how this process was started) with ``cores // N`` torch
+threads, so N × threads ≤ cores. Its job (the suite, the storage, the budget) arrives on
+stdin — the storage URL is never written to disk — and its progress comes back as JSON
+lines on stdout. It loads the task and the teacher from the cache this process filled (it
+never trains the teacher), joins the study and runs the search and confirm loops of
+``bench.worker``.
 
 A journal file has no heartbeats, so this process watches its workers instead: when one dies
 (any exit code but 0), its RUNNING trials are failed and re-queued with the same parameters
@@ -14,12 +16,13 @@ replacements in all).
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
 import os
-import queue as queue_mod
+import selectors
 import signal
 import socket
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.errors import InputError
+from bench.faults import INDEX_ENV
 from bench.study import WORKER, StorageSpec, study_name
 from bench.worker import IdentityMismatch, Progress, TaskRun
 
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["run_workers"]
 
 log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _retry_dead(run: TaskRun, worker: str) -> int:
@@ -66,11 +71,9 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
     per = max(1, threads // n)
     if n > threads:
         log.warning("%d workers on %d cores: each gets 1 thread (oversubscribed)", n, threads)
-    mp = multiprocessing.get_context("spawn")
-    messages: Any = mp.Queue()
     job = {
         "suite_source": ctx.suite.source,
-        "suite": _suite_for_child(ctx),
+        "suite": ctx.suite.to_dict(),  # unredacted: the worker connects with it (via a pipe)
         "task": run.task.name,
         "spec": asdict(ctx.spec),
         "base": run.base,
@@ -82,40 +85,66 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
         "ens_cols": run.ens_cols,
         "replay": run.replay,
     }
-    procs: dict[int, Any] = {}
-    restarts = 0
+    selector = selectors.DefaultSelector()
+    procs: dict[int, subprocess.Popen] = {}
+    started, restarts = 0, 0
     failure: str | None = None
 
     def start() -> None:
-        p = mp.Process(target=_child, args=(job, messages), name="kdbench-worker")
-        p.start()
+        nonlocal started
+        env = {**os.environ, INDEX_ENV: str(started), "PYTHONPATH": _pythonpath()}
+        p = subprocess.Popen(
+            [sys.executable, "-m", "bench.parallel"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(json.dumps(job))
+        p.stdin.close()
+        selector.register(p.stdout, selectors.EVENT_READ, p)
         procs[p.pid] = p
+        started += 1
+
+    def handle(line: str) -> None:
+        nonlocal failure
+        msg = json.loads(line)
+        if msg["kind"] == "ready":
+            log.info(
+                "worker %s ready after %.1f s, %s thread(s)",
+                msg["index"],
+                msg["seconds"],
+                msg["threads"],
+            )
+        elif msg["kind"] == "progress":
+            ctx.progress(Progress(**msg["progress"]))
+        elif msg["kind"] == "input_error":
+            failure = msg["text"]
 
     for _ in range(n):
         start()
     try:
         while procs:
-            try:
-                msg = messages.get(timeout=0.5)
-            except queue_mod.Empty:
-                msg = None
-            if msg is not None:
-                if msg["kind"] == "progress":
-                    ctx.progress(Progress(**msg["progress"]))
-                elif msg["kind"] == "input_error":
-                    failure = msg["text"]
+            for key, _ in selector.select(timeout=0.5):
+                line = key.fileobj.readline()  # type: ignore[union-attr]
+                if line:
+                    handle(line)
+                else:
+                    selector.unregister(key.fileobj)
             for pid, p in list(procs.items()):
-                if p.is_alive():
+                if p.poll() is None:
                     continue
-                p.join()
+                for line in p.stdout or ():  # what it wrote just before exiting
+                    handle(line)
                 del procs[pid]
-                if p.exitcode == 0 or failure is not None:
+                if p.returncode == 0 or failure is not None:
                     continue
                 lost = 0 if ctx.spec.shared else _retry_dead(run, f"{socket.gethostname()}:{pid}")
                 log.warning(
                     "worker %s exited with code %s; %d of its trials re-queued",
                     pid,
-                    p.exitcode,
+                    p.returncode,
                     lost,
                 )
                 if restarts < n:
@@ -124,61 +153,63 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
             if failure is not None:
                 for p in procs.values():
                     p.terminate()
-        while True:  # progress sent just before the last worker exited
-            try:
-                msg = messages.get_nowait()
-            except queue_mod.Empty:
-                break
-            if msg["kind"] == "progress":
-                ctx.progress(Progress(**msg["progress"]))
     except KeyboardInterrupt:
         for p in procs.values():
             p.terminate()  # SIGTERM: each worker stops like on Ctrl-C; its trials stay RUNNING
         for p in procs.values():
-            p.join(timeout=30)
+            p.wait(timeout=30)
         raise
     if failure is not None:
         raise InputError(failure)
-    study = run.study("search")
-    if not study.user_attrs.get("kdbench_done"):
+    if not run.study("search").user_attrs.get("kdbench_done"):
         raise RuntimeError("the workers ended before the task was done (see the log above)")
 
 
-def _suite_for_child(ctx: _Run) -> dict[str, Any]:
-    data = ctx.suite.to_dict()  # unredacted: the child connects with it; never written to disk
-    return data
+def _pythonpath() -> str:
+    """The worker imports kdbench from where this process did (an editable or a plain tree)."""
+    parts = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    return os.pathsep.join(dict.fromkeys(parts))
 
 
-def _child(job: dict[str, Any], messages: Any) -> None:
-    """A worker process: load, join, run, report. Exit 0 when the task is done."""
+def _child_main() -> int:
+    """A worker process: read the job from stdin, join, run, report on stdout."""
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # only protocol lines on the real stdout
+
+    def send(msg: dict[str, Any]) -> None:
+        out.write(json.dumps(msg, default=str) + "\n")
+        out.flush()
+
+    import time
+
+    began = time.perf_counter()
     try:
+        job = json.loads(sys.stdin.read())
         import torch
 
         from bench.study import open_storage
         from bench.suite import suite_from_dict
+        from bench.sweep import _data_sha256
         from bench.tasks import load_task
         from bench.teacher import load_teacher, prepare_teacher
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         torch.set_num_threads(job["threads"])
-        source = job["suite_source"]
-        if source:
-            sys.path.insert(0, str(Path(source).resolve().parent))
+        if job["suite_source"]:
+            sys.path.insert(0, str(Path(job["suite_source"]).resolve().parent))  # plug-ins
         suite = suite_from_dict(job["suite"])
         cfg = next(t for t in suite.tasks if t.name == job["task"])
         task = load_task(cfg)
         cache = Path(job["cache"])
-        teacher = prepare_teacher(
-            task, suite.teacher, cache, job["device"], load_teacher(task, suite.teacher, cache)
-        )
+        loaded = load_teacher(task, suite.teacher, cache)
+        teacher = prepare_teacher(task, suite.teacher, cache, job["device"], loaded)
         spec = StorageSpec(**job["spec"])
-        gpu = torch.device(job["device"]) if job["device"].startswith("cuda") else None
-        from bench.sweep import _data_sha256
-
+        device = job["device"]
         run = TaskRun(
             suite=suite,
             task=task,
@@ -189,24 +220,34 @@ def _child(job: dict[str, Any], messages: Any) -> None:
             storage=open_storage(spec),
             spec=spec,
             mode="shared" if spec.shared else "cooperative",
-            train_device=job["device"],
-            gpu=gpu,
+            train_device=device,
+            gpu=torch.device(device) if device.startswith("cuda") else None,
             n_trials=job["n_trials"],
             identity={
                 "suite_sha256": suite.digest(),
                 "data_sha256": _data_sha256(task),
                 "teacher_outputs_sha256": teacher.outputs_sha256,
             },
-            on_commit=lambda p: messages.put({"kind": "progress", "progress": asdict(p)}),
+            on_commit=lambda p: send({"kind": "progress", "progress": asdict(p)}),
             replay=job["replay"],
+        )
+        send(
+            {
+                "kind": "ready",
+                "index": os.environ.get(INDEX_ENV),
+                "seconds": time.perf_counter() - began,
+                "threads": torch.get_num_threads(),
+            }
         )
         run.search()
         run.confirm()
     except (InputError, IdentityMismatch) as exc:
-        messages.put({"kind": "input_error", "text": str(exc)})
-        os._exit(2)
+        send({"kind": "input_error", "text": str(exc)})
+        return 2
     except KeyboardInterrupt:
-        os._exit(130)
-    messages.close()
-    messages.join_thread()
-    os._exit(0)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import InputError
+from bench.measure import LATENCY_PREFIX, speedups
 from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
 from bench.rundir import check_writable, inside
 from bench.study import MANIFEST, RECORD, StorageSpec, decode_record, open_storage, study_name
@@ -85,19 +86,32 @@ def study_rows(
 def rows_of_studies(
     storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All rows of a run: for each task its search study, then its confirm study."""
-    names = {s.study_name for s in storage.get_all_studies()}
+    """All rows of a run: for each task its search study, then its confirm study. Latency
+    (timed once per architecture, kept in the search study) and the speed-ups computed
+    from it are merged into the rows of completed students."""
+    summaries = {s.study_name: s for s in storage.get_all_studies()}
     rows: list[dict[str, Any]] = []
     seeds: list[dict[str, Any]] = []
     for task in tasks:
+        search = summaries.get(study_name(base, task))
+        latency = {
+            k.removeprefix(LATENCY_PREFIX): json.loads(v)
+            for k, v in (search.user_attrs.items() if search else ())
+            if k.startswith(LATENCY_PREFIX)
+        }
         for phase in ("search", "confirm"):
             name = study_name(base, task, phase)
-            if name not in names:
+            if name not in summaries:
                 continue
             study = optuna.load_study(
                 study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
             )
             r, s = study_rows(study, {"run_id": run_id, "task": task, "phase": phase})
+            for row in r:
+                cols = latency.get(f"{row.get('family')}:{row.get('arch')}")
+                if cols is not None and row.get("state") in ("complete", "duplicate"):
+                    row.update({k: v for k, v in cols.items() if k != "measured_by"})
+                    row.update(speedups(row))
             rows += r
             seeds += s
     return rows, seeds

@@ -43,11 +43,13 @@ from bench.errors import InputError
 
 __all__ = [
     "RECORD",
+    "AskLock",
     "Heartbeat",
     "StorageSpec",
     "TrialSeededSampler",
     "decode_record",
     "encode_record",
+    "json_safe",
     "make_sampler",
     "open_storage",
     "pruning_callback",
@@ -209,17 +211,7 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
             f"{shown!r} instead ({type(exc).__name__})."
         ) from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                _driver_url(url),
-                engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2},
-                heartbeat_interval=spec.heartbeat_interval,
-                grace_period=spec.grace_period,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=3
-                ),
-            )
+        return _rdb_storage(spec)
     except Exception as exc:
         from sqlalchemy.exc import NoSuchModuleError
 
@@ -237,6 +229,34 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
         ) from None
 
 
+def _rdb_storage(spec: StorageSpec) -> optuna.storages.RDBStorage:
+    """Workers starting together on an empty database race to create Optuna's tables (a
+    UniqueViolation for the losers); once the winner has created them, a retry finds them."""
+    import random
+    import time
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(8):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    _driver_url(spec.url),
+                    engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2},
+                    heartbeat_interval=spec.heartbeat_interval,
+                    grace_period=spec.grace_period,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=3
+                    ),
+                )
+        except (IntegrityError, ProgrammingError):
+            if attempt == 7:
+                raise
+            time.sleep(0.2 + random.random() * 0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _unreachable(exc: Exception, url: str, shown: str) -> InputError:
     text = str(exc).replace(url, shown)
     if "@" in url:
@@ -249,16 +269,62 @@ def _unreachable(exc: Exception, url: str, shown: str) -> InputError:
     )
 
 
+class AskLock:
+    """Serialises "count the study, then ask" across workers, so the budget is exact.
+
+    Without it two workers can both see one free slot and both ask, and the study ends with
+    more trials than the suite's budget. PostgreSQL: a session advisory lock keyed by the
+    study name; a journal file: ``flock`` on ``<journal>.asklock``; other databases: none
+    (the budget may then be exceeded by up to workers − 1 trials).
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, spec: StorageSpec, name: str) -> None:
+        import hashlib
+
+        self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._engine = getattr(storage, "engine", None) if spec.shared else None
+        self._path = Path(spec.path + ".asklock") if spec.path else None
+        self._conn: Any = None
+        self._fd: int | None = None
+
+    def __enter__(self) -> AskLock:
+        if self._engine is not None and self._engine.dialect.name == "postgresql":
+            import sqlalchemy
+
+            self._conn = self._engine.connect()
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+        elif self._path is not None:
+            import fcntl
+            import os
+
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            import sqlalchemy
+
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            self._conn.close()
+            self._conn = None
+        if self._fd is not None:
+            import os
+
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+
 def study_name(base: str, task: str, phase: str = "search") -> str:
     return f"{base}:{task}" if phase == "search" else f"{base}:{task}:{phase}"
 
 
 # ---------------------------------------------------------------------- records
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
@@ -283,7 +349,7 @@ def encode_record(
 ) -> str:
     """Trial ``number``'s record as strict JSON (NaN → null)."""
     return json.dumps(
-        _json_safe({"trial_number": number, "row": row, "seeds": seed_rows, "scratch": scratch}),
+        json_safe({"trial_number": number, "row": row, "seeds": seed_rows, "scratch": scratch}),
         allow_nan=False,  # insertion order kept: it orders the arch_<name> columns
     )
 

@@ -261,7 +261,10 @@ def run_suite(
         if run_dir is not None:
             ctx.write_manifest()
         for task, loaded in prepared:
+            t0 = time.perf_counter()
             run = ctx.task_run(task, loaded, previous, n_trials, replay_configs)
+            t1 = time.perf_counter()
+            log.info("[%s] teacher ready and measured in %.1f s", task.name, t1 - t0)
             if workers > 1:
                 from bench.parallel import run_workers
 
@@ -269,7 +272,19 @@ def run_suite(
             else:
                 run.search()
                 run.confirm()
-            ctx.refresh()
+            t2 = time.perf_counter()
+            log.info("[%s] search and confirm in %.1f s", task.name, t2 - t1)
+            timed = run.measure()  # latency, once per architecture, on a quiet machine
+            ctx.refresh(force=True)
+            t3 = time.perf_counter()
+            log.info("[%s] %d architectures timed in %.1f s", task.name, timed, t3 - t2)
+            ctx.manifest.tasks[task.name]["timings_s"] = {
+                "teacher": round(t1 - t0, 3),
+                "search_and_confirm": round(t2 - t1, 3),
+                "latency": round(t3 - t2, 3),
+                "architectures_timed": timed,
+            }
+            ctx.write_manifest()
         ctx.manifest.status = "complete"
         if run_dir is not None:
             ctx.write_manifest()
@@ -325,6 +340,7 @@ class _Run:
         self.gpu = gpu
         self.on_progress = on_progress
         self.started = time.perf_counter()
+        self._refreshed = 0.0
 
     def write_manifest(self) -> None:
         if self.run_dir is None:
@@ -332,10 +348,16 @@ class _Run:
         self.manifest.updated_utc = datetime.now(UTC).isoformat(timespec="seconds")
         self.manifest.write(self.run_dir)
 
-    def refresh(self) -> None:
-        """Rebuild the run folder's tables from the study (local runs)."""
+    def refresh(self, force: bool = False) -> None:
+        """Rebuild the run folder's tables from the study (local runs): after every trial with
+        one worker; with several, at most every 30 s until the end (they are views of the study,
+        and rebuilding them while workers train was measured to slow training by ~15 %)."""
         if self.run_dir is None:
             return
+        now = time.perf_counter()
+        if not force and self.manifest.workers > 1 and now - self._refreshed < 30.0:
+            return
+        self._refreshed = now
         tasks = [t.name for t in self.suite.tasks]
         rows, seeds = rows_of_studies(
             self.storage, self.manifest.study, tasks, self.manifest.run_id
@@ -356,7 +378,9 @@ class _Run:
         replay: dict[str, list[dict[str, Any]]] | None,
     ) -> TaskRun:
         suite = self.suite
+        t0 = time.perf_counter()
         teacher = prepare_teacher(task, suite.teacher, self.cache, self.train_device, loaded)
+        log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         if previous is not None and self.run_dir is not None:
             _check_teacher_unchanged(previous, task.name, teacher, self.run_dir)
         ens_cols, ens_detail = ensemble_latency_columns(

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from bench.faults import fault_point
-from bench.measure import speedups, student_latency_columns
 from bench.records import SCHEMA_VERSION
 from bench.stats import share, summarise_seeds
 from bench.suite import Suite
@@ -160,11 +159,12 @@ def run_group(
     phase: str,
     *,
     train_device: str,
-    gpu: torch.device | None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     scratch_seeds: list[int] | None = None,
 ) -> GroupResult:
-    """Train one group, evaluate every member on test, measure the architecture once.
+    """Train one group, evaluate every member on test, count the architecture's FLOPs and
+    parameters (its latency is measured once per architecture after the search,
+    :func:`bench.measure.measure_architectures`).
 
     ``scratch_seeds``: the seeds whose scratch baselines this group trains (default: those
     ``scratch`` lacks); fixing them fixes the group's composition, so a group trained again
@@ -215,7 +215,6 @@ def run_group(
     model = distiller.models_[0]
     flops = count_flops(model, task.x_train[:1])
     n_params = count_params(model)
-    latency = student_latency_columns(model, task.input_shape, suite.measure, gpu)
     per_trial_time = (time.perf_counter() - started) / len(configs)
     cells = arch_cells(family, arch)
     out = []
@@ -271,9 +270,7 @@ def run_group(
                 }
             )
         row = _complete_row(base, seed_rows, teacher, seeds, n_params, flops)
-        row |= latency
-        row |= ensemble_cols
-        row |= speedups(row)
+        row |= ensemble_cols  # latency and speed-ups: measured once per architecture, later
         row["train_time_s"] = distiller.train_time_s_
         row["group_members"] = len(plan)
         row["trial_time_s"] = per_trial_time

@@ -21,6 +21,7 @@ Recovery, at every turn of the loop:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -36,16 +37,19 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.faults import fault_point
+from bench.measure import LATENCY_PREFIX, architecture_latency
 from bench.space import arch_of, distributions, pinned
 from bench.study import (
     GROUP,
     IDENTITY,
     RECORD,
     WORKER,
+    AskLock,
     Heartbeat,
     StorageSpec,
     decode_record,
     encode_record,
+    json_safe,
     make_sampler,
     pruning_callback,
     quiet_heartbeat_warning,
@@ -278,7 +282,6 @@ class TaskRun:
                 seeds,
                 phase,
                 train_device=self.train_device,
-                gpu=self.gpu,
                 on_epoch=on_epoch,
                 scratch_seeds=scratch_seeds,
             )
@@ -316,22 +319,24 @@ class TaskRun:
             self._enqueue_replay(study)
         hb = Heartbeat(self.storage, self.spec.heartbeat_interval)
         dists = distributions(self.suite.search, self.suite.student.family)
+        lock = AskLock(self.storage, self.spec, study.study_name)
         try:
             with quiet_heartbeat_warning():
                 while True:
                     self._recover(study, dists, hb, "search")
-                    trials = study.get_trials(deepcopy=False)
-                    counted = sum(1 for t in trials if _final(t) is not None)
-                    running = [t for t in trials if t.state == TrialState.RUNNING]
-                    if counted >= self.n_trials and not running:
-                        break
-                    free = self.n_trials - counted - len(running)
-                    if free <= 0:
+                    with lock:  # count and ask atomically across workers: an exact budget
+                        trials = study.get_trials(deepcopy=False)
+                        counted = sum(1 for t in trials if _final(t) is not None)
+                        running = [t for t in trials if t.state == TrialState.RUNNING]
+                        if counted >= self.n_trials and not running:
+                            break
+                        # Queued retries are popped first and are inside the budget already.
+                        free = self.n_trials - counted - len(running)
+                        size = min(self.suite.budget.group_size, free)
+                        asked = self._ask_group(study, dists, size, hb) if size > 0 else []
+                    if not asked:
                         time.sleep(POLL_S)  # the last trials are other workers' to finish
                         continue
-                    asked = self._ask_group(
-                        study, dists, min(self.suite.budget.group_size, free), hb
-                    )
                     self._run_asked(study, asked, hb)
         finally:
             hb.stop()
@@ -511,6 +516,43 @@ class TaskRun:
             self._run_asked(
                 study, sorted(everyone, key=lambda x: x.number), hb, {m.number for m in members}
             )
+
+    # ------------------------------------------------------------------ measurement
+    def measure(self) -> int:
+        """Time every distinct trained architecture not timed yet, once, with no training
+        beside it (the workers are done); return how many were timed."""
+        family = self.suite.student.family
+        study = self.study("search")
+        done = {k for k in study.user_attrs if k.startswith(LATENCY_PREFIX)}
+        archs: dict[str, dict[str, Any]] = {}
+        for phase in ("search", "confirm"):
+            name = study_name(self.base, self.task.name, phase)
+            if name not in {s.study_name for s in self.storage.get_all_studies()}:
+                continue
+            for record in map(
+                _final,
+                optuna.load_study(study_name=name, storage=self.storage).get_trials(deepcopy=False),
+            ):
+                if record and record["row"]["state"] == "complete":
+                    row = record["row"]
+                    archs[row["arch"]] = {n: row[f"arch_{n}"] for n in self.suite.search.arch_names}
+        timed = 0
+        for label, arch in archs.items():
+            key = f"{LATENCY_PREFIX}{family}:{label}"
+            if key in done:
+                continue
+            cols = architecture_latency(
+                family,
+                arch_of(arch, self.suite.search, family),
+                self.task.input_shape,
+                self.task.num_classes,
+                self.suite.measure,
+                self.gpu,
+            )
+            study.set_user_attr(key, json.dumps(json_safe({**cols, "measured_by": self.worker})))
+            fault_point("write")
+            timed += 1
+        return timed
 
     # ------------------------------------------------------------------ confirm phase
     def confirm(self) -> None:
