@@ -38,29 +38,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def _fmt_row(row: dict) -> str:
-    if row.get("state") != "complete":
-        return f"{row['arch']}: {str(row['state']).upper()} ({row['fail_reason']})"
-    return (
-        f"{row['arch']} T {row['temperature']:.2f} "
-        f"alpha {row['alpha']:.2f}: val {row['student_val_acc'] * 100:.2f} %, "
-        f"params 1/{1 / row['param_ratio']:.0f} of the ensemble"
-    )
-
-
-def _progress(p) -> None:  # bench.worker.Progress
-    best = ""
-    if p.best is not None:
-        b = p.best
-        best = f" | best val so far: {b['student_val_acc'] * 100:.2f} % (trial {b['trial']}, {b['arch']})"
-    label = "trial" if p.phase == "search" else "confirm"
-    print(
-        f"[{p.task}] {label} {p.done}/{p.total}  {p.elapsed_s:6.1f}s  trial {p.row['trial']}: "
-        f"{_fmt_row(p.row)}{best}",
-        flush=True,
-    )
-
-
 def _load_cli_plugins(args: argparse.Namespace) -> None:
     from bench.plugins import ensure_entry_points, import_plugins
 
@@ -69,6 +46,7 @@ def _load_cli_plugins(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.progress import ProgressPrinter
     from bench.report import build_report
     from bench.suite import load_suite
     from bench.sweep import run_suite
@@ -77,34 +55,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = None if args.resume else load_suite(args.suite)
     if args.trials is not None and args.trials < 1:
         raise InputError(f"The '--trials' option must be an int >= 1. Got {args.trials} instead.")
-    run_dir = run_suite(
-        suite,
-        out_root=Path(args.out),
-        trials=args.trials,
-        resume=args.resume,
-        replay=args.replay,
-        cache_dir=Path(args.cache) if args.cache else None,
-        reports_root=Path(args.reports),
-        storage=args.storage,
-        study=args.study,
-        workers=args.workers,
-        on_progress=_progress,
-    )
+    show = ProgressPrinter(quiet=args.quiet)
+    try:
+        run_dir = run_suite(
+            suite,
+            out_root=Path(args.out),
+            trials=args.trials,
+            resume=args.resume,
+            replay=args.replay,
+            cache_dir=Path(args.cache) if args.cache else None,
+            reports_root=Path(args.reports),
+            storage=args.storage,
+            study=args.study,
+            workers=args.workers,
+            on_progress=show.trial,
+            on_teacher_epoch=show.teacher_epoch,
+        )
+    finally:
+        show.close()
     print(f"run folder: {run_dir}")
-    report_dir = build_report(run_dir, Path(args.reports), max_gap_pp=args.max_gap)
-    _print_recommendations(run_dir, args.max_gap)
+    cons = _constraints(args, default_gap=0.5)
+    report_dir = build_report(run_dir, Path(args.reports), constraints=cons)
+    _print_recommendations(run_dir, cons)
     print(f"report: {report_dir / 'report.html'}")
     print(f"        {report_dir / 'report.md'}")
     return 0
 
 
-def _print_recommendations(run_dir: Path, max_gap: float) -> None:
-    from bench.recommend import Constraints, recommend
+def _print_recommendations(run_dir: Path, cons) -> None:  # cons: bench.recommend.Constraints
+    from bench.recommend import recommend
     from bench.records import load_run
 
-    trials = load_run(run_dir).trials
-    for task in dict.fromkeys(trials["task"]):
-        print(recommend(trials, Constraints(max_gap_pp=max_gap), task).text())
+    run = load_run(run_dir)
+    for task in dict.fromkeys(run.trials["task"]):
+        for w in run.manifest.tasks.get(task, {}).get("warnings", []):
+            print(f"[{task}] WARNING: {w}")
+        print(recommend(run.trials, cons, task).text())
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
@@ -128,14 +114,59 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    out = build_report(Path(args.run_dir), Path(args.reports), max_gap_pp=args.max_gap)
+    cons = _constraints(args, default_gap=0.5)
+    out = build_report(Path(args.run_dir), Path(args.reports), constraints=cons)
     print(f"report: {out / 'report.html'}")
     print(f"        {out / 'report.md'}")
     return 0
 
 
+def _constraints(args: argparse.Namespace, default_gap: float | None = None):  # -> Constraints
+    from bench.recommend import Constraints
+
+    max_gap = args.max_gap
+    if max_gap is None and args.min_relative_acc is None:
+        if default_gap is None:
+            raise InputError(
+                f"The '{args.command}' command needs --max-gap PP or --min-relative-acc R (or both). Got neither."
+            )
+        max_gap = default_gap
+    args.max_gap = max_gap
+    if args.max_gap is not None and args.max_gap < 0:
+        raise InputError(
+            f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
+        )
+    if args.min_relative_acc is not None and not 0 < args.min_relative_acc <= 1:
+        raise InputError(
+            f"The '--min-relative-acc' option must be a fraction in (0, 1], e.g. 0.99. Got {args.min_relative_acc} instead."
+        )
+    return Constraints(
+        max_gap_pp=args.max_gap,
+        min_relative_acc=args.min_relative_acc,
+        against=getattr(args, "against", "ensemble"),
+        max_latency_ms=getattr(args, "max_latency_ms", None),
+        max_flops=getattr(args, "max_flops", None),
+        max_params=getattr(args, "max_params", None),
+        device=getattr(args, "device", "cpu"),
+        batch=getattr(args, "batch", "1"),
+    )
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import export_student
+
+    cons = _constraints(args, default_gap=0.5)
+    out = export_student(
+        Path(args.run_dir), Path(args.out), trial=args.trial, task=args.task, constraints=cons
+    )
+    print(f"exported: {out / 'student.pt'}")
+    print(f"          {out / 'student.toml'}")
+    print(f"          {out / 'MODEL_CARD.md'}")
+    return 0
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from bench.recommend import Constraints, recommend
+    from bench.recommend import recommend
     from bench.records import load_run
 
     trials = load_run(args.run_dir).trials
@@ -145,19 +176,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         raise InputError(
             f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(trials['task']))}). Got {unknown[0]!r} instead."
         )
-    if args.max_gap < 0:
-        raise InputError(
-            f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
-        )
-    cons = Constraints(
-        max_gap_pp=args.max_gap,
-        against=args.against,
-        max_latency_ms=args.max_latency_ms,
-        max_flops=args.max_flops,
-        max_params=args.max_params,
-        device=args.device,
-        batch=args.batch,
-    )
+    cons = _constraints(args)
     recs = [recommend(trials, cons, t) for t in tasks]
     if args.json:
         print("[" + ",\n".join(r.to_json() for r in recs) + "]")
@@ -171,7 +190,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     thresholds = [parse_threshold(t) for t in args.fail]
     text, regressions = compare_runs(
-        Path(args.run_a), Path(args.run_b), thresholds, max_gap_pp=args.max_gap
+        Path(args.run_a),
+        Path(args.run_b),
+        thresholds,
+        constraints=_constraints(args, default_gap=0.5),
     )
     print(text)
     return 1 if regressions else 0
@@ -213,20 +235,131 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kdbench", description="How small can the distilled student be?"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+EXIT_CODES = """exit codes: 0 ok; 1 an unmet recommendation or a compare regression; 2 a usage or
+input error (one line, no traceback); 130 / 143 interrupted by SIGINT / SIGTERM (resumable)."""
 
-    run = sub.add_parser("run", help="run a suite: teacher, Optuna sweep, results, report")
-    run.add_argument("suite", nargs="?", help="suite TOML file (omit with --resume)")
-    run.add_argument("--trials", type=int, help="override the suite's trial budget")
-    run.add_argument("--out", default="results", help="results root (default: results)")
-    run.add_argument("--reports", default="reports", help="reports root (default: reports)")
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("kdbench")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare tree
+        return "unknown"
+
+
+def _common(verbosity_defaults: bool) -> argparse.ArgumentParser:
+    """-v/--quiet, accepted before or after the command (argparse would otherwise let a
+    sub-command's default overwrite a value given before it: hence SUPPRESS there)."""
+    p = argparse.ArgumentParser(add_help=False)
+    kw: dict[str, Any] = {} if verbosity_defaults else {"default": argparse.SUPPRESS}
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log details (INFO) on stderr", **kw
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output", **kw)
+    return p
+
+
+def _quality_options(p: argparse.ArgumentParser, gap_default: str = "") -> None:
+    g = p.add_argument_group("the decision (quality: judged on the 95 % interval's bounds)")
+    g.add_argument(
+        "--max-gap",
+        type=_finite,
+        metavar="PP",
+        help=f"max accuracy gap to the reference, percentage points{gap_default}",
+    )
+    g.add_argument(
+        "--min-relative-acc",
+        type=_finite,
+        metavar="R",
+        help="min student / reference accuracy, a fraction (MLPerf style: 0.99 = 99 %%)",
+    )
+    g.add_argument(
+        "--against",
+        choices=("ensemble", "best-member"),
+        default="ensemble",
+        help="the reference: the teacher ensemble (default) or its best single member",
+    )
+
+
+def _cost_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cost limits (the recommendation is the cheapest student within them)")
+    g.add_argument(
+        "--max-latency-ms",
+        type=_finite,
+        metavar="MS",
+        help="max p50 latency per call (then latency is the cost ranked)",
+    )
+    g.add_argument(
+        "--max-flops",
+        type=_finite,
+        metavar="F",
+        help="max forward FLOPs per sample (2 per multiply-add)",
+    )
+    g.add_argument("--max-params", type=_finite, metavar="P", help="max parameters")
+    g.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="latency measured on the CPU (default) or the GPU",
+    )
+    g.add_argument(
+        "--batch",
+        choices=("1", "N"),
+        default="1",
+        help="latency at batch 1 (default) or the suite's large batch N",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="kdbench",
+        description="How small can the distilled student be? Distil a teacher ensemble into "
+        "students of many sizes, measure them, and recommend one.",
+        epilog="examples:\n  kdbench run suites/seed.toml\n  kdbench recommend results/RUN --max-gap 0.5\n"
+        "  kdbench export results/RUN --out shipped/\n\n" + EXIT_CODES,
+        formatter_class=fmt,
+        parents=[_common(True)],
+    )
+    parser.add_argument("--version", action="version", version=f"kdbench {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common(False)
+
+    def command(name: str, help_: str, examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            parents=[common],
+            formatter_class=fmt,
+            epilog="examples:\n" + examples + "\n\n" + EXIT_CODES,
+        )
+
+    run = command(
+        "run",
+        "run a suite: validate, train (or reuse) the teacher, sweep students, report, recommend",
+        "  kdbench run suites/seed.toml\n  kdbench run suites/seed.toml --workers 2\n"
+        "  kdbench run --resume results/20261122T193131Z_seed\n"
+        "  kdbench run suites/seed.toml --storage postgresql://kd@db/studies --study seed-1",
+    )
+    run.add_argument("suite", nargs="?", help="the suite's TOML file (omit with --resume)")
     run.add_argument(
-        "--cache", help="folder of trained teachers, shared between runs (default: OUT/teachers)"
+        "--trials",
+        type=int,
+        metavar="N",
+        help="search trials per task (overrides the suite's [budget] trials)",
+    )
+    run.add_argument(
+        "--out", default="results", metavar="DIR", help="where run folders go (default: results)"
+    )
+    run.add_argument(
+        "--reports", default="reports", metavar="DIR", help="where reports go (default: reports)"
+    )
+    run.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="trained teachers, shared between runs and workers (default: OUT/teachers)",
     )
     run.add_argument(
         "--plugin",
@@ -234,7 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import MODULE first (it registers model families); repeatable",
     )
-    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted local run exactly where it stopped",
+    )
     run.add_argument(
         "--replay",
         type=Path,
@@ -244,85 +382,136 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--storage",
         metavar="URL",
-        help="a database URL (postgresql://user@host/db): join or create a shared study there",
+        help="a database (postgresql://user@host/db) to share the study between workers on any hosts",
     )
     run.add_argument(
-        "--study", metavar="NAME", help="the shared study's name (default: suite name + hash)"
+        "--study",
+        metavar="NAME",
+        help="the shared study's name (default: the suite name and a hash of the suite)",
     )
     run.add_argument(
-        "--workers", type=int, default=1, help="local worker processes on one study (default 1)"
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="local worker processes on one study (threads divided between them; default 1)",
     )
-    run.add_argument(
-        "--max-gap",
-        type=_finite,
-        default=0.5,
-        help="gap tolerance in pp for the printed recommendation",
-    )
+    _quality_options(run, " (default 0.5) for the printed recommendation and the report")
     run.set_defaults(func=_cmd_run)
 
-    pl = sub.add_parser("pull", help="rebuild a run folder from a study's storage alone")
-    pl.add_argument("--storage", required=True, metavar="URL", help="database URL or journal file")
+    pl = command(
+        "pull",
+        "rebuild a complete run folder from a study's storage alone",
+        "  kdbench pull --storage postgresql://kd@db/studies --study seed-1 --out results\n"
+        "  kdbench pull --storage results/RUN/study.journal --study RUN",
+    )
+    pl.add_argument(
+        "--storage", required=True, metavar="URL", help="the database URL, or a study.journal file"
+    )
     pl.add_argument("--study", required=True, metavar="NAME", help="the study's name")
-    pl.add_argument("--out", default="results", help="where to write the run folder")
+    pl.add_argument(
+        "--out",
+        default="results",
+        metavar="DIR",
+        help="where to write the run folder (default: results)",
+    )
     pl.set_defaults(func=_cmd_pull)
 
-    rep = sub.add_parser("report", help="rebuild reports/<run_id>/ from a run folder")
-    rep.add_argument("run_dir")
-    rep.add_argument("--reports", default="reports")
-    rep.add_argument(
-        "--max-gap",
-        type=_finite,
-        default=0.5,
-        help="gap tolerance (pp) for the report's recommendation",
+    rep = command(
+        "report",
+        "rebuild reports/<run_id>/ (Markdown, self-contained HTML, PNG plots) from a run folder",
+        "  kdbench report results/RUN\n  kdbench report results/RUN --min-relative-acc 0.99",
     )
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    rep.add_argument(
+        "--reports", default="reports", metavar="DIR", help="where reports go (default: reports)"
+    )
+    _quality_options(rep, " (default 0.5)")
     rep.set_defaults(func=_cmd_report)
 
-    rec = sub.add_parser("recommend", help="smallest student meeting the constraints")
-    rec.add_argument("run_dir")
-    rec.add_argument(
-        "--max-gap",
-        type=_finite,
-        required=True,
-        metavar="PP",
-        help="max accuracy gap in percentage points",
+    rec = command(
+        "recommend",
+        "the smallest student meeting the constraints (exit 1 when none does)",
+        "  kdbench recommend results/RUN --max-gap 0.5\n"
+        "  kdbench recommend results/RUN --min-relative-acc 0.99 --max-latency-ms 0.05\n"
+        "  kdbench recommend results/RUN --max-gap 1 --json | python -m json.tool",
     )
-    rec.add_argument("--against", choices=("ensemble", "best-member"), default="ensemble")
-    rec.add_argument("--max-latency-ms", type=_finite)
-    rec.add_argument("--max-flops", type=_finite)
-    rec.add_argument("--max-params", type=_finite)
-    rec.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    rec.add_argument(
-        "--batch",
-        choices=("1", "N"),
-        default="1",
-        help="latency at batch 1 or the suite's large batch N",
-    )
-    rec.add_argument("--task", help="only this task")
-    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    _quality_options(rec, " (give it or --min-relative-acc)")
+    _cost_options(rec)
+    rec.add_argument("--task", help="only this task of a multi-task run")
+    rec.add_argument("--json", action="store_true", help="print strict JSON (null for NaN)")
     rec.set_defaults(func=_cmd_recommend)
 
-    cmp_ = sub.add_parser("compare", help="compare two runs; exit 1 when a threshold is crossed")
-    cmp_.add_argument("run_a")
-    cmp_.add_argument("run_b")
+    exp = command(
+        "export",
+        "write the student to ship: weights, configuration (TOML) and model card",
+        "  kdbench export results/RUN --out shipped/\n  kdbench export results/RUN --trial 36 --out shipped/",
+    )
+    exp.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    exp.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the folder to write student.pt, student.toml, MODEL_CARD.md into",
+    )
+    exp.add_argument(
+        "--trial",
+        type=int,
+        metavar="N",
+        help="a confirmed trial (default: the recommended student)",
+    )
+    exp.add_argument("--task", help="the task of a multi-task run (default: the first)")
+    _quality_options(exp, " (default 0.5) for choosing the recommended student")
+    _cost_options(exp)
+    exp.set_defaults(func=_cmd_export)
+
+    cmp_ = command(
+        "compare",
+        "compare two runs in percentage points; exit 1 when B is worse than A beyond a threshold",
+        "  kdbench compare results/A results/B\n"
+        "  kdbench compare results/A results/B --fail latency_cpu_b1_p50_ms:10% --fail acc_gap:0.5pp",
+    )
+    cmp_.add_argument("run_a", metavar="RUN_A", help="the reference run")
+    cmp_.add_argument("run_b", metavar="RUN_B", help="the run judged against it")
     cmp_.add_argument(
         "--fail",
         action="append",
         default=[],
         metavar="METRIC:THRESHOLD",
-        help="e.g. latency_cpu_b1_p50_ms:10%% or acc_gap:0.5pp (repeatable)",
+        help="a result column and how much worse B may be: N%% (relative), Npp (percentage points) or N (the column's unit); repeatable",
     )
-    cmp_.add_argument("--max-gap", type=_finite, default=0.5)
+    _quality_options(cmp_, " (default 0.5) for each run's recommendation")
     cmp_.set_defaults(func=_cmd_compare)
 
-    doc = sub.add_parser("doctor", help="what is damaged in a run folder and what can be recovered")
-    doc.add_argument("run_dir")
-    doc.add_argument("--repair", action="store_true", help="rebuild what can be rebuilt")
+    doc = command(
+        "doctor",
+        "what is damaged in a run folder and what can be recovered",
+        "  kdbench doctor results/RUN\n  kdbench doctor results/RUN --repair",
+    )
+    doc.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    doc.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild the tables and manifest from the study journal",
+    )
     doc.set_defaults(func=_cmd_doctor)
 
-    lst = sub.add_parser("list", help="list result columns, model families or runs (with status)")
-    lst.add_argument("what", choices=("columns", "families", "runs"))
-    lst.add_argument("--out", default="results")
-    lst.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first")
+    lst = command(
+        "list",
+        "list result columns, model families, or runs with their status",
+        "  kdbench list runs\n  kdbench list families --plugin my_families\n  kdbench list columns",
+    )
+    lst.add_argument("what", choices=("columns", "families", "runs"), help="what to list")
+    lst.add_argument(
+        "--out",
+        default="results",
+        metavar="DIR",
+        help="where run folders are (for runs; default: results)",
+    )
+    lst.add_argument(
+        "--plugin", action="append", metavar="MODULE", help="import MODULE first (for families)"
+    )
     lst.set_defaults(func=_cmd_list)
     return parser
 
@@ -334,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command == "run" and not args.suite and not args.resume:

@@ -81,6 +81,12 @@ def parse_threshold(text: str) -> Threshold:
     return Threshold(metric, float(value), {"%": "rel", "pp": "pp", None: "abs"}[unit])
 
 
+def _is_fraction(column: str) -> bool:
+    from bench.records import COLUMNS
+
+    return any(c.name == column and c.unit == "fraction" for c in COLUMNS)
+
+
 def _matched(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     def keyed(frame: pd.DataFrame) -> pd.DataFrame:
         c = candidates(frame).copy()
@@ -110,9 +116,15 @@ def _verdict(
 
 
 def compare_runs(
-    run_a: Path, run_b: Path, thresholds: list[Threshold], max_gap_pp: float = 0.5
+    run_a: Path,
+    run_b: Path,
+    thresholds: list[Threshold],
+    max_gap_pp: float = 0.5,
+    constraints: Constraints | None = None,
 ) -> tuple[str, list[str]]:
-    """Return the comparison text and the list of regressions (empty = pass)."""
+    """Return the comparison text and the list of regressions (empty = pass). Fractions are
+    shown in percentage points, with a Δ (B − A) column per metric."""
+    cons = constraints or Constraints(max_gap_pp=max_gap_pp)
     a, b = (
         load_run(run_a, "The RUN_A argument").trials,
         load_run(run_b, "The RUN_B argument").trials,
@@ -143,8 +155,11 @@ def compare_runs(
     else:
         view = matched[_KEY].copy()
         for m in metrics:
-            view[f"{m} A"] = matched[f"{m}_a"]
-            view[f"{m} B"] = matched[f"{m}_b"]
+            scale, unit = (100.0, " pp") if _is_fraction(m) else (1.0, "")
+            a_col, b_col = matched[f"{m}_a"] * scale, matched[f"{m}_b"] * scale
+            view[f"{m} A{unit}"] = a_col
+            view[f"{m} B{unit}"] = b_col
+            view[f"Δ {m}{unit}"] = b_col - a_col
         lines.append(f"{len(matched)} matched configurations:")
         lines.append(markdown_table(view))
     regressions: list[str] = []
@@ -169,21 +184,13 @@ def compare_runs(
     lines.append("")
     tasks = list(dict.fromkeys(list(a["task"]) + list(b["task"])))
     for task in tasks:
-        ra = (
-            recommend(a, Constraints(max_gap_pp=max_gap_pp), task)
-            if task in set(a["task"])
-            else None
-        )
-        rb = (
-            recommend(b, Constraints(max_gap_pp=max_gap_pp), task)
-            if task in set(b["task"])
-            else None
-        )
+        ra = recommend(a, cons, task) if task in set(a["task"]) else None
+        rb = recommend(b, cons, task) if task in set(b["task"]) else None
         for label, rec in (("A", ra), ("B", rb)):
             if rec is None:
                 lines.append(f"[{task}] {label}: task not in run")
             elif rec.chosen is None:
-                lines.append(f"[{task}] {label}: no student meets {max_gap_pp:g} pp")
+                lines.append(f"[{task}] {label}: no student meets {cons.describe()}")
             else:
                 r = rec.chosen
                 lines.append(
@@ -193,7 +200,7 @@ def compare_runs(
         if ra is None or rb is None:
             continue
         if ra.met and not rb.met:
-            regressions.append(f"[{task}] B has no student meeting {max_gap_pp:g} pp; A has")
+            regressions.append(f"[{task}] B has no student meeting {cons.describe()}; A has")
             lines.append(f"[FAIL] [{task}] recommendation lost in B")
         if ra.chosen is not None and rb.chosen is not None:
             for t in thresholds:

@@ -19,8 +19,16 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.errors import InputError
 from bench.measure import LATENCY_PREFIX, speedups
 from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
-from bench.rundir import check_writable, inside
-from bench.study import MANIFEST, RECORD, StorageSpec, decode_record, open_storage, study_name
+from bench.rundir import atomic_write_bytes, check_writable, inside
+from bench.study import (
+    MANIFEST,
+    RECORD,
+    WEIGHTS,
+    StorageSpec,
+    decode_record,
+    open_storage,
+    study_name,
+)
 
 __all__ = ["pull", "rows_of_studies", "study_rows", "write_views"]
 
@@ -123,6 +131,40 @@ def write_views(run_dir: Path, rows: list[dict[str, Any]], seeds: list[dict[str,
     write_trials(to_frame(seeds, SEED_COLUMNS), run_dir, "seeds")
 
 
+def write_students(
+    run_dir: Path, storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str]
+) -> int:
+    """``students/<task>/trial-<N>-seed-<s>.pt``: the weights of confirm-phase students (the
+    seed selected on validation), from the study; files already written are kept."""
+    import base64
+
+    summaries = {s.study_name for s in storage.get_all_studies()}
+    written = 0
+    for task in tasks:
+        name = study_name(base, task, "confirm")
+        if name not in summaries:
+            continue
+        study = optuna.load_study(
+            study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
+        )
+        for t in study.get_trials(deepcopy=False):
+            record = decode_record(t)
+            text = t.user_attrs.get(WEIGHTS)
+            if record is None or not isinstance(text, str) or t.state != TrialState.COMPLETE:
+                continue
+            weights = json.loads(text)
+            path = inside(
+                run_dir,
+                "students",
+                task,
+                f"trial-{record['row']['trial']}-seed-{weights['seed']}.pt",
+            )
+            if not path.is_file():
+                atomic_write_bytes(path, base64.b64decode(weights["state_dict"]))
+                written += 1
+    return written
+
+
 def _manifest_of(storage: optuna.storages.BaseStorage, base: str) -> dict[str, Any]:
     summaries = [s for s in storage.get_all_studies() if s.study_name.startswith(base + ":")]
     manifest: dict[str, Any] | None = None
@@ -157,6 +199,7 @@ def pull(spec: StorageSpec, base: str, out_dir: Path) -> Path:
     manifest = Manifest.from_dict(data)
     manifest.write(run_dir)
     write_views(run_dir, rows, seeds)
+    write_students(run_dir, storage, base, tasks)
     return run_dir
 
 

@@ -1,12 +1,21 @@
 """The student-size decision, from a run's trial table alone.
 
 Rule. Among completed students of a task (a configuration re-run in the *confirm* phase is
-judged on its confirm row, which rests on more seeds), keep those whose accuracy gap meets
-the tolerance — judged on the **upper bound of the 95 % interval** of the gap when the row has
-≥ 2 seeds, on the mean otherwise (said in the output) — and that meet every cost constraint;
-recommend the cheapest by the chosen cost (FLOPs unless a latency constraint makes latency the
-cost), ties broken by the smaller gap bound, then fewer parameters. When none qualifies, name
-the closest student and fit error = a · params^(−b) + c to estimate the size that would.
+judged on its confirm row, which rests on more seeds; when any row has replicate seeds,
+single-seed rows are set aside), keep those whose quality meets the constraints — judged on
+the **bounds of the 95 % intervals** (paired bootstrap over test examples and seeds, at least
+the binomial score interval; ``bench.stats``), never on the means:
+
+* ``--max-gap PP``: the upper bound of the gap to the reference is at most PP;
+* ``--min-relative-acc R``: the lower bound of student / reference accuracy is at least R
+  (MLPerf's way of stating targets, e.g. 0.99);
+
+and that meet every cost constraint; recommend the cheapest by the chosen cost (FLOPs unless a
+latency constraint makes latency the cost), ties broken by the smaller gap bound, then fewer
+parameters. When none qualifies: if some student meets the quality but none within the cost
+limits, name the cheapest of them and the best student within the limits with its gap; if
+none meets the quality, name the closest and fit error = a · params^(−b) + c to estimate
+the size that would.
 """
 
 from __future__ import annotations
@@ -21,12 +30,17 @@ import pandas as pd
 
 __all__ = ["Constraints", "Recommendation", "candidates", "capacity_fit", "knee", "recommend"]
 
+MIN_SEEDS = 3
+MIN_TEST = 1000
+
 
 @dataclass(frozen=True)
 class Constraints:
-    """What the user asks for. Gaps in percentage points (pp); latency in ms."""
+    """What the user asks for. Gaps in percentage points (pp); latency in ms; the relative
+    accuracy as a fraction of the reference's (0.99 = 99 %)."""
 
-    max_gap_pp: float
+    max_gap_pp: float | None = None
+    min_relative_acc: float | None = None
     against: str = "ensemble"  # or "best-member"
     max_latency_ms: float | None = None
     max_flops: float | None = None
@@ -34,11 +48,49 @@ class Constraints:
     device: str = "cpu"
     batch: str = "1"  # "1" or "N" (the suite's large batch)
 
+    def __post_init__(self) -> None:
+        if self.max_gap_pp is None and self.min_relative_acc is None:
+            raise ValueError("give max_gap_pp or min_relative_acc (or both)")
+
     def latency_column(self) -> str:
         return f"latency_{self.device}_b{'1' if self.batch == '1' else 'N'}_p50_ms"
 
     def cost_column(self) -> str:
         return self.latency_column() if self.max_latency_ms is not None else "student_flops"
+
+    def has_cost_limit(self) -> bool:
+        return any(v is not None for v in (self.max_latency_ms, self.max_flops, self.max_params))
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_gap_pp is not None:
+            parts.append(f"max gap {self.max_gap_pp:.2f} pp")
+        if self.min_relative_acc is not None:
+            parts.append(f"at least {self.min_relative_acc * 100:g} % of the reference's accuracy")
+        text = " and ".join(parts) + f" vs {self.against}"
+        if self.max_latency_ms is not None:
+            text += f", max {self.device.upper()} latency {self.max_latency_ms:g} ms at batch {self.batch}"
+        for value, label in ((self.max_flops, "FLOPs"), (self.max_params, "params")):
+            if value is not None:
+                text += f", max {value:g} {label}"
+        return text
+
+
+def _clean(v: Any) -> Any:
+    """Strict-JSON value: NaN/NA → None, numpy scalars → Python."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items() if not str(k).startswith("_")}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, bool | int | float | str):
+        return v
+    return str(v)
 
 
 @dataclass
@@ -53,26 +105,31 @@ class Recommendation:
     knee: dict[str, Any] | None
     extrapolation: dict[str, Any] | None
     n_candidates: int
+    best_within_cost: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-safe: NaN becomes null; rows keep their public columns plus gap_bound."""
+        return _clean(asdict(self))
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=_jsonable)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     def text(self) -> str:
-        c = self.constraints
-        head = f"[{self.task}] max gap {c['max_gap_pp']:.2f} pp vs {c['against']}"
-        if c.get("max_latency_ms") is not None:
-            head += f", max {c['device'].upper()} latency {c['max_latency_ms']:g} ms at batch {c['batch']}"
-        for key, label in (("max_flops", "FLOPs"), ("max_params", "params")):
-            if c.get(key) is not None:
-                head += f", max {c[key]:g} {label}"
-        lines = [head]
+        c = Constraints(**self.constraints)
+        lines = [f"[{self.task}] {c.describe()}"]
         if self.chosen is not None:
             lines.append("Recommended student: " + _describe(self.chosen, self.cost_column))
         else:
             lines.append("No student meets the constraints.")
             if self.closest is not None:
                 lines.append("Closest: " + _describe(self.closest, self.cost_column))
+            if self.best_within_cost is not None:
+                lines.append(
+                    "Best within the cost limits: "
+                    + _describe(self.best_within_cost, self.cost_column)
+                )
             if self.extrapolation is not None:
                 e = self.extrapolation
                 if e.get("params_needed") is not None and e.get("extrapolated"):
@@ -89,28 +146,34 @@ class Recommendation:
                 f"({self.knee['arch']})."
             )
         lines.append(f"Gap judged on: {self.gap_basis}.")
+        lines += [f"WARNING: {w}" for w in self.warnings]
         lines += self.notes
         return "\n".join(lines)
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.integer | np.floating):
-        return v.item()
-    if v is pd.NA:
-        return None
-    return str(v)
+def _pct(v: Any) -> str:
+    return "NaN" if _isnan(v) else f"{float(v) * 100:.2f}"
+
+
+def ratio_text(r: dict[str, Any]) -> str:
+    """'1/130' of the ensemble, or '2.8x' for a student larger than it; 'n/a' if unknown."""
+    ratio = r.get("param_ratio")
+    if _isnan(ratio) or ratio <= 0:
+        return "n/a (teacher size unknown)"
+    return f"1/{1 / ratio:.1f}" if ratio < 1 else f"{ratio:.1f}x (larger than the ensemble)"
 
 
 def _describe(r: dict[str, Any], cost_column: str) -> str:
     parts = [
         f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
         f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
-        f"params {int(r['student_params']):,} ({r['param_ratio'] * 100:.2f} % of the ensemble, "
-        f"1/{1 / r['param_ratio']:.1f})",
-        f"FLOPs {int(r['student_flops']):,} ({r['flops_ratio'] * 100:.2f} %)",
-        f"accuracy {r['student_acc'] * 100:.2f} % vs ensemble {r['ensemble_acc'] * 100:.2f} % "
-        f"(gap {r['acc_gap'] * 100:.2f} pp, bound used {r['_gap_bound'] * 100:.2f} pp)",
-        f"scratch {r['scratch_acc'] * 100:.2f} % (KD gain {r['kd_gain'] * 100:+.2f} pp)",
+        f"params {int(r['student_params']):,} ({ratio_text(r)} of the ensemble)",
+        f"FLOPs {int(r['student_flops']):,}",
+        f"accuracy {_pct(r['student_acc'])} % [{_pct(r['student_acc_ci_low'])}, "
+        f"{_pct(r['student_acc_ci_high'])}] vs ensemble {_pct(r['ensemble_acc'])} % "
+        f"(gap {_pct(r['acc_gap'])} pp, 95 % interval [{_pct(r['acc_gap_ci_low'])}, "
+        f"{_pct(r['acc_gap_ci_high'])}] pp, on {_count(r.get('n_test'))} test examples)",
+        f"scratch {_pct(r['scratch_acc'])} % (KD gain {_signed(r['kd_gain'])} pp)",
     ]
     lat = r.get("latency_cpu_b1_p50_ms")
     if lat is not None and not _isnan(lat):
@@ -120,6 +183,14 @@ def _describe(r: dict[str, Any], cost_column: str) -> str:
     if cost_column.startswith("latency_gpu"):
         parts.append(f"GPU p50 {r.get(cost_column, float('nan')):.4f} ms")
     return "; ".join(parts)
+
+
+def _count(v: Any) -> str:
+    return "?" if _isnan(v) else f"{int(v):,}"
+
+
+def _signed(v: Any) -> str:
+    return "NaN" if _isnan(v) else f"{float(v) * 100:+.2f}"
 
 
 def _isnan(v: Any) -> bool:
@@ -139,22 +210,46 @@ def candidates(trials: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     return done[keep].copy()
 
 
-def _gap_bound(frame: pd.DataFrame, against: str) -> tuple[pd.Series, str]:
+def _bounds(frame: pd.DataFrame, against: str) -> tuple[pd.Series, pd.Series]:
+    """(upper bound of the gap, lower bound of the relative accuracy) to the reference."""
     if against == "best-member":
-        mean = frame["best_member_acc"] - frame["student_acc"]
-        upper = frame["best_member_acc"] - frame["student_acc_ci_low"]
+        ref = frame["best_member_acc"]
+        gap_hi = ref - frame["student_acc_ci_low"]
     else:
-        mean = frame["acc_gap"]
-        upper = frame["acc_gap_ci_high"]
-    has_ci = upper.notna()
-    bound = upper.where(has_ci, mean)
-    if has_ci.all():
-        basis = "upper bound of the 95 % interval of the gap over replicate seeds"
-    elif has_ci.any():
-        basis = "upper bound of the 95 % interval where a row has >= 2 seeds, the single-seed gap otherwise"
-    else:
-        basis = "the single-seed gap (no replicate seeds, so no interval: run with seeds >= 2)"
-    return bound.astype(float), basis
+        ref = frame["ensemble_acc"]
+        gap_hi = frame["acc_gap_ci_high"]
+    return gap_hi.astype(float), (1 - gap_hi / ref).astype(float)
+
+
+def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
+    """What a careful practitioner would say about a recommendation."""
+    out: list[str] = []
+    if row is not None:
+        if int(row["n_seeds"]) < MIN_SEEDS:
+            out.append(
+                f"it rests on {int(row['n_seeds'])} seed(s), fewer than {MIN_SEEDS}: re-run the "
+                "short-list with more ([confirm] seeds)."
+            )
+        n_test = row.get("n_test")
+        if not _isnan(n_test) and int(n_test) < MIN_TEST:
+            out.append(
+                f"it rests on {int(n_test):,} test examples, fewer than about {MIN_TEST:,}: its "
+                "interval is wide; more data (or a larger test_fraction) narrows it."
+            )
+        if not _isnan(row.get("param_ratio")) and float(row["param_ratio"]) > 1:
+            out.append(
+                f"this 'student' has {float(row['param_ratio']):.1f}x the ensemble's parameters: "
+                "it is not a compression."
+            )
+    if len(frame):
+        ens, best = float(frame["ensemble_acc"].iloc[0]), float(frame["best_member_acc"].iloc[0])
+        if ens <= best:
+            out.append(
+                f"the ensemble ({ens * 100:.2f} %) is no better than its best member "
+                f"({best * 100:.2f} %) on test: distilling the ensemble adds nothing over distilling "
+                "that one member (compare --against best-member)."
+            )
+    return out
 
 
 def capacity_fit(params: np.ndarray, error: np.ndarray) -> tuple[float, float, float] | None:
@@ -214,6 +309,10 @@ def recommend(
     notes: list[str] = []
     cons = asdict(constraints)
     cost = constraints.cost_column()
+    basis = (
+        "bounds of the 95 % intervals (paired bootstrap over test examples and seeds, at "
+        "least the binomial score interval)"
+    )
     if frame.empty:
         return Recommendation(
             task,
@@ -226,16 +325,17 @@ def recommend(
             None,
             None,
             0,
-            ["No completed trial: nothing to recommend."],
+            notes=["No completed trial: nothing to recommend."],
         )
     if (frame["n_seeds"] >= 2).any() and (frame["n_seeds"] < 2).any():
         frame = frame[frame["n_seeds"] >= 2].copy()
         notes.append(
-            "Only students with replicate seeds (confirm phase) are considered: a single-seed "
-            "gap has no interval and would be judged more leniently."
+            "Only students with replicate seeds are considered: a single-seed interval holds the "
+            "test set's sampling error but not the seeds' spread."
         )
-    bound, basis = _gap_bound(frame, constraints.against)
-    frame["_gap_bound"] = bound
+    gap_hi, rel_lo = _bounds(frame, constraints.against)
+    frame["gap_bound"] = gap_hi
+    frame["relative_bound"] = rel_lo
     ok_cost = pd.Series(True, index=frame.index)
     if constraints.max_latency_ms is not None:
         col = constraints.latency_column()
@@ -248,11 +348,20 @@ def recommend(
         ok_cost &= frame["student_flops"] <= constraints.max_flops
     if constraints.max_params is not None:
         ok_cost &= frame["student_params"] <= constraints.max_params
-    ok_gap = frame["_gap_bound"] * 100 <= constraints.max_gap_pp + 1e-9
-    feasible = frame[ok_cost & ok_gap].sort_values(
-        [cost, "_gap_bound", "student_params"], kind="mergesort"
+    ok_quality = pd.Series(True, index=frame.index)
+    if constraints.max_gap_pp is not None:
+        ok_quality &= frame["gap_bound"] * 100 <= constraints.max_gap_pp + 1e-9
+    if constraints.min_relative_acc is not None:
+        ok_quality &= frame["relative_bound"] >= constraints.min_relative_acc - 1e-12
+    feasible = frame[ok_cost & ok_quality].sort_values(
+        [cost, "gap_bound", "student_params"], kind="mergesort"
     )
     k = knee(candidates(trials, task))  # on every size, as the capacity plot
+    best_within = (
+        frame[ok_cost].sort_values(["gap_bound", cost]).iloc[0].to_dict()
+        if constraints.has_cost_limit() and ok_cost.any()
+        else None
+    )
     if not feasible.empty:
         chosen = feasible.iloc[0].to_dict()
         ties = feasible[feasible[cost] == chosen[cost]]
@@ -261,22 +370,45 @@ def recommend(
                 f"{len(ties)} students tie on {cost}; chose the one with the smaller gap bound."
             )
         return Recommendation(
-            task, True, cons, basis, cost, chosen, None, k, None, len(frame), notes
+            task,
+            True,
+            cons,
+            basis,
+            cost,
+            chosen,
+            None,
+            k,
+            None,
+            len(frame),
+            warnings=warnings_for(chosen, frame),
+            notes=notes,
         )
-    if ok_gap.any():
-        # The gap is reachable; the cost constraints are what fails: no extrapolation needed.
-        closest = frame[ok_gap].sort_values([cost, "_gap_bound"]).iloc[0].to_dict()
+    if ok_quality.any():
+        # The quality is reachable; the cost limits are what fails: no extrapolation needed.
+        closest = frame[ok_quality].sort_values([cost, "gap_bound"]).iloc[0].to_dict()
         notes.append(
-            f"{int(ok_gap.sum())} student(s) meet the gap but none meets the cost constraints; "
-            "the closest is the cheapest of them."
+            f"{int(ok_quality.sum())} student(s) meet the quality constraints but none meets the "
+            "cost limits; the closest is the cheapest of them."
         )
         extra = None
     else:
         pool = frame[ok_cost] if ok_cost.any() else frame
-        closest = pool.sort_values(["_gap_bound", cost]).iloc[0].to_dict()
+        closest = pool.sort_values(["gap_bound", cost]).iloc[0].to_dict()
         extra = _extrapolate(candidates(trials, task), constraints)
     return Recommendation(
-        task, False, cons, basis, cost, None, closest, k, extra, len(frame), notes
+        task,
+        False,
+        cons,
+        basis,
+        cost,
+        None,
+        closest,
+        k,
+        extra,
+        len(frame),
+        best_within_cost=best_within,
+        warnings=warnings_for(closest, frame),
+        notes=notes,
     )
 
 
@@ -288,7 +420,10 @@ def _extrapolate(frame: pd.DataFrame, constraints: Constraints) -> dict[str, Any
     ref = float(target_acc_ref.iloc[0])
     best_per_size = frame.groupby("student_params")["student_acc"].max()
     fit = capacity_fit(best_per_size.index.to_numpy(), 1 - best_per_size.to_numpy())
-    target_err = 1 - ref + constraints.max_gap_pp / 100
+    gap = constraints.max_gap_pp / 100 if constraints.max_gap_pp is not None else 1.0
+    if constraints.min_relative_acc is not None:
+        gap = min(gap, ref * (1 - constraints.min_relative_acc))
+    target_err = 1 - ref + gap
     if fit is None:
         return {
             "params_needed": None,

@@ -130,8 +130,14 @@ COLUMNS: tuple[Column, ...] = (
         S,
     ),
     C("student_acc_std", "float64", "fraction", "sample std over seeds (NaN for 1 seed)"),
-    C("student_acc_ci_low", "float64", "fraction", "95 % t-interval of the mean, lower bound"),
-    C("student_acc_ci_high", "float64", "fraction", "95 % t-interval of the mean, upper bound"),
+    C(
+        "student_acc_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of student_acc (paired bootstrap over test examples and seeds, at least the Wilson interval), lower bound",
+    ),
+    C("student_acc_ci_high", "float64", "fraction", "95 % interval of student_acc, upper bound"),
+    C("n_test", "Int64", "examples", "test examples every accuracy of the row is measured on"),
     C("ensemble_acc", "float64", "fraction", "test accuracy of the teacher ensemble"),
     C(
         "best_member_acc",
@@ -146,13 +152,27 @@ COLUMNS: tuple[Column, ...] = (
         "fraction",
         "ensemble_acc - student_acc (mean over seeds); > 0 = student worse",
     ),
-    C("acc_gap_ci_low", "float64", "fraction", "95 % interval of acc_gap, lower bound"),
+    C(
+        "acc_gap_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of acc_gap (paired bootstrap over test examples and seeds, at least "
+        "Newcombe's paired score interval), lower bound",
+    ),
     C(
         "acc_gap_ci_high",
         "float64",
         "fraction",
         "95 % interval of acc_gap, upper bound (used by recommend)",
     ),
+    C("rel_acc", "float64", "-", "student_acc / ensemble_acc (MLPerf-style relative accuracy)"),
+    C(
+        "rel_acc_ci_low",
+        "float64",
+        "-",
+        "1 - acc_gap_ci_high / ensemble_acc (used by --min-relative-acc)",
+    ),
+    C("rel_acc_ci_high", "float64", "-", "1 - acc_gap_ci_low / ensemble_acc"),
     C("gap_to_best_member", "float64", "fraction", "best_member_acc - student_acc"),
     C(
         "scratch_acc",
@@ -162,7 +182,13 @@ COLUMNS: tuple[Column, ...] = (
         S,
     ),
     C("kd_gain", "float64", "fraction", "student_acc - scratch_acc, paired per seed, mean", S),
-    C("kd_gain_ci_low", "float64", "fraction", "95 % interval of kd_gain, lower bound"),
+    C(
+        "kd_gain_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of kd_gain (paired per seed and per example; bootstrap, at least "
+        "Newcombe's paired score interval), lower bound",
+    ),
     C("kd_gain_ci_high", "float64", "fraction", "95 % interval of kd_gain, upper bound"),
     C(
         "gap_closed",

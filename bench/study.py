@@ -62,6 +62,7 @@ RECORD = "kdbench_record"  # trial user attribute: the trial's whole record (JSO
 GROUP = "kdbench_group"  # trial user attribute: {"leader", "size", "members", "scratch_seeds"}
 WORKER = "kdbench_worker"  # trial user attribute: "host:pid" of the process that asked it
 MANIFEST = "kdbench_manifest"  # study user attribute: the run's manifest (redacted)
+WEIGHTS = "kdbench_weights"  # confirm trial user attribute: {"seed", "state_dict"} to ship
 IDENTITY = "kdbench_identity"  # study user attribute: suite digest + data/teacher fingerprints
 
 

@@ -33,13 +33,19 @@ from bench.errors import InputError
 from bench.measure import all_cores, ensemble_latency_columns
 from bench.plugins import loaded_plugins
 from bench.provenance import CONVENTIONS, git_info, machine_info, package_versions
-from bench.pull import pull, rows_of_studies, write_views
+from bench.pull import pull, rows_of_studies, write_students, write_views
 from bench.records import Manifest, read_trials, require_run_dir
 from bench.rundir import RunLock, check_writable, inside
 from bench.study import MANIFEST, StorageSpec, journal_path, open_storage, redact
 from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
-from bench.teacher import LoadedTeacher, PreparedTeacher, load_teacher, prepare_teacher
+from bench.teacher import (
+    LoadedTeacher,
+    PreparedTeacher,
+    load_teacher,
+    prepare_teacher,
+    teacher_warnings,
+)
 from bench.worker import IdentityMismatch, Progress, TaskRun, select_confirm
 from kdcore import select_device
 
@@ -157,6 +163,7 @@ def run_suite(
     study: str | None = None,
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
+    on_teacher_epoch: Callable[[str, int, int, int], None] | None = None,
 ) -> Path:
     """Run (or resume, or join) a suite; return the run folder.
 
@@ -257,6 +264,7 @@ def run_suite(
         n_trials=n_trials,
     )
     ctx = _Run(suite, manifest, run_dir, spec, storage_obj, cache, train_device, gpu, on_progress)
+    ctx.on_teacher_epoch = on_teacher_epoch
     try:
         if run_dir is not None:
             ctx.write_manifest()
@@ -341,6 +349,7 @@ class _Run:
         self.on_progress = on_progress
         self.started = time.perf_counter()
         self._refreshed = 0.0
+        self.on_teacher_epoch: Callable[[str, int, int, int], None] | None = None
 
     def write_manifest(self) -> None:
         if self.run_dir is None:
@@ -363,6 +372,7 @@ class _Run:
             self.storage, self.manifest.study, tasks, self.manifest.run_id
         )
         write_views(self.run_dir, rows, seeds)
+        write_students(self.run_dir, self.storage, self.manifest.study, tasks)
 
     def progress(self, p: Progress) -> None:
         self.refresh()
@@ -379,7 +389,17 @@ class _Run:
     ) -> TaskRun:
         suite = self.suite
         t0 = time.perf_counter()
-        teacher = prepare_teacher(task, suite.teacher, self.cache, self.train_device, loaded)
+        hook = self.on_teacher_epoch
+        teacher = prepare_teacher(
+            task,
+            suite.teacher,
+            self.cache,
+            self.train_device,
+            loaded,
+            on_epoch=None
+            if hook is None
+            else lambda e, n: hook(task.name, e, n, suite.teacher.members),
+        )
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         if previous is not None and self.run_dir is not None:
             _check_teacher_unchanged(previous, task.name, teacher, self.run_dir)
@@ -394,7 +414,11 @@ class _Run:
             "input_shape": list(task.input_shape),
             "data_sha256": _data_sha256(task),
             "data_source": task.source,
+            "preprocessing": None
+            if task.scaler_mean is None
+            else {"mean": task.scaler_mean.tolist(), "scale": task.scaler_scale.tolist()},
             "teacher": teacher.summary(),
+            "warnings": teacher_warnings(task, suite.teacher, teacher),
             "ensemble_latency": ens_detail,
             "ensemble_columns": ens_cols,
         }

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,8 +324,11 @@ def prepare_teacher(
     cache_dir: Path,
     device: str = "cpu",
     loaded: LoadedTeacher | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> PreparedTeacher:
-    """Train (or take the loaded) teacher, then run it ONCE per split and evaluate it."""
+    """Train (or take the loaded) teacher, then run it ONCE per split and evaluate it.
+
+    ``on_epoch(epoch, epochs)`` is called after each epoch of training (progress)."""
     key = teacher_cache_key(task, cfg)
     train_time = 0.0
     if loaded is None:
@@ -343,6 +347,7 @@ def prepare_teacher(
             task.x_val,
             task.y_val,
             [Member(seed=cfg.seed + k) for k in range(cfg.members)],
+            on_epoch=None if on_epoch is None else lambda e, _acc: on_epoch(e, cfg.epochs),
         )
         if distiller.failed_:
             raise RuntimeError(f"teacher training diverged: {distiller.failed_}")
@@ -407,3 +412,24 @@ def prepare_teacher(
         outputs_sha256=_outputs_sha256(targets),
         train_time_s=train_time,
     )
+
+
+def teacher_warnings(task: TaskData, cfg: TeacherConfig, teacher: PreparedTeacher) -> list[str]:
+    """What a careful practitioner would say about this teacher before trusting it."""
+    out: list[str] = []
+    if cfg.source == "train":
+        steps = math.ceil(len(task.y_train) / cfg.batch_size)
+        if steps < 10:
+            out.append(
+                f"the teacher trains with {steps} optimiser step(s) per epoch ({len(task.y_train)} "
+                f"training rows / batch {cfg.batch_size}), {steps * cfg.epochs} in all: it may be "
+                "undertrained; lower [teacher] batch_size or raise epochs."
+            )
+    uniform = 1.0 / task.num_classes
+    if teacher.mean_max_prob_train < uniform + 0.1 * (1 - uniform):
+        out.append(
+            f"the teacher's outputs are nearly uniform on the transfer set (mean max-probability "
+            f"{teacher.mean_max_prob_train:.3f}; uniform is {uniform:.3f}): its soft targets carry "
+            "little to distil."
+        )
+    return out

@@ -11,16 +11,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.faults import fault_point
 from bench.records import SCHEMA_VERSION
-from bench.stats import share, summarise_seeds
+from bench.stats import pack_bits, paired_intervals, share, summarise_seeds, unpack_bits
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teacher import PreparedTeacher
@@ -140,10 +141,22 @@ class ScratchStore:
 
 @dataclass
 class GroupResult:
-    """What one group produced: per trial a row and its seed rows; the new scratch entries."""
+    """What one group produced: per trial a row and its seed rows; the new scratch entries;
+    for confirm-phase trials, the weights of the seed selected on validation (to ship)."""
 
     rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
-    scratch: dict[str, dict[str, float]]
+    scratch: dict[str, dict[str, Any]]
+    weights: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def state_dict_text(model: torch.nn.Module) -> str:
+    """A module's state_dict as text (base64 of ``torch.save``) for a study attribute."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def run_group(
@@ -202,13 +215,16 @@ def run_group(
     logits = distiller.predict_logits(task.x_test)
     test_lp = teacher.targets["test"].log_probs(1.0)
     y = task.y_test
-    new_scratch: dict[str, dict[str, float]] = {}
+    right = (logits.argmax(-1) == y).numpy()  # [G, n]: each member, each test example
+    ensemble_right = (test_lp.argmax(-1) == y).numpy()
+    new_scratch: dict[str, dict[str, Any]] = {}
     for slot in plan.scratch():
         if slot.index in distiller.failed_:
             continue
         value = {
-            "scratch_acc": float((logits[slot.index].argmax(-1) == y).float().mean()),
+            "scratch_acc": float(right[slot.index].mean()),
             "scratch_val_acc": distiller.val_acc_[slot.index],
+            "scratch_right": pack_bits(right[slot.index]),  # pairs later trials' KD gains
         }
         scratch.put(value, family, arch, slot.seed)
         new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
@@ -218,6 +234,7 @@ def run_group(
     per_trial_time = (time.perf_counter() - started) / len(configs)
     cells = arch_cells(family, arch)
     out = []
+    weights: dict[int, dict[str, Any]] = {}
     for cfg in configs:
         slots = plan.distilled(cfg.trial)
         failures = [distiller.failed_[s.index] for s in slots if s.index in distiller.failed_]
@@ -269,14 +286,40 @@ def run_group(
                     "best_epoch": distiller.best_epoch_[slot.index],
                 }
             )
-        row = _complete_row(base, seed_rows, teacher, seeds, n_params, flops)
+        scratches = [scratch.get(family, arch, s.seed) or {} for s in slots]
+        scratch_right = (
+            np.stack([unpack_bits(sc["scratch_right"], len(y)) for sc in scratches])
+            if all("scratch_right" in sc for sc in scratches)
+            else None
+        )
+        intervals = paired_intervals(
+            right[[s.index for s in slots]],
+            ensemble_right,
+            scratch_right,
+            seed=_bootstrap_seed(task.name, phase, cfg.trial),
+        )
+        row = _complete_row(base, seed_rows, teacher, seeds, n_params, flops, intervals)
+        row["n_test"] = len(y)
+        if phase == "confirm":  # the short-list: keep the seed selected on validation, to ship
+            best = max(slots, key=lambda s: (distiller.val_acc_[s.index], -s.seed))
+            weights[cfg.trial] = {
+                "seed": best.seed,
+                "state_dict": state_dict_text(distiller.models_[best.index]),
+            }
         row |= ensemble_cols  # latency and speed-ups: measured once per architecture, later
         row["train_time_s"] = distiller.train_time_s_
         row["group_members"] = len(plan)
         row["trial_time_s"] = per_trial_time
         row["datetime_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
         out.append((row, seed_rows))
-    return GroupResult(out, new_scratch)
+    return GroupResult(out, new_scratch, weights)
+
+
+def _bootstrap_seed(task: str, phase: str, trial: int) -> int:
+    """The bootstrap's randomness is a function of the trial: intervals reproduce exactly."""
+    import zlib
+
+    return zlib.crc32(f"{task}:{phase}:{trial}".encode())
 
 
 def _teacher_cells(teacher: PreparedTeacher) -> dict[str, Any]:
@@ -296,6 +339,7 @@ def _complete_row(
     seeds: list[int],
     n_params: int,
     flops: int,
+    intervals: dict[str, float],
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         **base,
@@ -315,17 +359,17 @@ def _complete_row(
         "ensemble_val_acc": teacher.ensemble_val_acc,
     }
     acc = [r["student_acc"] for r in seed_rows]
-    m, sd, lo, hi = summarise_seeds(acc)
+    m, sd, _, _ = summarise_seeds(acc)
+    row |= intervals  # paired bootstrap over test examples and seeds (bench.stats)
     row |= {
         "student_acc": m,
         "student_acc_std": sd,
-        "student_acc_ci_low": lo,
-        "student_acc_ci_high": hi,
+        "acc_gap": teacher.ensemble_acc - m,
+        "kd_gain": summarise_seeds([r["kd_gain"] for r in seed_rows])[0],
+        "rel_acc": share(m, teacher.ensemble_acc),
+        "rel_acc_ci_low": 1 - share(intervals["acc_gap_ci_high"], teacher.ensemble_acc),
+        "rel_acc_ci_high": 1 - share(intervals["acc_gap_ci_low"], teacher.ensemble_acc),
     }
-    g_m, _, g_lo, g_hi = summarise_seeds([teacher.ensemble_acc - a for a in acc])
-    row |= {"acc_gap": g_m, "acc_gap_ci_low": g_lo, "acc_gap_ci_high": g_hi}
-    k_m, _, k_lo, k_hi = summarise_seeds([r["kd_gain"] for r in seed_rows])
-    row |= {"kd_gain": k_m, "kd_gain_ci_low": k_lo, "kd_gain_ci_high": k_hi}
     scratch_acc = summarise_seeds([r["scratch_acc"] for r in seed_rows])[0]
     row["scratch_acc"] = scratch_acc
     row["gap_to_best_member"] = teacher.best_member_acc - m

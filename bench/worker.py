@@ -27,6 +27,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ from bench.study import (
     GROUP,
     IDENTITY,
     RECORD,
+    WEIGHTS,
     WORKER,
     AskLock,
     Heartbeat,
@@ -166,7 +168,11 @@ class TaskRun:
                 )
             names = ["val_acc", "flops"] if self.suite.budget.objective == "pareto" else ["val_acc"]
             if study.metric_names != names:
-                study.set_metric_names(names)
+                with (
+                    warnings.catch_warnings()
+                ):  # experimental in Optuna 5; what the dashboard reads
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.set_metric_names(names)
         return study
 
     def _set_attr(self, study: optuna.Study, number: int, key: str, value: Any) -> None:
@@ -662,6 +668,9 @@ class TaskRun:
             return
         result = self._train([t], seeds, "confirm", None, source={t.number: source})
         ((row, seed_rows),) = result.rows
+        if source in result.weights:  # before the record: the record is the commit point
+            self._set_attr(cstudy, t.number, WEIGHTS, json.dumps(result.weights[source]))
+            fault_point("write")
         self._commit(
             cstudy,
             t.number,

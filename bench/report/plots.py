@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,12 +42,56 @@ DISTILLED, SCRATCH, FRONT, FADED, ENSEMBLE, MEMBER, PICK = (
 )
 
 
+# ---------------------------------------------------------------------- frames
+def frame_limits(
+    values: np.ndarray, low: np.ndarray, high: np.ndarray, include: float | None = 0.0
+) -> tuple[float, float]:
+    """A y-range showing every point (never cut) and the intervals unless a few of them would
+    flatten the plot: bars are kept while the frame stays within 4× the points' own spread."""
+    points = np.asarray(values, float)
+    points = points[np.isfinite(points)]
+    if include is not None:
+        points = np.append(points, include)
+    if points.size == 0:
+        return -1.0, 1.0
+    p_lo, p_hi = float(points.min()), float(points.max())
+    spread = max(p_hi - p_lo, 0.5)
+    lo_all = np.nanmin(np.append(np.asarray(low, float), p_lo))
+    hi_all = np.nanmax(np.append(np.asarray(high, float), p_hi))
+    lo = max(lo_all, p_lo - 1.5 * spread)
+    hi = min(hi_all, p_hi + 1.5 * spread)
+    pad = 0.06 * (hi - lo) + 0.05
+    return lo - pad, hi + pad
+
+
+def mark_clipped(ax: Axes, x: Any, low: Any, high: Any, ylim: tuple[float, float]) -> int:
+    """Arrows where an interval runs past the frame; returns how many were clipped."""
+    x, low, high = (np.asarray(v, float) for v in (x, low, high))
+    over, under = high > ylim[1], low < ylim[0]
+    if over.any():
+        ax.scatter(x[over], np.full(over.sum(), ylim[1]), marker="^", color=PICK, s=25, zorder=6)
+    if under.any():
+        ax.scatter(x[under], np.full(under.sum(), ylim[0]), marker="v", color=PICK, s=25, zorder=6)
+    n = int(over.sum() + under.sum())
+    if n:
+        ax.annotate(
+            f"{n} interval(s) clipped at the frame (arrows)",
+            xy=(0.01, 0.01),
+            xycoords="axes fraction",
+            fontsize=7,
+            color=PICK,
+        )
+    return n
+
+
 # ---------------------------------------------------------------------- Pareto front
 def pareto_data(
     trials: pd.DataFrame, cost: str, recommended_trial: int | None = None
 ) -> pd.DataFrame:
     """Gap (pp) against a cost: one row per completed student, with its interval, whether it is
-    on the front (minimising cost and gap), and whether it is the recommended one."""
+    on the front (minimising the cost and the gap's *upper bound*, which is what the decision
+    weighs, so the recommended student is always on it), and whether it is the recommended
+    one."""
     c = candidates(trials)
     c = c[c[cost].notna()]
     gap = c["acc_gap"] * 100
@@ -62,7 +107,7 @@ def pareto_data(
         }
     )
     data["on_front"] = (
-        pareto_mask(data["cost"].to_numpy(), data["gap_pp"].to_numpy()) if len(data) else []
+        pareto_mask(data["cost"].to_numpy(), data["gap_high_pp"].to_numpy()) if len(data) else []
     )
     data["recommended"] = (
         data["trial"] == recommended_trial if recommended_trial is not None else False
@@ -119,10 +164,12 @@ def draw_pareto(
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy gap to ensemble (pp, lower is better)")
-    if len(data):  # frame the points; very wide few-seed intervals are clipped, not the data
-        lo, hi = float(min(data["gap_pp"].min(), 0.0)), float(data["gap_pp"].max())
-        pad = 0.08 * (hi - lo) + 0.1
-        ax.set_ylim(lo - pad, hi + pad)
+    if len(data):  # every point shown; intervals that would flatten the plot are clipped, marked
+        ylim = frame_limits(data["gap_pp"], data["gap_low_pp"], data["gap_high_pp"], 0.0)
+        if max_gap_pp is not None:
+            ylim = (ylim[0], max(ylim[1], max_gap_pp + 0.1))
+        ax.set_ylim(*ylim)
+        mark_clipped(ax, data["cost"], data["gap_low_pp"], data["gap_high_pp"], ylim)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
@@ -213,8 +260,13 @@ def draw_capacity(
     ax.set_xscale("log")
     ax.set_xlabel("student parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    lo = float(np.nanmin(data["acc"])) * 100 if len(data) else ensemble_acc * 100 - 5
-    ax.set_ylim(max(lo - 1, 0), min(100, ensemble_acc * 100 + 1))
+    # Every student shown, also those above the ensemble's line (the frame was capped there once).
+    accs = np.append(data["acc"].to_numpy(float) * 100, [ensemble_acc * 100, best_member_acc * 100])
+    ylim = frame_limits(accs, data["acc_low"] * 100, data["acc_high"] * 100, None)
+    ax.set_ylim(max(ylim[0], 0.0), min(ylim[1], 100.5))
+    mark_clipped(
+        ax, data["student_params"], data["acc_low"] * 100, data["acc_high"] * 100, ax.get_ylim()
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return ax
@@ -316,6 +368,14 @@ def draw_kd_gain(data: pd.DataFrame, ax: Axes) -> Axes:
             label=label,
         )
     ax.axhline(0, color="black", lw=1)
+    if len(data):  # one ±45 pp interval must not flatten the others: clip and mark it
+        ylim = frame_limits(
+            data["kd_gain_pp"], data["kd_gain_low_pp"], data["kd_gain_high_pp"], 0.0
+        )
+        ax.set_ylim(*ylim)
+        mark_clipped(
+            ax, data["student_params"], data["kd_gain_low_pp"], data["kd_gain_high_pp"], ylim
+        )
     ax.set_xscale("log")
     ax.set_xlabel("student parameters (log scale)")
     ax.set_ylabel("KD gain over scratch (pp)")

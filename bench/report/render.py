@@ -140,24 +140,103 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
     return pd.DataFrame({"param": list(imp), "importance": list(imp.values())})
 
 
-def _recommendation_sentence(rec: Recommendation) -> str:
-    if rec.chosen is not None:
-        r = rec.chosen
-        return (
-            f"Ship {r['arch']} (T {r['temperature']:.2f}, alpha {r['alpha']:.2f}): "
-            f"{int(r['student_params']):,} parameters = 1/{1 / r['param_ratio']:.1f} of the ensemble, "
-            f"{r['student_acc'] * 100:.2f} % test accuracy vs the ensemble's {r['ensemble_acc'] * 100:.2f} % "
-            f"(gap {r['acc_gap'] * 100:.2f} pp; bound used {r['_gap_bound'] * 100:.2f} pp ≤ {rec.constraints['max_gap_pp']:g} pp), "
-            f"{r['kd_gain'] * 100:+.2f} pp over the same student trained from scratch, "
-            f"{r['speedup_cpu_b1']:.1f}× faster than the faster ensemble form at CPU batch 1."
+def _pp(v: Any, signed: bool = False) -> str:
+    try:
+        f = float(v) * 100
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if math.isnan(f) else (f"{f:+.2f}" if signed else f"{f:.2f}")
+
+
+def _ms(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "not measured" if math.isnan(f) else f"{f:.4f} ms"
+
+
+def _decision(rec: Recommendation, meta: dict[str, Any]) -> str:
+    """The first screen's sentence: what to ship, its cost, and how sure the number is."""
+    from bench.recommend import Constraints, ratio_text
+
+    cons = Constraints(**rec.constraints)
+    if rec.chosen is None:
+        near = rec.closest
+        text = f"No student meets {cons.describe()}."
+        if near is not None:
+            text += (
+                f" Closest: {near['arch']}, gap {_pp(near['acc_gap'])} pp (95 % interval "
+                f"[{_pp(near['acc_gap_ci_low'])}, {_pp(near['acc_gap_ci_high'])}] pp)."
+            )
+        if rec.best_within_cost is not None:
+            b = rec.best_within_cost
+            text += (
+                f" Best within the cost limits: {b['arch']}, gap {_pp(b['acc_gap'])} pp "
+                f"(upper bound {_pp(b['acc_gap_ci_high'])} pp)."
+            )
+        return text
+    r = rec.chosen
+    return (
+        f"Ship {r['arch']} (trial {int(r['trial'])}; T {r['temperature']:.2f}, alpha "
+        f"{r['alpha']:.2f}). Cost: {int(r['student_params']):,} parameters ({ratio_text(r)} of "
+        f"the ensemble), {int(r['student_flops']):,} FLOPs per sample, CPU latency "
+        f"{_ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — {float(r.get('speedup_cpu_b1', math.nan)):.1f}× "
+        f"faster than the faster ensemble form. Accuracy {_pp(r['student_acc'])} % "
+        f"[{_pp(r['student_acc_ci_low'])}, {_pp(r['student_acc_ci_high'])}] against the "
+        f"ensemble's {_pp(r['ensemble_acc'])} %: gap {_pp(r['acc_gap'])} pp, 95 % interval "
+        f"[{_pp(r['acc_gap_ci_low'])}, {_pp(r['acc_gap_ci_high'])}] pp, meeting {cons.describe()}; "
+        f"{_pp(r['kd_gain'], True)} pp over the same student trained without distillation "
+        f"[{_pp(r['kd_gain_ci_low'], True)}, {_pp(r['kd_gain_ci_high'], True)}]. Measured on "
+        f"{int(r['n_test']):,} test examples and {int(r['n_seeds'])} seeds. "
+        "`kdbench export` writes this student."
+    )
+
+
+def suite_toml(suite: dict[str, Any]) -> str:
+    """The suite as run, as TOML to copy into a file (the storage URL is already redacted)."""
+    import tomli_w
+
+    data = json.loads(json.dumps(suite))
+    search = data.pop("search", {})
+    data["search"] = {
+        k: (
+            v["low"]
+            if v["low"] == v["high"]
+            else {"low": v["low"], "high": v["high"], "log": v["log"]}
         )
-    return "No student meets the gap tolerance. " + rec.text().split("\n", 2)[-1]
+        for k, v in search.items()
+    }
+    tasks = data.pop("tasks", [])
+    data["tasks"] = [{k: v for k, v in t.items() if v not in ("", [], None)} for t in tasks]
+
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: prune(v) for k, v in value.items() if v is not None and v != "" and v != {}}
+        return value
+
+    return tomli_w.dumps(prune(data))
+
+
+INTERVALS = (
+    "95 % intervals: a paired bootstrap over the test examples and the seeds (2,000 resamples, "
+    "percentile), widened to at least the binomial score interval (Wilson for accuracies, "
+    "Newcombe's paired interval for gaps and KD gains), clipped to [-100, 100] pp. The decision "
+    "uses the gap's upper bound (and the relative accuracy's lower bound), never the mean."
+)
 
 
 def build_report(
-    run_dir: Path, reports_root: Path = Path("reports"), max_gap_pp: float = 0.5
+    run_dir: Path,
+    reports_root: Path = Path("reports"),
+    max_gap_pp: float | None = None,
+    constraints: Constraints | None = None,
 ) -> Path:
-    """Render the report of ``run_dir`` into ``reports_root/<run_id>/`` and return that folder."""
+    """Render the report of ``run_dir`` into ``reports_root/<run_id>/`` and return that folder.
+
+    The first screen is the decision: per task, what to ship, its cost and its uncertainty,
+    the warnings, a summary table and the Pareto set with the recommended row marked."""
+    cons = constraints or Constraints(max_gap_pp=0.5 if max_gap_pp is None else max_gap_pp)
     run = load_run(run_dir)
     manifest = run.manifest.to_dict()
     trials = run.trials
@@ -168,35 +247,30 @@ def build_report(
     suite = manifest["suite"]
     title = f"kdbench report — {manifest['run_id']}"
     doc.heading(1, title)
-    doc.para(
-        f"Suite '{suite['name']}' ({manifest.get('suite_source') or 'from manifest'}), status {manifest['status']}, "
-        f"{len(trials)} trial rows. Accuracies are test-split percentages; gaps are percentage points (pp) "
-        f"to the teacher ensemble (positive = student worse). Selection used the validation split only."
-    )
-
     tasks = list(dict.fromkeys(trials["task"])) if len(trials) else []
-    recs = {t: recommend(trials, Constraints(max_gap_pp=max_gap_pp), t) for t in tasks}
-    doc.heading(2, f"Recommended student per task (max gap {max_gap_pp:g} pp)")
-    summary = pd.DataFrame(
-        [
-            {
-                "task": t,
-                "recommended": (r.chosen["arch"] if r.chosen else "none meets the gap"),
-                "params": int(r.chosen["student_params"]) if r.chosen else math.nan,
-                "1/param ratio": 1 / r.chosen["param_ratio"] if r.chosen else math.nan,
-                "student acc %": r.chosen["student_acc"] * 100 if r.chosen else math.nan,
-                "ensemble acc %": (r.chosen or r.closest or {}).get("ensemble_acc", math.nan) * 100,
-                "gap pp": r.chosen["acc_gap"] * 100 if r.chosen else math.nan,
-                "KD gain pp": r.chosen["kd_gain"] * 100 if r.chosen else math.nan,
-                "gap judged on": r.gap_basis,
-            }
-            for t, r in recs.items()
-        ]
+    recs = {t: recommend(trials, cons, t) for t in tasks}
+    doc.heading(2, f"Decision ({cons.describe()})")
+    for task, rec in recs.items():
+        meta = manifest.get("tasks", {}).get(task, {})
+        doc.para(f"[{task}] {_decision(rec, meta)}", "rec" if rec.met else "norec")
+        for w in [*meta.get("warnings", []), *rec.warnings]:
+            doc.para(f"[{task}] WARNING: {w}", "warn")
+    doc.table(tables.summary_table(recs))
+    doc.para(
+        INTERVALS + " Accuracies are test-split percentages; gaps are percentage points (pp) "
+        "to the reference (positive = student worse). Every selection (best epoch, Optuna "
+        "objective, the confirm short-list, the exported seed) used the validation split only."
     )
-    doc.table(summary)
+    for task, rec in recs.items():
+        doc.heading(3, f"Pareto set of '{task}': cost (FLOPs) against the gap's upper bound")
+        doc.table(tables.pareto_table(trials, task, rec))
+    doc.para(
+        f"Suite '{suite['name']}' ({manifest.get('suite_source') or 'from manifest'}), status "
+        f"{manifest['status']}, {len(trials)} trial rows."
+    )
 
     for task in tasks:
-        _task_section(doc, trials, manifest, task, recs[task], max_gap_pp, multi=len(tasks) > 1)
+        _task_section(doc, trials, manifest, task, recs[task], cons, multi=len(tasks) > 1)
 
     doc.heading(2, "Measurement protocol and provenance")
     conv = manifest.get("conventions", {})
@@ -234,8 +308,8 @@ def build_report(
             }
         ).astype(str)
     )
-    doc.heading(3, "Suite as run")
-    doc.pre(json.dumps(suite, indent=2))
+    doc.heading(3, "Suite as run (TOML)")
+    doc.pre(suite_toml(suite))
     doc.write(title)
     return out_dir
 
@@ -265,7 +339,7 @@ def _task_section(
     manifest: dict[str, Any],
     task: str,
     rec: Recommendation,
-    max_gap_pp: float,
+    cons: Constraints,
     multi: bool,
 ) -> None:
     meta = manifest.get("tasks", {}).get(task, {})
@@ -287,8 +361,7 @@ def _task_section(
         f"Teacher mean max-probability on the transfer set: {teacher.get('mean_max_prob_train', math.nan):.3f} "
         f"(near 1 = near one-hot soft targets, little for KD to transfer)."
     )
-    doc.heading(3, "Recommendation")
-    doc.para(_recommendation_sentence(rec), "rec" if rec.met else "norec")
+    doc.heading(3, "Recommendation in full")
     doc.pre(rec.text())
 
     pick = int(rec.chosen["trial"]) if rec.chosen else None
@@ -332,12 +405,19 @@ def _task_section(
         figure(
             plots.pareto_data(sub, col, pick),
             lambda d, ax, label=label: plots.draw_pareto(
-                d, ax, xlabel=label, best_member_gap_pp=best_member_gap, max_gap_pp=max_gap_pp
+                d,
+                ax,
+                xlabel=label,
+                best_member_gap_pp=best_member_gap,
+                max_gap_pp=cons.max_gap_pp,
             ),
             name,
             f"accuracy gap vs {label.split(' (')[0]}",
-            f"Gap to the ensemble against {label}: red = Pareto front, grey = dominated, ring = recommended; "
-            "bars = 95 % interval over seeds; purple dashed = best single teacher.",
+            f"Gap to the ensemble against {label}: dots = mean gap, bars = its 95 % interval "
+            "(test examples and seeds); red = Pareto front on the interval's upper bound — what "
+            "the decision uses — so the recommended student (ring) is always on it; grey = "
+            "dominated; purple dashed = best single teacher. Bars beyond the frame are clipped "
+            "and marked with arrows (the count is in the corner); no point is ever cut.",
         )
     figure(
         plots.capacity_data(sub),
@@ -369,7 +449,9 @@ def _task_section(
         plots.draw_kd_gain,
         "kd_gain",
         "where distillation helps",
-        "KD gain over the scratch student of the same architecture and seeds.",
+        "KD gain over the scratch student of the same architecture and seeds, with its 95 % "
+        "interval (test examples and seeds); bars beyond the frame are clipped and marked with "
+        "arrows, points never are.",
     )
     figure(
         plots.history_data(sub),

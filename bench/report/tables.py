@@ -10,7 +10,14 @@ import pandas as pd
 
 from bench.recommend import candidates
 
-__all__ = ["failed_table", "latency_table", "markdown_table", "trials_table"]
+__all__ = [
+    "failed_table",
+    "latency_table",
+    "markdown_table",
+    "pareto_table",
+    "summary_table",
+    "trials_table",
+]
 
 TRIAL_COLUMNS = {
     "trial": "trial",
@@ -51,6 +58,107 @@ def trials_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:
         .sort_values(["student_flops", "gap_pp"])
         .loc[:, list(TRIAL_COLUMNS)]
         .rename(columns=TRIAL_COLUMNS)
+        .reset_index(drop=True)
+    )
+
+
+def _interval(lo: Any, hi: Any, signed: bool = False) -> str:
+    def f(v: Any) -> str:
+        x = float(v) * 100
+        return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+    try:
+        if math.isnan(float(lo)) or math.isnan(float(hi)):
+            return "n/a"
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"[{f(lo)}, {f(hi)}]"
+
+
+def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
+    """The first screen's table: per task the decision, its cost and its uncertainty."""
+    from bench.recommend import ratio_text
+
+    rows = []
+    for task, rec in recs.items():
+        r = rec.chosen
+        if r is None:
+            rows.append({"task": task, "ship": "none meets the constraints"})
+            continue
+        rows.append(
+            {
+                "task": task,
+                "ship": r["arch"],
+                "params": int(r["student_params"]),
+                "of the ensemble": ratio_text(r),
+                "FLOPs": int(r["student_flops"]),
+                "CPU b1 p50 ms": r.get("latency_cpu_b1_p50_ms", math.nan),
+                "speed-up vs faster ensemble form": r.get("speedup_cpu_b1", math.nan),
+                "student acc % [95 %]": f"{r['student_acc'] * 100:.2f} "
+                + _interval(r["student_acc_ci_low"], r["student_acc_ci_high"]),
+                "ensemble acc %": r["ensemble_acc"] * 100,
+                "gap pp [95 %]": f"{r['acc_gap'] * 100:.2f} "
+                + _interval(r["acc_gap_ci_low"], r["acc_gap_ci_high"]),
+                "KD gain pp [95 %]": f"{r['kd_gain'] * 100:+.2f} "
+                + _interval(r["kd_gain_ci_low"], r["kd_gain_ci_high"], True),
+                "seeds": int(r["n_seeds"]),
+                "test examples": int(r["n_test"])
+                if r.get("n_test") == r.get("n_test")
+                else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pareto_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFrame:
+    """The Pareto set on (FLOPs, the gap's upper bound) — what the decision weighs — with the
+    recommended row marked (it is always on this front)."""
+    from bench.stats import pareto_mask
+
+    c = candidates(trials, task)
+    if c.empty:
+        return pd.DataFrame()
+    front = c[pareto_mask(c["student_flops"].to_numpy(), c["acc_gap_ci_high"].to_numpy())]
+    pick = int(rec.chosen["trial"]) if rec.chosen is not None else None
+    pick_phase = rec.chosen["phase"] if rec.chosen is not None else None
+    return (
+        front.sort_values("student_flops")
+        .assign(
+            recommended=lambda d: [
+                "◀ recommended" if (t == pick and p == pick_phase) else ""
+                for t, p in zip(d["trial"], d["phase"], strict=True)
+            ],
+            gap_pp=lambda d: d["acc_gap"] * 100,
+            gap_bound_pp=lambda d: d["acc_gap_ci_high"] * 100,
+            acc_pct=lambda d: d["student_acc"] * 100,
+        )
+        .loc[
+            :,
+            [
+                "recommended",
+                "trial",
+                "phase",
+                "arch",
+                "student_params",
+                "student_flops",
+                "latency_cpu_b1_p50_ms",
+                "acc_pct",
+                "gap_pp",
+                "gap_bound_pp",
+                "n_seeds",
+            ],
+        ]
+        .rename(
+            columns={
+                "student_params": "params",
+                "student_flops": "FLOPs",
+                "latency_cpu_b1_p50_ms": "CPU b1 p50 ms",
+                "acc_pct": "acc %",
+                "gap_pp": "gap pp",
+                "gap_bound_pp": "gap upper bound pp",
+                "n_seeds": "seeds",
+            }
+        )
         .reset_index(drop=True)
     )
 

@@ -76,6 +76,8 @@ class TaskData:
     rows: dict[str, np.ndarray]
     n_rows: int
     source: dict[str, Any] = field(default_factory=dict)
+    scaler_mean: np.ndarray | None = None  # per flattened feature, fitted on train; None: scale off
+    scaler_scale: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -157,4 +159,6 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
         rows={"train": i_train, "val": i_val, "test": i_test},
         n_rows=len(y),
         source=dict(raw.source),
+        scaler_mean=None if scaler is None else scaler.mean_.copy(),
+        scaler_scale=None if scaler is None else scaler.scale_.copy(),
     )

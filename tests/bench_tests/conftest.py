@@ -99,6 +99,7 @@ def make_row(**kw: Any) -> dict[str, Any]:
         "student_val_acc": 0.95,
         "ensemble_val_acc": 0.97,
         "latency_cpu_b1_p50_ms": 0.05,
+        "n_test": 4000,
         "ensemble_loop_latency_cpu_b1_p50_ms": 0.5,
         "ensemble_fused_latency_cpu_b1_p50_ms": 0.2,
     }

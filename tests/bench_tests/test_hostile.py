@@ -166,7 +166,7 @@ def _same_as_reference(run: Path, reference) -> None:
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
-WRITES = 40  # an upper bound on the durable writes of one WITH_CONFIRM run (checked above)
+WRITES = 41  # an upper bound on the durable writes of one WITH_CONFIRM run (checked above)
 
 
 @pytest.mark.slow
@@ -463,8 +463,8 @@ def _start(tmp_path: Path, suite_text: str, *extra: str) -> tuple[subprocess.Pop
         env=env,
         cwd=ROOT,
     )
-    for line in proc.stdout:  # wait for the first finished trial
-        if "trial 1/" in line:
+    for line in proc.stdout:  # wait for the first finished trial ("[tiny] 1/40 trials, …")
+        if " 1/" in line and " trials," in line:
             break
     (run,) = _runs(tmp_path / "r")
     return proc, run

@@ -27,7 +27,7 @@ def test_clear_winner_is_the_cheapest_student_within_tolerance() -> None:
     rec = recommend(table, Constraints(max_gap_pp=0.5))
     assert rec.met and rec.chosen is not None and rec.chosen["trial"] == 1
     assert "Recommended student: width" in rec.text()
-    assert "upper bound of the 95 % interval" in rec.gap_basis
+    assert "bounds of the 95 % intervals" in rec.gap_basis
 
 
 def test_no_student_meets_the_gap_names_the_closest_and_extrapolates() -> None:
@@ -130,10 +130,76 @@ def test_confirm_rows_replace_search_rows_and_single_seed_rows_are_set_aside() -
     assert any("replicate seeds" in n for n in rec.notes)
 
 
-def test_single_seed_runs_say_the_gap_has_no_interval() -> None:
-    table = make_table({"trial": 0, "n_seeds": 1, "student_acc": 0.969})
+def test_recommendations_on_few_seeds_or_small_test_sets_carry_warnings() -> None:
+    table = make_table({"trial": 0, "n_seeds": 2, "student_acc": 0.969, "n_test": 114})
     rec = recommend(table, Constraints(max_gap_pp=0.5))
-    assert rec.met and "no interval" in rec.gap_basis
+    assert rec.met
+    text = rec.text()
+    assert "WARNING: it rests on 2 seed(s), fewer than 3" in text
+    assert "WARNING: it rests on 114 test examples, fewer than about 1,000" in text
+    clean = recommend(make_table({"trial": 0, "n_seeds": 5}), Constraints(max_gap_pp=5))
+    assert clean.warnings == []
+
+
+def test_warnings_for_a_weak_ensemble_and_a_student_larger_than_it() -> None:
+    table = make_table(
+        {
+            "trial": 0,
+            "ensemble_acc": 0.96,
+            "best_member_acc": 0.965,
+            "student_acc": 0.962,
+            "student_params": 300_000,
+            "ensemble_params": 100_000,
+        }
+    )
+    rec = recommend(table, Constraints(max_gap_pp=1))
+    assert any("no better than its best member" in w for w in rec.warnings)
+    assert any("3.0x the ensemble's parameters" in w for w in rec.warnings)
+    assert "3.0x (larger than the ensemble)" in rec.text()
+
+
+def test_relative_accuracy_constraint_uses_the_interval() -> None:
+    # ensemble 0.97: 99 % of it is 0.9603. Trial 0's lower relative bound is below, trial 1's above.
+    table = make_table(
+        {"trial": 0, "student_flops": 1000, "student_acc": 0.962, "half_ci": 0.006},
+        {"trial": 1, "student_flops": 3000, "student_acc": 0.966, "half_ci": 0.002},
+    )
+    rec = recommend(table, Constraints(min_relative_acc=0.99))
+    assert rec.met and rec.chosen["trial"] == 1
+    assert rec.chosen["relative_bound"] >= 0.99
+    both = recommend(table, Constraints(max_gap_pp=0.3, min_relative_acc=0.99))
+    assert not both.met  # trial 1's gap bound is 0.6 pp
+
+
+def test_when_the_cost_limit_fails_it_says_what_the_best_student_within_it_achieves() -> None:
+    table = make_table(
+        {"trial": 0, "student_flops": 1000, "student_acc": 0.95},
+        {"trial": 1, "student_flops": 2000, "student_acc": 0.955},
+        {"trial": 2, "student_flops": 8000, "student_acc": 0.969},
+    )
+    rec = recommend(table, Constraints(max_gap_pp=0.5, max_flops=2500))
+    assert not rec.met and rec.closest["trial"] == 2
+    assert rec.best_within_cost["trial"] == 1
+    assert "Best within the cost limits: width" in rec.text()
+
+
+def test_json_is_strict_and_has_no_private_keys() -> None:
+    import json
+
+    rec = recommend(
+        make_table(
+            {"trial": 0, "n_seeds": 1, "half_ci": 0.01, "latency_gpu_b1_p50_ms": float("nan")}
+        ),
+        Constraints(max_gap_pp=5),
+    )
+    text = rec.to_json()
+
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    data = json.loads(text, parse_constant=refuse)  # NaN / Infinity would raise
+    assert data["chosen"]["latency_gpu_b1_p50_ms"] is None
+    assert "_gap_bound" not in text and "gap_bound" in data["chosen"]
 
 
 def test_knee_is_the_point_farthest_from_the_chord() -> None:
@@ -151,7 +217,7 @@ def test_json_output_is_valid() -> None:
 
     rec = recommend(make_table({"trial": 0}), Constraints(max_gap_pp=5))
     data = json.loads(rec.to_json())
-    assert data["met"] is True and data["chosen"]["trial"] == 0
+    assert data["met"] is True and data["chosen"]["trial"] == 0 and data["warnings"] == []
 
 
 def test_pruning_callback_reports_and_raises() -> None:
@@ -186,5 +252,7 @@ def test_gap_reachable_but_cost_constraint_fails_names_the_cheapest_gap_meeting_
     rec = recommend(table, Constraints(max_gap_pp=0.5, max_latency_ms=0.1))
     assert not rec.met and rec.extrapolation is None
     assert rec.closest["trial"] == 1  # cheapest by the constrained cost (latency)
-    assert any("meet the gap but none meets the cost" in n for n in rec.notes)
+    assert any(
+        "meet the quality constraints but none meets the cost limits" in n for n in rec.notes
+    )
     assert "max CPU latency 0.1 ms at batch 1" in rec.text()

@@ -278,7 +278,8 @@ def test_recommend_cli_text_json_and_exit_codes(finished_run, capsys) -> None:
     _, _, run_dir = finished_run
     assert main(["recommend", str(run_dir), "--max-gap", "100"]) == 0
     out = capsys.readouterr().out
-    assert "Recommended student" in out and "upper bound of the 95 % interval" in out
+    assert "Recommended student" in out and "bounds of the 95 % intervals" in out
+    assert "WARNING: it rests on 240 test examples, fewer than about 1,000" in out
     assert main(["recommend", str(run_dir), "--max-gap", "100", "--max-flops", "1", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data[0]["met"] is False and data[0]["closest"] is not None

@@ -1,0 +1,258 @@
+"""``kdbench export RUN [--trial N] --out DIR``: the student to ship, its configuration, its card.
+
+Writes into DIR:
+
+* ``student.pt`` — loads with ``torch.load(path, weights_only=True)``: a dict with
+  ``state_dict`` (for ``kdcore.build_student(family, input_shape, num_classes, **arch)``),
+  ``family``, ``arch``, ``input_shape``, ``num_classes``, ``class_names``, ``preprocessing``
+  (the per-feature ``mean`` and ``scale`` fitted on the training split, or None) and
+  ``provenance``. Standardise a batch ``x`` as ``(x.reshape(n, -1) - mean) / scale``, reshape
+  to ``input_shape``, take the argmax of the logits: on the task's test split this gives
+  exactly the test accuracy the card states for this file (tested).
+* ``student.toml`` — the configuration as a suite fragment to copy.
+* ``MODEL_CARD.md`` — data, teacher, accuracy with its interval, FLOPs, latency, and how each
+  was measured.
+
+Weights are kept for the confirm-phase short-list (the recommendation is always one of them):
+for each confirmed configuration, the seed with the best *validation* accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import InputError
+from bench.recommend import Constraints, recommend
+from bench.records import Run, load_run
+from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
+
+__all__ = ["export_student"]
+
+
+def _pick(run: Run, task: str, trial: int | None, constraints: Constraints) -> dict[str, Any]:
+    trials = run.trials[run.trials["task"] == task]
+    if trial is None:
+        rec = recommend(run.trials, constraints, task)
+        if rec.chosen is None:
+            raise InputError(
+                f"The run {run.run_dir} must have a student meeting {constraints.describe()} to "
+                "export it. It has none: choose one with --trial N, or relax the constraints."
+            )
+        return rec.chosen
+    rows = trials[(trials["trial"] == trial) & (trials["state"] == "complete")]
+    confirm = rows[rows["phase"] == "confirm"]
+    if confirm.empty:
+        confirmed = sorted(int(t) for t in trials.loc[trials["phase"] == "confirm", "trial"])
+        raise InputError(
+            f"The '--trial' option must name a confirmed trial of task '{task}' (weights are kept "
+            f"for the confirm-phase short-list: {confirmed or 'none'}). Got {trial} instead."
+        )
+    return confirm.iloc[0].to_dict()
+
+
+def _weights_file(run: Run, task: str, trial: int) -> tuple[Path, int]:
+    folder = run.run_dir / "students" / task
+    found = sorted(folder.glob(f"trial-{trial}-seed-*.pt")) if folder.is_dir() else []
+    if not found:
+        raise InputError(
+            f"The run folder {run.run_dir} must hold the weights of trial {trial} of task "
+            f"'{task}' (students/{task}/trial-{trial}-seed-*.pt). It does not; `kdbench doctor "
+            f"{run.run_dir} --repair` rewrites them from the study."
+        )
+    path = found[0]
+    return path, int(path.stem.rsplit("-", 1)[-1])
+
+
+def _num(v: Any, fmt: str = "{:.4g}") -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if math.isnan(f) else fmt.format(f)
+
+
+def export_student(
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    trial: int | None = None,
+    task: str | None = None,
+    constraints: Constraints | None = None,
+) -> Path:
+    """Write the student of ``run_dir`` (recommended, or ``trial``) into ``out_dir``."""
+    run = load_run(run_dir)
+    tasks = list(dict.fromkeys(run.trials["task"]))
+    if task is None:
+        task = tasks[0]
+    elif task not in tasks:
+        raise InputError(
+            f"The '--task' option must name a task of this run ({', '.join(tasks)}). Got {task!r} instead."
+        )
+    check_writable(Path(out_dir), "The output folder (--out)")
+    row = _pick(run, task, trial, constraints or Constraints(max_gap_pp=0.5))
+    number = int(row["trial"])
+    weights, seed = _weights_file(run, task, number)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    meta = run.manifest.tasks[task]
+    suite = run.manifest.suite
+    family = str(row["family"])
+    arch = {
+        c.removeprefix("arch_"): _plain(row[c])
+        for c in row
+        if c.startswith("arch_") and c != "arch"
+    }
+    seeds = run.seeds
+    mine = seeds[
+        (seeds["task"] == task)
+        & (seeds["phase"] == "confirm")
+        & (seeds["trial"] == number)
+        & (seeds["seed"] == seed)
+    ]
+    file_acc = float(mine["student_acc"].iloc[0]) if len(mine) else math.nan
+    prep = meta.get("preprocessing")
+    blob = {
+        "state_dict": state,
+        "family": family,
+        "arch": arch,
+        "input_shape": list(meta["input_shape"]),
+        "num_classes": int(meta["num_classes"]),
+        "class_names": list(meta.get("class_names", [])),
+        "preprocessing": None
+        if not prep
+        else {
+            "mean": torch.tensor(prep["mean"], dtype=torch.float64),
+            "scale": torch.tensor(prep["scale"], dtype=torch.float64),
+        },
+        "provenance": {
+            "run_id": run.manifest.run_id,
+            "task": task,
+            "trial": number,
+            "seed": seed,
+            "temperature": float(row["temperature"]),
+            "alpha": float(row["alpha"]),
+            "test_acc": file_acc,
+            "suite_sha256": run.manifest.suite_sha256,
+            "git_commit": str(run.manifest.git.get("commit")),
+        },
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write_bytes(inside(out, "student.pt"), buf.getvalue())
+    atomic_write_text(inside(out, "student.toml"), _toml(suite, family, arch, row))
+    atomic_write_text(
+        inside(out, "MODEL_CARD.md"), _card(run, task, row, seed, file_acc, meta, family, arch)
+    )
+    return out
+
+
+def _plain(v: Any) -> Any:
+    v = v.item() if hasattr(v, "item") else v
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[str, Any]) -> str:
+    st = suite["student"]
+    lines = [
+        "# The exported student's configuration: paste into a suite to train it again",
+        "# (kdbench run SUITE trains students with these fixed values).",
+        "[student]",
+        f"family = {json.dumps(family)}",
+        *(
+            f"{k} = {json.dumps(st[k])}"
+            for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")
+        ),
+        "",
+        "[search]",
+        *(f"{k} = {json.dumps(v)}" for k, v in arch.items()),
+        f"temperature = {float(row['temperature'])!r}",
+        f"alpha = {float(row['alpha'])!r}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _card(
+    run: Run,
+    task: str,
+    row: dict[str, Any],
+    seed: int,
+    file_acc: float,
+    meta: dict[str, Any],
+    family: str,
+    arch: dict[str, Any],
+) -> str:
+    from bench.recommend import warnings_for
+
+    m = run.manifest
+    teacher = meta.get("teacher", {})
+    pct = lambda v: _num(v, "{:.2%}").replace("%", " %")  # noqa: E731
+    pp = lambda v: _num(float(v) * 100 if v == v else v, "{:+.2f}") + " pp"  # noqa: E731
+    source = meta.get("data_source") or {}
+    frame = run.trials[(run.trials["task"] == task) & (run.trials["state"] == "complete")]
+    warnings = warnings_for(row, frame)
+    lines = [
+        f"# Model card: {row['arch']} ({family}), distilled by kdbench",
+        "",
+        f"Run `{m.run_id}`, task `{task}`, trial {int(row['trial'])} (confirm phase), seed {seed} "
+        "(of the confirmed seeds, the one with the best validation accuracy).",
+        "",
+        "## What it is",
+        f"- Family `{family}`, architecture {json.dumps(arch)}: {int(row['student_params']):,} parameters, "
+        f"{int(row['student_flops']):,} FLOPs per sample (2 per multiply-add, forward pass).",
+        f"- Input shape {meta['input_shape']}, {meta['num_classes']} classes: {', '.join(meta.get('class_names', []))}.",
+        "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`)."
+        if meta.get("preprocessing")
+        else "- Preprocessing: none (the task was run with `scale = false`).",
+        f"- Distilled with temperature {float(row['temperature']):.3g} and alpha {float(row['alpha']):.3g} "
+        f"(alpha · T² · KL(teacher ‖ student) + (1 − alpha) · cross-entropy).",
+        "",
+        "## Data",
+        f"- Task kind `{meta.get('config', {}).get('kind')}`"
+        + (
+            f", file `{source.get('path')}` (sha256 {str(source.get('sha256'))[:12]}…)"
+            if source.get("path")
+            else ""
+        )
+        + f"; splits {meta.get('sizes')} (stratified; the test split was used only for these numbers).",
+        "",
+        "## Teacher",
+        f"- {teacher.get('members')} members ({teacher.get('arch')}), combined by {teacher.get('combine')}; "
+        f"source: {teacher.get('kind')}.",
+        f"- Ensemble test accuracy {pct(row['ensemble_acc'])}; best single member {pct(row['best_member_acc'])}.",
+        "",
+        "## Accuracy (test split)",
+        f"- **This file: {pct(file_acc)}** on {_num(row.get('n_test'), '{:,.0f}')} test examples "
+        "(reproduced exactly by loading it; see `kdbench export --help`).",
+        f"- The configuration over {int(row['n_seeds'])} seeds: {pct(row['student_acc'])}, 95 % interval "
+        f"[{pct(row['student_acc_ci_low'])}, {pct(row['student_acc_ci_high'])}].",
+        f"- Gap to the ensemble: {pp(row['acc_gap'])}, 95 % interval [{pp(row['acc_gap_ci_low'])}, "
+        f"{pp(row['acc_gap_ci_high'])}]; relative accuracy {_num(row.get('rel_acc'), '{:.4f}')} "
+        f"(lower bound {_num(row.get('rel_acc_ci_low'), '{:.4f}')}).",
+        f"- Same architecture and seeds without distillation: {pct(row['scratch_acc'])} "
+        f"(KD gain {pp(row['kd_gain'])}, 95 % interval [{pp(row['kd_gain_ci_low'])}, {pp(row['kd_gain_ci_high'])}]).",
+        "- Intervals: " + str(m.conventions.get("intervals", "")),
+        "",
+        "## Cost",
+        f"- Parameters: {int(row['student_params']):,} ({_num(row.get('param_ratio'), '{:.4f}')} of the ensemble's).",
+        f"- CPU latency p50: batch 1 {_num(row.get('latency_cpu_b1_p50_ms'))} ms, batch "
+        f"{_num(row.get('latency_batch_n'), '{:.0f}')} {_num(row.get('latency_cpu_bN_p50_ms'))} ms "
+        f"({_num(row.get('latency_threads'), '{:.0f}')} thread(s)); speed-up against the faster ensemble "
+        f"form at batch 1: {_num(row.get('speedup_cpu_b1'), '{:.1f}')}x.",
+        f"- GPU latency p50, batch 1: {_num(row.get('latency_gpu_b1_p50_ms'))} ms.",
+        "- Latency protocol: " + str(m.conventions.get("latency", "")),
+        f"- Machine: {m.machine.get('cpu_model')}, {m.machine.get('cpu_cores')} cores; GPU: {m.machine.get('gpu') or 'none'}; "
+        f"torch {m.packages.get('torch')}.",
+        "",
+    ]
+    if warnings:
+        lines += ["## Warnings", *[f"- {w}" for w in warnings], ""]
+    return "\n".join(lines)
