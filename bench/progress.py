@@ -47,6 +47,7 @@ class ProgressPrinter:
         self._bar_key: tuple[str, str] | None = None
         self._phase_start: dict[tuple[str, str], tuple[float, int]] = {}
         self._t0 = time.perf_counter()  # elapsed on this clock: workers have their own
+        self._last = self._t0  # a phase's clock starts at the event before its first
 
     def _print(self, text: str) -> None:
         if self._bar is not None:
@@ -86,7 +87,8 @@ class ProgressPrinter:
             return
         key = (p.task, p.phase)
         now = time.perf_counter()
-        began, done_before = self._phase_start.setdefault(key, (now, p.done - 1))
+        began, done_before = self._phase_start.setdefault(key, (self._last, p.done - 1))
+        self._last = now
         done_here = p.done - done_before
         eta = (now - began) / done_here * (p.total - p.done) if done_here > 0 else float("nan")
         best = ""

@@ -212,7 +212,7 @@ def _cell(v: Any) -> str:
         if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
             return f"{v:.3g}"
         return f"{v:.4g}" if abs(v) < 10 else f"{v:,.2f}"
-    if isinstance(v, int) and abs(v) >= 10_000:
+    if isinstance(v, int) and abs(v) >= 1_000:
         return f"{v:,}"
     return str(v)
 
