@@ -99,6 +99,7 @@ def _distill(
     epochs: int = EPOCHS,
     n_train: int | None = None,
     grouped: bool = True,
+    device: str = "cpu",
 ) -> Distiller:
     targets = teacher.targets["train"]
     if n_train is not None:
@@ -109,6 +110,7 @@ def _distill(
         batch_size=BATCH,
         lr=LR,
         grouped=grouped,
+        device=device,
     ).fit(
         task.x_train[:n_train],
         task.y_train[:n_train],

@@ -62,7 +62,8 @@ class Distiller:
     Follows the estimator contract: ``__init__`` stores hyper-parameters, :meth:`fit`
     validates, trains and returns ``self``; learned state ends in ``_``:
 
-    * ``models_`` — one standalone ``nn.Module`` per member (eval mode, best-val epoch)
+    * ``models_`` — one standalone ``nn.Module`` per member (eval mode, best-val epoch), on
+      the CPU whatever ``device`` trained it (move it with ``.to(device)``)
     * ``val_acc_`` — best validation accuracy per member (fraction)
     * ``best_epoch_`` — the selected epoch per member (1-based)
     * ``failed_`` — ``{member index: reason}`` for members whose loss became non-finite
