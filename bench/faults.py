@@ -8,7 +8,9 @@ happens in this process, perform ``ACTION``:
   ``RuntimeError("injected fault …")`` — inside a trial it is recorded as a failed trial);
 * points: ``write`` (after each durable write of the run: a file renamed into place or a
   record committed to the study), ``group`` (at the start of each training group, before
-  training), ``trial`` (after a trial's record is committed, before the next group).
+  training), ``trial`` (after a trial's record is committed, before the next group),
+  ``param`` (before the sampler draws each parameter of a trial: ``kill@param#2`` dies
+  between the first and second parameter written by ``ask``).
 
 Several faults may be given separated by commas. Unset, every call is a no-op. With
 ``--workers N`` every worker process inherits the variable; ``KDBENCH_FAULT_WORKER=i`` limits

@@ -4,21 +4,29 @@ The suite's ``[search]`` gives (or defaults) one range per architecture paramete
 family and the ranges of ``temperature`` and ``alpha``; this module turns them into Optuna
 distributions, reads a trial's architecture back from its params, and pins an architecture
 (``pinned``) so several trials can share it (grouped training) without the enqueue race.
+
+**The capacity axis.** With ``size`` in ``[search]`` the sampler draws the student's size as a
+fraction of the ensemble's parameters (log scale by default) and the family's other
+parameters; :class:`Sizer` solves the family's ``size_param`` from them
+(:func:`kdcore.arch_for_size`) and the worker writes it into the trial as a fixed-value
+parameter, so every trial still carries its whole architecture.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
 from bench.suite import SearchSpace
 from bench.validation import Range
-from kdcore import get_family
+from kdcore import arch_for_size, get_family
 
-__all__ = ["arch_of", "distributions", "pinned"]
+__all__ = ["Sizer", "arch_of", "distributions", "pinned"]
 
 Distribution = optuna.distributions.BaseDistribution
+HYPER = ("temperature", "alpha")  # not part of the architecture: free within a group
 
 
 def _distribution(r: Range, kind: type) -> Distribution:
@@ -28,12 +36,13 @@ def _distribution(r: Range, kind: type) -> Distribution:
 
 
 def distributions(space: SearchSpace, family: str) -> dict[str, Distribution]:
-    """Architecture parameters (the family's kinds), then ``temperature`` and ``alpha``."""
+    """Sampled architecture parameters (the family's kinds), ``size`` when given, then
+    ``temperature`` and ``alpha``."""
     fam = get_family(family)
-    out = {name: _distribution(r, fam.param(name).kind) for name, r in space.arch}
-    out["temperature"] = _distribution(space.temperature, float)
-    out["alpha"] = _distribution(space.alpha, float)
-    return out
+    return {
+        name: _distribution(r, fam.param(name).kind if name in fam.param_names else float)
+        for name, r in space.ranges().items()
+    }
 
 
 def arch_of(params: dict[str, Any], space: SearchSpace, family: str) -> dict[str, int | float]:
@@ -42,12 +51,14 @@ def arch_of(params: dict[str, Any], space: SearchSpace, family: str) -> dict[str
     return {n: fam.param(n).kind(params[n]) for n in space.arch_names}
 
 
-def pinned(dists: dict[str, Distribution], arch: dict[str, int | float]) -> dict[str, Distribution]:
-    """``dists`` with each architecture parameter fixed to ``arch`` (log flag kept, so storages
-    accept it as the same parameter)."""
+def pinned(dists: dict[str, Distribution], params: dict[str, Any]) -> dict[str, Distribution]:
+    """``dists`` with every architecture-defining parameter (all but T and alpha) fixed to its
+    value in ``params`` (log flag kept, so storages accept it as the same parameter)."""
     out = dict(dists)
-    for name, value in arch.items():
-        d = dists[name]
+    for name, d in dists.items():
+        if name in HYPER or name not in params:
+            continue
+        value = params[name]
         if isinstance(d, optuna.distributions.IntDistribution):
             out[name] = optuna.distributions.IntDistribution(int(value), int(value), log=d.log)
         else:
@@ -55,3 +66,49 @@ def pinned(dists: dict[str, Distribution], arch: dict[str, int | float]) -> dict
                 float(value), float(value), log=d.log
             )
     return out
+
+
+class Sizer:
+    """Solves the derived architecture parameter of a trial from its sampled ``size``."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        family: str,
+        input_shape: Sequence[int],
+        num_classes: int,
+        ensemble_params: float,
+    ) -> None:
+        self.space, self.family = space, family
+        self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
+        self.ensemble_params = float(ensemble_params)
+        if space.derived is not None and not self.ensemble_params > 0:
+            raise ValueError(
+                "The capacity axis ([search] size) needs the ensemble's parameter count; this "
+                "teacher has none (offline logits). Give the family's size parameter instead."
+            )
+
+    def derive(self, params: dict[str, Any]) -> dict[str, int | float]:
+        """``{size_param: value}`` for a trial's sampled params (empty without ``size``)."""
+        name = self.space.derived
+        if name is None:
+            return {}
+        fixed = {n: params[n] for n in self.space.arch_names if n != name}
+        arch = arch_for_size(
+            self.family,
+            self.input_shape,
+            self.num_classes,
+            float(params["size"]) * self.ensemble_params,
+            **fixed,
+        )
+        return {name: arch[name]}
+
+    def complete(self, trial: optuna.Trial) -> None:
+        """Write the derived parameter into ``trial`` as a fixed-value parameter."""
+        fam = get_family(self.family)
+        for name, value in self.derive(trial.params).items():
+            p = fam.param(name)
+            if p.kind is int:
+                trial.suggest_int(name, int(value), int(value), log=p.log)
+            else:
+                trial.suggest_float(name, float(value), float(value), log=p.log)

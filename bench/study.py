@@ -27,6 +27,7 @@ import logging
 import math
 import threading
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,9 +41,12 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import InputError
+from bench.faults import fault_point
+from bench.stats import pareto_mask
 
 __all__ = [
     "RECORD",
+    "RUNGS",
     "AskLock",
     "Heartbeat",
     "StorageSpec",
@@ -52,8 +56,10 @@ __all__ = [
     "json_safe",
     "make_sampler",
     "open_storage",
+    "promoted",
     "pruning_callback",
     "redact",
+    "rung_epochs",
     "study_name",
 ]
 
@@ -67,8 +73,9 @@ IDENTITY = "kdbench_identity"  # study user attribute: suite digest + data/teach
 
 
 # ---------------------------------------------------------------------- sampler
-def _derived_seed(seed: int, number: int) -> int:
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+def _derived_seed(seed: int, number: int, param: str | None = None) -> int:
+    key = [seed, number] if param is None else [seed, number, zlib.crc32(param.encode())]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -77,7 +84,10 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
     TPE and random sampling keep no state across trials except their random generator, so a
     fresh instance per trial — seeded from (``seed``, trial number) — samples exactly what a
     long-lived one would, given the same history, while making trial *n*'s randomness
-    independent of the process that asks it (resume, several workers).
+    independent of the process that asks it (resume, several workers). Each independently
+    sampled parameter gets its own instance seeded from (``seed``, trial number, parameter
+    name): a trial interrupted between two of its parameters (``ask`` writes them one at a
+    time) is completed on resume with the values it would have had.
     """
 
     def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
@@ -112,7 +122,9 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+        fault_point("param")
+        inner = self._factory(_derived_seed(self._seed, trial.number, param_name))
+        return inner.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._for(trial).before_trial(study, trial)
@@ -444,6 +456,74 @@ def pruning_callback(trial: optuna.Trial, n_seeds: int) -> Callable[[int, torch.
             raise optuna.TrialPruned(f"pruned at epoch {epoch} on validation accuracy")
 
     return on_epoch
+
+
+RUNGS = "kdbench_rungs"  # trial user attribute: {epoch: [val_acc, flops]} at each rung reached
+
+
+def rung_epochs(min_epochs: int, eta: int, max_epochs: int) -> list[int]:
+    """The epochs at which successive halving decides: ``min_epochs · eta^k < max_epochs``."""
+    out, r = [], min_epochs
+    while r < max_epochs:
+        out.append(r)
+        r *= eta
+    return out
+
+
+def _fronts(acc: np.ndarray, flops: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting rank (0 = Pareto front) for max ``acc``, min ``flops``."""
+    rank = np.full(len(acc), -1)
+    left = np.arange(len(acc))
+    front = 0
+    while len(left):
+        mask = pareto_mask(-acc[left], flops[left])
+        rank[left[mask]] = front
+        left = left[~mask]
+        front += 1
+    return rank
+
+
+def promoted(
+    me: tuple[float, float], peers: Sequence[tuple[float, float]], eta: int, pareto: bool
+) -> bool:
+    """The rung rule of kdbench's successive halving (one rung, one trial).
+
+    ``me`` and each of ``peers`` (the earlier trials that reached this rung) are (validation
+    accuracy, FLOPs). The trial goes on when fewer than ``eta`` peers exist (warm-up), or when
+    it ranks within the top ⌈n/eta⌉ of the n = len(peers) + 1 trials. Ranking (NSGA-II's):
+    Pareto front index by non-dominated sorting (max accuracy, min FLOPs) when ``pareto``,
+    then larger crowding distance within the front (on accuracy and log FLOPs: a front's two
+    ends — the smallest and the most accurate student — always rank first, so the small end
+    of the capacity curve is not halved away), then higher accuracy; a peer with the same
+    values ranks first. With the single objective it is plain accuracy (the 1-D case).
+    """
+    if len(peers) < eta:
+        return True
+    pts = [*peers, me]
+    acc = np.array([p[0] for p in pts], float)
+    flops = np.array([p[1] for p in pts], float) if pareto else np.zeros(len(pts))
+    front = _fronts(acc, flops)
+    crowd = np.zeros(len(pts))
+    for f in set(front.tolist()):
+        idx = np.flatnonzero(front == f)
+        crowd[idx] = _crowding(acc[idx], np.log(np.maximum(flops[idx], 1.0))) if pareto else 0.0
+    order = sorted(range(len(pts)), key=lambda i: (front[i], -crowd[i], -acc[i], i))
+    return order.index(len(pts) - 1) < math.ceil(len(pts) / eta)
+
+
+def _crowding(*objectives: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of the points of one front (ends: infinite)."""
+    n = len(objectives[0])
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for v in objectives:
+        order = np.argsort(v, kind="stable")
+        span = v[order[-1]] - v[order[0]]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if span > 0:
+            dist[order[1:-1]] += (v[order[2:]] - v[order[:-2]]) / span
+    return dist
 
 
 def journal_path(run_dir: Path) -> Path:

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "random")
+FIDELITIES = ("full", "halving")
 OBJECTIVES = ("pareto", "val_acc")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SAFE_NAME_RULE = (
@@ -110,7 +111,12 @@ class StudentTraining:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The family's architecture parameters (in its declared order), then T and alpha."""
+    """The family's architecture parameters (in its declared order), then T and alpha.
+
+    With ``size`` (the capacity axis: student parameters as a fraction of the ensemble's),
+    the family's ``size_param`` (:attr:`derived`) is not sampled: it is solved from the sampled
+    size and the other architecture parameters (:func:`kdcore.arch_for_size`).
+    """
 
     arch: tuple[tuple[str, Range], ...] = (
         ("width", Range(4, 512, True)),
@@ -118,9 +124,16 @@ class SearchSpace:
     )
     temperature: Range = Range(1.0, 20.0, True)
     alpha: Range = Range(0.5, 1.0)
+    size: Range | None = None
+    derived: str | None = None
 
     def ranges(self) -> dict[str, Range]:
-        return {**dict(self.arch), "temperature": self.temperature, "alpha": self.alpha}
+        """What Optuna samples: the architecture parameters (less :attr:`derived`), ``size``
+        when given, then T and alpha."""
+        out = {n: r for n, r in self.arch if n != self.derived}
+        if self.size is not None:
+            out["size"] = self.size
+        return {**out, "temperature": self.temperature, "alpha": self.alpha}
 
     @property
     def arch_names(self) -> tuple[str, ...]:
@@ -144,6 +157,9 @@ class BudgetConfig:
     storage: str = ""
     group_size: int = 1
     prune: bool = False
+    fidelity: str = "full"
+    min_epochs: int = 3
+    reduction_factor: int = 3
     heartbeat_interval: int = 10
     grace_period: int = 30
 
@@ -292,6 +308,20 @@ def _student(t: Table) -> StudentTraining:
 def _search(t: Table, family: str) -> SearchSpace:
     fam = get_family(family)
     d = SearchSpace()
+    size = derived = None
+    if "size" in t.data:
+        derived = fam.size_param
+        if derived is None:
+            raise InputError(
+                f"The 'size' parameter of [search] needs a family with a size parameter; "
+                f"family {family!r} declares none. Got {t.data['size']!r} instead."
+            )
+        if derived in t.data:
+            raise InputError(
+                f"The '{derived}' parameter of [search] must be left out when 'size' is given "
+                f"(it is solved from the size). Got {t.data[derived]!r} instead."
+            )
+        size = t.range("size", Range(0.001, 1.0, True), float, 0.0, 1000.0, low_open=True)
     arch = tuple(
         (
             p.name,
@@ -303,12 +333,15 @@ def _search(t: Table, family: str) -> SearchSpace:
         arch=arch,
         temperature=t.range("temperature", d.temperature, float, 0.0, 1000.0, low_open=True),
         alpha=t.range("alpha", d.alpha, float, 0.0, 1.0),
+        size=size,
+        derived=derived,
     )
     unknown = sorted(set(t.data) - t.seen)
     if unknown:
+        extra = ["size"] if fam.size_param else []
         raise InputError(
             f"Unknown key '{unknown[0]}' in [search]. Valid keys for family {family!r}: "
-            f"{', '.join([*fam.param_names, 'temperature', 'alpha'])}."
+            f"{', '.join([*fam.param_names, *extra, 'temperature', 'alpha'])}."
         )
     return cfg
 
@@ -324,6 +357,9 @@ def _budget(t: Table) -> BudgetConfig:
         storage=t.string("storage", d.storage),
         group_size=t.number("group_size", d.group_size, int, 1, 64),
         prune=t.boolean("prune", d.prune),
+        fidelity=t.choice("fidelity", d.fidelity, FIDELITIES),
+        min_epochs=t.number("min_epochs", d.min_epochs, int, 1, 100_000),
+        reduction_factor=t.number("reduction_factor", d.reduction_factor, int, 2, 100),
         heartbeat_interval=t.number("heartbeat_interval", d.heartbeat_interval, int, 1, 3600),
         grace_period=t.number("grace_period", d.grace_period, int, 2, 86_400),
     )
@@ -338,6 +374,17 @@ def _budget(t: Table) -> BudgetConfig:
         raise InputError(
             "The 'prune' parameter of [budget] must be false when group_size > 1 (a group trains "
             "several trials at once and cannot drop one mid-way). Got True instead."
+        )
+    if cfg.fidelity == "halving" and cfg.group_size > 1:
+        raise InputError(
+            "The 'group_size' parameter of [budget] must be 1 with fidelity = 'halving' (each "
+            "trial is stopped on its own at a rung). Got "
+            f"{cfg.group_size} instead."
+        )
+    if cfg.fidelity == "halving" and cfg.prune:
+        raise InputError(
+            "The 'prune' parameter of [budget] must be false with fidelity = 'halving' (one "
+            "early-stopping rule at a time). Got True instead."
         )
     if cfg.prune and cfg.objective != "val_acc":
         raise InputError(
@@ -426,6 +473,13 @@ def parse_suite(
         source=source,
     )
     top.finish()
+    b = suite.budget
+    if b.fidelity == "halving" and b.min_epochs >= student.epochs:
+        raise InputError(
+            f"The 'min_epochs' parameter of [budget] must be < [student] epochs "
+            f"({student.epochs}) with fidelity = 'halving' (the first rung comes before the "
+            f"end). Got {b.min_epochs} instead."
+        )
     return suite
 
 
@@ -457,9 +511,14 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
         teacher=TeacherConfig(**teacher),
         student=student,
         search=SearchSpace(
-            arch=tuple((n, ranges[n]) for n in fam.param_names),
+            arch=tuple(
+                (n, ranges.get(n) or Range(*fam.param(n).default, fam.param(n).log))
+                for n in fam.param_names
+            ),
             temperature=ranges["temperature"],
             alpha=ranges["alpha"],
+            size=ranges.get("size"),
+            derived=fam.size_param if "size" in ranges else None,
         ),
         budget=BudgetConfig(**data["budget"]),
         confirm=ConfirmConfig(**data["confirm"]),

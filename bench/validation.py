@@ -75,16 +75,16 @@ class Table:
         low_open: bool = False,
     ) -> Any:
         self.seen.add(key)
-        value = self.data.get(key, default)
+        value = given = self.data.get(key, default)
         lo_br = "(" if low_open else "["
         rule = f"{describe_type(kind)} in {lo_br}{fmt_number(low)}, {fmt_number(high)}]"
         ok_type = isinstance(value, kind) and not isinstance(value, bool)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok_type = float(value), True
         if not ok_type or (isinstance(value, float) and math.isnan(value)):
-            raise self.fail(key, rule, value)
+            raise self.fail(key, rule, given)
         if not (low < value if low_open else low <= value) or not value <= high:
-            raise self.fail(key, rule, value)
+            raise self.fail(key, rule, given)  # the value as written, not as converted
         return value
 
     def boolean(self, key: str, default: bool) -> bool:

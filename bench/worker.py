@@ -21,6 +21,7 @@ Recovery, at every turn of the loop:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -39,11 +40,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.faults import fault_point
 from bench.measure import LATENCY_PREFIX, architecture_latency
-from bench.space import arch_of, distributions, pinned
+from bench.space import Sizer, arch_of, distributions, pinned
 from bench.study import (
     GROUP,
     IDENTITY,
     RECORD,
+    RUNGS,
     WEIGHTS,
     WORKER,
     AskLock,
@@ -53,14 +55,17 @@ from bench.study import (
     encode_record,
     json_safe,
     make_sampler,
+    promoted,
     pruning_callback,
     quiet_heartbeat_warning,
+    rung_epochs,
     study_name,
 )
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teacher import PreparedTeacher
 from bench.trial import GroupResult, ScratchStore, TrialConfig, failed_row, run_group
+from kdcore import build_student, count_flops
 
 __all__ = ["Progress", "TaskRun", "worker_id"]
 
@@ -128,6 +133,24 @@ class TaskRun:
     replay: list[dict[str, Any]] | None = None
     worker: str = field(default_factory=worker_id)
     started: float = field(default_factory=time.perf_counter)
+
+    @functools.cached_property
+    def sizer(self) -> Sizer:
+        return Sizer(
+            self.suite.search,
+            self.suite.student.family,
+            self.task.input_shape,
+            self.task.num_classes,
+            self.teacher.params,
+        )
+
+    def _ask(
+        self, study: optuna.Study, dists: dict[str, optuna.distributions.BaseDistribution]
+    ) -> optuna.Trial:
+        """``study.ask`` plus the derived architecture parameter (capacity axis)."""
+        t = study.ask(dists)
+        self.sizer.complete(t)
+        return t
 
     # ------------------------------------------------------------------ studies
     def _directions(self, phase: str) -> dict[str, Any]:
@@ -365,7 +388,7 @@ class TaskRun:
         the one recorded)."""
         family = self.suite.student.family
         seeds = range(self.suite.budget.seeds)
-        leader = study.ask(dists)
+        leader = self._ask(study, dists)
         hb.add(study, leader.number)
         arch = arch_of(leader.params, self.suite.search, family)
 
@@ -381,7 +404,7 @@ class TaskRun:
         plan(leader, size, arch)
         group = [leader]
         for _ in range(size - 1):
-            t = study.ask(pinned(dists, arch))
+            t = self._ask(study, pinned(dists, leader.params))
             hb.add(study, t.number)
             t_arch = arch_of(t.params, self.suite.search, family)
             if t_arch == arch:
@@ -436,6 +459,8 @@ class TaskRun:
                 on_epoch = (
                     pruning_callback(fresh[0], len(seeds))
                     if self.suite.budget.prune and isinstance(fresh[0], optuna.Trial)
+                    else self._halving(study, fresh[0], len(seeds))
+                    if self.suite.budget.fidelity == "halving"
                     else None
                 )
                 result = self._train(fresh, seeds, "search", plan.get("scratch_seeds"), on_epoch)
@@ -458,6 +483,42 @@ class TaskRun:
                     study, number, row, seed_rows, scratch, "search", done, self.n_trials, hb
                 )
                 scratch = {}  # recorded once, with the first trial committed
+
+    def _halving(
+        self, study: optuna.Study, t: FrozenTrial | optuna.Trial, n_seeds: int
+    ) -> Callable[[int, torch.Tensor], None]:
+        """Successive halving on epochs (:func:`bench.study.promoted` is the rung rule): at
+        each rung the trial's mean validation accuracy over its distilled members and its
+        FLOPs are stored on the trial (:data:`RUNGS`) and compared with those of the earlier
+        trials that reached the rung; a trial that is not promoted stops there, recorded as
+        pruned with the reason. Peers are earlier-numbered trials only, so one worker's
+        decisions are the same on resume."""
+        b, st = self.suite.budget, self.suite.student
+        rungs = set(rung_epochs(b.min_epochs, b.reduction_factor, st.epochs))
+        arch = arch_of(t.params, self.suite.search, st.family)
+        model = build_student(st.family, self.task.input_shape, self.task.num_classes, **arch)
+        flops = float(count_flops(model, torch.zeros(1, *self.task.input_shape)))
+        reached: dict[str, list[float]] = {}
+
+        def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:
+            if epoch not in rungs:
+                return
+            acc = float(val_acc[:n_seeds].mean())
+            reached[str(epoch)] = [acc, flops]
+            self._set_attr(study, t.number, RUNGS, dict(reached))
+            peers = [
+                tuple(other.user_attrs[RUNGS][str(epoch)])
+                for other in study.get_trials(deepcopy=False)
+                if other.number < t.number and str(epoch) in other.user_attrs.get(RUNGS, {})
+            ]
+            if not promoted((acc, flops), peers, b.reduction_factor, b.objective == "pareto"):
+                raise optuna.TrialPruned(
+                    f"stopped at epoch {epoch} by successive halving (eta {b.reduction_factor}): "
+                    f"val acc {100 * acc:.2f} % at {flops:,.0f} FLOPs not in the top "
+                    f"1/{b.reduction_factor} of {len(peers) + 1} trials at this rung"
+                )
+
+        return on_epoch
 
     def _group_attr(
         self, study: optuna.Study, t: FrozenTrial | optuna.Trial
@@ -494,6 +555,7 @@ class TaskRun:
                 orphans.append(t)
         if not orphans:
             return
+        orphans = self._complete_params(study, orphans, dists)
         if phase == "confirm":
             for t in orphans:
                 self._confirm_one(study, t, hb, len(orphans))
@@ -510,9 +572,8 @@ class TaskRun:
             ] or members
             missing = int(plan.get("size", len(everyone))) - len(everyone)
             if missing > 0:  # interrupted while asking the group: ask the rest now
-                arch = arch_of(trials[leader].params, self.suite.search, self.suite.student.family)
                 for _ in range(missing):
-                    t = study.ask(pinned(dists, arch))
+                    t = self._ask(study, pinned(dists, trials[leader].params))
                     self._set_attr(study, t.number, GROUP, {"leader": leader})
                     self._set_attr(study, t.number, WORKER, self.worker)
                     everyone.append(study.get_trials(deepcopy=False)[t.number])
@@ -522,6 +583,41 @@ class TaskRun:
             self._run_asked(
                 study, sorted(everyone, key=lambda x: x.number), hb, {m.number for m in members}
             )
+
+    def _complete_params(
+        self,
+        study: optuna.Study,
+        orphans: list[FrozenTrial],
+        dists: dict[str, optuna.distributions.BaseDistribution],
+    ) -> list[FrozenTrial]:
+        """Suggest the params an orphan lacks: ``ask`` writes one param at a time, so a kill
+        can leave a trial with only some of them. An enqueued (confirm) trial takes its fixed
+        params, a member of a group its leader's architecture, the rest comes from the
+        (trial- and parameter-seeded) sampler: the values an uninterrupted ask would give."""
+        trials = study.get_trials(deepcopy=False)
+        out: list[FrozenTrial] = []
+        for t in orphans:
+            missing = [n for n in dists if n not in t.params]
+            derived = self.suite.search.derived
+            if not missing and (derived is None or derived in t.params):
+                out.append(t)
+                continue
+            leader = (t.user_attrs.get(GROUP) or {}).get("leader", t.number)
+            fixed = {n: trials[leader].params[n] for n in missing if n in trials[leader].params}
+            study_id = self.storage.get_study_id_from_name(study.study_name)
+            live = optuna.trial.Trial(
+                study, self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            )
+            for name in missing:
+                d = dists[name]
+                low, high = (fixed[name],) * 2 if name in fixed else (d.low, d.high)
+                if isinstance(d, optuna.distributions.IntDistribution):
+                    live.suggest_int(name, int(low), int(high), log=d.log)
+                else:
+                    live.suggest_float(name, float(low), float(high), log=d.log)
+            self.sizer.complete(live)
+            out.append(study.get_trials(deepcopy=False)[t.number])
+        return out
 
     # ------------------------------------------------------------------ measurement
     def measure(self) -> int:
@@ -613,7 +709,7 @@ class TaskRun:
                             break
                         time.sleep(POLL_S)
                         continue
-                    t = cstudy.ask(dists)
+                    t = self._ask(cstudy, dists)
                     hb.add(cstudy, t.number)
                     if "source_trial" not in t.user_attrs:  # the queue emptied under us
                         cstudy.tell(t, state=TrialState.FAIL)
@@ -636,11 +732,14 @@ class TaskRun:
         )
         present = {t.user_attrs.get("source_trial") for t in cstudy.get_trials(deepcopy=False)}
         names = self.suite.search.arch_names
+        strials = search.get_trials(deepcopy=False)
         for _, r in chosen.iterrows():
             if int(r["trial"]) in present:
                 continue
             params = {n: _plain(r[f"arch_{n}"]) for n in names}
             params |= {"temperature": float(r["temperature"]), "alpha": float(r["alpha"])}
+            if self.suite.search.size is not None:  # the same size solves to the same arch
+                params["size"] = float(strials[int(r["trial"])].params["size"])
             cstudy.enqueue_trial(params, user_attrs={"source_trial": int(r["trial"])})
         cstudy.set_user_attr(CONFIRM_ENQUEUED, len(chosen))
         fault_point("write")

@@ -19,10 +19,12 @@ conformance check a family should pass).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "StudentFamily",
     "StudentModel",
     "TeacherModel",
+    "arch_for_size",
     "build_student",
     "cnn",
     "format_arch",
@@ -219,6 +222,54 @@ def build_student(
     fam.check_arch(arch)
     fam.check_input_shape(shape)
     return fam.build(shape, int(num_classes), **arch)
+
+
+@functools.lru_cache(maxsize=4096)
+def _params_of(family: str, shape: tuple[int, ...], num_classes: int, arch: tuple) -> int:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = build_student(family, shape, num_classes, **dict(arch))
+    return sum(p.numel() for p in model.parameters())
+
+
+def arch_for_size(
+    family: str,
+    input_shape: int | Sequence[int],
+    num_classes: int,
+    target_params: float,
+    **fixed: int | float,
+) -> dict[str, int | float]:
+    """The architecture of ``family`` with the other parameters ``fixed`` whose parameter count
+    is nearest ``target_params`` on a log scale, found by varying the family's ``size_param``.
+
+    Method: the count is monotone in ``size_param`` (the family's contract), so a bisection
+    over its bounds (int: exact; float: 40 halvings) brackets the target between two
+    neighbours; the one with the smaller ``|log(count / target)|`` wins. Counting builds the
+    model on the ``meta`` device (shapes only). Out-of-range targets give the bound.
+    """
+    fam = get_family(family)
+    if fam.size_param is None:
+        raise ValueError(f"Family {family!r} declares no size_param: it cannot be sized.")
+    if not target_params > 0:
+        raise ValueError(f"target_params must be > 0. Got {target_params!r} instead.")
+    p = fam.param(fam.size_param)
+    shape = as_input_shape(input_shape)
+
+    def count(v: float) -> int:
+        arch = {**fixed, p.name: p.kind(v)}
+        return _params_of(family, shape, int(num_classes), tuple(sorted(arch.items())))
+
+    lo, hi = p.bounds
+    if p.kind is int:
+        lo, hi = int(lo), int(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if count(mid) <= target_params else (lo, mid)
+    else:
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if count(mid) <= target_params else (lo, mid)
+    best = min((lo, hi), key=lambda v: abs(math.log(count(v) / target_params)))
+    return {**fixed, p.name: p.kind(best)}
 
 
 def format_arch(family: str, arch: Mapping[str, object]) -> str:

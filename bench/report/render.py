@@ -114,7 +114,11 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
         for name, d in distributions(suite.search, suite.student.family).items()
         if not d.single()
     }
-    column = {n: (n if n in ("temperature", "alpha") else f"arch_{n}") for n in dists}
+    # The capacity axis is read back as the realised size (student / ensemble parameters).
+    column = {
+        n: (n if n in ("temperature", "alpha") else "param_ratio" if n == "size" else f"arch_{n}")
+        for n in dists
+    }
     rows = trials.query("state == 'complete' and phase == 'search'")
     rows = rows[rows["task"] == task]
     if len(rows) < 3 or not dists:
@@ -125,7 +129,7 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
             k: (
                 int(r[column[k]])
                 if isinstance(d, optuna.distributions.IntDistribution)
-                else float(r[column[k]])
+                else min(max(float(r[column[k]]), d.low), d.high)
             )
             for k, d in dists.items()
         }

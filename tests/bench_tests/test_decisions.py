@@ -44,7 +44,8 @@ def test_no_row_of_a_small_task_has_a_zero_width_interval(run: Path) -> None:
     assert (trials["n_test"] == 240).all()
     for col in ("student_acc", "acc_gap", "kd_gain"):
         width = trials[f"{col}_ci_high"] - trials[f"{col}_ci_low"]
-        assert (width > 0.05).all(), col  # 240 examples: at least ± a few pp
+        # 240 examples: even with no discordant pair a paired interval is ±1.05 pp wide.
+        assert (width > 0.02).all(), col
         assert (
             trials[f"{col}_ci_low"].between(-1, 1).all()
             and trials[f"{col}_ci_high"].between(-1, 1).all()

@@ -201,6 +201,8 @@ def test_stopping_after_any_write_then_resume_equals_an_uninterrupted_run(
         "kill@write#27",
         "kill@group#2",
         "kill@trial#3",
+        "kill@param#2",
+        "kill@param#9",
     ],
 )
 def test_kill_9_then_resume_equals_an_uninterrupted_run(

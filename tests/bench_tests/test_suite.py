@@ -90,11 +90,11 @@ def test_fixed_values_and_defaults() -> None:
         ({"colour": "red"}, "Unknown key 'colour' in the top level."),
         (
             {"search": {"heads": {"low": 1, "high": 4}}},
-            "Unknown key 'heads' in [search]. Valid keys for family 'mlp': width, depth, temperature, alpha.",
+            "Unknown key 'heads' in [search]. Valid keys for family 'mlp': width, depth, size, temperature, alpha.",
         ),
         (
             {"student": {"family": "cnn"}, "search": {"width": 8}},
-            "Unknown key 'width' in [search]. Valid keys for family 'cnn': channels, blocks, temperature, alpha.",
+            "Unknown key 'width' in [search]. Valid keys for family 'cnn': channels, blocks, size, temperature, alpha.",
         ),
         (
             {"student": {"family": "cnn"}, "search": {"channels": {"low": 0, "high": 8}}},
@@ -113,6 +113,37 @@ def test_fixed_values_and_defaults() -> None:
             "Unknown key 'depth.step' in [search]",
         ),
         ({"budget": {"seeds": True}}, "The 'seeds' parameter of [budget] must be an int"),
+        (
+            {"search": {"size": {"low": 0.01, "high": 0.1}, "width": 8}},
+            "The 'width' parameter of [search] must be left out when 'size' is given (it is "
+            "solved from the size). Got 8 instead.",
+        ),
+        (
+            {"search": {"size": {"low": 0, "high": 0.1}}},
+            "The 'size.low' parameter of [search] must be a number in (0, 1000]. Got 0 instead.",
+        ),
+        (
+            {"student": {"family": "seed_teacher"}, "search": {"size": 0.1}},
+            "The 'size' parameter of [search] needs a family with a size parameter; family "
+            "'seed_teacher' declares none. Got 0.1 instead.",
+        ),
+        (
+            {"budget": {"fidelity": "hyperband"}},
+            "The 'fidelity' parameter of [budget] must be one of 'full', 'halving'. Got 'hyperband' instead.",
+        ),
+        (
+            {"budget": {"fidelity": "halving", "group_size": 4}},
+            "The 'group_size' parameter of [budget] must be 1 with fidelity = 'halving'",
+        ),
+        (
+            {"budget": {"fidelity": "halving", "min_epochs": 30}},
+            "The 'min_epochs' parameter of [budget] must be < [student] epochs (20) with "
+            "fidelity = 'halving' (the first rung comes before the end). Got 30 instead.",
+        ),
+        (
+            {"budget": {"reduction_factor": 1}},
+            "The 'reduction_factor' parameter of [budget] must be an int in [2, 100]. Got 1 instead.",
+        ),
     ],
 )
 def test_bad_values_name_key_rule_and_value(doc: dict, message: str) -> None:

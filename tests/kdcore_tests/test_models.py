@@ -185,3 +185,38 @@ def test_fused_ensemble_when_the_batch_equals_the_number_of_members() -> None:
     x = torch.randn(4, 6)  # batch 4 == 4 members: must still be one shared input
     with torch.no_grad():
         assert torch.allclose(ens(x), ens.fused()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("family", "shape", "fixed", "name"),
+    [
+        ("mlp", (20,), {"depth": 1}, "width"),
+        ("mlp", (20,), {"depth": 3}, "width"),
+        ("cnn", (1, 8, 8), {"blocks": 2}, "channels"),
+    ],
+)
+@pytest.mark.parametrize("target", [300, 2_500, 40_000])
+def test_arch_for_size_picks_the_nearest_count_on_a_log_scale(
+    family: str, shape: tuple[int, ...], fixed: dict[str, int], name: str, target: int
+) -> None:
+    import math
+
+    from kdcore import arch_for_size
+
+    arch = arch_for_size(family, shape, 10, target, **fixed)
+    assert {k: v for k, v in arch.items() if k != name} == fixed
+
+    def params(v: int) -> int:
+        return count_params(build_student(family, shape, 10, **{**fixed, name: v}))
+
+    got = params(int(arch[name]))
+    for v in (int(arch[name]) - 1, int(arch[name]) + 1):  # no neighbour is nearer the target
+        if v >= 1:
+            assert abs(math.log(got / target)) <= abs(math.log(params(v) / target))
+
+
+def test_arch_for_size_refuses_a_family_without_a_size_parameter() -> None:
+    from kdcore import arch_for_size
+
+    with pytest.raises(ValueError, match="declares no size_param"):
+        arch_for_size("seed_teacher", (20,), 2, 1000)

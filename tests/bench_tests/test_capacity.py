@@ -1,0 +1,117 @@
+"""The capacity axis and successive halving on epochs, as a user runs them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from bench.records import read_trials
+from bench.study import RUNGS, StorageSpec, journal_path, open_storage, promoted, rung_epochs
+from bench.suite import load_suite
+from bench.sweep import run_suite
+
+CAPACITY = {
+    "width = { low = 4, high = 32, log = true }": "size = { low = 0.005, high = 0.2, log = true }",
+    "[student]\nepochs = 3": "[student]\nepochs = 12",
+    "trials = 3": 'trials = 10\nfidelity = "halving"\nmin_epochs = 2',
+}
+
+
+def test_rung_epochs() -> None:
+    assert rung_epochs(3, 3, 30) == [3, 9, 27]
+    assert rung_epochs(2, 3, 12) == [2, 6]
+    assert rung_epochs(5, 2, 5) == []
+
+
+def test_the_rung_rule_keeps_the_top_third() -> None:
+    peers = [(0.90, 1.0), (0.80, 1.0), (0.70, 1.0), (0.60, 1.0), (0.50, 1.0)]
+    assert promoted((0.10, 1.0), peers[:2], 3, pareto=False)  # warm-up: < eta peers
+    # 6 trials, top ceil(6/3) = 2 go on: 0.85 is second, 0.75 third.
+    assert promoted((0.85, 1.0), peers, 3, pareto=False)
+    assert not promoted((0.75, 1.0), peers, 3, pareto=False)
+    assert not promoted((0.90, 1.0), [(0.90, 1.0)] * 6, 3, pareto=False)  # ties: peers first
+
+
+def test_the_pareto_rung_rule_keeps_both_ends_of_the_front() -> None:
+    peers = [(0.95, 1000.0), (0.94, 500.0), (0.93, 200.0), (0.80, 900.0), (0.70, 800.0)]
+    assert promoted((0.60, 10.0), peers, 3, pareto=True)  # the smallest: an end of the front
+    assert promoted((0.99, 5000.0), peers, 3, pareto=True)  # the most accurate: the other end
+    assert not promoted((0.50, 950.0), peers, 3, pareto=True)  # dominated
+    assert not promoted((0.935, 350.0), peers, 3, pareto=True)  # on the front, but crowded
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path, Path]:
+    from tests.bench_tests.conftest import TINY_SUITE
+
+    tmp = tmp_path_factory.mktemp("capacity")
+    text = TINY_SUITE
+    for old, new in CAPACITY.items():
+        assert old in text
+        text = text.replace(old, new)
+    suite = tmp / "cap.toml"
+    suite.write_text(text)
+    cache = tmp / "cache"
+    a = run_suite(load_suite(suite), out_root=tmp / "a", cache_dir=cache)
+    b = run_suite(load_suite(suite), out_root=tmp / "b", cache_dir=cache)
+    return suite, a, b
+
+
+@pytest.mark.slow
+def test_students_are_sized_as_a_fraction_of_the_ensemble(runs) -> None:
+    _suite, run, _ = runs
+    trials = read_trials(run)
+    study = _search_study(run)
+    for t in study.get_trials():
+        assert 0.005 <= t.params["size"] <= 0.2
+        row = trials[(trials["phase"] == "search") & (trials["trial"] == t.number)].iloc[0]
+        assert row["arch_width"] == t.params["width"] and row["arch_depth"] == t.params["depth"]
+    done = trials[trials["state"] == "complete"]
+    sizes = {t.number: t.params["size"] for t in study.get_trials()}
+    for _, r in done[done["phase"] == "search"].iterrows():
+        # the width is the integer nearest the target on a log scale: within one unit's step
+        assert abs(math.log(r["param_ratio"] / sizes[int(r["trial"])])) < 0.25
+
+
+@pytest.mark.slow
+def test_halving_stops_trials_by_the_documented_rule_and_records_why(runs) -> None:
+    _, run, _ = runs
+    trials = read_trials(run)
+    search = trials[trials["phase"] == "search"].set_index("trial")
+    pruned = search[search["state"] == "pruned"]
+    assert len(pruned) >= 3 and (search["state"] != "fail").all()
+    study = _search_study(run)
+    rungs = {t.number: t.user_attrs.get(RUNGS, {}) for t in study.get_trials()}
+    for number, reached in rungs.items():
+        for epoch, (acc, flops) in reached.items():
+            peers = [tuple(r[epoch]) for n, r in rungs.items() if n < number and epoch in r]
+            go_on = promoted((acc, flops), peers, 3, pareto=True)
+            stopped_here = (
+                search.loc[number, "state"] == "pruned" and max(reached, key=int) == epoch
+            )
+            assert go_on != stopped_here, (number, epoch)
+        if search.loc[number, "state"] == "pruned":
+            last = max(reached, key=int)
+            assert f"stopped at epoch {last} by successive halving" in str(
+                search.loc[number, "fail_reason"]
+            )
+    assert set().union(*rungs.values()) <= {"2", "6"}
+
+
+@pytest.mark.slow
+def test_the_same_suite_stops_the_same_trials(runs) -> None:
+    _, a, b = runs
+    cols = ["phase", "trial", "state", "arch", "fail_reason", "student_acc"]
+    pd.testing.assert_frame_equal(read_trials(a)[cols], read_trials(b)[cols])
+
+
+def _search_study(run: Path) -> optuna.Study:
+    storage = open_storage(StorageSpec(path=str(journal_path(run))))
+    (name,) = [
+        s.study_name for s in storage.get_all_studies() if not s.study_name.endswith("confirm")
+    ]
+    return optuna.load_study(study_name=name, storage=storage)
