@@ -464,6 +464,9 @@ def _start(tmp_path: Path, suite_text: str, *extra: str) -> tuple[subprocess.Pop
         text=True,
         env=env,
         cwd=ROOT,
+        # A test runner started in the background by a non-interactive shell ignores SIGINT,
+        # and children inherit that; a user's foreground kdbench has the default handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in proc.stdout:  # wait for the first finished trial ("[tiny] 1/40 trials, …")
         if " 1/" in line and " trials," in line:
