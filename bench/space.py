@@ -15,10 +15,12 @@ parameter, so every trial still carries its whole architecture.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import optuna
 
+from bench.errors import InputError
 from bench.suite import SearchSpace
 from bench.validation import Range
 from kdcore import arch_for_size, get_family
@@ -83,9 +85,10 @@ class Sizer:
         self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
         self.ensemble_params = float(ensemble_params)
         if space.derived is not None and not self.ensemble_params > 0:
-            raise ValueError(
-                "The capacity axis ([search] size) needs the ensemble's parameter count; this "
-                "teacher has none (offline logits). Give the family's size parameter instead."
+            raise InputError(
+                f"The 'size' parameter of [search] needs a teacher with a known parameter count "
+                f"(offline logits have none unless [teacher] family and arch are given): search "
+                f"'{space.derived}' directly. Got {asdict(space.size)} instead."
             )
 
     def derive(self, params: dict[str, Any]) -> dict[str, int | float]:

@@ -362,7 +362,7 @@ def test_unwritable_output_folders_exit_2_before_anything_runs(
 
 # ---------------------------------------------------------------------- teachers from files
 @pytest.mark.slow
-def test_the_same_teacher_as_checkpoints_and_as_offline_logits(tmp_path: Path) -> None:
+def test_the_same_teacher_as_checkpoints_and_as_offline_logits(tmp_path: Path, capsys) -> None:
     _frame(600).to_csv(tmp_path / "data.csv", index=False)
     task_text = 'kind = "file"\npath = "data.csv"\ntarget = "label"'
     arch = 'family = "mlp"\narch = { width = 32, depth = 2 }\n'
@@ -408,6 +408,13 @@ def test_the_same_teacher_as_checkpoints_and_as_offline_logits(tmp_path: Path) -
     assert anonymous["param_ratio"].isna().all()
     assert anonymous["ensemble_loop_latency_cpu_b1_p50_ms"].isna().all()
     assert anon_manifest["tasks"]["data"]["teacher"]["arch"] == "unknown (offline logits)"
+    # The capacity axis needs the ensemble's parameter count: refused, before any student.
+    sized = tmp_path / "sized.toml"
+    search = "size = { low = 0.01, high = 0.1, log = true }\ndepth = 2"
+    sized.write_text(_suite_text(task_text, 'logits = "teacher_logits.npz"', search=search))
+    code, _, err = _cli(["run", str(sized), "--out", str(tmp_path / "sized")], capsys)
+    assert code == 2 and "needs a teacher with a known parameter count" in err
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------- the CNN family
