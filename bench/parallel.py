@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 
 from bench.errors import InputError
 from bench.faults import INDEX_ENV
-from bench.study import WORKER, StorageSpec, study_name
+from bench.study import WORKER, StorageSpec
 from bench.worker import IdentityMismatch, Progress, TaskRun
 
 if TYPE_CHECKING:
@@ -49,13 +49,8 @@ def _retry_dead(run: TaskRun, worker: str) -> int:
     """Fail and re-queue the RUNNING trials of a dead worker; return how many."""
     count = 0
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-    names = {s.study_name for s in run.storage.get_all_studies()}
-    for phase in ("search", "confirm"):
-        name = study_name(run.base, run.task.name, phase)
-        if name not in names:
-            continue
-        study = optuna.load_study(study_name=name, storage=run.storage)
-        study_id = run.storage.get_study_id_from_name(name)
+    for study in run.existing_studies():
+        study_id = run.storage.get_study_id_from_name(study.study_name)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(WORKER) != worker:
                 continue

@@ -203,15 +203,19 @@ class TaskRun:
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
         self.storage.set_trial_user_attr(trial_id, key, value)
 
+    def existing_studies(self) -> list[optuna.Study]:
+        """This task's search and confirm studies, those that exist in the storage."""
+        names = {s.study_name for s in self.storage.get_all_studies()}
+        return [
+            optuna.load_study(study_name=name, storage=self.storage)
+            for name in (study_name(self.base, self.task.name, p) for p in ("search", "confirm"))
+            if name in names
+        ]
+
     def scratch_store(self) -> ScratchStore:
         """Scratch baselines recorded by any trial of this task (search and confirm)."""
         store = ScratchStore()
-        names = {s.study_name for s in self.storage.get_all_studies()}
-        for phase in ("search", "confirm"):
-            name = study_name(self.base, self.task.name, phase)
-            if name not in names:
-                continue
-            study = optuna.load_study(study_name=name, storage=self.storage)
+        for study in self.existing_studies():
             for t in study.get_trials(deepcopy=False):
                 record = decode_record(t)
                 if record is not None:
@@ -627,14 +631,8 @@ class TaskRun:
         study = self.study("search")
         done = {k for k in study.user_attrs if k.startswith(LATENCY_PREFIX)}
         archs: dict[str, dict[str, Any]] = {}
-        for phase in ("search", "confirm"):
-            name = study_name(self.base, self.task.name, phase)
-            if name not in {s.study_name for s in self.storage.get_all_studies()}:
-                continue
-            for record in map(
-                _final,
-                optuna.load_study(study_name=name, storage=self.storage).get_trials(deepcopy=False),
-            ):
+        for phase_study in self.existing_studies():
+            for record in map(_final, phase_study.get_trials(deepcopy=False)):
                 if record and record["row"]["state"] == "complete":
                     row = record["row"]
                     archs[row["arch"]] = {n: row[f"arch_{n}"] for n in self.suite.search.arch_names}

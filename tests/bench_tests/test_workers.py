@@ -223,9 +223,8 @@ def test_a_study_of_another_suite_or_teacher_is_refused(
     assert PASSWORD not in err
 
 
-def test_local_workers_share_one_journal_study(tmp_path: Path, capsys) -> None:
-    suite = tmp_path / "local.toml"
-    suite.write_text(WORKER_SUITE.replace("trials = 12", "trials = 8"))
+def _two_local_workers(suite: Path, tmp_path: Path, capsys) -> Path:
+    """``kdbench run SUITE --workers 2``; the run folder (exit 0 asserted)."""
     code = main(
         [
             "run",
@@ -240,6 +239,13 @@ def test_local_workers_share_one_journal_study(tmp_path: Path, capsys) -> None:
     )
     assert code == 0, capsys.readouterr().err
     (run,) = [p for p in (tmp_path / "r").iterdir() if p.name != "teachers"]
+    return run
+
+
+def test_local_workers_share_one_journal_study(tmp_path: Path, capsys) -> None:
+    suite = tmp_path / "local.toml"
+    suite.write_text(WORKER_SUITE.replace("trials = 12", "trials = 8"))
+    run = _two_local_workers(suite, tmp_path, capsys)
     trials = read_trials(run)
     search = trials[trials["phase"] == "search"]
     assert len(search) == 8 and sorted(search["trial"]) == list(range(8))
@@ -259,20 +265,7 @@ def test_a_dead_local_worker_is_replaced_and_its_trial_retried(
     # already taken by the other worker on a loaded machine, and then nothing would die.
     monkeypatch.setenv(faults.ENV, "kill@group#1")
     monkeypatch.setenv(faults.WORKER_ENV, "0")  # only the first worker dies
-    code = main(
-        [
-            "run",
-            str(suite),
-            "--workers",
-            "2",
-            "--out",
-            str(tmp_path / "r"),
-            "--reports",
-            str(tmp_path / "p"),
-        ]
-    )
-    assert code == 0, capsys.readouterr().err
-    (run,) = [p for p in (tmp_path / "r").iterdir() if p.name != "teachers"]
+    run = _two_local_workers(suite, tmp_path, capsys)
     search = read_trials(run).query("phase == 'search'")
     assert len(search[search["state"] == "complete"]) == 6
     lost = search[search["state"] == "fail"]
