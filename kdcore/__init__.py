@@ -31,6 +31,14 @@ from kdcore.metrics import (
     measure_latency,
     select_device,
 )
+from kdcore.specialists import (
+    Specialist,
+    SpecialistCombiner,
+    cluster_classes,
+    solve_specialist_distribution,
+    specialist_objective,
+    train_specialist,
+)
 from kdcore.teachers import (
     COMBINE_MODES,
     Combiner,
@@ -55,6 +63,8 @@ __all__ = [
     "MeanProb",
     "Member",
     "SoftTargets",
+    "Specialist",
+    "SpecialistCombiner",
     "StudentFamily",
     "StudentModel",
     "TeacherEnsemble",
@@ -63,6 +73,7 @@ __all__ = [
     "agreement",
     "arch_for_size",
     "build_student",
+    "cluster_classes",
     "cnn",
     "combine_log_probs",
     "count_flops",
@@ -82,4 +93,7 @@ __all__ = [
     "register_family",
     "select_device",
     "soft_log_probs",
+    "solve_specialist_distribution",
+    "specialist_objective",
+    "train_specialist",
 ]

@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Member:
-    """One student of a group: its seed, distillation temperature and soft weight alpha."""
+    """One student of a group: its seed, distillation temperature and soft weight alpha, and
+    which of the teachers given to :meth:`Distiller.fit` it learns from (index ``teacher``)."""
 
     seed: int
     temperature: float = 1.0
     alpha: float = 0.0
+    teacher: int = 0
 
     @property
     def is_scratch(self) -> bool:
@@ -108,7 +110,7 @@ class Distiller:
         x_val: torch.Tensor,
         y_val: torch.Tensor,
         members: Sequence[Member],
-        teacher: SoftTargets | None,
+        teachers: list[SoftTargets],
     ) -> None:
         if not members:
             raise ValueError("fit() needs at least one Member.")
@@ -117,12 +119,19 @@ class Distiller:
                 raise ValueError(f"Member alpha must be in [0, 1]. Got {m.alpha} instead.")
             if not m.temperature > 0:
                 raise ValueError(f"Member temperature must be > 0. Got {m.temperature} instead.")
-        if any(not m.is_scratch for m in members) and teacher is None:
-            raise ValueError("Members with alpha > 0 need teacher soft targets (teacher=...).")
-        if teacher is not None and len(teacher) != len(x_train):
-            raise ValueError(
-                f"teacher targets cover {len(teacher)} samples but x_train has {len(x_train)}."
-            )
+        for m in members:
+            if not m.is_scratch and not 0 <= m.teacher < len(teachers):
+                raise ValueError(
+                    "Members with alpha > 0 need teacher soft targets (teacher=...); member "
+                    f"teacher index {m.teacher} is not among the {len(teachers)} given."
+                )
+        for t in teachers:
+            if len(t) != len(x_train):
+                raise ValueError(
+                    f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}."
+                )
+        if len({t.num_classes for t in teachers}) > 1:
+            raise ValueError("every teacher must predict the same classes.")
         if len(x_train) != len(y_train) or len(x_val) != len(y_val):
             raise ValueError("x and y must have the same number of samples.")
         for name in ("epochs", "batch_size"):
@@ -140,17 +149,26 @@ class Distiller:
         y_val: torch.Tensor,
         members: Sequence[Member],
         *,
-        teacher: SoftTargets | None = None,
+        teacher: SoftTargets | Sequence[SoftTargets] | None = None,
         on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     ) -> Distiller:
         """Train ``members`` (same architecture) at once; select each on validation accuracy.
 
-        ``teacher`` holds the cached soft targets of the *training* split. ``on_epoch(epoch,
+        ``teacher`` holds the cached soft targets of the *training* split: one teacher, or
+        several (member ``m`` learns from ``teacher[m.teacher]``, e.g. the same student
+        taught by two teachers in one group). ``on_epoch(epoch,
         val_acc)`` is called after every epoch with the per-member validation accuracies; it
         may raise (e.g. ``optuna.TrialPruned``) to abandon the fit.
         """
         members = list(members)
-        self._validate(x_train, y_train, x_val, y_val, members, teacher)
+        teachers = (
+            []
+            if teacher is None
+            else [teacher]
+            if isinstance(teacher, SoftTargets)
+            else list(teacher)
+        )
+        self._validate(x_train, y_train, x_val, y_val, members, teachers)
         start = time.perf_counter()
         if not self.grouped and len(members) > 1:
             return self._fit_one_by_one(
@@ -162,8 +180,8 @@ class Distiller:
         x_val, y_val = x_val.to(device), y_val.to(device)
         n_train = len(x_train)
         num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
-        if teacher is not None:
-            num_classes = teacher.num_classes
+        if teachers:
+            num_classes = teachers[0].num_classes
         input_shape = tuple(x_train.shape[1:])
         g_count = len(members)
 
@@ -181,7 +199,7 @@ class Distiller:
 
         temps = torch.tensor([m.temperature for m in members], dtype=x_train.dtype, device=device)
         alphas = torch.tensor([m.alpha for m in members], dtype=x_train.dtype, device=device)
-        targets = self._member_targets(members, teacher, n_train, num_classes, x_train, device)
+        targets = self._member_targets(members, teachers, n_train, num_classes, x_train, device)
         generators = [torch.Generator().manual_seed(m.seed + 7919) for m in members]
         rows = torch.arange(g_count, device=device).unsqueeze(1)
 
@@ -303,7 +321,7 @@ class Distiller:
         x_val: torch.Tensor,
         y_val: torch.Tensor,
         members: list[Member],
-        teacher: SoftTargets | None,
+        teacher: SoftTargets | Sequence[SoftTargets] | None,
         on_epoch: Callable[[int, torch.Tensor], None] | None,
         start: float,
     ) -> Distiller:
@@ -344,18 +362,18 @@ class Distiller:
     def _member_targets(
         self,
         members: list[Member],
-        teacher: SoftTargets | None,
+        teachers: list[SoftTargets],
         n_train: int,
         num_classes: int,
         like: torch.Tensor,
         device: torch.device,
     ) -> torch.Tensor | None:
-        if teacher is None:
+        if not teachers:
             return None
         zeros = torch.zeros(n_train, num_classes, dtype=like.dtype, device=device)
         return torch.stack(
             [
-                zeros if m.is_scratch else teacher.log_probs(m.temperature).to(device)
+                zeros if m.is_scratch else teachers[m.teacher].log_probs(m.temperature).to(device)
                 for m in members
             ]
         )

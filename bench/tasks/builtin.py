@@ -10,7 +10,7 @@ from bench.errors import InputError
 from bench.tasks.base import RawData, TaskConfig, read_common
 from bench.validation import Table
 
-__all__ = ["DigitsTask", "Mnist5kTask", "SyntheticTask"]
+__all__ = ["DigitsTask", "HierarchicalTask", "Mnist5kTask", "SyntheticTask"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,61 @@ class SyntheticTask(TaskConfig):
             random_state=self.seed,
         )
         return RawData(x, y, tuple(str(c) for c in range(self.n_classes)))
+
+
+@dataclass(frozen=True)
+class HierarchicalTask(TaskConfig):
+    """Many fine classes in coarse groups of confusable siblings (where specialists can matter).
+
+    ``n_coarse`` group centres are drawn from :math:`N(0, \\sigma_c^2 I)` in ``n_features``
+    dimensions (``coarse_sep`` = :math:`\\sigma_c`); each group has ``n_fine`` classes whose
+    centres lie near it (:math:`N(0, \\sigma_f^2 I)` around the group's, ``fine_sep``); each
+    class is a mixture of two unit-variance Gaussian blobs placed symmetrically around its
+    centre (offset :math:`N(0, \\sigma_f^2 I)`), so its boundary is not linear. Classes are
+    balanced; class c belongs to group ``c // n_fine``; names are ``g<group>.<fine>``.
+    """
+
+    kind: str = "hierarchical"
+    n_samples: int = 24000
+    n_features: int = 30
+    n_coarse: int = 12
+    n_fine: int = 5
+    coarse_sep: float = 4.0
+    fine_sep: float = 0.35
+
+    @classmethod
+    def parse(cls, t: Table) -> HierarchicalTask:
+        d = cls()
+        return cls(
+            n_samples=t.number("n_samples", d.n_samples, int, 100, 10_000_000),
+            n_features=t.number("n_features", d.n_features, int, 2, 10_000),
+            n_coarse=t.number("n_coarse", d.n_coarse, int, 1, 1000),
+            n_fine=t.number("n_fine", d.n_fine, int, 2, 1000),
+            coarse_sep=t.number("coarse_sep", d.coarse_sep, float, 0.0, 100.0, low_open=True),
+            fine_sep=t.number("fine_sep", d.fine_sep, float, 0.0, 100.0, low_open=True),
+            **read_common(t, "hierarchical"),
+        )
+
+    def load(self) -> RawData:
+        rng = np.random.default_rng(self.seed)
+        n_classes = self.n_coarse * self.n_fine
+        if self.n_samples < 2 * n_classes:
+            raise InputError(
+                f"The 'n_samples' parameter of [task] must be >= 2 per class ({2 * n_classes}) "
+                f"for {self.describe()}. Got {self.n_samples} instead."
+            )
+        d = self.n_features
+        coarse = rng.normal(0.0, self.coarse_sep, (self.n_coarse, d))
+        centres = np.repeat(coarse, self.n_fine, axis=0) + rng.normal(
+            0.0, self.fine_sep, (n_classes, d)
+        )
+        offsets = rng.normal(0.0, self.fine_sep, (n_classes, d))
+        y = np.arange(self.n_samples) % n_classes
+        rng.shuffle(y)
+        side = rng.choice([-1.0, 1.0], size=self.n_samples)[:, None]
+        x = centres[y] + side * offsets[y] + rng.normal(0.0, 1.0, (self.n_samples, d))
+        names = tuple(f"g{c // self.n_fine}.{c % self.n_fine}" for c in range(n_classes))
+        return RawData(x, y, names)
 
 
 @dataclass(frozen=True)
