@@ -8,6 +8,7 @@ measured stay NaN.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -95,23 +96,31 @@ def ensemble_latency_columns(
 
     Returns the p50 record columns and the full statistics (p50/p90/p99/IQR, noise flag,
     throughput; also with all cores) for the manifest. Nothing (NaN columns) for a teacher
-    whose architecture is unknown (offline logits)."""
+    whose architecture is unknown (offline logits). Members of different architectures (a
+    specialist system) have no fused form (NaN); a specialist system's generalist alone is
+    timed too (``generalist_*`` in the details: the system's extra cost)."""
     cols: dict[str, object] = {}
     detail: dict[str, object] = {}
     if ensemble is None:
         return cols, detail
-    forms = {"loop": ensemble.eval(), "fused": ensemble.fused().eval()}
+    forms: dict[str, torch.nn.Module] = {"loop": ensemble.eval()}
+    if ensemble.can_fuse:
+        forms["fused"] = ensemble.fused().eval()
+    if getattr(ensemble, "specialist_info", None) is not None:
+        forms["generalist"] = ensemble.members[0].eval()
     for form, model in forms.items():
         for tag, batch in (("b1", 1), ("bN", cfg.batch)):
             x = _inputs(input_shape, batch)
             res = _time(model, x, cfg, "cpu", cfg.threads)
-            cols[f"ensemble_{form}_latency_cpu_{tag}_p50_ms"] = res.p50_ms
+            if form != "generalist":
+                cols[f"ensemble_{form}_latency_cpu_{tag}_p50_ms"] = res.p50_ms
             detail[f"{form}_cpu_{tag}"] = res.as_dict()
             if cfg.multi_thread:
                 detail[f"{form}_cpu_mt_{tag}"] = _time(model, x, cfg, "cpu", all_cores()).as_dict()
             if gpu is not None:
                 res = _time(model, x, cfg, str(gpu), cfg.threads)
-                cols[f"ensemble_{form}_latency_gpu_{tag}_p50_ms"] = res.p50_ms
+                if form != "generalist":
+                    cols[f"ensemble_{form}_latency_gpu_{tag}_p50_ms"] = res.p50_ms
                 detail[f"{form}_gpu_{tag}"] = res.as_dict()
         model.to("cpu")
     return cols, detail
@@ -135,13 +144,19 @@ def speedups(row: dict[str, object]) -> dict[str, float]:
         "speedup_cpu_b1_vs_loop": ratio(loop, student),
         "speedup_cpu_b1_vs_fused": ratio(fused, student),
     }
-    out["speedup_cpu_b1"] = min(out.values())
+    finite = [v for v in out.values() if not math.isnan(v)]
+    out["speedup_cpu_b1"] = min(finite) if finite else nan
     g_loop = row.get("ensemble_loop_latency_gpu_b1_p50_ms", nan)
     g_fused = row.get("ensemble_fused_latency_gpu_b1_p50_ms", nan)
-    out["speedup_gpu_b1"] = min(
-        ratio(g_loop, row.get("latency_gpu_b1_p50_ms", nan)),
-        ratio(g_fused, row.get("latency_gpu_b1_p50_ms", nan)),
-    )
+    gpu = [
+        r
+        for r in (
+            ratio(g_loop, row.get("latency_gpu_b1_p50_ms", nan)),
+            ratio(g_fused, row.get("latency_gpu_b1_p50_ms", nan)),
+        )
+        if not math.isnan(r)
+    ]
+    out["speedup_gpu_b1"] = min(gpu) if gpu else nan
     return out
 
 

@@ -191,6 +191,33 @@ COLUMNS: tuple[Column, ...] = (
     ),
     C("kd_gain_ci_high", "float64", "fraction", "95 % interval of kd_gain, upper bound"),
     C(
+        "generalist_taught_acc",
+        "float64",
+        "fraction",
+        "specialist teachers only (NaN otherwise): test accuracy of the same student (same "
+        "seed, T and alpha) taught by the generalist alone, mean over seeds",
+        S,
+    ),
+    C(
+        "specialist_gain",
+        "float64",
+        "fraction",
+        "student_acc - generalist_taught_acc, paired per seed, mean (specialist teachers only)",
+        S,
+    ),
+    C(
+        "specialist_gain_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of specialist_gain (paired bootstrap, as kd_gain), lower bound",
+    ),
+    C(
+        "specialist_gain_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of specialist_gain, upper bound",
+    ),
+    C(
         "gap_closed",
         "float64",
         "-",

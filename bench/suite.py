@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "random")
+TEACHER_KINDS = ("ensemble", "specialists")
+SPECIALIST_KEYS = ("specialists", "cluster_min", "cluster_max", "top_n", "specialist_epochs")
 FIDELITIES = ("full", "halving")
 OBJECTIVES = ("pareto", "val_acc")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -84,6 +86,14 @@ class TeacherConfig:
     checkpoints: tuple[str, ...] = ()
     logits: str = ""
     logits_key: str = "logits"
+    # kind = "specialists": a generalist (one network of family/arch) and specialists on
+    # clusters of the classes it confuses (kdcore.specialists); ignored for an ensemble.
+    kind: str = "ensemble"
+    specialists: int = 0  # K-means clusters; 0: one per 5 classes
+    cluster_min: int = 2
+    cluster_max: int = 0  # 0: no limit
+    top_n: int = 2
+    specialist_epochs: int = 10
 
     @property
     def source(self) -> str:
@@ -271,8 +281,35 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
         logits=_path(t, "logits", base_dir),
         logits_key=t.string("logits_key", d.logits_key),
         seed=t.number("seed", d.seed, int, 0, 2**31 - 1),
+        kind=t.choice("kind", d.kind, TEACHER_KINDS),
+        specialists=t.number("specialists", d.specialists, int, 0, 10_000),
+        cluster_min=t.number("cluster_min", d.cluster_min, int, 1, 10_000),
+        cluster_max=t.number("cluster_max", d.cluster_max, int, 0, 10_000),
+        top_n=t.number("top_n", d.top_n, int, 1, 10_000),
+        specialist_epochs=t.number("specialist_epochs", d.specialist_epochs, int, 1, 10_000),
     )
     t.finish()
+    if cfg.kind == "ensemble":
+        for key in SPECIALIST_KEYS:
+            if t.has(key):
+                raise t.fail(key, "left out unless kind = 'specialists'", t.data[key])
+    else:
+        for key in ("checkpoint", "checkpoints", "logits", "combine"):
+            if t.has(key):
+                raise t.fail(
+                    key,
+                    "left out with kind = 'specialists' (trained here, combined by KL)",
+                    t.data[key],
+                )
+        if t.has("members") and cfg.members != 1:
+            raise t.fail("members", "1 with kind = 'specialists' (the generalist)", cfg.members)
+        if cfg.cluster_max and cfg.cluster_max < max(cfg.cluster_min, 2):
+            raise t.fail(
+                "cluster_max",
+                f"0 (no limit) or >= max(cluster_min, 2) = {max(cfg.cluster_min, 2)}",
+                cfg.cluster_max,
+            )
+        cfg = replace(cfg, members=1, combine="specialists")
     given = [k for k in ("checkpoint", "checkpoints", "logits") if getattr(cfg, k)]
     if len(given) > 1:
         raise InputError(

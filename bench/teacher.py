@@ -11,11 +11,19 @@ Sources (``[teacher]``, see :attr:`bench.suite.TeacherConfig.source`):
   rows of the task's data; ensemble accuracy and distillation work from them, and its cost
   columns are NaN unless ``family``/``arch`` are given.
 
+``kind = "specialists"`` (always trained here, cached the same way): a generalist (one network
+of ``family``/``arch``, ``epochs``), class clusters from the covariance of its predictions on
+the training split, one specialist per cluster started from the generalist and trained on
+half its classes / half dustbin, all combined by :class:`kdcore.SpecialistCombiner`. The
+generalist alone is kept as :attr:`PreparedTeacher.reference`: the teacher that distilled
+students are compared against.
+
 Every file is read with ``torch.load(..., weights_only=True)`` or ``np.load(...,
 allow_pickle=False)`` and validated *before* anything is written (:func:`load_teacher`).
 
 Cache / ``checkpoint`` format: a dict ``{"members": [state_dict, …], "family", "arch",
-"combine", "input_shape", "num_classes"}``.
+"combine", "input_shape", "num_classes"}``; a specialist system adds ``"specialists":
+{"class_sets", "top_n"}`` (member 0 is the generalist, member 1 + m specialist m).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import io
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,20 +45,24 @@ from torch import nn
 
 from bench.errors import InputError
 from bench.rundir import atomic_write_bytes, atomic_write_text
-from bench.suite import TeacherConfig
+from bench.suite import SPECIALIST_KEYS, TeacherConfig
 from bench.tasks import TaskData, file_sha256
 from kdcore import (
     Distiller,
     Member,
     SoftTargets,
+    Specialist,
+    SpecialistCombiner,
     TeacherEnsemble,
     accuracy,
     build_student,
+    cluster_classes,
     count_flops,
     count_params,
     expected_calibration_error,
     format_arch,
     mean_max_prob,
+    train_specialist,
 )
 
 __all__ = [
@@ -107,20 +120,20 @@ class PreparedTeacher:
     outputs_sha256: str
     train_time_s: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    # Specialists: the generalist alone, per split (students taught by it are the baseline).
+    reference: dict[str, SoftTargets] | None = None
 
     def summary(self) -> dict[str, object]:
-        data = asdict(self)
-        for k in ("ensemble", "cost_model", "targets"):
-            data.pop(k)
+        heavy = ("ensemble", "cost_model", "targets", "reference")
+        data = {k: v for k, v in vars(self).items() if k not in heavy}
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
 def teacher_cache_key(task: TaskData, cfg: TeacherConfig) -> str:
-    settings = {
-        k: v
-        for k, v in asdict(cfg).items()
-        if k not in ("checkpoint", "checkpoints", "logits", "logits_key")
-    }
+    skip = {"checkpoint", "checkpoints", "logits", "logits_key"}
+    if cfg.kind == "ensemble":  # so that ensembles cached before specialists existed stay valid
+        skip |= {"kind", *SPECIALIST_KEYS}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in skip}
     payload = json.dumps(
         {"task": task.fingerprint(), "teacher": settings, "torch": torch.__version__},
         sort_keys=True,
@@ -204,21 +217,30 @@ def _load_ensemble_file(
     arch = blob.get("arch", cfg.arch)
     if not isinstance(arch, dict):
         arch = cfg.arch
+    spec = blob.get("specialists")
+    sets: list[list[int]] = spec["class_sets"] if isinstance(spec, dict) else []
+    if sets and len(states) != 1 + len(sets):
+        raise InputError(f"{what} must hold a generalist and {len(sets)} specialists.")
+
+    def module(i: int) -> nn.Module:
+        if i == 0 or not sets:
+            return build_student(family, task.input_shape, task.num_classes, **arch)
+        n = len(sets[i - 1])
+        return Specialist(build_student(family, task.input_shape, n + 1, **arch), n)
+
     try:
         members = [
-            _load_member(
-                build_student(family, task.input_shape, task.num_classes, **arch),
-                state,
-                f"Member {i} of {what}",
-                path,
-                cfg,
-            )
+            _load_member(module(i), state, f"Member {i} of {what}", path, cfg)
             for i, state in enumerate(states)
         ]
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError(f"{what} ({path}) must describe a buildable family: {exc}") from None
+    if sets:
+        ensemble = TeacherEnsemble(members, combine=SpecialistCombiner(sets, int(spec["top_n"])))
+        ensemble.specialist_info = dict(spec)
+        return ensemble
     return TeacherEnsemble(members, combine=cfg.combine)
 
 
@@ -264,6 +286,11 @@ def load_teacher(task: TaskData, cfg: TeacherConfig, cache_dir: Path) -> LoadedT
 
     Raises :class:`InputError` (exit 2) on any problem; writes nothing.
     """
+    if cfg.kind == "specialists" and cfg.specialists > task.num_classes:
+        raise InputError(
+            f"The 'specialists' parameter of [teacher] must be <= the number of classes of "
+            f"{task.config.describe()} ({task.num_classes}). Got {cfg.specialists} instead."
+        )
     if cfg.source == "logits":
         return LoadedTeacher(
             None, _load_logits(cfg, task), cfg.logits, file_sha256(cfg.logits), True
@@ -297,24 +324,96 @@ def load_teacher(task: TaskData, cfg: TeacherConfig, cache_dir: Path) -> LoadedT
 
 def _save(path: Path, ensemble: TeacherEnsemble, cfg: TeacherConfig, task: TaskData) -> None:
     buf = io.BytesIO()
-    torch.save(
-        {
-            "members": [m.state_dict() for m in ensemble.members],
-            "family": _family(cfg),
-            "arch": dict(cfg.arch),
-            "combine": cfg.combine,
-            "input_shape": list(task.input_shape),
-            "num_classes": task.num_classes,
-        },
-        buf,
-    )
+    blob: dict[str, Any] = {
+        "members": [m.state_dict() for m in ensemble.members],
+        "family": _family(cfg),
+        "arch": dict(cfg.arch),
+        "combine": cfg.combine,
+        "input_shape": list(task.input_shape),
+        "num_classes": task.num_classes,
+    }
+    info = getattr(ensemble, "specialist_info", None)
+    if info is not None:
+        blob["specialists"] = info
+    torch.save(blob, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _train_specialist_system(
+    task: TaskData,
+    cfg: TeacherConfig,
+    device: str,
+    on_epoch: Callable[[int, int], None] | None,
+) -> tuple[TeacherEnsemble, float]:
+    """Generalist, class clusters of its confusions, one specialist per cluster (see
+    :mod:`kdcore.specialists`); returns the system and its training time."""
+    start = time.perf_counter()
+    generalist = (
+        Distiller(
+            family=_family(cfg),
+            arch=dict(cfg.arch),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            device=device,
+        )
+        .fit(
+            task.x_train,
+            task.y_train,
+            task.x_val,
+            task.y_val,
+            [Member(seed=cfg.seed)],
+            on_epoch=None if on_epoch is None else lambda e, _acc: on_epoch(e, cfg.epochs),
+        )
+        .models_[0]
+    )
+    with torch.no_grad():
+        probs = torch.softmax(generalist(task.x_train), -1)
+    k = cfg.specialists or max(1, task.num_classes // 5)
+    sets = cluster_classes(
+        probs, k, min_size=cfg.cluster_min, max_size=cfg.cluster_max or None, seed=cfg.seed
+    )
+    if not sets:
+        raise InputError(
+            f"The 'cluster_min' parameter of [teacher] must leave at least one class cluster "
+            f"({k} clusters of the generalist's confusions were all smaller). Got "
+            f"{cfg.cluster_min} instead."
+        )
+    specialists, val_acc = [], []
+    for m, classes in enumerate(sets):
+        model, acc = train_specialist(
+            generalist,
+            _family(cfg),
+            dict(cfg.arch),
+            classes,
+            task.x_train,
+            task.y_train,
+            task.x_val,
+            task.y_val,
+            epochs=cfg.specialist_epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            seed=cfg.seed + 1 + m,
+            device=device,
+        )
+        specialists.append(model)
+        val_acc.append(acc)
+        log.info("specialist %d/%d (%d classes): val acc %.4f", m + 1, len(sets), len(classes), acc)
+    ensemble = TeacherEnsemble(
+        [generalist.eval(), *specialists], combine=SpecialistCombiner(sets, cfg.top_n)
+    )
+    ensemble.specialist_info = {"class_sets": sets, "top_n": cfg.top_n, "val_acc": val_acc}
+    return ensemble, time.perf_counter() - start
 
 
 def _outputs_sha256(targets: dict[str, SoftTargets]) -> str:
     h = hashlib.sha256()
     for split in SPLITS:
         h.update(targets[split].member_log_probs(1.0).numpy().tobytes())
+        if targets[split].combine == "specialists":  # the members that predict every class
+            h.update(targets[split].log_probs(1.0).numpy().tobytes())  # are not all of them
     return h.hexdigest()
 
 
@@ -331,8 +430,10 @@ def prepare_teacher(
     ``on_epoch(epoch, epochs)`` is called after each epoch of training (progress)."""
     key = teacher_cache_key(task, cfg)
     train_time = 0.0
-    if loaded is None:
-        cache_file = cache_dir / key / "ensemble.pt"
+    cache_file = cache_dir / key / "ensemble.pt"
+    if loaded is None and cfg.kind == "specialists":
+        ensemble, train_time = _train_specialist_system(task, cfg, device, on_epoch)
+    elif loaded is None:
         distiller = Distiller(
             family=_family(cfg),
             arch=dict(cfg.arch),
@@ -353,6 +454,7 @@ def prepare_teacher(
             raise RuntimeError(f"teacher training diverged: {distiller.failed_}")
         ensemble = TeacherEnsemble(distiller.models_, combine=cfg.combine)
         train_time = distiller.train_time_s_
+    if loaded is None:
         _save(cache_file, ensemble, cfg, task)
         atomic_write_text(
             cache_file.with_name("meta.json"),
@@ -387,7 +489,7 @@ def prepare_teacher(
     member_test = [accuracy(v, task.y_test) for v in targets["test"].member_log_probs(1.0)]
     best = max(range(len(member_val)), key=lambda i: member_val[i])  # chosen on val, not test
     x1 = task.x_train[:1]
-    return PreparedTeacher(
+    prepared = PreparedTeacher(
         ensemble=ensemble,
         cost_model=cost_model,
         targets=targets,
@@ -412,6 +514,73 @@ def prepare_teacher(
         outputs_sha256=_outputs_sha256(targets),
         train_time_s=train_time,
     )
+    info = getattr(ensemble, "specialist_info", None) if ensemble is not None else None
+    if info is not None:
+        prepared.reference = {s: targets[s].member(0) for s in SPLITS}
+        prepared.extra["specialists"] = specialist_summary(task, ensemble, targets["test"], info)
+    return prepared
+
+
+def specialist_summary(
+    task: TaskData, system: TeacherEnsemble, test: SoftTargets, info: dict[str, Any]
+) -> dict[str, Any]:
+    """What the specialists add on the test split: the generalist against the whole system
+    (paired 95 % interval of the difference), the breakdown by how many specialists cover the
+    true class and by how many took part (the shape of Hinton et al.'s Table 4), the clusters
+    and the extra cost in parameters and FLOPs."""
+    from bench.stats import paired_intervals
+
+    y = task.y_test
+    gen_lp = test.member_log_probs(1.0)[0]
+    gen_right = (gen_lp.argmax(-1) == y).numpy()
+    sys_right = (test.log_probs(1.0).argmax(-1) == y).numpy()
+    sets = [list(s) for s in info["class_sets"]]
+    combiner = system.combiner
+    assert isinstance(combiner, SpecialistCombiner)
+    active = combiner.active(gen_lp).sum(-1).numpy()
+    covering = np.zeros(task.num_classes, dtype=np.int64)
+    for s in sets:
+        covering[s] += 1
+    cover = covering[y.numpy()]
+
+    def breakdown(groups: np.ndarray) -> list[dict[str, Any]]:
+        out = []
+        for g in sorted(set(groups.tolist())):
+            rows = groups == g
+            out.append(
+                {
+                    "value": int(g),
+                    "n_test": int(rows.sum()),
+                    "generalist_acc": float(gen_right[rows].mean()),
+                    "system_acc": float(sys_right[rows].mean()),
+                    "changed_to_right": int((sys_right & ~gen_right & rows).sum()),
+                    "changed_to_wrong": int((gen_right & ~sys_right & rows).sum()),
+                }
+            )
+        return out
+
+    ci = paired_intervals(sys_right[None], gen_right, None, seed=0)
+    generalist = system.members[0]
+    x1 = task.x_train[:1]
+    return {
+        "class_sets": sets,
+        "class_names": [[task.class_names[c] for c in s] for s in sets],
+        "top_n": int(info["top_n"]),
+        "specialist_val_acc": [float(a) for a in info.get("val_acc", [])],
+        "generalist_acc": float(gen_right.mean()),
+        "system_acc": float(sys_right.mean()),
+        # paired_intervals' gap is generalist - system; the gain is its negation
+        "system_gain_ci_low": -ci["acc_gap_ci_high"],
+        "system_gain_ci_high": -ci["acc_gap_ci_low"],
+        "n_test": len(y),
+        "by_covering": breakdown(cover),
+        "by_active": breakdown(active),
+        "generalist_params": count_params(generalist),
+        "generalist_flops": count_flops(generalist, x1),
+        "system_params": count_params(system),
+        "system_network_flops": count_flops(generalist, x1)
+        + sum(count_flops(m, x1) for m in system.members[1:]),
+    }
 
 
 def teacher_warnings(task: TaskData, cfg: TeacherConfig, teacher: PreparedTeacher) -> list[str]:

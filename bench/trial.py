@@ -51,6 +51,7 @@ __all__ = [
 class Role(StrEnum):
     DISTILLED = "distilled"
     SCRATCH = "scratch"
+    GENERALIST = "generalist"  # same trial and seed, taught by a specialist system's generalist
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class Slot:
-    """Member ``index`` of a group: a distilled student of ``trial`` or a scratch baseline."""
+    """Member ``index`` of a group: a distilled student of ``trial``, a scratch baseline, or
+    the trial's student taught by the generalist alone (teacher 1)."""
 
     index: int
     role: Role
@@ -74,7 +76,8 @@ class Slot:
     alpha: float = 0.0
 
     def member(self) -> Member:
-        return Member(self.seed, self.temperature, self.alpha)
+        teacher = 1 if self.role is Role.GENERALIST else 0
+        return Member(self.seed, self.temperature, self.alpha, teacher)
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,18 @@ class GroupPlan:
 
     @classmethod
     def build(
-        cls, configs: Sequence[TrialConfig], seeds: Sequence[int], scratch_seeds: Sequence[int]
+        cls,
+        configs: Sequence[TrialConfig],
+        seeds: Sequence[int],
+        scratch_seeds: Sequence[int],
+        generalist: bool = False,
     ) -> GroupPlan:
         slots: list[Slot] = []
-        for c in configs:
-            for s in seeds:
-                slots.append(Slot(len(slots), Role.DISTILLED, s, c.trial, c.temperature, c.alpha))
+        roles = (Role.DISTILLED, Role.GENERALIST) if generalist else (Role.DISTILLED,)
+        for role in roles:
+            for c in configs:
+                for s in seeds:
+                    slots.append(Slot(len(slots), role, s, c.trial, c.temperature, c.alpha))
         for s in scratch_seeds:
             slots.append(Slot(len(slots), Role.SCRATCH, s))
         return cls(tuple(slots))
@@ -98,8 +107,8 @@ class GroupPlan:
     def members(self) -> list[Member]:
         return [s.member() for s in self.slots]
 
-    def distilled(self, trial: int) -> list[Slot]:
-        return [s for s in self.slots if s.role is Role.DISTILLED and s.trial == trial]
+    def distilled(self, trial: int, role: Role = Role.DISTILLED) -> list[Slot]:
+        return [s for s in self.slots if s.role is role and s.trial == trial]
 
     def scratch(self) -> list[Slot]:
         return [s for s in self.slots if s.role is Role.SCRATCH]
@@ -191,7 +200,11 @@ def run_group(
         if scratch_seeds is not None
         else [s for s in seeds if scratch.get(family, arch, s) is None]
     )
-    plan = GroupPlan.build(configs, seeds, need_scratch)
+    reference = teacher.reference
+    plan = GroupPlan.build(configs, seeds, need_scratch, generalist=reference is not None)
+    teachers = [teacher.targets["train"].to(train_device)]
+    if reference is not None:
+        teachers.append(reference["train"].to(train_device))
     started = time.perf_counter()
     distiller = Distiller(
         family=family,
@@ -209,7 +222,7 @@ def run_group(
         task.x_val,
         task.y_val,
         plan.members(),
-        teacher=teacher.targets["train"].to(train_device),
+        teacher=teachers,
         on_epoch=on_epoch,
     )
     logits = distiller.predict_logits(task.x_test)
@@ -237,7 +250,11 @@ def run_group(
     weights: dict[int, dict[str, Any]] = {}
     for cfg in configs:
         slots = plan.distilled(cfg.trial)
-        failures = [distiller.failed_[s.index] for s in slots if s.index in distiller.failed_]
+        failures = [
+            distiller.failed_[s.index]
+            for s in slots + plan.distilled(cfg.trial, Role.GENERALIST)
+            if s.index in distiller.failed_
+        ]
         if failures:
             out.append(
                 (
@@ -267,10 +284,12 @@ def run_group(
             "alpha": cfg.alpha,
         }
         seed_rows = []
-        for slot in slots:
+        by_generalist = plan.distilled(cfg.trial, Role.GENERALIST)
+        for i, slot in enumerate(slots):
             sc = scratch.get(family, arch, slot.seed) or {}
             lg = logits[slot.index]
             acc = float((lg.argmax(-1) == y).float().mean())
+            gen_acc = float(right[by_generalist[i].index].mean()) if by_generalist else math.nan
             seed_rows.append(
                 {
                     **base,
@@ -278,6 +297,8 @@ def run_group(
                     "student_acc": acc,
                     "scratch_acc": sc.get("scratch_acc", math.nan),
                     "kd_gain": acc - sc.get("scratch_acc", math.nan),
+                    "generalist_taught_acc": gen_acc,
+                    "specialist_gain": acc - gen_acc,
                     "student_val_acc": distiller.val_acc_[slot.index],
                     "scratch_val_acc": sc.get("scratch_val_acc", math.nan),
                     "agreement": agreement(lg, test_lp),
@@ -300,6 +321,9 @@ def run_group(
         )
         row = _complete_row(base, seed_rows, teacher, seeds, n_params, flops, intervals)
         row["n_test"] = len(y)
+        row |= _specialist_cells(
+            seed_rows, right, by_generalist, slots, ensemble_right, task, phase, cfg
+        )
         if phase == "confirm":  # the short-list: keep the seed selected on validation, to ship
             best = max(slots, key=lambda s: (distiller.val_acc_[s.index], -s.seed))
             weights[cfg.trial] = {
@@ -313,6 +337,42 @@ def run_group(
         row["datetime_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
         out.append((row, seed_rows))
     return GroupResult(out, new_scratch, weights)
+
+
+def _specialist_cells(
+    seed_rows: list[dict[str, Any]],
+    right: np.ndarray,
+    by_generalist: list[Slot],
+    slots: list[Slot],
+    ensemble_right: np.ndarray,
+    task: TaskData,
+    phase: str,
+    cfg: TrialConfig,
+) -> dict[str, float]:
+    """Specialist teachers: the same students taught by the generalist alone, and the gain of
+    the specialist-taught ones over them (paired bootstrap, as the KD gain)."""
+    nan = math.nan
+    if not by_generalist:
+        return {
+            "generalist_taught_acc": nan,
+            "specialist_gain": nan,
+            "specialist_gain_ci_low": nan,
+            "specialist_gain_ci_high": nan,
+        }
+    ci = paired_intervals(
+        right[[s.index for s in slots]],
+        ensemble_right,
+        right[[s.index for s in by_generalist]],
+        seed=_bootstrap_seed(task.name, phase, cfg.trial) + 1,
+    )
+    return {
+        "generalist_taught_acc": summarise_seeds([r["generalist_taught_acc"] for r in seed_rows])[
+            0
+        ],
+        "specialist_gain": summarise_seeds([r["specialist_gain"] for r in seed_rows])[0],
+        "specialist_gain_ci_low": ci["kd_gain_ci_low"],
+        "specialist_gain_ci_high": ci["kd_gain_ci_high"],
+    }
 
 
 def _bootstrap_seed(task: str, phase: str, trial: int) -> int:

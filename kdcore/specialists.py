@@ -22,9 +22,9 @@ dustbin mass is "some class outside :math:`S_m`"), so it is convex in q and
 
 Each step is two matrix products over all examples and specialists (membership matrix
 ``[M, C]``), never a per-example loop; every step lowers the objective (EM's monotonicity),
-and it stops when no probability moves by more than ``tol`` (default 1e-6; the objective is then within ~1e-10 nats of its
-minimum on random instances) or after
-``max_iter`` steps. Rows without an active specialist return :math:`p_g` exactly; a row
+and a row stops when none of its probabilities moves by more than ``tol`` (default 1e-6;
+the objective is then within ~1e-10 nats of its minimum on random instances) or after
+``max_iter`` steps (only rows still moving are iterated). Rows without an active specialist return :math:`p_g` exactly; a row
 with one specialist covering every class and an empty dustbin returns
 :math:`(p_g + p_m)/2` after one step.
 """
@@ -149,14 +149,18 @@ def solve_specialist_distribution(
     z = 1.0 + a.sum(-1, keepdim=True)
     outside = 1.0 - s  # [M, C]
     q = pg.clone()
+    # Rows converge at different rates: iterate only on those still moving.
+    live = torch.nonzero(a.sum(-1) > 0).flatten()
+    fixed, ad, z, ql = fixed[live], ad[live], z[live], q[live]
     for _ in range(max_iter):
-        rest = (1.0 - q @ s.T).clamp_min(1e-300)  # [N, M]: q's mass outside S_m
-        q_new = (fixed + q * ((ad / rest) @ outside)) / z
+        rest = (1.0 - ql @ s.T).clamp_min(1e-300)  # [n, M]: q's mass outside S_m
+        q_new = (fixed + ql * ((ad / rest) @ outside)) / z
         q_new = q_new / q_new.sum(-1, keepdim=True)  # guards rounding drift only
-        done = float((q_new - q).abs().max()) <= tol
-        q = q_new
-        if done:
+        moving = (q_new - ql).abs().amax(-1) > tol
+        q[live] = q_new
+        if not bool(moving.any()):
             break
+        live, fixed, ad, z, ql = live[moving], fixed[moving], ad[moving], z[moving], q_new[moving]
     return q.to(p_general.dtype)
 
 

@@ -40,6 +40,7 @@ DISTILLED, SCRATCH, FRONT, FADED, ENSEMBLE, MEMBER, PICK = (
     "#9467bd",
     "#000000",
 )
+GENERALIST = "#8c564b"
 
 
 # ---------------------------------------------------------------------- frames
@@ -179,7 +180,9 @@ def draw_pareto(
 def capacity_data(trials: pd.DataFrame) -> pd.DataFrame:
     """Accuracy against parameters. Per architecture (student_params), the distilled student at
     its best temperature — the configuration with the best *validation* accuracy — with its
-    interval, and the scratch student of the same architecture (same seeds)."""
+    interval, and the scratch student of the same architecture (same seeds); with a specialist
+    teacher also the same configuration taught by the generalist alone ("generalist-taught",
+    band = the paired interval of the specialist gain)."""
     c = candidates(trials)
     if c.empty:
         return pd.DataFrame(
@@ -212,7 +215,23 @@ def capacity_data(trials: pd.DataFrame) -> pd.DataFrame:
             "temperature": np.nan,
         }
     )
-    return pd.concat([dist, scratch]).sort_values(["kind", "student_params"]).reset_index(drop=True)
+    parts = [dist, scratch]
+    if "generalist_taught_acc" in best and best["generalist_taught_acc"].notna().any():
+        g_acc = best["generalist_taught_acc"]
+        g_half = (best["specialist_gain_ci_high"] - best["specialist_gain"]).fillna(0.0)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "student_params": best["student_params"].astype(int),
+                    "kind": "generalist-taught",
+                    "acc": g_acc,
+                    "acc_low": g_acc - g_half,
+                    "acc_high": g_acc + g_half,
+                    "temperature": best["temperature"],
+                }
+            )
+        )
+    return pd.concat(parts).sort_values(["kind", "student_params"]).reset_index(drop=True)
 
 
 def draw_capacity(
@@ -224,11 +243,21 @@ def draw_capacity(
     knee_params: float | None = None,
     recommended: tuple[float, float] | None = None,
 ) -> Axes:
-    for kind, color in (("distilled", DISTILLED), ("scratch", SCRATCH)):
+    specialists = bool((data["kind"] == "generalist-taught").any())
+    labels = {
+        "distilled": "taught by generalist + specialists" if specialists else "distilled student",
+        "generalist-taught": "taught by the generalist alone",
+        "scratch": "scratch student",
+    }
+    for kind, color in (
+        ("distilled", DISTILLED),
+        ("generalist-taught", GENERALIST),
+        ("scratch", SCRATCH),
+    ):
         d = data[data["kind"] == kind].sort_values("student_params")
-        ax.plot(
-            d["student_params"], d["acc"] * 100, "o-", color=color, ms=4, label=f"{kind} student"
-        )
+        if d.empty:
+            continue
+        ax.plot(d["student_params"], d["acc"] * 100, "o-", color=color, ms=4, label=labels[kind])
         ax.fill_between(
             d["student_params"], d["acc_low"] * 100, d["acc_high"] * 100, color=color, alpha=0.15
         )

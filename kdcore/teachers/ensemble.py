@@ -55,7 +55,19 @@ class TeacherEnsemble(nn.Module):
         self.train(was_training)
         return out
 
+    @property
+    def can_fuse(self) -> bool:
+        """Whether the members share one architecture (what :meth:`fused` needs)."""
+        first = self.members[0]
+        shapes = {k: v.shape for k, v in first.state_dict().items()}
+        return all(
+            type(m) is type(first) and {k: v.shape for k, v in m.state_dict().items()} == shapes
+            for m in self.members
+        )
+
     def fused(self) -> FusedEnsemble:
+        if not self.can_fuse:
+            raise ValueError("fused() needs members of one architecture.")
         return FusedEnsemble(self)
 
 

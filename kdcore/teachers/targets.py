@@ -68,6 +68,10 @@ class SoftTargets:
         """``[K', N, C]``: the members that predict every class, each on its own."""
         return self.combiner.member_log_probs(self._outputs, float(temperature))
 
+    def member(self, k: int) -> SoftTargets:
+        """Member ``k`` alone, as a teacher of its own (e.g. a specialist system's generalist)."""
+        return SoftTargets(self._outputs[k], "mean_prob")
+
     def take(self, rows: slice | torch.Tensor) -> SoftTargets:
         """The same teacher on a subset of rows (combiners are row-wise)."""
         return SoftTargets([o[rows] for o in self._outputs], self.combiner)
