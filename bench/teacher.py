@@ -339,6 +339,35 @@ def _save(path: Path, ensemble: TeacherEnsemble, cfg: TeacherConfig, task: TaskD
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _train_members(
+    task: TaskData,
+    cfg: TeacherConfig,
+    device: str,
+    on_epoch: Callable[[int, int], None] | None,
+    n: int,
+) -> Distiller:
+    """Train ``n`` teacher networks (member k with seed ``seed + k``), best epoch on val."""
+    distiller = Distiller(
+        family=_family(cfg),
+        arch=dict(cfg.arch),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        device=device,
+    ).fit(
+        task.x_train,
+        task.y_train,
+        task.x_val,
+        task.y_val,
+        [Member(seed=cfg.seed + k) for k in range(n)],
+        on_epoch=None if on_epoch is None else lambda e, _acc: on_epoch(e, cfg.epochs),
+    )
+    if distiller.failed_:
+        raise RuntimeError(f"teacher training diverged: {distiller.failed_}")
+    return distiller
+
+
 def _train_specialist_system(
     task: TaskData,
     cfg: TeacherConfig,
@@ -348,26 +377,7 @@ def _train_specialist_system(
     """Generalist, class clusters of its confusions, one specialist per cluster (see
     :mod:`kdcore.specialists`); returns the system and its training time."""
     start = time.perf_counter()
-    generalist = (
-        Distiller(
-            family=_family(cfg),
-            arch=dict(cfg.arch),
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            device=device,
-        )
-        .fit(
-            task.x_train,
-            task.y_train,
-            task.x_val,
-            task.y_val,
-            [Member(seed=cfg.seed)],
-            on_epoch=None if on_epoch is None else lambda e, _acc: on_epoch(e, cfg.epochs),
-        )
-        .models_[0]
-    )
+    generalist = _train_members(task, cfg, device, on_epoch, 1).models_[0]
     with torch.no_grad():
         probs = torch.softmax(generalist(task.x_train), -1)
     k = cfg.specialists or max(1, task.num_classes // 5)
@@ -434,24 +444,7 @@ def prepare_teacher(
     if loaded is None and cfg.kind == "specialists":
         ensemble, train_time = _train_specialist_system(task, cfg, device, on_epoch)
     elif loaded is None:
-        distiller = Distiller(
-            family=_family(cfg),
-            arch=dict(cfg.arch),
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            device=device,
-        ).fit(
-            task.x_train,
-            task.y_train,
-            task.x_val,
-            task.y_val,
-            [Member(seed=cfg.seed + k) for k in range(cfg.members)],
-            on_epoch=None if on_epoch is None else lambda e, _acc: on_epoch(e, cfg.epochs),
-        )
-        if distiller.failed_:
-            raise RuntimeError(f"teacher training diverged: {distiller.failed_}")
+        distiller = _train_members(task, cfg, device, on_epoch, cfg.members)
         ensemble = TeacherEnsemble(distiller.models_, combine=cfg.combine)
         train_time = distiller.train_time_s_
     if loaded is None:
