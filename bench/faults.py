@@ -14,7 +14,8 @@ happens in this process, perform ``ACTION``:
 
 Several faults may be given separated by commas. Unset, every call is a no-op. With
 ``--workers N`` every worker process inherits the variable; ``KDBENCH_FAULT_WORKER=i`` limits
-the faults to the i-th worker started (0-based; replacements get new numbers). This is a
+the faults to the i-th worker started (0-based; replacements get new numbers), and
+``KDBENCH_FAULT_WORKER=0,1`` to several (so a test need not guess which worker gets work first). This is a
 test seam, documented so users can reproduce crash scenarios too.
 """
 
@@ -50,7 +51,7 @@ def fault_point(point: str) -> None:
     if not spec:
         return
     only = os.environ.get(WORKER_ENV)
-    if only is not None and only != os.environ.get(INDEX_ENV):
+    if only is not None and os.environ.get(INDEX_ENV) not in only.split(","):
         return
     for action, where, k in _parse(spec):
         if where != point or k != n:

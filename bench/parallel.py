@@ -16,6 +16,7 @@ replacements in all).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -56,7 +57,11 @@ def _retry_dead(run: TaskRun, worker: str) -> int:
                 continue
             trial_id = run.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             if run.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                callback(study, run.storage.get_trial(trial_id))
+                # A copy, as Optuna's fail_stale_trials passes: the callback appends to the
+                # trial's retry_history in place, and the journal storage hands out its cached
+                # trial, so without it a retry of a retry would rewrite its parent's history
+                # and the report would call the original trial "not retried".
+                callback(study, copy.deepcopy(run.storage.get_trial(trial_id)))
                 count += 1
     return count
 
