@@ -21,10 +21,12 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from optuna.trial import TrialState
 from bench.errors import InputError
 from bench.faults import INDEX_ENV
 from bench.study import WORKER, StorageSpec
+from bench.threads import LiveWorkers, ThreadPolicy
 from bench.worker import IdentityMismatch, Progress, TaskRun
 
 if TYPE_CHECKING:
@@ -85,6 +88,11 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
         "ens_cols": run.ens_cols,
         "replay": run.replay,
     }
+    scratch_dir = Path(tempfile.mkdtemp(prefix="kdbench-workers-"))
+    live = LiveWorkers(scratch_dir / "live")
+    job["policy"] = asdict(
+        ThreadPolicy(ctx.suite.measure.train_threads, threads, n, str(live.path))
+    )
     selector = selectors.DefaultSelector()
     procs: dict[int, subprocess.Popen] = {}
     started, restarts = 0, 0
@@ -106,6 +114,7 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
         selector.register(p.stdout, selectors.EVENT_READ, p)
         procs[p.pid] = p
         started += 1
+        live.write(len(procs))
 
     def handle(line: str) -> None:
         nonlocal failure
@@ -138,6 +147,7 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
                 for line in p.stdout or ():  # what it wrote just before exiting
                     handle(line)
                 del procs[pid]
+                live.write(len(procs))
                 if p.returncode == 0 or failure is not None:
                     continue
                 lost = 0 if ctx.spec.shared else _retry_dead(run, f"{socket.gethostname()}:{pid}")
@@ -159,6 +169,8 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
         for p in procs.values():
             p.wait(timeout=30)
         raise
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
     if failure is not None:
         raise InputError(failure)
     if not run.study("search").user_attrs.get("kdbench_done"):
@@ -230,6 +242,7 @@ def _child_main() -> int:
             },
             on_commit=lambda p: send({"kind": "progress", "progress": asdict(p)}),
             replay=job["replay"],
+            threads=ThreadPolicy(**job["policy"]),
         )
         send(
             {

@@ -68,7 +68,7 @@ def _cpu_model() -> str:
 
 
 def machine_info(
-    train_threads: int, latency_threads: int, gpu: torch.device | None
+    train_threads: int | str, latency_threads: int, gpu: torch.device | None
 ) -> dict[str, object]:
     return {
         "hostname": platform.node(),

@@ -494,9 +494,16 @@ COLUMNS: tuple[Column, ...] = (
         "trial_time_s",
         "float64",
         "s",
-        "wall time of the whole trial incl. evaluation and measurement",
+        "wall time of the whole trial incl. evaluation; a pruned or failed trial: the time "
+        "it ran before it stopped (a group's time shared equally among its trials)",
     ),
     C("group_members", "int64", "students", "students trained together in this trial's group"),
+    C(
+        "train_threads",
+        "int64",
+        "threads",
+        "torch threads of this trial's training group ([measure] train_threads; auto: by size)",
+    ),
     C("worker", "string", "-", "the process that trained the trial: host:pid"),
     C("retry_of", "Int64", "-", "the trial this one retries (its worker died); NA otherwise"),
     C("datetime_utc", "string", "-", "trial end time, ISO 8601 UTC"),

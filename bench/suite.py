@@ -22,6 +22,7 @@ from typing import Any
 from bench.errors import InputError
 from bench.plugins import ensure_entry_points, import_plugins
 from bench.tasks import TaskConfig, parse_task, task_from_dict
+from bench.threads import AUTO
 from bench.validation import Range, Table
 from kdcore import COMBINE_MODES, get_family, list_families
 
@@ -182,7 +183,7 @@ class MeasureConfig:
     batch: int = 256
     min_run_time: float = 0.1
     warmup: int = 10
-    train_threads: int = 0
+    train_threads: int | str = 0  # 0 = all cores, N, or "auto" (bench.threads)
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,21 @@ class Suite:
 
 
 # ---------------------------------------------------------------------- sections
+def _train_threads(t: Table, default: int | str) -> int | str:
+    """``[measure] train_threads``: an integer in [0, 1024] (0 = all cores) or "auto"."""
+    if t.data.get("train_threads") == AUTO:
+        t.seen.add("train_threads")
+        return AUTO
+    try:
+        return t.number("train_threads", default, int, 0, 1024)
+    except InputError as exc:
+        raise t.fail(
+            "train_threads",
+            'an integer in [0, 1024] (0 = all cores) or "auto"',
+            t.data["train_threads"],
+        ) from exc
+
+
 def _plugins(t: Table, base_dir: Path) -> PluginsConfig:
     modules = t.strings("modules", ())
     t.finish()
@@ -454,7 +470,7 @@ def _measure(t: Table) -> MeasureConfig:
         batch=t.number("batch", d.batch, int, 1, 1_000_000),
         min_run_time=t.number("min_run_time", d.min_run_time, float, 0.0, 60.0, low_open=True),
         warmup=t.number("warmup", d.warmup, int, 0, 100_000),
-        train_threads=t.number("train_threads", d.train_threads, int, 0, 1024),
+        train_threads=_train_threads(t, d.train_threads),
     )
     t.finish()
     return cfg

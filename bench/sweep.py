@@ -46,6 +46,7 @@ from bench.teacher import (
     prepare_teacher,
     teacher_warnings,
 )
+from bench.threads import AUTO, ThreadPolicy
 from bench.worker import IdentityMismatch, Progress, TaskRun, select_confirm
 from kdcore import select_device
 
@@ -241,8 +242,9 @@ def run_suite(
     else:
         run_id, created = base, datetime.now(UTC).isoformat(timespec="seconds")
     gpu = torch.device(train_device) if train_device.startswith("cuda") else None
-    threads = suite.measure.train_threads or all_cores()
-    torch.set_num_threads(threads)
+    setting = suite.measure.train_threads
+    threads = all_cores() if setting in (0, AUTO) else int(setting)
+    torch.set_num_threads(threads)  # the teacher; each student group then follows the policy
     manifest = Manifest(
         run_id=run_id,
         status="running",
@@ -251,7 +253,7 @@ def run_suite(
         created_utc=created,
         suite_source=suite.source,
         packages=package_versions(),
-        machine=machine_info(threads, suite.measure.threads, gpu),
+        machine=machine_info(setting if setting == AUTO else threads, suite.measure.threads, gpu),
         git=git_info(),
         conventions=CONVENTIONS,
         train_device=train_device,
@@ -445,6 +447,7 @@ class _Run:
             on_commit=self.progress,
             replay=(replay or {}).get(task.name) if replay is not None else None,
             started=self.started,
+            threads=ThreadPolicy(self.suite.measure.train_threads, all_cores(), 1),
         )
         study = run.study("search")
         if MANIFEST not in study.user_attrs:

@@ -29,6 +29,7 @@ from kdcore import (
     Distiller,
     Member,
     agreement,
+    build_student,
     count_flops,
     count_params,
     expected_calibration_error,
@@ -260,7 +261,7 @@ def run_group(
                 (
                     failed_row(
                         run_id,
-                        task.name,
+                        task,
                         teacher,
                         family,
                         arch,
@@ -452,7 +453,7 @@ def _complete_row(
 
 def failed_row(
     run_id: str,
-    task: str,
+    task: TaskData,
     teacher: PreparedTeacher,
     family: str,
     arch: Mapping[str, int | float],
@@ -461,12 +462,15 @@ def failed_row(
     phase: str,
     state: str,
     reason: str,
+    trial_time_s: float = math.nan,
 ) -> dict[str, Any]:
-    """The row of a trial that failed or was pruned: its configuration and the reason."""
+    """The row of a trial that failed or was pruned: its configuration, its size (params and
+    FLOPs of the architecture, where the family can build it), the wall time it used before it
+    stopped, and the reason."""
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
-        "task": task,
+        "task": task.name,
         "trial": cfg.trial,
         "phase": phase,
         "state": state,
@@ -477,5 +481,27 @@ def failed_row(
         "n_seeds": len(seeds),
         "seed": seeds[0],
         **_teacher_cells(teacher),
+        **_size_cells(family, arch, task, teacher),
+        "trial_time_s": trial_time_s,
         "datetime_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _size_cells(
+    family: str, arch: Mapping[str, int | float], task: TaskData, teacher: PreparedTeacher
+) -> dict[str, Any]:
+    """Params and FLOPs of one student of ``arch`` (empty when the family cannot build it:
+    that may be why the trial failed)."""
+    try:
+        model = build_student(family, task.input_shape, task.num_classes, **arch)
+        flops = count_flops(model, torch.zeros(1, *task.input_shape))
+        n_params = count_params(model)
+    except Exception:  # the failure itself is the row's fail_reason
+        return {}
+    return {
+        "student_params": n_params,
+        "param_ratio": share(n_params, teacher.params),
+        "student_flops": flops,
+        "student_macs": flops // 2,
+        "flops_ratio": share(flops, teacher.flops),
     }

@@ -64,6 +64,7 @@ from bench.study import (
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teacher import PreparedTeacher
+from bench.threads import AUTO, ThreadPolicy
 from bench.trial import GroupResult, ScratchStore, TrialConfig, failed_row, run_group
 from kdcore import build_student, count_flops
 
@@ -133,6 +134,19 @@ class TaskRun:
     replay: list[dict[str, Any]] | None = None
     worker: str = field(default_factory=worker_id)
     started: float = field(default_factory=time.perf_counter)
+    threads: ThreadPolicy = field(default_factory=ThreadPolicy)
+
+    def _set_threads(self, arch: dict[str, Any]) -> int:
+        """Torch threads for a group of students of ``arch`` (:mod:`bench.threads`)."""
+        if self.threads.setting != AUTO:  # fixed: set once for the process
+            return torch.get_num_threads()
+        model = build_student(
+            self.suite.student.family, self.task.input_shape, self.task.num_classes, **arch
+        )
+        n = self.threads.threads(count_flops(model, torch.zeros(1, *self.task.input_shape)))
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        return n
 
     @functools.cached_property
     def sizer(self) -> Sizer:
@@ -302,8 +316,11 @@ class TaskRun:
             )
             for t in trials
         ]
+        started = time.perf_counter()
+        n_threads = torch.get_num_threads()
         try:
-            return run_group(
+            n_threads = self._set_threads(arch)  # inside: a family may fail to build it
+            result = run_group(
                 self.suite,
                 self.run_id,
                 self.task,
@@ -318,6 +335,9 @@ class TaskRun:
                 on_epoch=on_epoch,
                 scratch_seeds=scratch_seeds,
             )
+            for row, _ in result.rows:
+                row["train_threads"] = n_threads
+            return result
         except optuna.TrialPruned as exc:
             state, reason = "pruned", str(exc)
         except Exception as exc:  # a failing trial is recorded and the sweep goes on
@@ -327,7 +347,7 @@ class TaskRun:
             (
                 failed_row(
                     self.run_id,
-                    self.task.name,
+                    self.task,
                     self.teacher,
                     family,
                     arch,
@@ -336,7 +356,9 @@ class TaskRun:
                     phase,
                     state,
                     reason,
-                ),
+                    (time.perf_counter() - started) / len(configs),
+                )
+                | {"train_threads": n_threads},
                 [],
             )
             for c in configs
@@ -751,7 +773,7 @@ class TaskRun:
         if source in done_sources:  # two workers took the same candidate: keep the first
             row = failed_row(
                 self.run_id,
-                self.task.name,
+                self.task,
                 self.teacher,
                 self.suite.student.family,
                 arch_of(t.params, self.suite.search, self.suite.student.family),

@@ -633,5 +633,14 @@ def _task_section(
         )
     doc.heading(3, "All completed students (cheapest first; click a header to sort)")
     doc.table(tables.trials_table(trials, task), sortable=True)
+    doc.heading(3, "Where the training time went, by student size")
+    spent = tables.time_by_size(trials, task)
+    doc.table(spent)
+    if not spent.empty:
+        doc.para(
+            "Trial wall time (training and evaluation, all seeds and scratch baselines; a "
+            "pruned trial counts the epochs it ran) summed per decade of student parameters. "
+            "Summed over workers, so with several workers it exceeds the run's wall time."
+        )
     doc.heading(3, "Failed and pruned trials")
     doc.table(tables.failed_table(trials, task))

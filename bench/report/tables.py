@@ -6,6 +6,7 @@ import html
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.recommend import candidates
@@ -16,6 +17,7 @@ __all__ = [
     "markdown_table",
     "pareto_table",
     "summary_table",
+    "time_by_size",
     "trials_table",
 ]
 
@@ -161,6 +163,38 @@ def pareto_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFrame:
         )
         .reset_index(drop=True)
     )
+
+
+def time_by_size(trials: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Where the training time went: trial wall time (``trial_time_s``; pruned and failed
+    trials count the time they ran) summed by student size in decades of parameters, with
+    each decade's share of the whole, per phase."""
+    t = trials[(trials["task"] == task) & trials["trial_time_s"].notna()]
+    t = t[t["student_params"].notna()]
+    if t.empty:
+        return pd.DataFrame()
+    spent = t["trial_time_s"].astype(float)
+    out = (
+        t.assign(
+            decade=(10 ** np.floor(np.log10(t["student_params"].astype(float).clip(lower=1)))),
+            pruned=t["state"] == "pruned",
+            search_s=spent.where(t["phase"] == "search", 0.0),
+            confirm_s=spent.where(t["phase"] == "confirm", 0.0),
+        )
+        .groupby("decade")
+        .agg(
+            trials=("trial", "size"),
+            pruned=("pruned", "sum"),
+            search_s=("search_s", "sum"),
+            confirm_s=("confirm_s", "sum"),
+            total_s=("trial_time_s", "sum"),
+        )
+        .reset_index()
+    )
+    total = float(spent.sum())
+    out.insert(0, "student params", [f"{int(d):,}–{int(10 * d) - 1:,}" for d in out.pop("decade")])
+    out["share %"] = (100 * out["total_s"] / total).round(1)
+    return out.round({"search_s": 1, "confirm_s": 1, "total_s": 1})
 
 
 def failed_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:

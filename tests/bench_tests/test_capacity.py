@@ -8,11 +8,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from bench.records import read_trials
+from bench.report.tables import time_by_size
 from bench.study import RUNGS, StorageSpec, journal_path, open_storage, promoted, rung_epochs
 from bench.suite import load_suite
 from bench.sweep import run_suite
+from kdcore import build_student, count_flops, count_params
 
 CAPACITY = {
     "width = { low = 4, high = 32, log = true }": "size = { low = 0.005, high = 0.2, log = true }",
@@ -107,6 +110,25 @@ def test_the_same_suite_stops_the_same_trials(runs) -> None:
     _, a, b = runs
     cols = ["phase", "trial", "state", "arch", "fail_reason", "student_acc"]
     pd.testing.assert_frame_equal(read_trials(a)[cols], read_trials(b)[cols])
+
+
+@pytest.mark.slow
+def test_pruned_trials_carry_their_size_and_the_time_they_ran(runs) -> None:
+    _, run, _ = runs
+    trials = read_trials(run)
+    pruned = trials[trials["state"] == "pruned"]
+    assert len(pruned) and (pruned["trial_time_s"] > 0).all()
+    for _, r in pruned.iterrows():
+        model = build_student(
+            "mlp", (8,), 3, width=int(r["arch_width"]), depth=int(r["arch_depth"])
+        )
+        assert r["student_params"] == count_params(model)
+        assert r["student_flops"] == count_flops(model, torch.zeros(1, 8))
+    spent = time_by_size(trials, "tiny")
+    assert spent["trials"].sum() == len(trials)
+    assert spent["pruned"].sum() == len(pruned)
+    assert spent["total_s"].sum() == pytest.approx(trials["trial_time_s"].sum(), abs=0.1)
+    assert spent["share %"].sum() == pytest.approx(100, abs=0.2)
 
 
 def _search_study(run: Path) -> optuna.Study:
