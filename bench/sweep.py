@@ -271,6 +271,7 @@ def run_suite(
         if run_dir is not None:
             ctx.write_manifest()
         for task, loaded in prepared:
+            torch.set_num_threads(threads)  # "auto" may have left the last group's count
             t0 = time.perf_counter()
             run = ctx.task_run(task, loaded, previous, n_trials, replay_configs)
             t1 = time.perf_counter()
