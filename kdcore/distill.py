@@ -22,12 +22,17 @@ from dataclasses import dataclass
 
 import torch
 
+from kdcore._dense import DenseGroup, dense_layers
 from kdcore._grouped import BACKENDS, GroupedModel
 from kdcore.families import build_student
 from kdcore.losses import FusedKDLoss
 from kdcore.teachers import SoftTargets
 
 __all__ = ["Distiller", "Member"]
+
+# "dense": Linear/ReLU stacks with the passes written out (kdcore._dense); "auto" takes it when
+# the students qualify, else the batched path, else vmap (kdcore._grouped).
+DISTILLER_BACKENDS = (*BACKENDS, "dense")
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +142,10 @@ class Distiller:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1. Got {getattr(self, name)} instead.")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}. Got {self.backend!r} instead.")
+        if self.backend not in DISTILLER_BACKENDS:
+            raise ValueError(
+                f"backend must be one of {DISTILLER_BACKENDS}. Got {self.backend!r} instead."
+            )
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -192,10 +199,23 @@ class Distiller:
                 modules.append(
                     build_student(self.family, input_shape, num_classes, **(self.arch or {}))
                 )
-        group = GroupedModel(modules, backend=self.backend)
+        names = dense_layers(modules[0]) if self.backend in ("auto", "dense") else None
+        if self.backend == "dense" and names is None:
+            raise ValueError(
+                "backend='dense' covers [Flatten] (Linear ReLU)* Linear stacks with biases; "
+                f"{self.family!r} students are not one. Use backend='auto'."
+            )
+        group = GroupedModel(modules, backend="auto" if names else self.backend)
         group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
         group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
-        optimizer = _make_adam(group.parameters(), self.lr, self.weight_decay, self.fused_adam)
+        dense = (
+            DenseGroup(group, names, self.lr, self.weight_decay, self.fused_adam) if names else None
+        )
+        optimizer = (
+            None
+            if dense
+            else _make_adam(group.parameters(), self.lr, self.weight_decay, self.fused_adam)
+        )
 
         temps = torch.tensor([m.temperature for m in members], dtype=x_train.dtype, device=device)
         alphas = torch.tensor([m.alpha for m in members], dtype=x_train.dtype, device=device)
@@ -210,6 +230,7 @@ class Distiller:
             torch.manual_seed(sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31)
             self._train(
                 group,
+                dense,
                 optimizer,
                 x_train,
                 y_train,
@@ -229,7 +250,8 @@ class Distiller:
     def _train(
         self,
         group: GroupedModel,
-        optimizer: torch.optim.Optimizer,
+        dense: DenseGroup | None,
+        optimizer: torch.optim.Optimizer | None,
         x_train: torch.Tensor,
         y_train: torch.Tensor,
         x_val: torch.Tensor,
@@ -253,20 +275,28 @@ class Distiller:
         history: list[dict[str, list[float]]] = []
         loss_fn = FusedKDLoss(temps, alphas)
         params = group.parameters()
+        live = dense.group_params if dense else lambda: group.params
+        if dense is not None:  # feature-major copies, made once: [d, N] and [G, C, N]
+            x_t = x_train.reshape(n_train, -1).t().contiguous()
+            targets_t = targets.transpose(1, 2).contiguous() if targets is not None else None
 
         for epoch in range(1, self.epochs + 1):
             group.train()
             order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
                 device
             )
-            # One gather per epoch; every batch is then a contiguous slice (a view), so the
-            # step itself does no indexing work.
-            x_epoch, y_epoch = x_train[order], y_train[order]
-            t_epoch = targets[rows, order] if targets is not None else None
-            p_epoch = t_epoch.exp() if t_epoch is not None else None
             loss_sum = torch.zeros(g_count, device=device)
             n_batches = 0
-            for lo in range(0, n_train, self.batch_size):
+            if dense is not None:
+                loss_sum += self._dense_epoch(dense, loss_fn, order, x_t, y_train, targets_t)
+                n_batches = -(-n_train // self.batch_size)
+            else:
+                # One gather per epoch; every batch is then a contiguous slice (a view), so
+                # the step itself does no indexing work.
+                x_epoch, y_epoch = x_train[order], y_train[order]
+                t_epoch = targets[rows, order] if targets is not None else None
+                p_epoch = t_epoch.exp() if t_epoch is not None else None
+            for lo in range(0, n_train if dense is None else 0, self.batch_size):
                 hi = lo + self.batch_size
                 logits = group(x_epoch[:, lo:hi])
                 if t_epoch is not None and p_epoch is not None:
@@ -278,11 +308,11 @@ class Distiller:
                 for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
                     p.grad = None
                 losses.sum().backward()
-                optimizer.step()
+                optimizer.step()  # type: ignore[union-attr]
                 loss_sum += losses.detach()
                 n_batches += 1
             train_loss = (loss_sum / n_batches).cpu()
-            val_acc = self._accuracy(group, x_val, y_val).cpu()
+            val_acc = self._accuracy(group, x_val, y_val, dense).cpu()
             for g in range(g_count):
                 if g not in failed and not math.isfinite(float(train_loss[g])):
                     failed[g] = f"diverged: non-finite training loss at epoch {epoch}"
@@ -290,7 +320,7 @@ class Distiller:
             improved = (val_acc > best_acc.cpu()) & ~frozen
             if bool(improved.any()):
                 mask_dev = improved.to(device)
-                for k, v in group.params.items():
+                for k, v in live().items():
                     shape = (g_count,) + (1,) * (v.dim() - 1)
                     best_params[k] = torch.where(mask_dev.view(shape), v.detach(), best_params[k])
                 best_acc = torch.where(mask_dev, val_acc.to(device), best_acc)
@@ -304,6 +334,8 @@ class Distiller:
             if bool(frozen.all()):
                 break
 
+        if dense is not None:
+            group.params = {k: v.detach() for k, v in dense.group_params().items()}
         self._group = group
         self._best_params = best_params
         self.models_ = [group.member(g, best_params) for g in range(g_count)]
@@ -378,8 +410,53 @@ class Distiller:
             ]
         )
 
+    def _dense_epoch(
+        self,
+        dense: DenseGroup,
+        loss_fn: FusedKDLoss,
+        order: torch.Tensor,
+        x_t: torch.Tensor,
+        y_train: torch.Tensor,
+        targets_t: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One epoch on the dense path: each member's shuffled data gathered feature-major
+        once (``x_t`` is ``[d, N]``, ``targets_t`` ``[G, C, N]``), then a step per batch (a
+        view). Returns the sum of the per-member batch losses."""
+        g, n = order.shape
+        # [d, G·N] -> [G, d, N] as a view: a batch is then a strided matrix the BLAS reads as is
+        x_epoch = x_t.index_select(1, order.reshape(-1)).view(-1, g, n).transpose(0, 1)
+        idx = y_train[order].unsqueeze(1)
+        if targets_t is None:  # scratch only: the soft term weighs 0
+            t_t = x_t.new_zeros(g, dense.num_classes, n)
+        else:
+            t_t = targets_t.gather(2, order.unsqueeze(1).expand(-1, targets_t.shape[1], -1))
+        p_t = t_t.exp()
+        total = torch.zeros(g, device=x_t.device)
+        with torch.no_grad():
+            for lo in range(0, n, self.batch_size):
+                hi = lo + self.batch_size
+                total += dense.step(
+                    x_epoch[..., lo:hi], idx[..., lo:hi], t_t[..., lo:hi], p_t[..., lo:hi], loss_fn
+                )
+        return total
+
     @torch.no_grad()
-    def _accuracy(self, group: GroupedModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _accuracy(
+        self,
+        group: GroupedModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        dense: DenseGroup | None = None,
+    ) -> torch.Tensor:
+        if dense is not None:
+            logits = torch.cat(
+                [
+                    dense.logits_shared(x[i : i + self.eval_batch_size])
+                    for i in range(0, len(x), self.eval_batch_size)
+                ],
+                dim=1,
+            )
+            return (logits.argmax(-1) == y).float().mean(-1)
         group.eval()
         logits = self._predict(group, x)
         group.train()

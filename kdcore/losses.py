@@ -94,6 +94,48 @@ def kd_loss(
     )
 
 
+def kd_forward_parts(
+    z: torch.Tensor,
+    teacher_log_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    idx: torch.Tensor,
+    t_bc: torch.Tensor,
+    soft_weight: torch.Tensor,
+    hard_weight: torch.Tensor,
+    class_dim: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Grouped KD loss ``[G]`` from logits ``z`` (``[G, B, C]`` with ``class_dim = -1``, or
+    feature-major ``[G, C, B]`` with ``class_dim = 1``), plus log q_T and log q_1 for the
+    gradient. ``idx``: the labels with a singleton class dimension; per-member constants
+    ``[G, 1, 1]`` (T, alpha·T², 1 − alpha)."""
+    log_q_t = F.log_softmax(z / t_bc, dim=class_dim)
+    log_q1 = F.log_softmax(z, dim=class_dim)
+    # per sample: w_s · Σ_c p (log p − log q_T) − w_h · log q_1[y], then the batch mean
+    per_sample = (teacher_probs * (teacher_log_probs - log_q_t)).sum(class_dim, keepdim=True)
+    per_sample = per_sample * soft_weight - log_q1.gather(class_dim, idx) * hard_weight
+    return per_sample.mean(dim=(-2, -1)), log_q_t, log_q1
+
+
+def kd_logit_grad(
+    log_q_t: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    log_q1: torch.Tensor,
+    idx: torch.Tensor,
+    soft_grad_weight: torch.Tensor,
+    hard_weight: torch.Tensor,
+    class_dim: int,
+) -> torch.Tensor:
+    """d(per-member loss)/dz in closed form: (alpha T (q_T − p_T) + (1 − alpha)(q_1 −
+    onehot(y))) / B, in the layout of :func:`kd_forward_parts`."""
+    hard = log_q1.exp()
+    hard.scatter_add_(
+        class_dim, idx, torch.full(idx.shape, -1.0, dtype=hard.dtype, device=hard.device)
+    )
+    grad = log_q_t.exp().sub_(teacher_probs).mul_(soft_grad_weight)
+    batch = log_q_t.shape[-1 if class_dim in (1, -2) else -2]
+    return grad.add_(hard.mul_(hard_weight)).div_(batch)
+
+
 class _FusedKD(torch.autograd.Function):
     """Forward and closed-form backward of :func:`kd_loss_from_log_probs` for grouped inputs.
 
@@ -116,27 +158,20 @@ class _FusedKD(torch.autograd.Function):
         soft_grad_weight: torch.Tensor,
         hard_weight: torch.Tensor,
     ) -> torch.Tensor:
-        log_q_t = F.log_softmax(z / t_bc, dim=-1)
-        log_q1 = F.log_softmax(z, dim=-1)
         idx = labels.unsqueeze(-1)
-        # per sample: w_s · Σ_c p (log p − log q_T) − w_h · log q_1[y], then the batch mean
-        per_sample = (teacher_probs * (teacher_log_probs - log_q_t)).sum(-1, keepdim=True)
-        per_sample = per_sample * soft_weight - log_q1.gather(-1, idx) * hard_weight
+        loss, log_q_t, log_q1 = kd_forward_parts(
+            z, teacher_log_probs, teacher_probs, idx, t_bc, soft_weight, hard_weight, -1
+        )
         ctx.save_for_backward(log_q_t, teacher_probs, log_q1, idx, soft_grad_weight, hard_weight)
-        return per_sample.mean(dim=(-2, -1))
+        return loss
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight = ctx.saved_tensors  # type: ignore[attr-defined]
-        hard = log_q1.exp()
-        hard.scatter_add_(
-            -1, idx, torch.full(idx.shape, -1.0, dtype=hard.dtype, device=hard.device)
-        )
-        grad = log_q_t.exp().sub_(p).mul_(soft_grad_weight)
-        grad.add_(hard.mul_(hard_weight))
-        scale = (grad_out / log_q_t.shape[-2]).view(-1, 1, 1)
+        grad = kd_logit_grad(log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight, -1)
+        scale = grad_out.view(-1, 1, 1)
         return grad.mul_(scale), None, None, None, None, None, None, None
 
 

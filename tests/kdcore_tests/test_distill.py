@@ -79,3 +79,63 @@ def test_diverging_member_is_reported_not_raised(task) -> None:
     fit = _fit(task, [Member(0, 4.0, 0.9)], lr=1e30, epochs=3)
     assert 0 in fit.failed_
     assert "non-finite" in fit.failed_[0]
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_dense_path_trains_what_the_autograd_path_trains(task, depth: int) -> None:
+    """The written-out passes (backend 'dense', what 'auto' takes for MLPs) follow the autograd
+    path's trajectory: same selected epochs, same weights up to float rounding. A scratch
+    member and an uneven last batch are in the group."""
+    members = [Member(0, 4.0, 0.9), Member(1, 2.0, 0.5), Member(2, 1.0, 0.0)]
+    arch = {"width": 12, "depth": depth}
+    dense = _fit(task, members, arch=arch, backend="dense", batch_size=48)
+    autograd = _fit(task, members, arch=arch, backend="batched", batch_size=48)
+    assert dense.best_epoch_ == autograd.best_epoch_
+    assert dense.val_acc_ == pytest.approx(autograd.val_acc_, abs=1e-6)
+    for g in range(len(members)):
+        assert [h["train_loss"][g] for h in dense.history_] == pytest.approx(
+            [h["train_loss"][g] for h in autograd.history_], rel=1e-4
+        )
+        for a, b in zip(
+            dense.models_[g].parameters(), autograd.models_[g].parameters(), strict=True
+        ):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    x = task[2]
+    assert torch.allclose(dense.predict_logits(x), autograd.predict_logits(x), atol=1e-4)
+
+
+def test_dense_path_without_any_teacher_matches_autograd(task) -> None:
+    x, y, xv, yv, _ = task
+    fits = [
+        Distiller(arch={"width": 8, "depth": 2}, epochs=3, backend=b).fit(
+            x, y, xv, yv, [Member(0), Member(1)]
+        )
+        for b in ("dense", "batched")
+    ]
+    assert fits[0].best_epoch_ == fits[1].best_epoch_
+    assert torch.allclose(fits[0].predict_logits(xv), fits[1].predict_logits(xv), atol=1e-4)
+
+
+def test_dense_backend_names_what_it_covers(task) -> None:
+    with pytest.raises(ValueError, match=r"backend='dense' covers .*'cnn'"):
+        x = torch.randn(64, 1, 8, 8)
+        Distiller(family="cnn", arch={"channels": 4, "blocks": 1}, backend="dense").fit(
+            x, torch.zeros(64, dtype=torch.long), x, torch.zeros(64, dtype=torch.long), [Member(0)]
+        )
+
+
+def test_dense_layers_recognises_linear_relu_stacks_only() -> None:
+    from torch import nn
+
+    from kdcore._dense import dense_layers
+
+    assert dense_layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
+    assert dense_layers(nn.Sequential(nn.Linear(4, 2))) == ["0"]
+    for not_dense in (
+        nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.1), nn.ReLU(), nn.Linear(3, 2)),
+        nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),
+        nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2)),
+        nn.Sequential(nn.Linear(4, 3), nn.ReLU()),
+        nn.Linear(4, 2),
+    ):
+        assert dense_layers(not_dense) is None
