@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdbench-installed
 SUITE ?= suites/seed.toml
+# local worker processes for the demo (bench.parallel): the reference machine has 2 cores
+WORKERS ?= 2
 
 .PHONY: demo test bench lint install clean
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kdbench run $(SUITE)
+	$(BIN)/kdbench run $(SUITE) --workers $(WORKERS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

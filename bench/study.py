@@ -489,8 +489,12 @@ def promoted(
     """The rung rule of kdbench's successive halving (one rung, one trial).
 
     ``me`` and each of ``peers`` (the earlier trials that reached this rung) are (validation
-    accuracy, FLOPs). The trial goes on when fewer than ``eta`` peers exist (warm-up), or when
-    it ranks within the top ⌈n/eta⌉ of the n = len(peers) + 1 trials. Ranking (NSGA-II's):
+    accuracy, FLOPs). The trial goes on when fewer than ``eta`` peers exist (warm-up), when —
+    with ``pareto`` — no peer is at least as accurate with no more FLOPs (the capacity
+    frontier at the rung is never halved: early in training small students trail the larger
+    ones they later match, so ranking them against larger peers stops the very students the
+    question is about), or when it ranks within the top ⌈n/eta⌉ of the n = len(peers) + 1
+    trials. Ranking (NSGA-II's):
     Pareto front index by non-dominated sorting (max accuracy, min FLOPs) when ``pareto``,
     then larger crowding distance within the front (on accuracy and log FLOPs: a front's two
     ends — the smallest and the most accurate student — always rank first, so the small end
@@ -503,6 +507,8 @@ def promoted(
     acc = np.array([p[0] for p in pts], float)
     flops = np.array([p[1] for p in pts], float) if pareto else np.zeros(len(pts))
     front = _fronts(acc, flops)
+    if pareto and front[-1] == 0:
+        return True
     crowd = np.zeros(len(pts))
     for f in set(front.tolist()):
         idx = np.flatnonzero(front == f)

@@ -201,7 +201,7 @@ def test_suite_trials_per_minute(benchmark, seed_setup, suite_runs, mode: str) -
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    suite = load_suite(root / "suites" / "seed.toml")
+    suite = load_suite(root / "suites" / "seed_classic.toml")
     grouped = mode == "grouped"
     suite = dataclasses.replace(
         suite,

@@ -31,7 +31,7 @@ def worker_runs(tmp_path_factory) -> dict[str, object]:
 
 
 def _small_suite():
-    suite = load_suite(ROOT / "suites" / "seed.toml")
+    suite = load_suite(ROOT / "suites" / "seed_classic.toml")
     search = dataclasses.replace(
         suite.search, arch=(("width", Range(4, 64, True)), ("depth", Range(1, 4)))
     )

@@ -199,17 +199,20 @@ class Distiller:
                 modules.append(
                     build_student(self.family, input_shape, num_classes, **(self.arch or {}))
                 )
-        names = dense_layers(modules[0]) if self.backend in ("auto", "dense") else None
-        if self.backend == "dense" and names is None:
+        layers = dense_layers(modules[0]) if self.backend in ("auto", "dense") else None
+        if self.backend == "dense" and layers is None:
             raise ValueError(
-                "backend='dense' covers [Flatten] (Linear ReLU)* Linear stacks with biases; "
-                f"{self.family!r} students are not one. Use backend='auto'."
+                "backend='dense' covers [Flatten] (Linear ReLU [Dropout])* Linear stacks with "
+                f"biases; {self.family!r} students are not one. Use backend='auto'."
             )
-        group = GroupedModel(modules, backend="auto" if names else self.backend)
+        group = GroupedModel(modules, backend="auto" if layers else self.backend)
         group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
         group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
+        group_seed = sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31
         dense = (
-            DenseGroup(group, names, self.lr, self.weight_decay, self.fused_adam) if names else None
+            DenseGroup(group, layers, self.lr, self.weight_decay, self.fused_adam, group_seed)
+            if layers
+            else None
         )
         optimizer = (
             None
@@ -227,7 +230,7 @@ class Distiller:
         # so every fit is reproducible and leaves the caller's RNG state untouched.
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31)
+            torch.manual_seed(group_seed)
             self._train(
                 group,
                 dense,

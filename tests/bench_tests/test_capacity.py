@@ -39,12 +39,18 @@ def test_the_rung_rule_keeps_the_top_third() -> None:
     assert not promoted((0.90, 1.0), [(0.90, 1.0)] * 6, 3, pareto=False)  # ties: peers first
 
 
-def test_the_pareto_rung_rule_keeps_both_ends_of_the_front() -> None:
+def test_the_pareto_rung_rule_never_halves_the_capacity_frontier() -> None:
     peers = [(0.95, 1000.0), (0.94, 500.0), (0.93, 200.0), (0.80, 900.0), (0.70, 800.0)]
     assert promoted((0.60, 10.0), peers, 3, pareto=True)  # the smallest: an end of the front
     assert promoted((0.99, 5000.0), peers, 3, pareto=True)  # the most accurate: the other end
+    assert promoted((0.935, 350.0), peers, 3, pareto=True)  # inside the front: not dominated
     assert not promoted((0.50, 950.0), peers, 3, pareto=True)  # dominated
-    assert not promoted((0.935, 350.0), peers, 3, pareto=True)  # on the front, but crowded
+    assert not promoted((0.92, 300.0), peers, 3, pareto=True)  # (0.93, 200) is smaller, better
+    # Off the front, the top third still goes on: 8 trials, 3 promoted by rank, and the
+    # second front's crowding ends rank first.
+    crowd = [*peers, (0.97, 2000.0), (0.85, 950.0)]
+    assert not promoted((0.949, 1500.0), crowd, 3, pareto=True)  # front 0 fills the top 3
+    assert promoted((0.96, 1500.0), crowd, 3, pareto=True)  # a fifth point on the front
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +92,7 @@ def test_halving_stops_trials_by_the_documented_rule_and_records_why(runs) -> No
     trials = read_trials(run)
     search = trials[trials["phase"] == "search"].set_index("trial")
     pruned = search[search["state"] == "pruned"]
-    assert len(pruned) >= 3 and (search["state"] != "fail").all()
+    assert len(pruned) >= 1 and (search["state"] != "fail").all()
     study = _search_study(run)
     rungs = {t.number: t.user_attrs.get(RUNGS, {}) for t in study.get_trials()}
     for number, reached in rungs.items():
@@ -127,7 +133,10 @@ def test_pruned_trials_carry_their_size_and_the_time_they_ran(runs) -> None:
     spent = time_by_size(trials, "tiny")
     assert spent["trials"].sum() == len(trials)
     assert spent["pruned"].sum() == len(pruned)
-    assert spent["total_s"].sum() == pytest.approx(trials["trial_time_s"].sum(), abs=0.1)
+    # each bucket's seconds are rounded to 0.1 s
+    assert spent["total_s"].sum() == pytest.approx(
+        trials["trial_time_s"].sum(), abs=0.05 * len(spent) + 1e-9
+    )
     assert spent["share %"].sum() == pytest.approx(100, abs=0.2)
 
 

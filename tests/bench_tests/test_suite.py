@@ -27,10 +27,12 @@ def test_seed_suite_matches_the_product_card() -> None:
         2,
     )
     assert suite.teacher.members == 5 and suite.teacher.family == "seed_teacher"
-    assert suite.budget.trials >= 40
+    assert suite.budget.trials >= 40 and suite.budget.seeds == 3
+    assert suite.budget.fidelity == "halving" and suite.confirm.top_k >= 1
     s = suite.search
     arch = dict(s.arch)
-    assert (arch["width"].low, arch["width"].high, arch["width"].log) == (4, 512, True)
+    # width is solved from the sampled size (a fraction of the ensemble's parameters) and depth
+    assert s.size is not None and (s.size.low, s.size.high, s.size.log) == (0.001, 0.03, True)
     assert (arch["depth"].low, arch["depth"].high) == (1, 4)
     assert (s.temperature.low, s.temperature.high) == (1.0, 20.0)
     assert (s.alpha.low, s.alpha.high) == (0.5, 1.0)
