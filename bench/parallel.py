@@ -70,7 +70,11 @@ def _retry_dead(run: TaskRun, worker: str) -> int:
 
 
 def _spawn(index: int) -> subprocess.Popen:
-    """A worker process: it imports torch and kdbench, then waits for its job on stdin."""
+    """A worker process; it reads its job from stdin.
+
+    Workers are not started before the teacher is ready: tried, their imports (about 4 s of
+    CPU each) beside the teacher's two training threads slowed the teacher by more than the
+    overlap saved (seed suite, 2 cores: 67.7 s vs about 57 s end to end)."""
     env = {**os.environ, INDEX_ENV: str(index), "PYTHONPATH": _pythonpath()}
     return subprocess.Popen(
         [sys.executable, "-m", "bench.parallel"],
@@ -81,33 +85,8 @@ def _spawn(index: int) -> subprocess.Popen:
     )
 
 
-def prestart(n: int) -> list[subprocess.Popen]:
-    """Start ``n`` workers before the teacher is ready, so that their interpreter start-up and
-    imports (about 4 s each on the 2-core machine) overlap the teacher's training;
-    :func:`run_workers` hands them their job. Give back unused ones with :func:`release`."""
-    return [_spawn(i) for i in range(n)]
-
-
-def release(ready: list[subprocess.Popen]) -> None:
-    """Stop prestarted workers that never got a job (closing stdin: they exit at once)."""
-    for p in ready:
-        if p.stdin is not None and not p.stdin.closed:
-            p.stdin.close()
-    for p in ready:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-        if p.stdout is not None:
-            p.stdout.close()
-    ready.clear()
-
-
-def run_workers(
-    ctx: _Run, run: TaskRun, n: int, threads: int, ready: list[subprocess.Popen] | None = None
-) -> None:
-    """Run this task's search and confirm phases in ``n`` worker processes (``ready``: ones
-    already started by :func:`prestart`, used first)."""
+def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
+    """Run this task's search and confirm phases in ``n`` worker processes."""
     per = max(1, threads // n)
     if n > threads:
         log.warning("%d workers on %d cores: each gets 1 thread (oversubscribed)", n, threads)
@@ -137,7 +116,7 @@ def run_workers(
 
     def start() -> None:
         nonlocal started
-        p = ready.pop(0) if ready else _spawn(started)
+        p = _spawn(started)
         assert p.stdin is not None and p.stdout is not None
         p.stdin.write(json.dumps(job))
         p.stdin.close()
@@ -230,7 +209,6 @@ def _child_main() -> int:
     import time
 
     try:
-        # Imports first: a prestarted worker does them while the teacher trains.
         import torch
 
         from bench.study import open_storage
@@ -239,11 +217,8 @@ def _child_main() -> int:
         from bench.tasks import load_task
         from bench.teacher import load_teacher, prepare_teacher
 
-        text = sys.stdin.read()
-        if not text:  # released unused
-            return 0
         began = time.perf_counter()
-        job = json.loads(text)
+        job = json.loads(sys.stdin.read())
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         torch.set_num_threads(job["threads"])
         if job["suite_source"]:

@@ -267,14 +267,9 @@ def run_suite(
     )
     ctx = _Run(suite, manifest, run_dir, spec, storage_obj, cache, train_device, gpu, on_progress)
     ctx.on_teacher_epoch = on_teacher_epoch
-    ready: list[Any] = []
     try:
         if run_dir is not None:
             ctx.write_manifest()
-        if workers > 1:
-            from bench.parallel import prestart
-
-            ready = prestart(workers)
         for task, loaded in prepared:
             torch.set_num_threads(threads)  # "auto" may have left the last group's count
             t0 = time.perf_counter()
@@ -284,7 +279,7 @@ def run_suite(
             if workers > 1:
                 from bench.parallel import run_workers
 
-                run_workers(ctx, run, workers, threads, ready)
+                run_workers(ctx, run, workers, threads)
             else:
                 run.search()
                 run.confirm()
@@ -320,10 +315,6 @@ def run_suite(
         )
         raise RunInterrupted(run_dir, how, hint) from None
     finally:
-        if ready:
-            from bench.parallel import release
-
-            release(ready)
         if lock is not None:
             lock.release()
     return run_dir

@@ -8,6 +8,7 @@ does index arithmetic on the member dimension.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -242,9 +243,7 @@ def run_group(
         }
         scratch.put(value, family, arch, slot.seed)
         new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
-    model = distiller.models_[0]
-    flops = count_flops(model, task.x_train[:1])
-    n_params = count_params(model)
+    n_params, flops = student_cost(family, arch, task.input_shape, task.num_classes)
     per_trial_time = (time.perf_counter() - started) / len(configs)
     cells = arch_cells(family, arch)
     out = []
@@ -487,15 +486,36 @@ def failed_row(
     }
 
 
+def student_cost(
+    family: str,
+    arch: Mapping[str, int | float],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+) -> tuple[int, int]:
+    """(parameters, forward FLOPs per sample) of one student architecture. Counted once per
+    process and architecture: FlopCounterMode costs ~50 ms a call, and a trial needs the
+    numbers for its thread count, its halving rungs and its row."""
+    return _student_cost(family, tuple(sorted(arch.items())), tuple(input_shape), num_classes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _student_cost(
+    family: str,
+    arch: tuple[tuple[str, int | float], ...],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+) -> tuple[int, int]:
+    model = build_student(family, input_shape, num_classes, **dict(arch))
+    return count_params(model), count_flops(model, torch.zeros(1, *input_shape))
+
+
 def _size_cells(
     family: str, arch: Mapping[str, int | float], task: TaskData, teacher: PreparedTeacher
 ) -> dict[str, Any]:
     """Params and FLOPs of one student of ``arch`` (empty when the family cannot build it:
     that may be why the trial failed)."""
     try:
-        model = build_student(family, task.input_shape, task.num_classes, **arch)
-        flops = count_flops(model, torch.zeros(1, *task.input_shape))
-        n_params = count_params(model)
+        n_params, flops = student_cost(family, arch, task.input_shape, task.num_classes)
     except Exception:  # the failure itself is the row's fail_reason
         return {}
     return {

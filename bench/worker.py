@@ -65,8 +65,14 @@ from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teacher import PreparedTeacher
 from bench.threads import AUTO, ThreadPolicy
-from bench.trial import GroupResult, ScratchStore, TrialConfig, failed_row, run_group
-from kdcore import build_student, count_flops
+from bench.trial import (
+    GroupResult,
+    ScratchStore,
+    TrialConfig,
+    failed_row,
+    run_group,
+    student_cost,
+)
 
 __all__ = ["Progress", "TaskRun", "worker_id"]
 
@@ -140,10 +146,10 @@ class TaskRun:
         """Torch threads for a group of students of ``arch`` (:mod:`bench.threads`)."""
         if self.threads.setting != AUTO:  # fixed: set once for the process
             return torch.get_num_threads()
-        model = build_student(
-            self.suite.student.family, self.task.input_shape, self.task.num_classes, **arch
+        _, flops = student_cost(
+            self.suite.student.family, arch, self.task.input_shape, self.task.num_classes
         )
-        n = self.threads.threads(count_flops(model, torch.zeros(1, *self.task.input_shape)))
+        n = self.threads.threads(flops)
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
         return n
@@ -522,8 +528,9 @@ class TaskRun:
         b, st = self.suite.budget, self.suite.student
         rungs = set(rung_epochs(b.min_epochs, b.reduction_factor, st.epochs))
         arch = arch_of(t.params, self.suite.search, st.family)
-        model = build_student(st.family, self.task.input_shape, self.task.num_classes, **arch)
-        flops = float(count_flops(model, torch.zeros(1, *self.task.input_shape)))
+        flops = float(
+            student_cost(st.family, arch, self.task.input_shape, self.task.num_classes)[1]
+        )
         reached: dict[str, list[float]] = {}
 
         def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:
