@@ -16,6 +16,7 @@ replacements in all).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -70,11 +71,7 @@ def _retry_dead(run: TaskRun, worker: str) -> int:
 
 
 def _spawn(index: int) -> subprocess.Popen:
-    """A worker process; it reads its job from stdin.
-
-    Workers are not started before the teacher is ready: tried, their imports (about 4 s of
-    CPU each) beside the teacher's two training threads slowed the teacher by more than the
-    overlap saved (seed suite, 2 cores: 67.7 s vs about 57 s end to end)."""
+    """A worker process: it imports, says ``imported``, then reads its job from stdin."""
     env = {**os.environ, INDEX_ENV: str(index), "PYTHONPATH": _pythonpath()}
     return subprocess.Popen(
         [sys.executable, "-m", "bench.parallel"],
@@ -85,8 +82,49 @@ def _spawn(index: int) -> subprocess.Popen:
     )
 
 
-def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
-    """Run this task's search and confirm phases in ``n`` worker processes."""
+class Prestarted:
+    """Workers started as the teacher's training ends, before its evaluation.
+
+    Their interpreter start-up and imports (about 4 s of CPU each on the 2-core machine)
+    overlap the teacher's evaluation and FLOP count; :meth:`wait_imported` then holds the
+    supervisor until every one waits idle on stdin, so the ensemble's latency is still timed
+    on a quiet machine. (Started before the teacher's training instead, their imports beside
+    its two training threads cost more than they saved: 67.7 s vs about 57 s end to end.)
+    :func:`run_workers` hands them their job; :meth:`release` stops unused ones."""
+
+    def __init__(self, n: int) -> None:
+        self.procs = [_spawn(i) for i in range(n)]
+
+    def wait_imported(self) -> None:
+        for p in self.procs:
+            assert p.stdout is not None
+            p.stdout.readline()  # {"kind": "imported"}, or "" if it died (replaced later)
+
+    def take(self) -> list[subprocess.Popen]:
+        procs, self.procs = self.procs, []
+        return procs
+
+    def release(self) -> None:
+        for p in self.procs:
+            if p.stdin is not None and not p.stdin.closed:
+                with contextlib.suppress(OSError):
+                    p.stdin.close()  # an empty job: the worker exits at once
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            if p.stdout is not None:
+                p.stdout.close()
+        self.procs = []
+
+
+def run_workers(
+    ctx: _Run, run: TaskRun, n: int, threads: int, ready: list[subprocess.Popen] | None = None
+) -> None:
+    """Run this task's search and confirm phases in ``n`` worker processes (``ready``: ones
+    :class:`Prestarted` started, used first unless they died)."""
+    ready = list(ready or [])
     per = max(1, threads // n)
     if n > threads:
         log.warning("%d workers on %d cores: each gets 1 thread (oversubscribed)", n, threads)
@@ -105,6 +143,10 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
         "replay": run.replay,
     }
     scratch_dir = Path(tempfile.mkdtemp(prefix="kdbench-workers-"))
+    # The loaded task as a tensor file: a worker reads it in milliseconds and does not import
+    # scikit-learn (about 1.8 s of each worker's start-up on the 2-core machine).
+    run.task.save(scratch_dir / "task.pt")
+    job["task_file"] = str(scratch_dir / "task.pt")
     live = LiveWorkers(scratch_dir / "live")
     job["policy"] = asdict(
         ThreadPolicy(ctx.suite.measure.train_threads, threads, n, str(live.path))
@@ -116,7 +158,9 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
 
     def start() -> None:
         nonlocal started
-        p = _spawn(started)
+        p = ready.pop(0) if ready else _spawn(started)
+        if p.poll() is not None:  # a prestarted one that died while importing
+            p = _spawn(started)
         assert p.stdin is not None and p.stdout is not None
         p.stdin.write(json.dumps(job))
         p.stdin.close()
@@ -128,6 +172,8 @@ def run_workers(ctx: _Run, run: TaskRun, n: int, threads: int) -> None:
     def handle(line: str) -> None:
         nonlocal failure
         msg = json.loads(line)
+        if msg["kind"] == "imported":  # a prestarted worker nobody waited for
+            return
         if msg["kind"] == "ready":
             log.info(
                 "worker %s ready after %.1f s, %s thread(s)",
@@ -214,18 +260,22 @@ def _child_main() -> int:
         from bench.study import open_storage
         from bench.suite import suite_from_dict
         from bench.sweep import _data_sha256
-        from bench.tasks import load_task
+        from bench.tasks import task_from_file
         from bench.teacher import load_teacher, prepare_teacher
 
+        send({"kind": "imported"})
+        text = sys.stdin.read()
+        if not text:  # released unused
+            return 0
         began = time.perf_counter()
-        job = json.loads(sys.stdin.read())
+        job = json.loads(text)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         torch.set_num_threads(job["threads"])
         if job["suite_source"]:
             sys.path.insert(0, str(Path(job["suite_source"]).resolve().parent))  # plug-ins
         suite = suite_from_dict(job["suite"])
         cfg = next(t for t in suite.tasks if t.name == job["task"])
-        task = load_task(cfg)
+        task = task_from_file(Path(job["task_file"]), cfg)
         cache = Path(job["cache"])
         loaded = load_teacher(task, suite.teacher, cache)
         teacher = prepare_teacher(task, suite.teacher, cache, job["device"], loaded)
@@ -272,4 +322,7 @@ def _child_main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    code = _child_main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip the interpreter's ~1 s teardown: the supervisor waits for the exit

@@ -267,6 +267,7 @@ def run_suite(
     )
     ctx = _Run(suite, manifest, run_dir, spec, storage_obj, cache, train_device, gpu, on_progress)
     ctx.on_teacher_epoch = on_teacher_epoch
+    ctx.workers = workers
     try:
         if run_dir is not None:
             ctx.write_manifest()
@@ -279,7 +280,9 @@ def run_suite(
             if workers > 1:
                 from bench.parallel import run_workers
 
-                run_workers(ctx, run, workers, threads)
+                ready = ctx.prestarted.take() if ctx.prestarted is not None else []
+                ctx.prestarted = None
+                run_workers(ctx, run, workers, threads, ready)
             else:
                 run.search()
                 run.confirm()
@@ -315,6 +318,7 @@ def run_suite(
         )
         raise RunInterrupted(run_dir, how, hint) from None
     finally:
+        ctx.release_workers()
         if lock is not None:
             lock.release()
     return run_dir
@@ -353,6 +357,20 @@ class _Run:
         self.started = time.perf_counter()
         self._refreshed = 0.0
         self.on_teacher_epoch: Callable[[str, int, int, int], None] | None = None
+        self.workers = 1
+        self.prestarted: Any = None  # bench.parallel.Prestarted for the next task's workers
+
+    def prestart(self) -> None:
+        """Start the local workers now (once per task; see bench.parallel.Prestarted)."""
+        if self.workers > 1 and self.prestarted is None:
+            from bench.parallel import Prestarted
+
+            self.prestarted = Prestarted(self.workers)
+
+    def release_workers(self) -> None:
+        if self.prestarted is not None:
+            self.prestarted.release()
+            self.prestarted = None
 
     def write_manifest(self) -> None:
         if self.run_dir is None:
@@ -393,19 +411,26 @@ class _Run:
         suite = self.suite
         t0 = time.perf_counter()
         hook = self.on_teacher_epoch
+        if loaded is not None:  # nothing to train: the workers start at once
+            self.prestart()
+
+        def on_epoch(e: int, n: int) -> None:
+            if hook is not None:
+                hook(task.name, e, n, suite.teacher.members)
+            # The last epoch of the whole teacher (a specialist system trains its specialists
+            # after the generalist's epochs): start the workers (bench.parallel.Prestarted).
+            if e == n and suite.teacher.kind != "specialists":
+                self.prestart()
+
         teacher = prepare_teacher(
-            task,
-            suite.teacher,
-            self.cache,
-            self.train_device,
-            loaded,
-            on_epoch=None
-            if hook is None
-            else lambda e, n: hook(task.name, e, n, suite.teacher.members),
+            task, suite.teacher, self.cache, self.train_device, loaded, on_epoch=on_epoch
         )
+        self.prestart()
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         if previous is not None and self.run_dir is not None:
             _check_teacher_unchanged(previous, task.name, teacher, self.run_dir)
+        if self.prestarted is not None:  # time the ensemble on a quiet machine
+            self.prestarted.wait_imported()
         ens_cols, ens_detail = ensemble_latency_columns(
             teacher.cost_model, task.input_shape, suite.measure, self.gpu
         )

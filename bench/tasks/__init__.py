@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import InputError
-from bench.tasks.base import RawData, TaskConfig, TaskData, split_task
+from bench.tasks.base import RawData, TaskConfig, TaskData, split_task, task_from_file
 from bench.tasks.builtin import DigitsTask, HierarchicalTask, Mnist5kTask, SyntheticTask
 from bench.tasks.files import FileTask, file_sha256
 from bench.validation import Table
@@ -37,6 +37,7 @@ __all__ = [
     "load_task",
     "parse_task",
     "task_from_dict",
+    "task_from_file",
 ]
 
 

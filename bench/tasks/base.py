@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from bench.errors import InputError
 from bench.validation import Table
 
-__all__ = ["RawData", "TaskConfig", "TaskData", "read_common", "split_task"]
+__all__ = ["RawData", "TaskConfig", "TaskData", "read_common", "split_task", "task_from_file"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,49 @@ class TaskData:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
+    def save(self, path: Path) -> None:
+        """The loaded splits as one tensor file (for local workers: :func:`task_from_file`
+        reads it back without loading the data again or importing scikit-learn)."""
+        torch.save(
+            {
+                "name": self.name,
+                "splits": {s: list(self.split(s)) for s in ("train", "val", "test")},
+                "num_classes": self.num_classes,
+                "class_names": list(self.class_names),
+                "rows": {k: torch.from_numpy(np.asarray(v)) for k, v in self.rows.items()},
+                "n_rows": self.n_rows,
+                "source": json.dumps(self.source, default=str),
+                "scaler": None
+                if self.scaler_mean is None or self.scaler_scale is None
+                else [torch.from_numpy(self.scaler_mean), torch.from_numpy(self.scaler_scale)],
+            },
+            path,
+        )
+
+
+def task_from_file(path: Path, cfg: TaskConfig) -> TaskData:
+    """A :class:`TaskData` written by :meth:`TaskData.save` (loaded with weights_only)."""
+    d = torch.load(path, weights_only=True)
+    (xt, yt), (xv, yv), (xs, ys) = (d["splits"][s] for s in ("train", "val", "test"))
+    scaler = d["scaler"]
+    return TaskData(
+        name=d["name"],
+        config=cfg,
+        x_train=xt,
+        y_train=yt,
+        x_val=xv,
+        y_val=yv,
+        x_test=xs,
+        y_test=ys,
+        num_classes=int(d["num_classes"]),
+        class_names=tuple(d["class_names"]),
+        rows={k: v.numpy() for k, v in d["rows"].items()},
+        n_rows=int(d["n_rows"]),
+        source=json.loads(d["source"]),
+        scaler_mean=None if scaler is None else scaler[0].numpy(),
+        scaler_scale=None if scaler is None else scaler[1].numpy(),
+    )
+
 
 def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
     """Stratified, seeded train/val/test split; the scaler (per feature) is fitted on train only."""
@@ -117,6 +160,9 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
             f"train/val/test split ({cfg.val_fraction:g}/{cfg.test_fraction:g}). Got "
             f"{int(counts[thin])} rows of class {raw.class_names[thin]!r} instead."
         )
+    from sklearn.model_selection import train_test_split  # here: workers never need it
+    from sklearn.preprocessing import StandardScaler
+
     index = np.arange(len(y))
     try:
         i_train, i_rest = train_test_split(

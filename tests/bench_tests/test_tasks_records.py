@@ -10,7 +10,7 @@ import torch
 from bench.errors import InputError
 from bench.records import COLUMNS, read_trials, to_frame, write_trials
 from bench.rundir import atomic_write_text
-from bench.tasks import DigitsTask, FileTask, SyntheticTask, load_task
+from bench.tasks import DigitsTask, FileTask, SyntheticTask, load_task, task_from_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +49,31 @@ def test_user_csv_task(tmp_path: Path) -> None:
     assert task.class_names == ("x", "y")
     with pytest.raises(InputError, match="must have the label column 'target' = 'nope'"):
         load_task(FileTask(name="data", path=str(tmp_path / "data.csv"), target="nope"))
+
+
+def test_a_saved_task_reads_back_the_same_for_local_workers(tmp_path: Path) -> None:
+    """Local workers get the loaded task as a file; it must be the same task, bit for bit."""
+    frame = pd.DataFrame({"a": range(60), "b": [i % 5 for i in range(60)], "y": ["p", "q"] * 30})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    for cfg in (
+        DigitsTask(name="digits"),
+        FileTask(name="data", path=str(tmp_path / "data.csv"), target="y", scale=False),
+    ):
+        task = load_task(cfg)
+        task.save(tmp_path / "task.pt")
+        back = task_from_file(tmp_path / "task.pt", cfg)
+        assert back.fingerprint() == task.fingerprint()
+        assert (back.name, back.config, back.num_classes, back.n_rows) == (
+            task.name,
+            task.config,
+            task.num_classes,
+            task.n_rows,
+        )
+        assert back.class_names == task.class_names and back.source == task.source
+        for k in task.rows:
+            assert (back.rows[k] == task.rows[k]).all()
+        for a, b in ((back.scaler_mean, task.scaler_mean), (back.scaler_scale, task.scaler_scale)):
+            assert (a is None and b is None) or (a == b).all()
 
 
 def test_the_readme_shows_exactly_the_result_columns() -> None:
