@@ -44,7 +44,13 @@ def _time(
     model: nn.Module, x: torch.Tensor, cfg: MeasureConfig, device: str, threads: int
 ) -> LatencyResult:
     return measure_latency(
-        model, x, device=device, threads=threads, warmup=cfg.warmup, min_run_time=cfg.min_run_time
+        model,
+        x,
+        device=device,
+        threads=threads,
+        warmup=cfg.warmup,
+        min_run_time=cfg.min_run_time,
+        block_s=cfg.block_ms / 1e3,
     )
 
 

@@ -183,6 +183,7 @@ class MeasureConfig:
     batch: int = 256
     min_run_time: float = 0.1
     warmup: int = 10
+    block_ms: float = 1.0  # target length of one timed block of back-to-back calls
     train_threads: int | str = 0  # 0 = all cores, N, or "auto" (bench.threads)
 
 
@@ -470,6 +471,7 @@ def _measure(t: Table) -> MeasureConfig:
         batch=t.number("batch", d.batch, int, 1, 1_000_000),
         min_run_time=t.number("min_run_time", d.min_run_time, float, 0.0, 60.0, low_open=True),
         warmup=t.number("warmup", d.warmup, int, 0, 100_000),
+        block_ms=t.number("block_ms", d.block_ms, float, 0.01, 1000.0),
         train_threads=_train_threads(t, d.train_threads),
     )
     t.finish()

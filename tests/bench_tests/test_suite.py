@@ -89,6 +89,10 @@ def test_fixed_values_and_defaults() -> None:
             {"measure": {"device": "tpu"}},
             "The 'device' parameter of [measure] must be one of 'auto', 'cpu', 'cuda' or 'cuda:N'. Got 'tpu' instead.",
         ),
+        (
+            {"measure": {"block_ms": 0}},
+            "The 'block_ms' parameter of [measure]",
+        ),
         ({"colour": "red"}, "Unknown key 'colour' in the top level."),
         (
             {"search": {"heads": {"low": 1, "high": 4}}},
