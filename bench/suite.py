@@ -529,11 +529,12 @@ def parse_suite(
     )
     top.finish()
     b = suite.budget
-    if b.fidelity == "halving" and b.min_epochs >= student.epochs:
+    if b.fidelity == "halving" and b.min_epochs * b.reduction_factor > student.epochs:
         raise InputError(
-            f"The 'min_epochs' parameter of [budget] must be < [student] epochs "
-            f"({student.epochs}) with fidelity = 'halving' (the first rung comes before the "
-            f"end). Got {b.min_epochs} instead."
+            f"The 'min_epochs' parameter of [budget] must be <= [student] epochs / "
+            f"reduction_factor ({student.epochs} / {b.reduction_factor}) with fidelity = "
+            f"'halving' (a rung stops a trial with at least 1 - 1/reduction_factor of its "
+            f"epochs left). Got {b.min_epochs} instead."
         )
     return suite
 

@@ -25,8 +25,10 @@ CAPACITY = {
 
 
 def test_rung_epochs() -> None:
-    assert rung_epochs(3, 3, 30) == [3, 9, 27]
-    assert rung_epochs(2, 3, 12) == [2, 6]
+    assert rung_epochs(3, 3, 30) == [3, 9]  # not 27: it would save 3 of 30 epochs
+    assert rung_epochs(3, 3, 27) == [3, 9]
+    assert rung_epochs(2, 3, 12) == [2]
+    assert rung_epochs(2, 2, 16) == [2, 4, 8]
     assert rung_epochs(5, 2, 5) == []
 
 

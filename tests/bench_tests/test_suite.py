@@ -143,8 +143,9 @@ def test_fixed_values_and_defaults() -> None:
         ),
         (
             {"budget": {"fidelity": "halving", "min_epochs": 30}},
-            "The 'min_epochs' parameter of [budget] must be < [student] epochs (20) with "
-            "fidelity = 'halving' (the first rung comes before the end). Got 30 instead.",
+            "The 'min_epochs' parameter of [budget] must be <= [student] epochs / "
+            "reduction_factor (20 / 3) with fidelity = 'halving' (a rung stops a trial with at "
+            "least 1 - 1/reduction_factor of its epochs left). Got 30 instead.",
         ),
         (
             {"budget": {"reduction_factor": 1}},
