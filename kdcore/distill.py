@@ -277,7 +277,6 @@ class Distiller:
         failed: dict[int, str] = {}
         history: list[dict[str, list[float]]] = []
         loss_fn = FusedKDLoss(temps, alphas)
-        params = group.parameters()
         live = dense.group_params if dense else lambda: group.params
         if dense is not None:  # feature-major copies, made once: [d, N] and [G, C, N]
             x_t = x_train.reshape(n_train, -1).t().contiguous()
@@ -288,32 +287,14 @@ class Distiller:
             order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
                 device
             )
-            loss_sum = torch.zeros(g_count, device=device)
-            n_batches = 0
             if dense is not None:
-                loss_sum += self._dense_epoch(dense, loss_fn, order, x_t, y_train, targets_t)
-                n_batches = -(-n_train // self.batch_size)
+                loss_sum = self._dense_epoch(dense, loss_fn, order, x_t, y_train, targets_t)
             else:
-                # One gather per epoch; every batch is then a contiguous slice (a view), so
-                # the step itself does no indexing work.
-                x_epoch, y_epoch = x_train[order], y_train[order]
-                t_epoch = targets[rows, order] if targets is not None else None
-                p_epoch = t_epoch.exp() if t_epoch is not None else None
-            for lo in range(0, n_train if dense is None else 0, self.batch_size):
-                hi = lo + self.batch_size
-                logits = group(x_epoch[:, lo:hi])
-                if t_epoch is not None and p_epoch is not None:
-                    losses = loss_fn(
-                        logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi]
-                    )
-                else:
-                    losses = loss_fn(logits, torch.zeros_like(logits), y_epoch[:, lo:hi])
-                for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
-                    p.grad = None
-                losses.sum().backward()
-                optimizer.step()  # type: ignore[union-attr]
-                loss_sum += losses.detach()
-                n_batches += 1
+                assert optimizer is not None
+                loss_sum = self._autograd_epoch(
+                    group, optimizer, loss_fn, x_train[order], y_train[order], targets, rows, order
+                )
+            n_batches = -(-n_train // self.batch_size)
             train_loss = (loss_sum / n_batches).cpu()
             val_acc = self._accuracy(group, x_val, y_val, dense).cpu()
             for g in range(g_count):
@@ -412,6 +393,38 @@ class Distiller:
                 for m in members
             ]
         )
+
+    def _autograd_epoch(
+        self,
+        group: GroupedModel,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: FusedKDLoss,
+        x_epoch: torch.Tensor,
+        y_epoch: torch.Tensor,
+        targets: torch.Tensor | None,
+        rows: torch.Tensor,
+        order: torch.Tensor,
+    ) -> torch.Tensor:
+        """One epoch through autograd on the batched or vmap path. The epoch's data are
+        gathered once (``x_epoch``, ``y_epoch``); every batch is then a contiguous slice (a
+        view), so the step itself does no indexing work. Returns the summed batch losses."""
+        t_epoch = targets[rows, order] if targets is not None else None
+        p_epoch = t_epoch.exp() if t_epoch is not None else None
+        params = group.parameters()
+        total = torch.zeros(len(x_epoch), device=x_epoch.device)
+        for lo in range(0, x_epoch.shape[1], self.batch_size):
+            hi = lo + self.batch_size
+            logits = group(x_epoch[:, lo:hi])
+            if t_epoch is not None and p_epoch is not None:
+                losses = loss_fn(logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi])
+            else:
+                losses = loss_fn(logits, torch.zeros_like(logits), y_epoch[:, lo:hi])
+            for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
+                p.grad = None
+            losses.sum().backward()
+            optimizer.step()
+            total += losses.detach()
+        return total
 
     def _dense_epoch(
         self,
