@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -48,6 +48,9 @@ from bench.teacher import (
 )
 from bench.threads import AUTO, ThreadPolicy
 from bench.worker import IdentityMismatch, Progress, TaskRun, select_confirm
+
+if TYPE_CHECKING:
+    from bench.parallel import Prestarted
 from kdcore import select_device
 
 __all__ = ["Progress", "RunInterrupted", "new_run_id", "run_suite", "select_confirm"]
@@ -358,7 +361,7 @@ class _Run:
         self._refreshed = 0.0
         self.on_teacher_epoch: Callable[[str, int, int, int], None] | None = None
         self.workers = 1
-        self.prestarted: Any = None  # bench.parallel.Prestarted for the next task's workers
+        self.prestarted: Prestarted | None = None  # the next task's workers, started early
 
     def prestart(self) -> None:
         """Start the local workers now (once per task; see bench.parallel.Prestarted)."""

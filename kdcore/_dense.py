@@ -150,19 +150,14 @@ class DenseGroup:
         """Inverted dropout in place: zero each element with probability ``p``, scale the
         rest by 1 / (1 − p)."""
         scale = 1.0 / (1.0 - p)
-        if h.device.type == "cpu" and h.is_contiguous():
+        if h.device.type == "cpu":  # h is one of the (contiguous) activation buffers
             bits = self._rng.integers(0, 65536, h.numel(), dtype=np.uint16)
             kept = (bits >= round(p * 65536)).reshape(h.shape)
             out = h.numpy()  # the same memory; NumPy multiplies by a bool mask without a copy
             np.multiply(out, kept, out=out)
             out *= scale
-            return
-        if h.device.type == "cpu":
-            bits = self._rng.integers(0, 65536, h.numel(), dtype=np.uint16)
-            kept = torch.from_numpy(bits >= round(p * 65536)).view(h.shape)
         else:
-            kept = torch.rand(h.shape, device=h.device) >= p
-        h.mul_(kept).mul_(scale)
+            h.mul_(torch.rand(h.shape, device=h.device) >= p).mul_(scale)
 
     def logits_shared(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[G, N, C]`` of one input ``[N, ...]`` seen by every member; the first layer
