@@ -7,10 +7,13 @@
 * ``test_seed_new_vs_today``: both with the teacher cached, in the same session, on the same
   configurations. ``new``: ``suites/seed.toml`` (capacity axis, successive halving,
   ``train_threads = "auto"``, 2 local workers). ``today``: ``suites/seed_classic.toml``, the
-  previous default (one process on all cores, full fidelity) with seeds 3, replaying the new
-  run's 40 search
+  previous default's path (one process on all cores, full fidelity) with seeds 3 and the new
+  suite's student training (its learning rate), replaying the new run's 40 search
   configurations; each picks its own confirm short-list. Recorded: wall time, the phases
   from the manifest, and each student size's share of trial time (``time_by_size``).
+* ``test_student_lr``: how the seed suite's student learning rate was chosen — mean
+  *validation* accuracy (5 seeds) of 11 students the search visits (1–4 layers, 230–7,000
+  params) at each candidate rate, trained as a trial trains them.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ from bench.records import read_trials
 from bench.report.tables import time_by_size
 from bench.suite import load_suite
 from bench.sweep import run_suite
+from kdcore import Distiller, Member
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATE = ROOT / "suites" / "seed.toml"
+# What the previous default recommended (README, "Measured on this machine"): width 48 x depth 2,
+# 3,458 params, gap 0.19 pp [-0.07, 0.45]. The target: a student at least as small whose gap
+# bound is at least as good, i.e. the recommendation under --max-gap 0.45 has <= 3,458 params.
+TODAY_PARAMS, TODAY_GAP_HIGH_PP = 3458, 0.45
 
 
 def _run_dir(out: Path) -> Path:
@@ -45,12 +53,15 @@ def _summary(run: Path) -> dict[str, Any]:
     manifest = json.loads((run / "manifest.json").read_text())
     rec = recommend(trials, Constraints(max_gap_pp=0.5))
     chosen = rec.chosen or {}
+    at_today = recommend(trials, Constraints(max_gap_pp=TODAY_GAP_HIGH_PP)).chosen
     spent = time_by_size(trials, "seed")
     return {
         "timings_s": manifest["tasks"]["seed"].get("timings_s"),
         "recommended_params": int(chosen["student_params"]) if chosen else None,
         "recommended_arch": chosen.get("arch"),
         "gap_high_pp": round(100 * float(chosen["acc_gap_ci_high"]), 3) if chosen else None,
+        "params_at_todays_bound": int(at_today["student_params"]) if at_today else None,
+        "as_small_as_today": bool(at_today and at_today["student_params"] <= TODAY_PARAMS),
         "pruned": int((trials["state"] == "pruned").sum()),
         "time_share_by_size": {
             r["student params"]: {"s": r["total_s"], "share_pct": r["share %"]}
@@ -80,6 +91,7 @@ def test_seed_end_to_end(benchmark, tmp_path: Path) -> None:
         median_s=benchmark.stats.stats.median,
         target_s=60,
         target_met=benchmark.stats.stats.median <= 60,
+        as_small_as_today=f"{sum(r['as_small_as_today'] for r in rounds)} of {len(rounds)} rounds",
         rounds=rounds,
     )
 
@@ -99,7 +111,11 @@ def test_seed_new_vs_today(benchmark, seed_setup, pair: dict[str, Any], path: st
         if "new" not in pair:
             pytest.skip("needs the new run first")
         today = load_suite(ROOT / "suites" / "seed_classic.toml")
-        suite = dataclasses.replace(today, budget=dataclasses.replace(today.budget, seeds=3))
+        suite = dataclasses.replace(
+            today,
+            budget=dataclasses.replace(today.budget, seeds=3),
+            student=load_suite(CANDIDATE).student,  # the same training recipe (lr)
+        )
         workers, replay = 1, pair["new"]
     run = benchmark.pedantic(
         lambda: run_suite(suite, out_root=out, cache_dir=cache, workers=workers, replay=replay),
@@ -120,3 +136,51 @@ def test_seed_new_vs_today(benchmark, seed_setup, pair: dict[str, Any], path: st
         a = read_trials(pair["new"]).query("phase == 'search'")
         b = trials.query("phase == 'search'")
         assert sorted(a["arch"]) == sorted(b["arch"])  # the same configurations
+
+
+# (width, depth, T, alpha): students earlier seed runs visited, from the smallest to the largest
+LR_PROBE = [
+    (10, 1, 2.5, 0.97), (14, 2, 2.5, 0.61), (10, 4, 4.0, 0.70), (37, 1, 2.9, 0.89),
+    (19, 3, 1.99, 0.76), (23, 2, 2.09, 0.86), (27, 2, 1.7, 0.58), (45, 2, 2.4, 0.92),
+    (33, 4, 1.07, 0.93), (62, 2, 10.4, 0.84), (302, 1, 1.16, 0.66),
+]  # fmt: skip
+LR_CANDIDATES = (3e-3, 1e-2, 2e-2)
+
+
+def test_student_lr(benchmark, seed_setup) -> None:
+    suite, task, teacher = seed_setup
+    st = suite.student
+    table: dict[str, dict[str, Any]] = {}
+
+    def sweep() -> None:
+        for width, depth, temp, alpha in LR_PROBE:
+            row: dict[str, Any] = {"params": None}
+            for lr in LR_CANDIDATES:
+                d = Distiller(
+                    family=st.family, arch={"width": width, "depth": depth}, epochs=st.epochs,
+                    batch_size=st.batch_size, lr=lr, patience=st.patience or None,
+                ).fit(
+                    task.x_train, task.y_train, task.x_val, task.y_val,
+                    [Member(seed=s, temperature=temp, alpha=alpha) for s in range(5)],
+                    teacher=teacher.targets["train"],
+                )  # fmt: skip
+                row[f"val_acc_pct@{lr:g}"] = round(100 * sum(d.val_acc_) / len(d.val_acc_), 3)
+                row[f"best_epoch@{lr:g}"] = sum(d.best_epoch_) / len(d.best_epoch_)
+                row["params"] = sum(p.numel() for p in d.models_[0].parameters())
+            table[f"width {width} x depth {depth}, T {temp}, alpha {alpha}"] = row
+
+    benchmark.pedantic(sweep, rounds=1, iterations=1)
+    best = {
+        k: max(LR_CANDIDATES, key=lambda lr, r=r: r[f"val_acc_pct@{lr:g}"])
+        for k, r in table.items()
+    }
+    benchmark.extra_info.update(
+        split="validation (the test split is never looked at)",
+        seeds=5,
+        epochs=st.epochs,
+        patience=st.patience,
+        suite_lr=st.lr,
+        students=table,
+        best_lr=best,
+        best_lr_counts={f"{lr:g}": sum(v == lr for v in best.values()) for lr in LR_CANDIDATES},
+    )
