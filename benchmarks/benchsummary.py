@@ -83,6 +83,8 @@ def summarise(data: dict[str, Any]) -> str:
                 lines.append(
                     f"| width {w}, depth {d} | {t['grouped']:.3g} | {t['separate']:.3g} | {t['separate'] / t['grouped']:.1f}× |"
                 )
+    lines += _suite_runs(benches)
+    lines += _student_lr(benches)
     grouped = benches.get("test_trial_grouped_per_student", {}).get("extra_info", {})
     if grouped:
         lines.append(
@@ -92,6 +94,61 @@ def summarise(data: dict[str, Any]) -> str:
             f"float32 matmul peak {grouped.get('matmul_peak_gflops', float('nan')):.1f} GFLOP/s (2048², same run)."
         )
     return "\n".join(lines) + "\n"
+
+
+def _suite_runs(benches: dict[str, Any]) -> list[str]:
+    """Whole seed-suite runs (test_bench_suite.py): one row per round or path."""
+    runs = []
+    for name, b in benches.items():
+        e = b.get("extra_info", {})
+        if "rounds" in e:
+            runs += [
+                (f"{name} round {i + 1}", s, r)
+                for i, (s, r) in enumerate(zip(b["stats"]["data"], e["rounds"], strict=True))
+            ]
+        elif "path" in e:
+            runs.append((name, b["stats"]["median"], e))
+    if not runs:
+        return []
+    lines = [
+        "",
+        "| seed-suite run | wall s | teacher s | search + confirm s | latency s | pruned | recommended (--max-gap 0.5) | gap bound pp | params at today's bound (0.45 pp) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, wall, r in runs:
+        t = r.get("timings_s") or {}
+        lines.append(
+            f"| {label} | {wall:.1f} | {_fmt(t.get('teacher', ''))} | {_fmt(t.get('search_and_confirm', ''))} | "
+            f"{_fmt(t.get('latency', ''))} | {r.get('pruned', '')} | {r.get('recommended_arch')}, "
+            f"{r.get('recommended_params')} params | {_fmt(r.get('gap_high_pp', ''))} | "
+            f"{r.get('params_at_todays_bound')} |"
+        )
+    return lines
+
+
+def _student_lr(benches: dict[str, Any]) -> list[str]:
+    """The learning-rate probe: mean validation accuracy per student and rate."""
+    e = benches.get("test_student_lr", {}).get("extra_info", {})
+    if not e:
+        return []
+    rates = list(e["best_lr_counts"])
+    lines = [
+        "",
+        f"Student learning rate, chosen on {e['split']}: mean accuracy % over {e['seeds']} seeds "
+        f"({e['epochs']} epochs, patience {e['patience']}; the suite uses {e['suite_lr']:g}):",
+        "",
+        "| student | params | " + " | ".join(f"lr {r}" for r in rates) + " |",
+        "|---|---|" + "---|" * len(rates),
+    ]
+    for student, row in e["students"].items():
+        cells = " | ".join(f"{row[f'val_acc_pct@{r}']:.2f}" for r in rates)
+        lines.append(f"| {student} | {row['params']} | {cells} |")
+    lines.append(
+        "\nBest rate per student: "
+        + ", ".join(f"{r}: {n}" for r, n in e["best_lr_counts"].items())
+        + "."
+    )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
