@@ -19,7 +19,8 @@ CONVENTIONS: dict[str, object] = {
     "(total / batch), 2 FLOPs per multiply-add; MACs = FLOPs / 2; element-wise ops not counted",
     "params": "all parameters of the module",
     "latency": "kdcore.measure_latency: eval mode, torch.inference_mode(), warm-up calls, then "
-    "timed blocks of back-to-back calls (~1 ms per block, >= 30 blocks and >= min_run_time s); "
+    "timed blocks of back-to-back calls (about [measure] block_ms per block, 1 ms by default; "
+    ">= 30 blocks and >= min_run_time s); "
     "p50/p90/p99/IQR over the per-call mean of each block; CPU via torch.utils.benchmark.Timer "
     "with a fixed thread count; GPU via CUDA events + synchronize; noisy = IQR/p50 > 10 %",
     "ensemble_latency": "measured twice: a Python loop over members and one fused batched-matmul "
