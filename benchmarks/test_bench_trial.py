@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.measure import all_cores
 from bench.suite import load_suite
 from bench.sweep import run_suite
 from benchmarks.reference import reference_kd_fit
@@ -289,4 +290,37 @@ def test_cnn_grouped_backend(benchmark, digits_setup, backend: str) -> None:
         epochs=EPOCHS,
         arch="channels 16 x blocks 2",
         test_acc=[accuracy(lg, task.y_test) for lg in logits],
+    )
+
+
+@pytest.mark.parametrize("mode", ["separate", "packed"])
+@pytest.mark.parametrize(("narrow", "wide", "depth"), [(10, 17, 2), (17, 24, 2), (31, 46, 2)])
+def test_width_packing_bound(
+    benchmark, seed_setup, narrow: int, wide: int, depth: int, mode: str
+) -> None:
+    """The optional packing of students of different widths into one group (issue #13),
+    bounded before building it: two trials' groups (3 distilled + 3 scratch members each),
+    one of width ``narrow`` and one of ``wide``, trained one after the other ("separate"),
+    against one group of 12 members all of width ``wide`` ("packed": the narrow trial padded
+    to the wide one's width, without the cost of its masks, so an upper bound of the gain).
+    One thread, as a local worker trains small students; 3 epochs."""
+    _, task, teacher = seed_setup
+    members = [Member(s, T, ALPHA) for s in range(3)] + [Member(s, 1.0, 0.0) for s in range(3)]
+    torch.set_num_threads(1)
+    try:
+        if mode == "separate":
+
+            def run() -> None:
+                _distill(task, teacher, members, width=narrow, depth=depth, epochs=3)
+                _distill(task, teacher, members, width=wide, depth=depth, epochs=3)
+        else:
+
+            def run() -> None:
+                _distill(task, teacher, members * 2, width=wide, depth=depth, epochs=3)
+
+        benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    finally:
+        torch.set_num_threads(all_cores())
+    benchmark.extra_info.update(
+        narrow=narrow, wide=wide, depth=depth, members=2 * len(members), mode=mode, threads=1
     )
