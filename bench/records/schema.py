@@ -1,4 +1,4 @@
-"""The flat trial record and the run manifest: column names, dtypes, units, schema version.
+"""The column table of the flat trial record: names, dtypes, units, meanings, schema version.
 
 One row per trial (replicate seeds are aggregated into mean / std / 95 % CI columns; the
 per-seed values are in ``seeds.csv``, whose columns are the ``per_seed`` rows of
@@ -13,34 +13,19 @@ the MLP also fills ``width`` and ``depth``.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, NamedTuple
-
-import pandas as pd
-
-from bench.errors import InputError
-from bench.rundir import atomic_write_bytes, atomic_write_text
+from collections.abc import Iterable
+from typing import NamedTuple
 
 __all__ = [
+    "ARCH_PREFIX",
     "COLUMNS",
     "COLUMN_NAMES",
+    "KEY_COLUMNS",
     "SCHEMA_VERSION",
     "SEED_COLUMNS",
     "Column",
-    "Manifest",
-    "Run",
     "arch_columns",
-    "check_tables",
-    "load_run",
-    "read_seeds",
-    "read_trials",
-    "require_run_dir",
-    "to_frame",
-    "write_trials",
+    "columns_markdown",
 ]
 
 # 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in
@@ -513,6 +498,8 @@ del S
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 SEED_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.per_seed)
 ARCH_PREFIX = "arch_"
+# the columns every row of trials has; a row without one was cut short
+KEY_COLUMNS = ("schema_version", "run_id", "task", "trial", "phase", "state")
 
 
 def arch_columns(family_params: Iterable[str]) -> list[str]:
@@ -520,295 +507,8 @@ def arch_columns(family_params: Iterable[str]) -> list[str]:
     return [ARCH_PREFIX + name for name in family_params]
 
 
-def _insert_arch(names: list[str], arch_cols: list[str]) -> list[str]:
-    at = names.index("depth") + 1 if "depth" in names else len(names)
-    return names[:at] + arch_cols + names[at:]
-
-
-def to_frame(
-    rows: Iterable[Mapping[str, Any]], columns: tuple[Column, ...] = COLUMNS
-) -> pd.DataFrame:
-    """Rows → DataFrame with every documented column, in order and with its dtype.
-
-    ``arch_<name>`` columns (the family's architecture parameters) follow ``depth``; any other
-    unknown key is refused.
-    """
-    rows = list(rows)
-    names = [c.name for c in columns]
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    arch_cols = [k for k in keys if k.startswith(ARCH_PREFIX) and k not in names]
-    extra = sorted(set(keys) - set(names) - set(arch_cols))
-    if extra:
-        raise KeyError(f"undocumented record columns: {extra}")
-    ordered = _insert_arch(names, arch_cols)
-    frame = pd.DataFrame([{n: r.get(n, math.nan) for n in ordered} for r in rows], columns=ordered)
-    dtypes = {c.name: c.dtype for c in columns}
-    for name in arch_cols:
-        numeric = pd.to_numeric(frame[name], errors="coerce")
-        whole = numeric.dropna()
-        dtypes[name] = "Int64" if len(whole) and (whole == whole.round()).all() else "float64"
-    for name in ordered:
-        frame[name] = _as_dtype(frame[name], dtypes[name])
-    return frame
-
-
-def _as_dtype(col: pd.Series, dtype: str) -> pd.Series:
-    if dtype == "string":
-        return col.map(lambda v: pd.NA if _missing(v) else str(v)).astype("string")
-    if dtype == "boolean":
-        return col.map(lambda v: pd.NA if _missing(v) else bool(v)).astype("boolean")
-    numeric = pd.to_numeric(col, errors="coerce")
-    if dtype in ("int64", "Int64"):
-        return (
-            numeric.astype("Int64")
-            if (dtype == "Int64" or numeric.isna().any())
-            else numeric.astype("int64")
-        )
-    return numeric.astype("float64")
-
-
-def _missing(v: Any) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-
-
-def write_trials(frame: pd.DataFrame, run_dir: Path, stem: str = "trials") -> None:
-    """Write ``<stem>.parquet`` and ``<stem>.csv`` atomically (temp file + rename)."""
-    import io
-
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    atomic_write_bytes(Path(run_dir) / f"{stem}.parquet", buf.getvalue())
-    atomic_write_text(Path(run_dir) / f"{stem}.csv", frame.to_csv(index=False))
-
-
-def require_run_dir(path: str | Path, what: str = "The RUN_DIR argument") -> Path:
-    """``path`` as a Path if it is a kdbench run folder (has manifest.json), else an
-    :class:`InputError` (exit 2) naming ``what``."""
-    run_dir = Path(path)
-    if not (run_dir / "manifest.json").is_file():
-        raise InputError(
-            f"{what} must be a kdbench run folder (with manifest.json). Got {str(path)!r} instead."
-        )
-    return run_dir
-
-
-def _check_schema(frame: pd.DataFrame, path: Path) -> None:
-    if "schema_version" not in frame.columns:
-        raise InputError(f"The table {path} must have a 'schema_version' column. It has none.")
-    versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))
-    unknown = versions - {SCHEMA_VERSION}
-    if unknown:
-        raise InputError(
-            f"The table {path} must have schema_version {SCHEMA_VERSION} (this kdbench). Got "
-            f"{sorted(unknown)} instead: it was written by another kdbench version."
-        )
-
-
-def read_trials(run_dir: Path) -> pd.DataFrame:
-    """The trial table of a run folder (parquet preferred; CSV as a fallback)."""
-    run_dir = Path(run_dir)
-    parquet, csv = run_dir / "trials.parquet", run_dir / "trials.csv"
-    if parquet.is_file():
-        frame = pd.read_parquet(parquet)
-        if len(frame):
-            _check_schema(frame, parquet)
-        return frame
-    if csv.is_file():
-        raw = pd.read_csv(csv, keep_default_na=False, na_values=[""])
-        if len(raw):
-            _check_schema(raw, csv)
-        return to_frame(raw.to_dict("records"))
-    raise InputError(
-        f"The run folder {run_dir} must hold trials.parquet or trials.csv. It holds neither."
-    )
-
-
-def read_seeds(run_dir: Path) -> pd.DataFrame:
-    """The per-seed table of a run folder (empty when the run has none yet)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "seeds.parquet").is_file():
-        return pd.read_parquet(run_dir / "seeds.parquet")
-    if (run_dir / "seeds.csv").is_file():
-        raw = pd.read_csv(run_dir / "seeds.csv", keep_default_na=False, na_values=[""])
-        return to_frame(raw.to_dict("records"), SEED_COLUMNS)
-    return to_frame([], SEED_COLUMNS)
-
-
-# ---------------------------------------------------------------------- the manifest
-@dataclass
-class Manifest:
-    """``manifest.json``: what ran, where, with which data and teacher, and its status.
-
-    Written by :meth:`write` and read by :meth:`read` only; ``schema_version`` is checked.
-    """
-
-    run_id: str
-    status: str  # running | complete | interrupted
-    suite: dict[str, Any]
-    suite_sha256: str
-    created_utc: str
-    updated_utc: str = ""
-    schema_version: int = SCHEMA_VERSION
-    suite_source: str = ""
-    packages: dict[str, str] = field(default_factory=dict)
-    machine: dict[str, Any] = field(default_factory=dict)
-    git: dict[str, Any] = field(default_factory=dict)
-    conventions: dict[str, Any] = field(default_factory=dict)
-    train_device: str = "cpu"
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    study_storage: str = "study.journal"  # a journal file name, or the RDB URL (redacted)
-    study: str = ""  # the studies' base name: <study>:<task>[:confirm]
-    mode: str = "exclusive"  # exclusive (local run folder) | shared (RDB) | cooperative
-    workers: int = 1
-    plugins: dict[str, str] = field(default_factory=dict)
-    n_trials: int = 0
-    pulled_from: str = ""
-
-    def write(self, run_dir: Path) -> None:
-        atomic_write_text(
-            Path(run_dir) / "manifest.json", json.dumps(asdict(self), indent=2, default=str)
-        )
-
-    @classmethod
-    def read(cls, run_dir: Path) -> Manifest:
-        path = Path(run_dir) / "manifest.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(
-                f"The run folder {run_dir} must hold manifest.json. It does not."
-            ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"The manifest {path} must be valid JSON. Got: {exc}.") from None
-        if not isinstance(data, dict):
-            raise InputError(
-                f"The manifest {path} must be a JSON object. Got {type(data).__name__}."
-            )
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise InputError(
-                f"The manifest {path} must have schema_version {SCHEMA_VERSION} (this kdbench). "
-                f"Got {version!r} instead: it was written by another kdbench version."
-            )
-        return cls.from_dict(data, str(path))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "The manifest") -> Manifest:
-        known = {f.name for f in fields(cls)}
-        required = ("run_id", "status", "suite", "suite_sha256", "created_utc")
-        absent = [k for k in required if k not in data]
-        if absent:
-            raise InputError(f"The manifest {where} must have the key {absent[0]!r}. It does not.")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---------------------------------------------------------------------- reading a run folder
-KEY_COLUMNS = ("schema_version", "run_id", "task", "trial", "phase", "state")
-
-
-@dataclass
-class Run:
-    """A validated run folder: its manifest and tables."""
-
-    run_dir: Path
-    manifest: Manifest
-    trials: pd.DataFrame
-    seeds: pd.DataFrame
-
-
-def _read_table(run_dir: Path, stem: str) -> tuple[pd.DataFrame | None, list[str]]:
-    """(table, problems) of ``<stem>.parquet`` / ``<stem>.csv``; None when neither exists."""
-    columns = COLUMNS if stem == "trials" else SEED_COLUMNS
-    parquet, csv = run_dir / f"{stem}.parquet", run_dir / f"{stem}.csv"
-    problems: list[str] = []
-    frame_p = frame_c = None
-    if parquet.is_file():
-        try:
-            frame_p = pd.read_parquet(parquet)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            problems.append(f"{parquet.name} cannot be read ({type(exc).__name__}: {first})")
-    if csv.is_file():
-        text = csv.read_bytes()
-        if text and not text.endswith(b"\n"):
-            problems.append(f"{csv.name} is truncated (its last line is incomplete)")
-        else:
-            try:
-                raw = pd.read_csv(csv, keep_default_na=False, na_values=[""])
-                frame_c = to_frame(raw.to_dict("records"), columns)
-            except Exception as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                problems.append(f"{csv.name} cannot be read ({type(exc).__name__}: {first})")
-    if frame_p is not None and frame_c is not None and len(frame_p) != len(frame_c):
-        problems.append(f"{parquet.name} has {len(frame_p)} rows but {csv.name} has {len(frame_c)}")
-    frame = frame_p if frame_p is not None else frame_c
-    if frame is not None and len(frame) and stem == "trials":
-        try:
-            _check_schema(frame, parquet if frame_p is not None else csv)
-        except InputError as exc:
-            problems.append(str(exc).rstrip("."))
-        missing = [c for c in KEY_COLUMNS if c in frame.columns and frame[c].isna().any()]
-        if stem == "trials" and missing:
-            problems.append(f"{stem} has rows without {missing[0]!r} (cut short?)")
-    return frame, problems
-
-
-def check_tables(run_dir: Path, status: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """The trials and seeds of a run folder and every problem found in them."""
-    trials, problems = _read_table(run_dir, "trials")
-    seeds, seed_problems = _read_table(run_dir, "seeds")
-    problems += seed_problems
-    if trials is None:
-        if status == "complete":
-            problems.append("the run is marked complete but holds no trials table")
-        trials = to_frame([])
-    if seeds is None:
-        seeds = to_frame([], SEED_COLUMNS)
-    if not problems and len(trials):
-        done = trials[trials["state"] == "complete"]
-        expected = done.groupby(["task", "phase", "trial"])["n_seeds"].sum()
-        found = (
-            seeds.groupby(["task", "phase", "trial"]).size() if len(seeds) else pd.Series(dtype=int)
-        )
-        for key, n in expected.items():
-            got = int(found.get(key, 0))
-            if got != int(n):
-                task, phase, trial = key
-                problems.append(
-                    f"seeds has {got} row(s) for trial {trial} ({phase}) of task '{task}', whose "
-                    f"row says n_seeds = {int(n)}"
-                )
-                break
-    return trials, seeds, problems
-
-
-def load_run(
-    path: str | Path, what: str = "The RUN_DIR argument", *, need_trials: bool = True
-) -> Run:
-    """A run folder, validated: files present and parseable, schema version known, trials and
-    seeds consistent. A damaged folder is an :class:`InputError` naming the file and the
-    problem (``kdbench doctor RUN`` says what can be recovered)."""
-    run_dir = require_run_dir(path, what)
-    manifest = Manifest.read(run_dir)
-    trials, seeds, problems = check_tables(run_dir, manifest.status)
-    if problems:
-        raise InputError(
-            f"The run folder {run_dir} must be intact. It is damaged: {problems[0].rstrip('.')}. Run "
-            f"`kdbench doctor {run_dir}` to see what can be recovered."
-        )
-    if need_trials and trials.empty:
-        raise InputError(
-            f"The run folder {run_dir} must hold at least one finished trial. It holds none "
-            f"(status {manifest.status}); resume it with `kdbench run --resume {run_dir}`."
-        )
-    return Run(run_dir, manifest, trials, seeds)
-
-
 def columns_markdown() -> str:
-    """The result-column table of the README, generated from :data:`COLUMNS`."""
+    """The result-column table of ``docs/columns.md``, generated from :data:`COLUMNS`."""
     lines = ["| column | dtype | unit | meaning |", "|---|---|---|---|"]
     for c in COLUMNS:
         lines.append(f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |")

@@ -1,0 +1,43 @@
+"""The run folder's records: the column table, rows → frames, table I/O, the manifest, and
+the integrity checks of a whole folder.
+
+``schema`` (the column table) · ``rows`` (rows → typed frame) · ``io`` (atomic table files) ·
+``manifest`` (``manifest.json``) · ``integrity`` (a folder checked whole, :func:`load_run`).
+"""
+
+from bench.records.integrity import Run, check_tables, load_run
+from bench.records.io import read_seeds, read_trials, require_run_dir, write_trials
+from bench.records.manifest import Manifest
+from bench.records.rows import to_frame
+from bench.records.schema import (
+    ARCH_PREFIX,
+    COLUMN_NAMES,
+    COLUMNS,
+    KEY_COLUMNS,
+    SCHEMA_VERSION,
+    SEED_COLUMNS,
+    Column,
+    arch_columns,
+    columns_markdown,
+)
+
+__all__ = [
+    "ARCH_PREFIX",
+    "COLUMNS",
+    "COLUMN_NAMES",
+    "KEY_COLUMNS",
+    "SCHEMA_VERSION",
+    "SEED_COLUMNS",
+    "Column",
+    "Manifest",
+    "Run",
+    "arch_columns",
+    "check_tables",
+    "columns_markdown",
+    "load_run",
+    "read_seeds",
+    "read_trials",
+    "require_run_dir",
+    "to_frame",
+    "write_trials",
+]

@@ -1,0 +1,64 @@
+"""Rows → the documented table: every column, in order, with its dtype."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from bench.records.schema import ARCH_PREFIX, COLUMNS, Column
+
+__all__ = ["to_frame"]
+
+
+def _insert_arch(names: list[str], arch_cols: list[str]) -> list[str]:
+    at = names.index("depth") + 1 if "depth" in names else len(names)
+    return names[:at] + arch_cols + names[at:]
+
+
+def to_frame(
+    rows: Iterable[Mapping[str, Any]], columns: tuple[Column, ...] = COLUMNS
+) -> pd.DataFrame:
+    """Rows → DataFrame with every documented column, in order and with its dtype.
+
+    ``arch_<name>`` columns (the family's architecture parameters) follow ``depth``; any other
+    unknown key is refused.
+    """
+    rows = list(rows)
+    names = [c.name for c in columns]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    arch_cols = [k for k in keys if k.startswith(ARCH_PREFIX) and k not in names]
+    extra = sorted(set(keys) - set(names) - set(arch_cols))
+    if extra:
+        raise KeyError(f"undocumented record columns: {extra}")
+    ordered = _insert_arch(names, arch_cols)
+    frame = pd.DataFrame([{n: r.get(n, math.nan) for n in ordered} for r in rows], columns=ordered)
+    dtypes = {c.name: c.dtype for c in columns}
+    for name in arch_cols:
+        numeric = pd.to_numeric(frame[name], errors="coerce")
+        whole = numeric.dropna()
+        dtypes[name] = "Int64" if len(whole) and (whole == whole.round()).all() else "float64"
+    for name in ordered:
+        frame[name] = _as_dtype(frame[name], dtypes[name])
+    return frame
+
+
+def _as_dtype(col: pd.Series, dtype: str) -> pd.Series:
+    if dtype == "string":
+        return col.map(lambda v: pd.NA if _missing(v) else str(v)).astype("string")
+    if dtype == "boolean":
+        return col.map(lambda v: pd.NA if _missing(v) else bool(v)).astype("boolean")
+    numeric = pd.to_numeric(col, errors="coerce")
+    if dtype in ("int64", "Int64"):
+        return (
+            numeric.astype("Int64")
+            if (dtype == "Int64" or numeric.isna().any())
+            else numeric.astype("int64")
+        )
+    return numeric.astype("float64")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
