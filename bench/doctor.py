@@ -19,7 +19,7 @@ from bench.errors import InputError
 from bench.pull import rows_of_studies, write_views
 from bench.records import Manifest, check_tables, to_frame
 from bench.rundir import RunLock
-from bench.study import MANIFEST
+from bench.study import Key
 
 __all__ = ["Diagnosis", "diagnose", "run_status"]
 
@@ -62,8 +62,8 @@ def _study_rows(run_dir: Path, manifest: dict | None):  # -> (rows, seeds, manif
     summaries = storage.get_all_studies()
     stored = None
     for s in summaries:
-        if isinstance(s.user_attrs.get(MANIFEST), str):
-            part = json.loads(s.user_attrs[MANIFEST])
+        if isinstance(s.user_attrs.get(Key.MANIFEST), str):
+            part = json.loads(s.user_attrs[Key.MANIFEST])
             stored = stored or part
             stored["tasks"].update(part.get("tasks", {}))
     source = manifest or stored

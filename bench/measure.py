@@ -18,14 +18,11 @@ from bench.suite import MeasureConfig
 from kdcore import LatencyResult, TeacherEnsemble, measure_latency
 
 __all__ = [
-    "LATENCY_PREFIX",
     "all_cores",
     "architecture_latency",
     "ensemble_latency_columns",
     "student_latency_columns",
 ]
-
-LATENCY_PREFIX = "kdbench_latency:"  # search-study user attribute per family:architecture
 
 
 def all_cores() -> int:

@@ -6,7 +6,7 @@ threads, so N × threads ≤ cores. Its job (the suite, the storage, the budget)
 stdin — the storage URL is never written to disk — and its progress comes back as JSON
 lines on stdout. It loads the task and the teacher from the cache this process filled (it
 never trains the teacher), joins the study and runs the search and confirm loops of
-``bench.worker``.
+:mod:`bench.search`. The job is a typed :class:`WorkerJob` sent as JSON.
 
 A journal file has no heartbeats, so this process watches its workers instead: when one dies
 (any exit code but 0), its RUNNING trials are failed and re-queued with the same parameters
@@ -28,36 +28,66 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from bench.errors import InputError
 from bench.faults import INDEX_ENV
-from bench.study import WORKER, StorageSpec
+from bench.search import IdentityMismatch, Progress, TaskWorker
+from bench.study import Key, StorageSpec
 from bench.threads import LiveWorkers, ThreadPolicy
-from bench.worker import IdentityMismatch, Progress, TaskRun
 
-if TYPE_CHECKING:
-    from bench.sweep import _Run
-
-__all__ = ["run_workers"]
+__all__ = ["Prestarted", "WorkerJob", "run_workers"]
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _retry_dead(run: TaskRun, worker: str) -> int:
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a worker process needs to rebuild the supervisor's
+    :class:`~bench.search.TaskContext`, sent as one JSON document on its stdin (so the
+    storage URL is never written to disk)."""
+
+    suite_source: str  # the suite file (its folder holds the suite's plug-ins)
+    suite: dict[str, Any]  # unredacted: the worker connects with it
+    task: str
+    task_file: str  # the loaded task as a tensor file (:meth:`bench.tasks.TaskData.save`)
+    spec: StorageSpec
+    base: str
+    run_id: str
+    cache: str  # the teacher cache the supervisor filled
+    n_trials: int
+    device: str
+    threads: int  # torch threads of the worker process
+    ens_cols: dict[str, Any]
+    replay: list[dict[str, Any]] | None
+    policy: ThreadPolicy
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerJob:
+        data = json.loads(text)
+        data["spec"] = StorageSpec(**data["spec"])
+        data["policy"] = ThreadPolicy(**data["policy"])
+        return cls(**data)
+
+
+def _retry_dead(run: TaskWorker, worker: str) -> int:
     """Fail and re-queue the RUNNING trials of a dead worker; return how many."""
     count = 0
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
     for study in run.existing_studies():
         study_id = run.storage.get_study_id_from_name(study.study_name)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get(WORKER) != worker:
+            if t.user_attrs.get(Key.WORKER) != worker:
                 continue
             trial_id = run.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             if run.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
@@ -120,37 +150,41 @@ class Prestarted:
 
 
 def run_workers(
-    ctx: _Run, run: TaskRun, n: int, threads: int, ready: list[subprocess.Popen] | None = None
+    run: TaskWorker,
+    n: int,
+    threads: int,
+    cache: Path,
+    on_progress: Callable[[Progress], None],
+    ready: list[subprocess.Popen] | None = None,
 ) -> None:
     """Run this task's search and confirm phases in ``n`` worker processes (``ready``: ones
     :class:`Prestarted` started, used first unless they died)."""
     ready = list(ready or [])
+    ctx = run.ctx
     per = max(1, threads // n)
     if n > threads:
         log.warning("%d workers on %d cores: each gets 1 thread (oversubscribed)", n, threads)
-    job = {
-        "suite_source": ctx.suite.source,
-        "suite": ctx.suite.to_dict(),  # unredacted: the worker connects with it (via a pipe)
-        "task": run.task.name,
-        "spec": asdict(ctx.spec),
-        "base": run.base,
-        "run_id": run.run_id,
-        "cache": str(ctx.cache),
-        "n_trials": run.n_trials,
-        "device": ctx.train_device,
-        "threads": per,
-        "ens_cols": run.ens_cols,
-        "replay": run.replay,
-    }
     scratch_dir = Path(tempfile.mkdtemp(prefix="kdbench-workers-"))
     # The loaded task as a tensor file: a worker reads it in milliseconds and does not import
     # scikit-learn (about 1.8 s of each worker's start-up on the 2-core machine).
-    run.task.save(scratch_dir / "task.pt")
-    job["task_file"] = str(scratch_dir / "task.pt")
+    ctx.task.save(scratch_dir / "task.pt")
     live = LiveWorkers(scratch_dir / "live")
-    job["policy"] = asdict(
-        ThreadPolicy(ctx.suite.measure.train_threads, threads, n, str(live.path))
-    )
+    job = WorkerJob(
+        suite_source=ctx.suite.source,
+        suite=ctx.suite.to_dict(),
+        task=ctx.task.name,
+        task_file=str(scratch_dir / "task.pt"),
+        spec=ctx.spec,
+        base=ctx.base,
+        run_id=ctx.run_id,
+        cache=str(cache),
+        n_trials=ctx.n_trials,
+        device=ctx.train_device,
+        threads=per,
+        ens_cols=ctx.ens_cols,
+        replay=ctx.replay,
+        policy=ThreadPolicy(ctx.suite.measure.train_threads, threads, n, str(live.path)),
+    ).to_json()
     selector = selectors.DefaultSelector()
     procs: dict[int, subprocess.Popen] = {}
     started, restarts = 0, 0
@@ -162,7 +196,7 @@ def run_workers(
         if p.poll() is not None:  # a prestarted one that died while importing
             p = _spawn(started)
         assert p.stdin is not None and p.stdout is not None
-        p.stdin.write(json.dumps(job))
+        p.stdin.write(job)
         p.stdin.close()
         selector.register(p.stdout, selectors.EVENT_READ, p)
         procs[p.pid] = p
@@ -182,7 +216,7 @@ def run_workers(
                 msg["threads"],
             )
         elif msg["kind"] == "progress":
-            ctx.progress(Progress(**msg["progress"]))
+            on_progress(Progress(**msg["progress"]))
         elif msg["kind"] == "input_error":
             failure = msg["text"]
 
@@ -228,7 +262,7 @@ def run_workers(
         shutil.rmtree(scratch_dir, ignore_errors=True)
     if failure is not None:
         raise InputError(failure)
-    if not run.study("search").user_attrs.get("kdbench_done"):
+    if not run.study("search").user_attrs.get(Key.DONE):
         raise RuntimeError("the workers ended before the task was done (see the log above)")
 
 
@@ -257,9 +291,9 @@ def _child_main() -> int:
     try:
         import torch
 
+        from bench.search import TaskContext, run_confirm, run_search
         from bench.study import open_storage
         from bench.suite import suite_from_dict
-        from bench.sweep import _data_sha256
         from bench.tasks import task_from_file
         from bench.teacher import load_teacher, prepare_teacher
 
@@ -268,40 +302,35 @@ def _child_main() -> int:
         if not text:  # released unused
             return 0
         began = time.perf_counter()
-        job = json.loads(text)
+        job = WorkerJob.from_json(text)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        torch.set_num_threads(job["threads"])
-        if job["suite_source"]:
-            sys.path.insert(0, str(Path(job["suite_source"]).resolve().parent))  # plug-ins
-        suite = suite_from_dict(job["suite"])
-        cfg = next(t for t in suite.tasks if t.name == job["task"])
-        task = task_from_file(Path(job["task_file"]), cfg)
-        cache = Path(job["cache"])
+        torch.set_num_threads(job.threads)
+        if job.suite_source:
+            sys.path.insert(0, str(Path(job.suite_source).resolve().parent))  # plug-ins
+        suite = suite_from_dict(job.suite)
+        cfg = next(t for t in suite.tasks if t.name == job.task)
+        task = task_from_file(Path(job.task_file), cfg)
+        cache = Path(job.cache)
         loaded = load_teacher(task, suite.teacher, cache)
-        teacher = prepare_teacher(task, suite.teacher, cache, job["device"], loaded)
-        spec = StorageSpec(**job["spec"])
-        device = job["device"]
-        run = TaskRun(
+        teacher = prepare_teacher(task, suite.teacher, cache, job.device, loaded)
+        ctx = TaskContext(
             suite=suite,
             task=task,
             teacher=teacher,
-            ens_cols=job["ens_cols"],
-            run_id=job["run_id"],
-            base=job["base"],
-            storage=open_storage(spec),
-            spec=spec,
-            mode="shared" if spec.shared else "cooperative",
-            train_device=device,
-            gpu=torch.device(device) if device.startswith("cuda") else None,
-            n_trials=job["n_trials"],
-            identity={
-                "suite_sha256": suite.digest(),
-                "data_sha256": _data_sha256(task),
-                "teacher_outputs_sha256": teacher.outputs_sha256,
-            },
+            ens_cols=job.ens_cols,
+            run_id=job.run_id,
+            base=job.base,
+            spec=job.spec,
+            train_device=job.device,
+            n_trials=job.n_trials,
+            replay=job.replay,
+            threads=job.policy,
+        )
+        run = TaskWorker(
+            ctx,
+            open_storage(job.spec),
+            mode="shared" if job.spec.shared else "cooperative",
             on_commit=lambda p: send({"kind": "progress", "progress": asdict(p)}),
-            replay=job["replay"],
-            threads=ThreadPolicy(**job["policy"]),
         )
         send(
             {
@@ -311,8 +340,8 @@ def _child_main() -> int:
                 "threads": torch.get_num_threads(),
             }
         )
-        run.search()
-        run.confirm()
+        run_search(run)
+        run_confirm(run)
     except (InputError, IdentityMismatch) as exc:
         send({"kind": "input_error", "text": str(exc)})
         return 2

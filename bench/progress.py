@@ -82,7 +82,7 @@ class ProgressPrinter:
                 f"[{task}] training the teacher ensemble ({members} members): epoch {epoch}/{epochs}"
             )
 
-    def trial(self, p: Any) -> None:  # bench.worker.Progress
+    def trial(self, p: Any) -> None:  # bench.search.Progress
         if self.quiet:
             return
         key = (p.task, p.phase)

@@ -1,6 +1,6 @@
 """Rows from a study, and a run folder rebuilt from its storage (``kdbench pull``).
 
-A trial's row comes from its own record (``bench.study.RECORD``). A trial that was failed
+A trial's row comes from its own record (``bench.study.Key.RECORD``). A trial that was failed
 without a record — its worker died and the trial was retried — still gets a row: state
 ``fail``, the reason, and the number of the trial that retried it. RUNNING and WAITING
 trials have no row yet.
@@ -17,18 +17,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import InputError
-from bench.measure import LATENCY_PREFIX, speedups
+from bench.measure import speedups
 from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
 from bench.rundir import atomic_write_bytes, check_writable, inside
-from bench.study import (
-    MANIFEST,
-    RECORD,
-    WEIGHTS,
-    StorageSpec,
-    decode_record,
-    open_storage,
-    study_name,
-)
+from bench.study import Key, StorageSpec, decode_record, final_record, open_storage, study_name
 
 __all__ = ["pull", "rows_of_studies", "study_rows", "write_views"]
 
@@ -44,7 +36,7 @@ def _retried_as(trials: Iterable[FrozenTrial]) -> dict[int, int]:
 
 def _lost_row(t: FrozenTrial, meta: dict[str, Any], retried_as: int | None) -> dict[str, Any]:
     """A trial failed without a record: its worker died (or the record was lost)."""
-    inherited = t.user_attrs.get(RECORD)
+    inherited = t.user_attrs.get(Key.RECORD)
     base: dict[str, Any] = {}
     if isinstance(inherited, str):  # written, but the trial was failed before it was told
         base = json.loads(inherited).get("row", {})
@@ -63,7 +55,7 @@ def _lost_row(t: FrozenTrial, meta: dict[str, Any], retried_as: int | None) -> d
         **keep,
         "temperature": t.params.get("temperature"),
         "alpha": t.params.get("alpha"),
-        "worker": t.user_attrs.get("kdbench_worker"),
+        "worker": t.user_attrs.get(Key.WORKER),
         "retry_of": (t.system_attrs.get("retry_history") or [None])[0],
         "datetime_utc": t.datetime_complete.isoformat(timespec="seconds")
         if t.datetime_complete
@@ -80,12 +72,10 @@ def study_rows(
     rows: list[dict[str, Any]] = []
     seeds: list[dict[str, Any]] = []
     for t in sorted(trials, key=lambda t: t.number):
-        record = decode_record(t)
-        if record is not None and t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        record = final_record(t)
+        if record is not None:
             rows.append(record["row"])
-            seeds.extend(record["seeds"])
-        elif record is not None and t.state == TrialState.FAIL and record["row"]["state"] == "fail":
-            rows.append(record["row"])
+            seeds.extend(record["seeds"])  # none for a failed trial
         elif t.state == TrialState.FAIL:
             rows.append(_lost_row(t, meta, retried.get(t.number)))
     return rows, seeds
@@ -103,9 +93,9 @@ def rows_of_studies(
     for task in tasks:
         search = summaries.get(study_name(base, task))
         latency = {
-            k.removeprefix(LATENCY_PREFIX): json.loads(v)
+            k.removeprefix(Key.LATENCY): json.loads(v)
             for k, v in (search.user_attrs.items() if search else ())
-            if k.startswith(LATENCY_PREFIX)
+            if k.startswith(Key.LATENCY)
         }
         for phase in ("search", "confirm"):
             name = study_name(base, task, phase)
@@ -149,7 +139,7 @@ def write_students(
         )
         for t in study.get_trials(deepcopy=False):
             record = decode_record(t)
-            text = t.user_attrs.get(WEIGHTS)
+            text = t.user_attrs.get(Key.WEIGHTS)
             if record is None or not isinstance(text, str) or t.state != TrialState.COMPLETE:
                 continue
             weights = json.loads(text)
@@ -169,7 +159,7 @@ def _manifest_of(storage: optuna.storages.BaseStorage, base: str) -> dict[str, A
     summaries = [s for s in storage.get_all_studies() if s.study_name.startswith(base + ":")]
     manifest: dict[str, Any] | None = None
     for s in summaries:
-        text = s.user_attrs.get(MANIFEST)
+        text = s.user_attrs.get(Key.MANIFEST)
         if isinstance(text, str):
             part = json.loads(text)
             if manifest is None:
@@ -207,6 +197,6 @@ def _all_done(storage: optuna.storages.BaseStorage, base: str, tasks: list[str])
     summaries = {s.study_name: s for s in storage.get_all_studies()}
     return all(
         summaries.get(study_name(base, t)) is not None
-        and summaries[study_name(base, t)].user_attrs.get("kdbench_done") is True
+        and summaries[study_name(base, t)].user_attrs.get(Key.DONE) is True
         for t in tasks
     )

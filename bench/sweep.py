@@ -8,8 +8,8 @@
    With ``--storage URL`` (several hosts) the studies live in the database and the run folder
    is pulled from it at the end (``bench.pull``).
 3. **Per task**: the teacher (trained once or loaded; outputs cached once per split), then
-   the search and confirm phases (``bench.worker``), in this process or in ``--workers N``
-   local processes (``bench.parallel``). After every committed trial the tables are rebuilt
+   the search and confirm phases (:mod:`bench.search`), in this process or in ``--workers N``
+   local processes (:mod:`bench.parallel`). After every committed trial the tables are rebuilt
    from the study.
 4. An interrupted run (SIGINT, SIGTERM) leaves its trials' records in the study; ``--resume``
    continues exactly where it stopped.
@@ -36,7 +36,16 @@ from bench.provenance import CONVENTIONS, git_info, machine_info, package_versio
 from bench.pull import pull, rows_of_studies, write_students, write_views
 from bench.records import Manifest, read_trials, require_run_dir
 from bench.rundir import RunLock, check_writable, inside
-from bench.study import MANIFEST, StorageSpec, journal_path, open_storage, redact
+from bench.search import (
+    IdentityMismatch,
+    Progress,
+    TaskContext,
+    TaskWorker,
+    run_confirm,
+    run_search,
+    time_architectures,
+)
+from bench.study import Key, StorageSpec, journal_path, open_storage, redact
 from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
 from bench.teacher import (
@@ -47,13 +56,12 @@ from bench.teacher import (
     teacher_warnings,
 )
 from bench.threads import AUTO, ThreadPolicy
-from bench.worker import IdentityMismatch, Progress, TaskRun, select_confirm
 
 if TYPE_CHECKING:
     from bench.parallel import Prestarted
 from kdcore import select_device
 
-__all__ = ["Progress", "RunInterrupted", "new_run_id", "run_suite", "select_confirm"]
+__all__ = ["RunInterrupted", "new_run_id", "run_suite"]
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +92,6 @@ def _select_train_device(suite: Suite) -> str:
         ) from None
 
 
-def _data_sha256(task: TaskData) -> str:
-    return str(task.source.get("sha256") or task.fingerprint())
-
-
 def _preflight(suite: Suite, cache_dir: Path) -> list[tuple[TaskData, LoadedTeacher | None]]:
     """Load and validate every task's data and teacher files; write nothing."""
     out = []
@@ -115,7 +119,7 @@ def _new_run_dir(out_root: Path, suite_name: str) -> tuple[Path, str]:
 def _check_unchanged(previous: Manifest, task: TaskData, run_dir: Path) -> None:
     """--resume refuses a run whose data changed since it started."""
     before = previous.tasks.get(task.name, {}).get("data_sha256")
-    now = _data_sha256(task)
+    now = task.data_sha256()
     if before is not None and before != now:
         raise InputError(
             f"The data of task '{task.name}' must be unchanged to resume {run_dir}. Got sha256 "
@@ -186,18 +190,9 @@ def run_suite(
         raise InputError(f"The '--workers' option must be an int >= 1. Got {workers} instead.")
     replay_configs = _replay_configs(Path(replay)) if replay is not None else None
     previous: Manifest | None = None
-    run_dir: Path | None = None
     if resume is not None:
-        run_dir = require_run_dir(resume, "The RUN_DIR argument of --resume")
-        previous = Manifest.read(run_dir)
-        if previous.mode == "shared":
-            raise InputError(
-                f"The run {run_dir} must be a local run to --resume it. Its study lives on "
-                f"{previous.study_storage}: rejoin it with `kdbench run SUITE --storage URL "
-                f"--study {previous.study}` (the password is never stored)."
-            )
-        suite = suite_from_dict(previous.suite)
-        out_root = run_dir.parent
+        previous = _resumable(resume)
+        suite, out_root = suite_from_dict(previous.suite), Path(resume).parent
     elif suite is None:
         raise InputError(
             "The SUITE argument of run must be a suite file unless --resume is given. Got none instead."
@@ -211,44 +206,68 @@ def run_suite(
                 f"study is named after its folder. Got --study {study!r} without one."
             )
     cache = Path(cache_dir) if cache_dir is not None else Path(out_root) / "teachers"
-    n_trials = trials if trials is not None else suite.budget.trials
     check_writable(Path(out_root), "The results folder (--out)")
     check_writable(cache, "The teacher cache (--cache)")
     if reports_root is not None:
         check_writable(Path(reports_root), "The reports folder (--reports)")
     train_device = _select_train_device(suite)
-    prepared = _preflight(suite, cache)
-    shared = bool(url)
+    prepared = _preflight(suite, cache)  # every task's data and teacher files, validated
+    ctx = _open_run(
+        suite, Path(out_root), Path(resume) if resume else None, previous, url, study, prepared
+    )
+    ctx.cache, ctx.train_device, ctx.workers = cache, train_device, workers
+    ctx.n_trials = trials if trials is not None else suite.budget.trials
+    ctx.on_progress, ctx.on_teacher_epoch = on_progress, on_teacher_epoch
+    return _run_tasks(ctx, prepared, previous, replay_configs)
+
+
+def _resumable(resume: Path) -> Manifest:
+    run_dir = require_run_dir(resume, "The RUN_DIR argument of --resume")
+    previous = Manifest.read(run_dir)
+    if previous.mode == "shared":
+        raise InputError(
+            f"The run {run_dir} must be a local run to --resume it. Its study lives on "
+            f"{previous.study_storage}: rejoin it with `kdbench run SUITE --storage URL "
+            f"--study {previous.study}` (the password is never stored)."
+        )
+    return previous
+
+
+def _open_run(
+    suite: Suite,
+    out_root: Path,
+    run_dir: Path | None,
+    previous: Manifest | None,
+    url: str,
+    study: str | None,
+    prepared: list[tuple[TaskData, LoadedTeacher | None]],
+) -> _Run:
+    """The storage (connected) and, for a local run, the run folder (created or resumed, and
+    locked) with its journal; nothing is written before this point."""
     spec = StorageSpec(
         url=url or "",
         heartbeat_interval=suite.budget.heartbeat_interval,
         grace_period=suite.budget.grace_period,
     )
-    if shared:
+    lock: RunLock | None = None
+    if spec.shared:
         storage_obj = open_storage(spec)  # connected, or a redacted exit-2 error
         base = study or f"{suite.name}-{suite.digest()[:8]}"
-    lock: RunLock | None = None
-    if not shared:
-        if previous is not None:
-            assert run_dir is not None
+        run_id, created = base, datetime.now(UTC).isoformat(timespec="seconds")
+    else:
+        if previous is not None and run_dir is not None:
             for task, _ in prepared:
                 _check_unchanged(previous, task, run_dir)
             run_id, created = previous.run_id, previous.created_utc
-            lock = RunLock(run_dir).acquire()
         else:
-            run_dir, run_id = _new_run_dir(Path(out_root), suite.name)
+            run_dir, run_id = _new_run_dir(out_root, suite.name)
             created = datetime.now(UTC).isoformat(timespec="seconds")
-            lock = RunLock(run_dir).acquire()
+        lock = RunLock(run_dir).acquire()
         base = run_id
         spec = replace(spec, path=str(journal_path(run_dir)))
         storage_obj = open_storage(spec)
-    else:
-        run_id, created = base, datetime.now(UTC).isoformat(timespec="seconds")
-    gpu = torch.device(train_device) if train_device.startswith("cuda") else None
-    setting = suite.measure.train_threads
-    threads = all_cores() if setting in (0, AUTO) else int(setting)
-    torch.set_num_threads(threads)  # the teacher; each student group then follows the policy
-    manifest = Manifest(
+    ctx = _Run(suite, run_dir, spec, storage_obj, out_root, lock)
+    ctx.manifest = Manifest(
         run_id=run_id,
         status="running",
         suite=_redacted_suite(suite),
@@ -256,75 +275,83 @@ def run_suite(
         created_utc=created,
         suite_source=suite.source,
         packages=package_versions(),
-        machine=machine_info(setting if setting == AUTO else threads, suite.measure.threads, gpu),
         git=git_info(),
         conventions=CONVENTIONS,
-        train_device=train_device,
         tasks=dict(previous.tasks) if previous is not None else {},
-        study_storage=spec.describe() if shared else "study.journal",
+        study_storage=spec.describe() if spec.shared else "study.journal",
         study=base,
-        mode="shared" if shared else "exclusive",
-        workers=workers,
+        mode="shared" if spec.shared else "exclusive",
         plugins=loaded_plugins(),
-        n_trials=n_trials,
     )
-    ctx = _Run(suite, manifest, run_dir, spec, storage_obj, cache, train_device, gpu, on_progress)
-    ctx.on_teacher_epoch = on_teacher_epoch
-    ctx.workers = workers
+    return ctx
+
+
+def _run_tasks(
+    ctx: _Run,
+    prepared: list[tuple[TaskData, LoadedTeacher | None]],
+    previous: Manifest | None,
+    replay: dict[str, list[dict[str, Any]]] | None,
+) -> Path:
+    """Every task's teacher, search, confirm and latency; the manifest after each step."""
+    suite, m = ctx.suite, ctx.manifest
+    gpu = torch.device(ctx.train_device) if ctx.train_device.startswith("cuda") else None
+    setting = suite.measure.train_threads
+    threads = all_cores() if setting in (0, AUTO) else int(setting)
+    torch.set_num_threads(threads)  # the teacher; each student group then follows the policy
+    m.machine = machine_info(setting if setting == AUTO else threads, suite.measure.threads, gpu)
+    m.train_device, m.workers, m.n_trials = ctx.train_device, ctx.workers, ctx.n_trials
     try:
-        if run_dir is not None:
-            ctx.write_manifest()
+        ctx.write_manifest()
         for task, loaded in prepared:
             torch.set_num_threads(threads)  # "auto" may have left the last group's count
             t0 = time.perf_counter()
-            run = ctx.task_run(task, loaded, previous, n_trials, replay_configs)
+            run = ctx.task_worker(task, loaded, previous, replay)
             t1 = time.perf_counter()
             log.info("[%s] teacher ready and measured in %.1f s", task.name, t1 - t0)
-            if workers > 1:
+            if ctx.workers > 1:
                 from bench.parallel import run_workers
 
                 ready = ctx.prestarted.take() if ctx.prestarted is not None else []
                 ctx.prestarted = None
-                run_workers(ctx, run, workers, threads, ready)
+                run_workers(run, ctx.workers, threads, ctx.cache, ctx.progress, ready)
             else:
-                run.search()
-                run.confirm()
+                run_search(run)
+                run_confirm(run)
             t2 = time.perf_counter()
             log.info("[%s] search and confirm in %.1f s", task.name, t2 - t1)
-            timed = run.measure()  # latency, once per architecture, on a quiet machine
+            timed = time_architectures(run)  # latency, once per architecture, on a quiet machine
             ctx.refresh(force=True)
             t3 = time.perf_counter()
             log.info("[%s] %d architectures timed in %.1f s", task.name, timed, t3 - t2)
-            ctx.manifest.tasks[task.name]["timings_s"] = {
+            m.tasks[task.name]["timings_s"] = {
                 "teacher": round(t1 - t0, 3),
                 "search_and_confirm": round(t2 - t1, 3),
                 "latency": round(t3 - t2, 3),
                 "architectures_timed": timed,
             }
             ctx.write_manifest()
-        ctx.manifest.status = "complete"
-        if run_dir is not None:
+        m.status = "complete"
+        if ctx.run_dir is not None:
             ctx.write_manifest()
-        else:
-            run_dir = pull(spec, base, Path(out_root))
+            return ctx.run_dir
+        return pull(ctx.spec, m.study, ctx.out_root)
     except IdentityMismatch as exc:
         raise InputError(str(exc)) from None
     except KeyboardInterrupt as exc:
-        if run_dir is not None and ctx.manifest.status == "running":
-            ctx.manifest.status = "interrupted"
+        if ctx.run_dir is not None and m.status == "running":
+            m.status = "interrupted"
             ctx.write_manifest()
         how = type(exc).__name__ if type(exc) is not KeyboardInterrupt else "SIGINT"
         hint = (
-            f"kdbench run --resume {run_dir}"
-            if not shared
-            else f"kdbench run SUITE --storage URL --study {base}"
+            f"kdbench run --resume {ctx.run_dir}"
+            if not ctx.spec.shared
+            else f"kdbench run SUITE --storage URL --study {m.study}"
         )
-        raise RunInterrupted(run_dir, how, hint) from None
+        raise RunInterrupted(ctx.run_dir, how, hint) from None
     finally:
         ctx.release_workers()
-        if lock is not None:
-            lock.release()
-    return run_dir
+        if ctx.lock is not None:
+            ctx.lock.release()
 
 
 def _redacted_suite(suite: Suite) -> dict[str, Any]:
@@ -339,27 +366,26 @@ class _Run:
     def __init__(
         self,
         suite: Suite,
-        manifest: Manifest,
         run_dir: Path | None,
         spec: StorageSpec,
         storage: optuna.storages.BaseStorage,
-        cache: Path,
-        train_device: str,
-        gpu: torch.device | None,
-        on_progress: Callable[[Progress], None] | None,
+        out_root: Path,
+        lock: RunLock | None,
     ) -> None:
         self.suite = suite
-        self.manifest = manifest
         self.run_dir = run_dir
         self.spec = spec
         self.storage = storage
-        self.cache = cache
-        self.train_device = train_device
-        self.gpu = gpu
-        self.on_progress = on_progress
+        self.out_root = out_root
+        self.lock = lock
+        self.manifest: Manifest
+        self.cache = out_root / "teachers"
+        self.train_device = "cpu"
+        self.n_trials = suite.budget.trials
+        self.on_progress: Callable[[Progress], None] | None = None
+        self.on_teacher_epoch: Callable[[str, int, int, int], None] | None = None
         self.started = time.perf_counter()
         self._refreshed = 0.0
-        self.on_teacher_epoch: Callable[[str, int, int, int], None] | None = None
         self.workers = 1
         self.prestarted: Prestarted | None = None  # the next task's workers, started early
 
@@ -403,14 +429,8 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(p)
 
-    def task_run(
-        self,
-        task: TaskData,
-        loaded: LoadedTeacher | None,
-        previous: Manifest | None,
-        n_trials: int,
-        replay: dict[str, list[dict[str, Any]]] | None,
-    ) -> TaskRun:
+    def _teacher(self, task: TaskData, loaded: LoadedTeacher | None) -> PreparedTeacher:
+        """The task's teacher, prepared; the local workers start as its training ends."""
         suite = self.suite
         t0 = time.perf_counter()
         hook = self.on_teacher_epoch
@@ -430,12 +450,26 @@ class _Run:
         )
         self.prestart()
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
+        return teacher
+
+    def task_worker(
+        self,
+        task: TaskData,
+        loaded: LoadedTeacher | None,
+        previous: Manifest | None,
+        replay: dict[str, list[dict[str, Any]]] | None,
+    ) -> TaskWorker:
+        """The task's teacher prepared, the ensemble timed, the manifest's task entry written,
+        and this process's :class:`~bench.search.TaskWorker` on the task's studies."""
+        suite = self.suite
+        teacher = self._teacher(task, loaded)
         if previous is not None and self.run_dir is not None:
             _check_teacher_unchanged(previous, task.name, teacher, self.run_dir)
         if self.prestarted is not None:  # time the ensemble on a quiet machine
             self.prestarted.wait_imported()
+        gpu = torch.device(self.train_device) if self.train_device.startswith("cuda") else None
         ens_cols, ens_detail = ensemble_latency_columns(
-            teacher.cost_model, task.input_shape, suite.measure, self.gpu
+            teacher.cost_model, task.input_shape, suite.measure, gpu
         )
         self.manifest.tasks[task.name] = {
             "config": json.loads(json.dumps(asdict(task.config), default=list)),
@@ -443,7 +477,7 @@ class _Run:
             "num_classes": task.num_classes,
             "class_names": list(task.class_names),
             "input_shape": list(task.input_shape),
-            "data_sha256": _data_sha256(task),
+            "data_sha256": task.data_sha256(),
             "data_source": task.source,
             "preprocessing": None
             if task.scaler_mean is None
@@ -454,33 +488,29 @@ class _Run:
             "ensemble_columns": ens_cols,
         }
         self.write_manifest()
-        identity = {
-            "suite_sha256": suite.digest(),
-            "data_sha256": _data_sha256(task),
-            "teacher_outputs_sha256": teacher.outputs_sha256,
-        }
-        run = TaskRun(
+        ctx = TaskContext(
             suite=suite,
             task=task,
             teacher=teacher,
             ens_cols=ens_cols,
             run_id=self.manifest.run_id,
             base=self.manifest.study,
-            storage=self.storage,
             spec=self.spec,
-            mode="shared" if self.spec.shared else "exclusive",
             train_device=self.train_device,
-            gpu=self.gpu,
-            n_trials=n_trials,
-            identity=identity,
-            on_commit=self.progress,
+            n_trials=self.n_trials,
             replay=(replay or {}).get(task.name) if replay is not None else None,
+            threads=ThreadPolicy(suite.measure.train_threads, all_cores(), 1),
+        )
+        run = TaskWorker(
+            ctx,
+            self.storage,
+            mode="shared" if self.spec.shared else "exclusive",
+            on_commit=self.progress,
             started=self.started,
-            threads=ThreadPolicy(self.suite.measure.train_threads, all_cores(), 1),
         )
         study = run.study("search")
-        if MANIFEST not in study.user_attrs:
+        if Key.MANIFEST not in study.user_attrs:
             data = self.manifest.to_dict()
             data["tasks"] = {task.name: self.manifest.tasks[task.name]}
-            study.set_user_attr(MANIFEST, json.dumps(data, default=str))
+            study.set_user_attr(Key.MANIFEST, json.dumps(data, default=str))
         return run

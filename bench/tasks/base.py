@@ -95,6 +95,11 @@ class TaskData:
             h.update(y.numpy().tobytes())
         return h.hexdigest()
 
+    def data_sha256(self) -> str:
+        """The data's identity for a run: the source file's sha256 where there is one, else
+        :meth:`fingerprint` (a resumed or joined run must see the same)."""
+        return str(self.source.get("sha256") or self.fingerprint())
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 

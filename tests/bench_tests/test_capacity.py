@@ -12,7 +12,8 @@ import torch
 
 from bench.records import read_trials
 from bench.report.tables import time_by_size
-from bench.study import RUNGS, StorageSpec, journal_path, open_storage, promoted, rung_epochs
+from bench.search.halving import promoted, rung_epochs
+from bench.study import Key, StorageSpec, journal_path, open_storage
 from bench.suite import load_suite
 from bench.sweep import run_suite
 from kdcore import build_student, count_flops, count_params
@@ -96,7 +97,7 @@ def test_halving_stops_trials_by_the_documented_rule_and_records_why(runs) -> No
     pruned = search[search["state"] == "pruned"]
     assert len(pruned) >= 1 and (search["state"] != "fail").all()
     study = _search_study(run)
-    rungs = {t.number: t.user_attrs.get(RUNGS, {}) for t in study.get_trials()}
+    rungs = {t.number: t.user_attrs.get(Key.RUNGS, {}) for t in study.get_trials()}
     for number, reached in rungs.items():
         for epoch, (acc, flops) in reached.items():
             peers = [tuple(r[epoch]) for n, r in rungs.items() if n < number and epoch in r]

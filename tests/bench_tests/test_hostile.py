@@ -535,7 +535,7 @@ def test_list_runs_shows_each_runs_status(
 
 
 def test_confirm_selection_never_picks_the_same_configuration_twice() -> None:
-    from bench.worker import select_confirm
+    from bench.search import select_confirm
     from tests.bench_tests.conftest import make_table
 
     table = make_table(

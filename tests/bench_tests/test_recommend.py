@@ -225,7 +225,7 @@ def test_pruning_callback_reports_and_raises() -> None:
     import pytest
     import torch
 
-    from bench.study import pruning_callback
+    from bench.search.halving import pruning_callback
 
     class FakeTrial:
         def __init__(self, prune: bool) -> None:

@@ -1,0 +1,125 @@
+"""Orphaned trials: what an interrupted or dead worker left RUNNING, and how to redo it.
+
+* ``exclusive`` (a local run folder, locked by this process): every RUNNING trial is an
+  orphan of an interrupted run. A trial whose record was committed is told from it; the
+  others are trained again *under their own numbers* with the same group composition (the
+  leader's :attr:`~bench.study.Key.GROUP` attribute), so a resumed run reproduces an
+  uninterrupted one.
+* ``shared`` (an RDB with heartbeats): Optuna's ``fail_stale_trials`` fails trials whose
+  worker stopped beating and re-queues them (same parameters); live workers' trials are
+  never touched.
+* ``cooperative`` (several local processes on one journal): the supervising process fails
+  and re-queues the trials of a worker that died (:mod:`bench.parallel`); workers touch
+  nobody's trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.search.context import TaskWorker
+from bench.space import pinned
+from bench.study import Key, decode_record
+
+__all__ = ["Redo", "group_plan", "recover"]
+
+# A group to train again: all its trials (same composition as planned) and the numbers of
+# those to commit (the ones without a record).
+Redo = tuple[list[FrozenTrial], set[int]]
+
+
+def group_plan(study: optuna.Study, t: FrozenTrial | optuna.Trial) -> dict[str, Any] | None:
+    """The group plan stored on the leader of ``t``'s group (None for a lone retry)."""
+    trials = study.get_trials(deepcopy=False)
+    attr = trials[t.number].user_attrs.get(Key.GROUP)
+    if not attr:
+        return None
+    return trials[attr.get("leader", t.number)].user_attrs.get(Key.GROUP)
+
+
+def recover(
+    w: TaskWorker, study: optuna.Study, dists: dict[str, BaseDistribution], phase: str
+) -> list[Redo]:
+    """Finish what can be finished from records and return the groups to train again."""
+    if w.mode == "shared":
+        optuna.storages.fail_stale_trials(study)
+        return []
+    if w.mode != "exclusive":
+        return []
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    orphans = []
+    pareto = phase == "search" and w.ctx.pareto
+    for t in running:
+        record = decode_record(t)
+        if record is not None:  # committed, not yet told: finish it from the record
+            w.ledger.tell_row(study, t.number, record["row"], pareto)
+        else:
+            orphans.append(t)
+    if not orphans:
+        return []
+    orphans = _complete_params(w, study, orphans, dists)
+    if phase == "confirm":
+        return [([t], {t.number}) for t in orphans]
+    trials = study.get_trials(deepcopy=False)
+    groups: dict[int, list[FrozenTrial]] = {}
+    for t in orphans:
+        leader = (t.user_attrs.get(Key.GROUP) or {}).get("leader", t.number)
+        groups.setdefault(leader, []).append(t)
+    redo: list[Redo] = []
+    for leader, members in sorted(groups.items()):
+        plan = trials[leader].user_attrs.get(Key.GROUP) or {}
+        everyone = [
+            tt for tt in trials if (tt.user_attrs.get(Key.GROUP) or {}).get("leader") == leader
+        ] or members
+        missing = int(plan.get("size", len(everyone))) - len(everyone)
+        if missing > 0:  # interrupted while asking the group: ask the rest now
+            for _ in range(missing):
+                t = w.ask(study, pinned(dists, trials[leader].params))
+                w.ledger.set_attr(study, t.number, Key.GROUP, {"leader": leader})
+                w.ledger.set_attr(study, t.number, Key.WORKER, w.worker)
+                everyone.append(study.get_trials(deepcopy=False)[t.number])
+                members.append(everyone[-1])
+        # Train the whole group as it was planned (same composition, same results) and
+        # commit only the trials that have no record yet.
+        redo.append((sorted(everyone, key=lambda x: x.number), {m.number for m in members}))
+    return redo
+
+
+def _complete_params(
+    w: TaskWorker,
+    study: optuna.Study,
+    orphans: list[FrozenTrial],
+    dists: dict[str, BaseDistribution],
+) -> list[FrozenTrial]:
+    """Suggest the params an orphan lacks: ``ask`` writes one param at a time, so a kill
+    can leave a trial with only some of them. An enqueued (confirm) trial takes its fixed
+    params, a member of a group its leader's architecture, the rest comes from the
+    (trial- and parameter-seeded) sampler: the values an uninterrupted ask would give."""
+    trials = study.get_trials(deepcopy=False)
+    out: list[FrozenTrial] = []
+    derived = w.ctx.suite.search.derived
+    for t in orphans:
+        missing = [n for n in dists if n not in t.params]
+        if not missing and (derived is None or derived in t.params):
+            out.append(t)
+            continue
+        leader = (t.user_attrs.get(Key.GROUP) or {}).get("leader", t.number)
+        fixed = {n: trials[leader].params[n] for n in missing if n in trials[leader].params}
+        study_id = w.storage.get_study_id_from_name(study.study_name)
+        live = optuna.trial.Trial(
+            study, w.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        )
+        for name in missing:
+            d = dists[name]
+            low, high = (fixed[name],) * 2 if name in fixed else (d.low, d.high)
+            if isinstance(d, optuna.distributions.IntDistribution):
+                live.suggest_int(name, int(low), int(high), log=d.log)
+            else:
+                live.suggest_float(name, float(low), float(high), log=d.log)
+        w.ctx.sizer.complete(live)
+        out.append(study.get_trials(deepcopy=False)[t.number])
+    return out

@@ -1,0 +1,109 @@
+"""Training asked trials as one group of one architecture; a failure becomes failed rows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from bench.search.context import TaskWorker
+from bench.space import arch_of
+from bench.threads import AUTO
+from bench.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
+
+__all__ = ["train_trials"]
+
+log = logging.getLogger(__name__)
+
+
+def _set_threads(w: TaskWorker, arch: dict[str, Any]) -> int:
+    """Torch threads for a group of students of ``arch`` (:mod:`bench.threads`)."""
+    ctx = w.ctx
+    if ctx.threads.setting != AUTO:  # fixed: set once for the process
+        return torch.get_num_threads()
+    _, flops = student_cost(
+        ctx.suite.student.family, arch, ctx.task.input_shape, ctx.task.num_classes
+    )
+    n = ctx.threads.threads(flops)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def train_trials(
+    w: TaskWorker,
+    trials: Sequence[FrozenTrial | optuna.Trial],
+    seeds: list[int],
+    phase: str,
+    scratch_seeds: list[int] | None,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    source: dict[int, int] | None = None,
+) -> GroupResult:
+    """Train ``trials`` (one architecture) as one group; failures become failed rows.
+
+    ``source`` maps a trial number to the trial its rows are recorded under (a confirm trial
+    records the search trial it confirms)."""
+    ctx = w.ctx
+    family = ctx.suite.student.family
+    arch = arch_of(trials[0].params, ctx.suite.search, family)
+    configs = [
+        TrialConfig(
+            (source or {}).get(t.number, t.number),
+            float(t.params["temperature"]),
+            float(t.params["alpha"]),
+        )
+        for t in trials
+    ]
+    started = time.perf_counter()
+    n_threads = torch.get_num_threads()
+    try:
+        n_threads = _set_threads(w, arch)  # inside: a family may fail to build it
+        result = run_group(
+            ctx.suite,
+            ctx.run_id,
+            ctx.task,
+            ctx.teacher,
+            ctx.ens_cols,
+            w.scratch_store(),
+            arch,
+            configs,
+            seeds,
+            phase,
+            train_device=ctx.train_device,
+            on_epoch=on_epoch,
+            scratch_seeds=scratch_seeds,
+        )
+        for row, _ in result.rows:
+            row["train_threads"] = n_threads
+        return result
+    except optuna.TrialPruned as exc:
+        state, reason = "pruned", str(exc)
+    except Exception as exc:  # a failing trial is recorded and the sweep goes on
+        log.warning("trials %s failed: %s", [c.trial for c in configs], exc)
+        state, reason = "fail", f"{type(exc).__name__}: {exc}"
+    rows = [
+        (
+            failed_row(
+                ctx.run_id,
+                ctx.task,
+                ctx.teacher,
+                family,
+                arch,
+                c,
+                seeds,
+                phase,
+                state,
+                reason,
+                (time.perf_counter() - started) / len(configs),
+            )
+            | {"train_threads": n_threads},
+            [],
+        )
+        for c in configs
+    ]
+    return GroupResult(rows, {})

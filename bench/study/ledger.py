@@ -1,0 +1,156 @@
+"""The ledger: every key kdbench writes into a study, and the trial record codec.
+
+**The study holds the truth.** A trial's whole record — its row, its per-seed rows and the
+scratch baselines it trained — is stored in the trial itself as one JSON user attribute
+(:attr:`Key.RECORD`), written in one storage operation (one fsync'd line of a journal file,
+one transaction of an RDB) *before* the trial is told. The run folder's tables are views
+rebuilt from the study, so a crash at any instant leaves a trial's record entirely or not at
+all, and ``kdbench pull`` rebuilds a run folder from the storage alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.faults import fault_point
+
+__all__ = ["Key", "Ledger", "decode_record", "encode_record", "final_record", "json_safe"]
+
+log = logging.getLogger(__name__)
+
+
+class Key(StrEnum):
+    """Every study and trial user-attribute key kdbench writes (one place to look them up)."""
+
+    RECORD = "kdbench_record"  # trial: the trial's whole record (JSON)
+    GROUP = "kdbench_group"  # trial: {"leader", "size", "members", "scratch_seeds"}
+    WORKER = "kdbench_worker"  # trial: "host:pid" of the process that asked it
+    WEIGHTS = "kdbench_weights"  # confirm trial: {"seed", "state_dict"} to ship
+    RUNGS = "kdbench_rungs"  # trial: {epoch: [val_acc, flops]} at each halving rung reached
+    SOURCE_TRIAL = "source_trial"  # confirm trial: the search trial it confirms
+    MANIFEST = "kdbench_manifest"  # search study: the run's manifest (redacted)
+    IDENTITY = "kdbench_identity"  # search study: suite digest + data/teacher fingerprints
+    DONE = "kdbench_done"  # search study: True once the task's search and confirm are done
+    CONFIRM_ENQUEUED = "kdbench_confirm_enqueued"  # confirm study: size of the short-list
+    LATENCY = "kdbench_latency:"  # search study, a prefix: + "<family>:<arch label>"
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    try:
+        import pandas as pd
+
+        if value is pd.NA:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def encode_record(
+    number: int,
+    row: dict[str, Any],
+    seed_rows: list[dict[str, Any]],
+    scratch: dict[str, dict[str, float]],
+) -> str:
+    """Trial ``number``'s record as strict JSON (NaN → null)."""
+    return json.dumps(
+        json_safe({"trial_number": number, "row": row, "seeds": seed_rows, "scratch": scratch}),
+        allow_nan=False,  # insertion order kept: it orders the arch_<name> columns
+    )
+
+
+def decode_record(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The trial's own record, or None. A retried trial inherits its failed original's user
+    attributes: a record whose trial number is not this trial's is not its own."""
+    text = trial.user_attrs.get(Key.RECORD)
+    if not isinstance(text, str):
+        return None
+    record = json.loads(text)
+    if record.get("trial_number") != trial.number:
+        return None
+    return record
+
+
+def final_record(t: FrozenTrial) -> dict[str, Any] | None:
+    """The trial's record if the trial counts toward the budget (done for good)."""
+    record = decode_record(t)
+    if record is None:
+        return None
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return record
+    if t.state == TrialState.FAIL and record["row"]["state"] == "fail":
+        return record  # a genuine failure (e.g. divergence), recorded with its reason
+    return None
+
+
+class Ledger:
+    """The commit → tell protocol over one storage.
+
+    :meth:`commit` writes the trial's whole record as one user attribute, then tells the
+    trial: a crash between the two leaves a RUNNING trial whose record exists, which recovery
+    tells from the record (:meth:`tell_row`) without training it again.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self.storage = storage
+
+    def set_attr(self, study: optuna.Study, number: int, key: str, value: Any) -> None:
+        """Set trial ``number``'s user attribute ``key`` (the trial may be any worker's)."""
+        study_id = self.storage.get_study_id_from_name(study.study_name)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def commit(
+        self,
+        study: optuna.Study,
+        number: int,
+        row: dict[str, Any],
+        seed_rows: list[dict[str, Any]],
+        scratch: dict[str, dict[str, float]],
+        pareto: bool,
+    ) -> None:
+        """Record trial ``number`` (the commit point), then tell it."""
+        self.set_attr(study, number, Key.RECORD, encode_record(number, row, seed_rows, scratch))
+        fault_point("write")
+        self.tell_row(study, number, row, pareto)
+
+    def tell_row(self, study: optuna.Study, number: int, row: dict[str, Any], pareto: bool) -> None:
+        """Tell trial ``number`` what its row says: its value(s), pruned or failed."""
+        try:
+            if row["state"] in ("complete", "duplicate"):
+                if pareto:
+                    study.tell(number, [row["student_val_acc"], row["student_flops"]])
+                else:
+                    study.tell(number, row["student_val_acc"])
+            elif row["state"] == "pruned":
+                study.tell(number, state=TrialState.PRUNED)
+            else:
+                study.tell(number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker declared this one dead (its heartbeat went stale) and queued a
+            # retry; the retry recomputes it. Nothing is lost, only time.
+            log.warning(
+                "trial %s was already finished by another worker; its retry will redo it", number
+            )
+
+    def final_rows(self, study: optuna.Study) -> list[dict[str, Any]]:
+        """The rows of every trial of ``study`` that counts toward the budget."""
+        return [r["row"] for r in map(final_record, study.get_trials(deepcopy=False)) if r]

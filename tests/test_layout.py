@@ -1,0 +1,123 @@
+"""The shape of the source tree (docs/design.md): one-way imports, no private names shared
+between modules, kdcore torch-only. Read from the source with ``ast``, so a lazy import inside
+a function counts as much as one at the top of a file."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("bench", "kdcore")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for f in (ROOT / pkg).rglob("*.py"):
+            parts = list(f.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = f
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str | None:
+    """The module of ours that ``name`` (a module or a name in one) lives in."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, imported name or None) for every absolute import in ``path``."""
+    out: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out += [(node.module, a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, None) for a in node.names]
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for mod, path in MODULES.items():
+        for target, name in _imports(path):
+            # `from bench.study import ledger` imports the submodule, not the package
+            full = _resolve(f"{target}.{name}") if name else None
+            dest = full if full and full != _resolve(target) else _resolve(target)
+            if dest and dest != mod:
+                edges[mod].add(dest)
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    assert _cycles(_graph()) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(edges) == [["a", "b", "c"]]
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    shared = [
+        f"{mod} imports {name} from {target}"
+        for mod, path in MODULES.items()
+        for target, name in _imports(path)
+        if name and name.startswith("_") and not name.startswith("__") and _resolve(target)
+    ]
+    assert shared == []
+
+
+@pytest.mark.parametrize("forbidden", ["bench", "optuna", "pandas", "matplotlib", "sklearn"])
+def test_kdcore_imports_torch_and_numpy_only(forbidden: str) -> None:
+    offenders = [
+        f"{mod} imports {target}"
+        for mod, path in MODULES.items()
+        if mod.startswith("kdcore")
+        for target, _ in _imports(path)
+        if target.split(".")[0] == forbidden
+    ]
+    assert offenders == []
