@@ -37,7 +37,7 @@ from kdcore import Distiller, Member
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATE = ROOT / "suites" / "seed.toml"
-# What the previous default recommended (README, "Measured on this machine"): width 48 x depth 2,
+# What the previous default recommended (docs/performance.md): width 48 x depth 2,
 # 3,458 params, gap 0.19 pp [-0.07, 0.45]. The target: a student at least as small whose gap
 # bound is at least as good, i.e. the recommendation under --max-gap 0.45 has <= 3,458 params.
 TODAY_PARAMS, TODAY_GAP_HIGH_PP = 3458, 0.45

@@ -1,6 +1,6 @@
 """A whole run on CUDA: training on the GPU, the GPU latency columns filled, the manifest says so.
 
-Skipped without CUDA (CI has none); run on a lent GPU machine, see the README's GPU section.
+Skipped without CUDA (CI has none); run on a lent GPU machine, see docs/performance.md, GPU.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """CUDA paths of kdcore: training, grouped convolutions, FLOPs and latency on a GPU.
 
-Skipped without CUDA (CI has none); run on a lent GPU machine, see the README's GPU section.
+Skipped without CUDA (CI has none); run on a lent GPU machine, see docs/performance.md, GPU.
 """
 
 from __future__ import annotations
