@@ -97,8 +97,22 @@ def test_to_frame_has_every_column_and_refuses_undocumented_ones() -> None:
         to_frame([{"mystery": 1}])
 
 
+def _row(trial: int) -> dict[str, object]:
+    """A row with its key columns (a row without one reads as cut short)."""
+    from bench.records import SCHEMA_VERSION
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": "r",
+        "task": "t",
+        "trial": trial,
+        "phase": "search",
+        "state": "complete",
+    }
+
+
 def test_a_crash_while_writing_leaves_the_old_results_intact(tmp_path: Path, monkeypatch) -> None:
-    write_trials(to_frame([{"trial": 0, "state": "complete"}]), tmp_path)
+    write_trials(to_frame([_row(0)]), tmp_path)
     before = (tmp_path / "trials.csv").read_text()
 
     def crash(*args, **kwargs):
@@ -106,10 +120,16 @@ def test_a_crash_while_writing_leaves_the_old_results_intact(tmp_path: Path, mon
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        write_trials(to_frame([{"trial": 0}, {"trial": 1}]), tmp_path)
+        write_trials(to_frame([_row(0), _row(1)]), tmp_path)
     assert (tmp_path / "trials.csv").read_text() == before
     assert len(read_trials(tmp_path)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.csv", "trials.parquet"]
     with pytest.raises(OSError):
         atomic_write_text(tmp_path / "x.txt", "new")
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_a_table_cut_short_is_refused_by_every_reader(tmp_path: Path) -> None:
+    write_trials(to_frame([_row(0), {"trial": 1}]), tmp_path)  # the second row lost its keys
+    with pytest.raises(InputError, match="rows without 'schema_version'.*kdbench doctor"):
+        read_trials(tmp_path)
