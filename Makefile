@@ -3,11 +3,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdbench-installed
+DOCS_STAMP := $(VENV)/.kdbench-docs-installed
 SUITE ?= suites/seed.toml
 # local worker processes for the demo (bench.parallel): the reference machine has 2 cores
 WORKERS ?= 2
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint typecheck docs install clean
 
 install: $(STAMP)
 
@@ -33,6 +34,19 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kdcore bench tests benchmarks
 	$(BIN)/ruff format --check kdcore bench tests benchmarks
+	$(MAKE) typecheck
+
+# mypy: kdcore strict, bench basic (pyproject.toml [tool.mypy])
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation -e '.[dev,postgres,docs]'
+	touch $(DOCS_STAMP)
+
+# the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or page fails
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site

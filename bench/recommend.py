@@ -157,7 +157,7 @@ def _pct(v: Any) -> str:
 
 def ratio_text(r: dict[str, Any]) -> str:
     """'1/130' of the ensemble, or '2.8x' for a student larger than it; 'n/a' if unknown."""
-    ratio = r.get("param_ratio")
+    ratio = r.get("param_ratio", math.nan)
     if _isnan(ratio) or ratio <= 0:
         return "n/a (teacher size unknown)"
     return f"1/{1 / ratio:.1f}" if ratio < 1 else f"{ratio:.1f}x (larger than the ensemble)"
@@ -230,7 +230,7 @@ def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
                 f"it rests on {int(row['n_seeds'])} seed(s), fewer than {MIN_SEEDS}: re-run the "
                 "short-list with more ([confirm] seeds)."
             )
-        n_test = row.get("n_test")
+        n_test = row.get("n_test", math.nan)
         if not _isnan(n_test) and int(n_test) < MIN_TEST:
             out.append(
                 f"it rests on {int(n_test):,} test examples, fewer than about {MIN_TEST:,}: its "

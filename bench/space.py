@@ -27,7 +27,8 @@ from kdcore import arch_for_size, get_family
 
 __all__ = ["Sizer", "arch_of", "distributions", "pinned"]
 
-Distribution = optuna.distributions.BaseDistribution
+# the kinds kdbench samples (a family's parameters, size, T, alpha)
+Distribution = optuna.distributions.IntDistribution | optuna.distributions.FloatDistribution
 HYPER = ("temperature", "alpha")  # not part of the architecture: free within a group
 
 
@@ -88,7 +89,7 @@ class Sizer:
             raise InputError(
                 f"The 'size' parameter of [search] needs a teacher with a known parameter count "
                 f"(offline logits have none unless [teacher] family and arch are given): search "
-                f"'{space.derived}' directly. Got {asdict(space.size)} instead."
+                f"'{space.derived}' directly. Got {asdict(space.size) if space.size else None} instead."
             )
 
     def derive(self, params: dict[str, Any]) -> dict[str, int | float]:

@@ -479,9 +479,7 @@ class _Run:
             "input_shape": list(task.input_shape),
             "data_sha256": task.data_sha256(),
             "data_source": task.source,
-            "preprocessing": None
-            if task.scaler_mean is None
-            else {"mean": task.scaler_mean.tolist(), "scale": task.scaler_scale.tolist()},
+            "preprocessing": task.preprocessing(),
             "teacher": teacher.summary(),
             "warnings": teacher_warnings(task, suite.teacher, teacher),
             "ensemble_latency": ens_detail,

@@ -458,17 +458,17 @@ def prepare_teacher(
             ),
         )
         loaded = LoadedTeacher(ensemble, None, str(cache_file), file_sha256(cache_file), False)
+    run_ensemble: TeacherEnsemble | None = None
     if loaded.ensemble is not None:
-        ensemble = loaded.ensemble.eval()
-        targets = ensemble.cache_outputs({s: task.split(s)[0] for s in SPLITS})
-        cost_model: TeacherEnsemble | None = ensemble
+        run_ensemble = loaded.ensemble.eval()
+        targets = run_ensemble.cache_outputs({s: task.split(s)[0] for s in SPLITS})
+        cost_model: TeacherEnsemble | None = run_ensemble
     else:
         assert loaded.logits is not None
         targets = {
             s: SoftTargets(loaded.logits[:, torch.as_tensor(task.rows[s])], cfg.combine)
             for s in SPLITS
         }
-        ensemble = None
         # With a named architecture, untrained stand-ins of it give the honest cost columns.
         cost_model = (
             TeacherEnsemble(
@@ -483,7 +483,7 @@ def prepare_teacher(
     best = max(range(len(member_val)), key=lambda i: member_val[i])  # chosen on val, not test
     x1 = task.x_train[:1]
     prepared = PreparedTeacher(
-        ensemble=ensemble,
+        ensemble=run_ensemble,
         cost_model=cost_model,
         targets=targets,
         member_val_acc=member_val,
@@ -507,10 +507,12 @@ def prepare_teacher(
         outputs_sha256=_outputs_sha256(targets),
         train_time_s=train_time,
     )
-    info = getattr(ensemble, "specialist_info", None) if ensemble is not None else None
-    if info is not None:
+    info = run_ensemble.specialist_info if run_ensemble is not None else None
+    if run_ensemble is not None and info is not None:
         prepared.reference = {s: targets[s].member(0) for s in SPLITS}
-        prepared.extra["specialists"] = specialist_summary(task, ensemble, targets["test"], info)
+        prepared.extra["specialists"] = specialist_summary(
+            task, run_ensemble, targets["test"], info
+        )
     return prepared
 
 

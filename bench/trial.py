@@ -132,20 +132,19 @@ def arch_cells(family: str, arch: Mapping[str, int | float]) -> dict[str, Any]:
 class ScratchStore:
     """Scratch baselines per (family, architecture, seed): trained once, reused by trials."""
 
-    def __init__(self, data: dict[str, dict[str, float]] | None = None) -> None:
-        self.data: dict[str, dict[str, float]] = dict(data or {})
+    def __init__(self, data: dict[str, dict[str, Any]] | None = None) -> None:
+        # per key: the scratch student's accuracies (floats) and its packed right/wrong bits
+        self.data: dict[str, dict[str, Any]] = dict(data or {})
 
     @staticmethod
     def key(family: str, arch: Mapping[str, int | float], seed: int) -> str:
         return f"{family}:{format_arch(family, arch)}:{seed}"
 
-    def get(
-        self, family: str, arch: Mapping[str, int | float], seed: int
-    ) -> dict[str, float] | None:
+    def get(self, family: str, arch: Mapping[str, int | float], seed: int) -> dict[str, Any] | None:
         return self.data.get(self.key(family, arch, seed))
 
     def put(
-        self, value: dict[str, float], family: str, arch: Mapping[str, int | float], seed: int
+        self, value: dict[str, Any], family: str, arch: Mapping[str, int | float], seed: int
     ) -> None:
         self.data[self.key(family, arch, seed)] = value
 
@@ -246,7 +245,7 @@ def run_group(
     n_params, flops = student_cost(family, arch, task.input_shape, task.num_classes)
     per_trial_time = (time.perf_counter() - started) / len(configs)
     cells = arch_cells(family, arch)
-    out = []
+    out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     weights: dict[int, dict[str, Any]] = {}
     for cfg in configs:
         slots = plan.distilled(cfg.trial)

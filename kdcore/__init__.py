@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from kdcore._grouped import GroupedModel
 from kdcore.distill import Distiller, Member
+from kdcore.exceptions import (
+    DeviceUnavailableError,
+    FamilyCheckError,
+    KDCoreError,
+    ParameterError,
+    ParameterTypeError,
+    UnknownNameError,
+)
 from kdcore.families import (
     ArchParam,
     StudentFamily,
@@ -55,13 +63,18 @@ __all__ = [
     "COMBINE_MODES",
     "ArchParam",
     "Combiner",
+    "DeviceUnavailableError",
     "Distiller",
+    "FamilyCheckError",
     "FusedEnsemble",
     "GroupedModel",
+    "KDCoreError",
     "LatencyResult",
     "MeanLogit",
     "MeanProb",
     "Member",
+    "ParameterError",
+    "ParameterTypeError",
     "SoftTargets",
     "Specialist",
     "SpecialistCombiner",
@@ -69,6 +82,7 @@ __all__ = [
     "StudentModel",
     "TeacherEnsemble",
     "TeacherModel",
+    "UnknownNameError",
     "accuracy",
     "agreement",
     "arch_for_size",

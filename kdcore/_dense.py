@@ -35,9 +35,10 @@ def dense_layers(template: nn.Module) -> list[tuple[str, float]] | None:
     if not isinstance(template, nn.Sequential):
         return None
     layers = [m for m in template.named_children() if not isinstance(m[1], nn.Identity)]
-    if layers and isinstance(layers[0][1], nn.Flatten):
-        flat = layers.pop(0)[1]
-        if (flat.start_dim, flat.end_dim) != (1, -1):
+    first = layers[0][1] if layers else None
+    if isinstance(first, nn.Flatten):
+        layers.pop(0)
+        if (first.start_dim, first.end_dim) != (1, -1):
             return None
     out: list[tuple[str, float]] = []
     i = 0
@@ -53,8 +54,9 @@ def dense_layers(template: nn.Module) -> list[tuple[str, float]] | None:
             return None
         i += 1
         p = 0.0
-        if i < len(layers) and isinstance(layers[i][1], nn.Dropout):
-            p = float(layers[i][1].p)
+        drop = layers[i][1] if i < len(layers) else None
+        if isinstance(drop, nn.Dropout):
+            p = float(drop.p)
             i += 1
         out.append((name, p))
     return None  # ends with a ReLU or Dropout: no output layer

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from kdcore.exceptions import ParameterError
+
 _BATCHED_LAYERS = (
     nn.Linear,
     nn.ReLU,
@@ -59,16 +61,16 @@ class GroupedModel:
 
     def __init__(self, members: Sequence[nn.Module], backend: str = "auto") -> None:
         if not members:
-            raise ValueError("GroupedModel needs at least one member model.")
+            raise ParameterError("GroupedModel needs at least one member model.")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}. Got {backend!r}.")
+            raise ParameterError(f"backend must be one of {BACKENDS}. Got {backend!r}.")
         self.template = copy.deepcopy(members[0]).to("meta")
         params, buffers = stack_module_state(list(members))
         self.size = len(members)
         self.training = True
         batched_ok = _batched_ok(members[0])
         if backend == "batched" and not batched_ok:
-            raise ValueError(
+            raise ParameterError(
                 f"{type(members[0]).__name__} has layers the batched path does not cover; "
                 "use backend='auto' or 'vmap'."
             )
@@ -108,7 +110,7 @@ class GroupedModel:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Forward per-member inputs ``[G, B, ...]`` to ``[G, B, C]`` (see :meth:`shared`)."""
         if x.shape[0] != self.size:
-            raise ValueError(
+            raise ParameterError(
                 f"grouped input must have {self.size} members first; got shape {tuple(x.shape)}. "
                 "Use .shared(x) for one input seen by every member."
             )
@@ -151,7 +153,9 @@ class GroupedModel:
                     x = x.reshape(g, x.shape[1], -1)
             elif isinstance(layer, nn.Linear):
                 if merged:
-                    raise ValueError("a Linear layer after a conv needs an nn.Flatten before it")
+                    raise ParameterError(
+                        "a Linear layer after a conv needs an nn.Flatten before it"
+                    )
                 weight = self.params[f"{name}.weight"]
                 bias = self.params.get(f"{name}.bias")
                 if bias is None:
@@ -171,10 +175,14 @@ class GroupedModel:
         template = self.template
         template.train(self.training)
 
-        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xi: torch.Tensor):
-            return functional_call(template, (p, b), (xi,))
+        def one(
+            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xi: torch.Tensor
+        ) -> torch.Tensor:
+            out: torch.Tensor = functional_call(template, (p, b), (xi,))
+            return out
 
-        return vmap(one, randomness="different")(self.params, self.buffers, x)
+        out: torch.Tensor = vmap(one, randomness="different")(self.params, self.buffers, x)
+        return out
 
     def member(self, index: int, params: dict[str, torch.Tensor] | None = None) -> nn.Module:
         """Member ``index`` as a standalone module (a copy) in eval mode."""

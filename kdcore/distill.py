@@ -14,16 +14,19 @@ keeps, per member, the parameters of the epoch with the best *validation* accura
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from kdcore._dense import DenseGroup, dense_layers
 from kdcore._grouped import BACKENDS, GroupedModel
+from kdcore.exceptions import ParameterError
 from kdcore.families import build_student
 from kdcore.losses import FusedKDLoss
 from kdcore.teachers import SoftTargets
@@ -107,6 +110,12 @@ class Distiller:
         self.grouped = grouped
         self.backend = backend
 
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters as ``__init__`` takes them: ``Distiller(**d.get_params())``
+        is an unfitted copy of ``d``."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
     # ------------------------------------------------------------------ validation
     def _validate(
         self,
@@ -118,32 +127,34 @@ class Distiller:
         teachers: list[SoftTargets],
     ) -> None:
         if not members:
-            raise ValueError("fit() needs at least one Member.")
+            raise ParameterError("fit() needs at least one Member.")
         for m in members:
             if not 0.0 <= m.alpha <= 1.0:
-                raise ValueError(f"Member alpha must be in [0, 1]. Got {m.alpha} instead.")
+                raise ParameterError(f"Member alpha must be in [0, 1]. Got {m.alpha} instead.")
             if not m.temperature > 0:
-                raise ValueError(f"Member temperature must be > 0. Got {m.temperature} instead.")
+                raise ParameterError(
+                    f"Member temperature must be > 0. Got {m.temperature} instead."
+                )
         for m in members:
             if not m.is_scratch and not 0 <= m.teacher < len(teachers):
-                raise ValueError(
+                raise ParameterError(
                     "Members with alpha > 0 need teacher soft targets (teacher=...); member "
                     f"teacher index {m.teacher} is not among the {len(teachers)} given."
                 )
         for t in teachers:
             if len(t) != len(x_train):
-                raise ValueError(
+                raise ParameterError(
                     f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}."
                 )
         if len({t.num_classes for t in teachers}) > 1:
-            raise ValueError("every teacher must predict the same classes.")
+            raise ParameterError("every teacher must predict the same classes.")
         if len(x_train) != len(y_train) or len(x_val) != len(y_val):
-            raise ValueError("x and y must have the same number of samples.")
+            raise ParameterError("x and y must have the same number of samples.")
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1. Got {getattr(self, name)} instead.")
+                raise ParameterError(f"{name} must be >= 1. Got {getattr(self, name)} instead.")
         if self.backend not in DISTILLER_BACKENDS:
-            raise ValueError(
+            raise ParameterError(
                 f"backend must be one of {DISTILLER_BACKENDS}. Got {self.backend!r} instead."
             )
 
@@ -201,7 +212,7 @@ class Distiller:
                 )
         layers = dense_layers(modules[0]) if self.backend in ("auto", "dense") else None
         if self.backend == "dense" and layers is None:
-            raise ValueError(
+            raise ParameterError(
                 "backend='dense' covers [Flatten] (Linear ReLU [Dropout])* Linear stacks with "
                 f"biases; {self.family!r} students are not one. Use backend='auto'."
             )
@@ -343,11 +354,8 @@ class Distiller:
     ) -> Distiller:
         """``grouped=False``: each member in its own group of one, one after the other (the
         baseline that grouping is measured against); same results, more time."""
-        params = {
-            k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")
-        }
         subs = [
-            Distiller(**(params | {"grouped": True})).fit(
+            Distiller(**(self.get_params() | {"grouped": True})).fit(
                 x_train,
                 y_train,
                 x_val,
@@ -488,8 +496,9 @@ class Distiller:
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[G, N, C]`` of every member at its selected epoch."""
-        if getattr(self, "_subs", None) is not None:
-            return torch.cat([s.predict_logits(x) for s in self._subs])
+        subs: list[Distiller] | None = getattr(self, "_subs", None)
+        if subs is not None:
+            return torch.cat([s.predict_logits(x) for s in subs])
         live = self._group.params
         self._group.params = self._best_params
         try:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from kdcore.exceptions import ParameterError, ParameterTypeError, UnknownNameError
+
 __all__ = [
     "ArchParam",
     "StudentFamily",
@@ -62,14 +64,18 @@ class ArchParam:
 
     def __post_init__(self) -> None:
         if self.kind not in (int, float):
-            raise TypeError(f"ArchParam {self.name!r}: kind must be int or float, got {self.kind}.")
+            raise ParameterTypeError(
+                f"ArchParam {self.name!r}: kind must be int or float, got {self.kind}."
+            )
         lo, hi = self.bounds
         if not (lo <= self.default[0] <= self.default[1] <= hi):
-            raise ValueError(
+            raise ParameterError(
                 f"ArchParam {self.name!r}: default range {self.default} must lie in bounds {self.bounds}."
             )
         if self.log and lo <= 0:
-            raise ValueError(f"ArchParam {self.name!r}: a log-scale parameter needs bounds > 0.")
+            raise ParameterError(
+                f"ArchParam {self.name!r}: a log-scale parameter needs bounds > 0."
+            )
 
     def rule(self) -> str:
         """The validity rule in words, e.g. ``an int in [1, 4096]``."""
@@ -107,7 +113,7 @@ class StudentFamily:
         for p in self.params:
             if p.name == name:
                 return p
-        raise KeyError(
+        raise UnknownNameError(
             f"Family {self.name!r} has no architecture parameter {name!r}. "
             f"Valid names: {', '.join(self.param_names) or '(none)'}."
         )
@@ -125,13 +131,13 @@ class StudentFamily:
         unknown = sorted(set(arch) - set(self.param_names))
         missing = [n for n in self.param_names if n not in arch]
         if unknown or missing:
-            raise TypeError(
+            raise ParameterTypeError(
                 f"Family {self.name!r} takes {list(self.param_names)}; "
                 f"got unknown {unknown} and missing {missing}."
             )
         for p in self.params:
             if not p.accepts(arch[p.name]):
-                raise ValueError(
+                raise ParameterError(
                     f"The {p.name!r} parameter of family {self.name!r} must be {p.rule()}. "
                     f"Got {arch[p.name]!r} instead."
                 )
@@ -139,7 +145,7 @@ class StudentFamily:
     def check_input_shape(self, input_shape: InputShape) -> None:
         if self.input_ranks is not None and len(input_shape) not in self.input_ranks:
             ranks = " or ".join(str(r) for r in self.input_ranks)
-            raise ValueError(
+            raise ParameterError(
                 f"Family {self.name!r} needs inputs with {ranks} dimension(s) per sample "
                 f"(e.g. {list(self.example_input_shape)}). Got input shape {list(input_shape)} instead."
             )
@@ -166,15 +172,21 @@ def register_family(
     the model's size (used to map a target size to an architecture).
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ValueError(f"A family name must be letters, digits, '-', '_' or '.'. Got {name!r}.")
+        raise ParameterError(
+            f"A family name must be letters, digits, '-', '_' or '.'. Got {name!r}."
+        )
     if name in _FAMILIES and not replace:
-        raise ValueError(f"A model family named {name!r} is already registered.")
+        raise ParameterError(f"A model family named {name!r} is already registered.")
     params = tuple(params)
     for p in params:
         if not isinstance(p, ArchParam):
-            raise TypeError(f"Family {name!r}: params must be ArchParam objects. Got {p!r}.")
+            raise ParameterTypeError(
+                f"Family {name!r}: params must be ArchParam objects. Got {p!r}."
+            )
     if size_param is not None and size_param not in {p.name for p in params}:
-        raise ValueError(f"Family {name!r}: size_param {size_param!r} is not one of its params.")
+        raise ParameterError(
+            f"Family {name!r}: size_param {size_param!r} is not one of its params."
+        )
     family = StudentFamily(
         name,
         build,
@@ -194,7 +206,7 @@ def get_family(name: str) -> StudentFamily:
         return _FAMILIES[name]
     except KeyError:
         valid = ", ".join(sorted(_FAMILIES))
-        raise KeyError(f"Unknown model family {name!r}. Valid names: {valid}.") from None
+        raise UnknownNameError(f"Unknown model family {name!r}. Valid names: {valid}.") from None
 
 
 def list_families() -> list[str]:
@@ -205,7 +217,7 @@ def as_input_shape(input_shape: int | Sequence[int]) -> InputShape:
     """``20`` or ``[1, 8, 8]`` → a tuple of positive ints."""
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be positive ints. Got {input_shape!r}.")
+        raise ParameterError(f"input_shape must be positive ints. Got {input_shape!r}.")
     return shape
 
 
@@ -225,7 +237,9 @@ def build_student(
 
 
 @functools.lru_cache(maxsize=4096)
-def _params_of(family: str, shape: tuple[int, ...], num_classes: int, arch: tuple) -> int:
+def _params_of(
+    family: str, shape: tuple[int, ...], num_classes: int, arch: tuple[tuple[str, float], ...]
+) -> int:
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         model = build_student(family, shape, num_classes, **dict(arch))
     return sum(p.numel() for p in model.parameters())
@@ -248,9 +262,9 @@ def arch_for_size(
     """
     fam = get_family(family)
     if fam.size_param is None:
-        raise ValueError(f"Family {family!r} declares no size_param: it cannot be sized.")
+        raise ParameterError(f"Family {family!r} declares no size_param: it cannot be sized.")
     if not target_params > 0:
-        raise ValueError(f"target_params must be > 0. Got {target_params!r} instead.")
+        raise ParameterError(f"target_params must be > 0. Got {target_params!r} instead.")
     p = fam.param(fam.size_param)
     shape = as_input_shape(input_shape)
 
@@ -258,6 +272,8 @@ def arch_for_size(
         arch = {**fixed, p.name: p.kind(v)}
         return _params_of(family, shape, int(num_classes), tuple(sorted(arch.items())))
 
+    lo: float
+    hi: float
     lo, hi = p.bounds
     if p.kind is int:
         lo, hi = int(lo), int(hi)
@@ -266,8 +282,8 @@ def arch_for_size(
             lo, hi = (mid, hi) if count(mid) <= target_params else (lo, mid)
     else:
         for _ in range(40):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if count(mid) <= target_params else (lo, mid)
+            half = (lo + hi) / 2
+            lo, hi = (half, hi) if count(half) <= target_params else (lo, half)
     best = min((lo, hi), key=lambda v: abs(math.log(count(v) / target_params)))
     return {**fixed, p.name: p.kind(best)}
 
@@ -304,7 +320,9 @@ def mlp(
 ) -> nn.Sequential:
     """``depth`` hidden layers of ``width`` ReLU units: [Flatten]-Linear(d,w)-ReLU-…-Linear(w,C)."""
     if depth < 1 or width < 1:
-        raise ValueError(f"mlp needs width >= 1 and depth >= 1, got width={width}, depth={depth}.")
+        raise ParameterError(
+            f"mlp needs width >= 1 and depth >= 1, got width={width}, depth={depth}."
+        )
     layers, fan_in = _flat(as_input_shape(input_shape))
     for _ in range(depth):
         layers += [nn.Linear(fan_in, width), nn.ReLU()]

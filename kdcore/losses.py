@@ -147,7 +147,7 @@ class _FusedKD(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: torch.autograd.function.FunctionCtx,
         z: torch.Tensor,
         teacher_log_probs: torch.Tensor,
@@ -166,7 +166,7 @@ class _FusedKD(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight = ctx.saved_tensors  # type: ignore[attr-defined]
@@ -201,7 +201,7 @@ class FusedKDLoss:
             if teacher_probs is None
             else teacher_probs.expand_as(student_logits)
         )
-        return _FusedKD.apply(
+        loss: torch.Tensor = _FusedKD.apply(
             student_logits,
             teacher_log_probs,
             probs,
@@ -211,6 +211,7 @@ class FusedKDLoss:
             self.soft_grad_weight,
             self.hard_weight,
         )
+        return loss
 
 
 def kd_loss_fused(

@@ -17,12 +17,15 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
+
+from kdcore.exceptions import DeviceUnavailableError, ParameterError
 
 __all__ = [
     "LatencyResult",
@@ -98,7 +101,7 @@ def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
         model.train(was_training)
     total = counter.get_total_flops()
     if total == 0 and count_params(model) > 0:
-        raise ValueError(
+        raise ParameterError(
             f"FlopCounterMode counted 0 FLOPs for {type(model).__name__}: its operators are "
             "not covered by torch.utils.flop_counter (only matmul/conv/attention-like ops are). "
             "Express the model with nn.Linear/matmul/conv, or register a FLOP formula."
@@ -112,9 +115,11 @@ def select_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} was requested but CUDA is not available.")
+        raise DeviceUnavailableError(
+            f"device {requested!r} was requested but CUDA is not available."
+        )
     if requested != "cpu" and not requested.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'. Got {requested!r}.")
+        raise ParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]'. Got {requested!r}.")
     return torch.device(requested)
 
 
@@ -212,7 +217,7 @@ def measure_latency(
         model = model.to(device).eval()
     x = example_input.to(device)
     batch = int(x.shape[0])
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "device": str(device),
         "batch_size": batch,
         "threads": threads,

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdcore.exceptions import ParameterError
+
 __all__ = [
     "Specialist",
     "SpecialistCombiner",
@@ -74,7 +76,7 @@ def _scatter(
     dust = like.new_zeros(n, len(class_sets))
     for m, (p, classes) in enumerate(zip(p_specialists, class_sets, strict=True)):
         if p.shape != (n, len(classes) + 1):
-            raise ValueError(
+            raise ParameterError(
                 f"specialist {m} must give probabilities [N, |S_m| + 1] = [{n}, "
                 f"{len(classes) + 1}]; got {list(p.shape)}."
             )
@@ -126,15 +128,15 @@ def solve_specialist_distribution(
     dtype.
     """
     if p_general.dim() != 2:
-        raise ValueError(f"p_general must be [N, C]; got {list(p_general.shape)}.")
+        raise ParameterError(f"p_general must be [N, C]; got {list(p_general.shape)}.")
     n, c = p_general.shape
     if len(p_specialists) != len(class_sets):
-        raise ValueError(
+        raise ParameterError(
             f"need one class set per specialist; got {len(p_specialists)} specialists and "
             f"{len(class_sets)} class sets."
         )
     if active.shape != (n, len(class_sets)):
-        raise ValueError(
+        raise ParameterError(
             f"active must be [N, M] = [{n}, {len(class_sets)}]; got {list(active.shape)}."
         )
     pg = p_general.double()
@@ -180,7 +182,7 @@ class SpecialistCombiner:
         self, class_sets: Sequence[Sequence[int]], top_n: int = 2, tol: float = 1e-6
     ) -> None:
         if top_n < 1:
-            raise ValueError(f"top_n must be >= 1; got {top_n}.")
+            raise ParameterError(f"top_n must be >= 1; got {top_n}.")
         self.class_sets = tuple(tuple(int(c) for c in s) for s in class_sets)
         self.top_n = int(top_n)
         self.tol = tol
@@ -197,7 +199,7 @@ class SpecialistCombiner:
     def log_probs(self, outputs: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
         general, specialists = outputs[0], outputs[1:]
         if len(specialists) != len(self.class_sets):
-            raise ValueError(
+            raise ParameterError(
                 f"expected the generalist and {len(self.class_sets)} specialists; got "
                 f"{len(outputs)} outputs."
             )
@@ -279,7 +281,7 @@ def cluster_classes(
     """
     c = probs.shape[1]
     if not 1 <= n_clusters <= c:
-        raise ValueError(f"n_clusters must be in [1, {c}]; got {n_clusters}.")
+        raise ParameterError(f"n_clusters must be in [1, {c}]; got {n_clusters}.")
     p = probs.double()
     centred = p - p.mean(0, keepdim=True)
     cov = centred.T @ centred / max(len(p) - 1, 1)
@@ -313,7 +315,8 @@ class Specialist(nn.Module):
         self.register_buffer("dustbin_bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x) + self.dustbin_bias
+        out: torch.Tensor = self.net(x) + self.dustbin_bias
+        return out
 
 
 def init_from_generalist(
@@ -334,7 +337,7 @@ def init_from_generalist(
             out[key] = g.clone()
             continue
         if g.shape[1:] != ref.shape[1:] or ref.shape[0] != len(idx) + 1:
-            raise ValueError(
+            raise ParameterError(
                 f"layer {key!r}: generalist shape {list(g.shape)} cannot seed specialist shape "
                 f"{list(ref.shape)}."
             )

@@ -27,15 +27,12 @@ from dataclasses import dataclass
 import torch
 
 from kdcore.distill import Distiller, Member
+from kdcore.exceptions import FamilyCheckError
 from kdcore.families import as_input_shape, build_student, get_family
 from kdcore.metrics import count_flops, count_params
 from kdcore.teachers import SoftTargets
 
 __all__ = ["FamilyCheckError", "FamilyReport", "check_family"]
-
-
-class FamilyCheckError(AssertionError):
-    """A family failed one of the conformance checks; the message says which and why."""
 
 
 @dataclass(frozen=True)

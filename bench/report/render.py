@@ -135,7 +135,7 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
         }
         study.add_trial(
             optuna.trial.create_trial(
-                params=params, distributions=dists, value=float(r["student_val_acc"])
+                params=params, distributions=dict(dists), value=float(r["student_val_acc"])
             )
         )
     imp = optuna.importance.get_param_importances(

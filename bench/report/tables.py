@@ -81,7 +81,7 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
     """The first screen's table: per task the decision, its cost and its uncertainty."""
     from bench.recommend import ratio_text
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for task, rec in recs.items():
         r = rec.chosen
         if r is None:

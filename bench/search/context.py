@@ -18,7 +18,7 @@ import optuna
 import torch
 
 from bench.faults import fault_point
-from bench.space import Sizer
+from bench.space import Distribution, Sizer
 from bench.study import Heartbeat, Key, Ledger, StorageSpec, decode_record, make_sampler, study_name
 from bench.suite import Suite
 from bench.tasks import TaskData
@@ -153,7 +153,8 @@ class TaskWorker:
                 stored = optuna.load_study(study_name=name, storage=self.storage).user_attrs.get(
                     Key.IDENTITY
                 )
-            if stored != identity:
+            if not isinstance(stored, dict) or stored != identity:
+                stored = stored if isinstance(stored, dict) else {}
                 diff = sorted(k for k in identity if stored.get(k) != identity.get(k))
                 raise IdentityMismatch(
                     f"The study {name!r} must have been created by this suite with the same data "
@@ -175,11 +176,10 @@ class TaskWorker:
             if name in names
         ]
 
-    def ask(
-        self, study: optuna.Study, dists: dict[str, optuna.distributions.BaseDistribution]
-    ) -> optuna.Trial:
+    def ask(self, study: optuna.Study, dists: dict[str, Distribution]) -> optuna.Trial:
         """``study.ask`` plus the derived architecture parameter (capacity axis)."""
-        t = study.ask(dists)
+        fixed: dict[str, optuna.distributions.BaseDistribution] = dict(dists)
+        t = study.ask(fixed)
         self.ctx.sizer.complete(t)
         return t
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.search.context import TaskWorker
-from bench.space import pinned
+from bench.space import Distribution, pinned
 from bench.study import Key, decode_record
 
 __all__ = ["Redo", "group_plan", "recover"]
@@ -38,11 +37,12 @@ def group_plan(study: optuna.Study, t: FrozenTrial | optuna.Trial) -> dict[str, 
     attr = trials[t.number].user_attrs.get(Key.GROUP)
     if not attr:
         return None
-    return trials[attr.get("leader", t.number)].user_attrs.get(Key.GROUP)
+    plan: dict[str, Any] | None = trials[attr.get("leader", t.number)].user_attrs.get(Key.GROUP)
+    return plan
 
 
 def recover(
-    w: TaskWorker, study: optuna.Study, dists: dict[str, BaseDistribution], phase: str
+    w: TaskWorker, study: optuna.Study, dists: dict[str, Distribution], phase: str
 ) -> list[Redo]:
     """Finish what can be finished from records and return the groups to train again."""
     if w.mode == "shared":
@@ -78,10 +78,10 @@ def recover(
         missing = int(plan.get("size", len(everyone))) - len(everyone)
         if missing > 0:  # interrupted while asking the group: ask the rest now
             for _ in range(missing):
-                t = w.ask(study, pinned(dists, trials[leader].params))
-                w.ledger.set_attr(study, t.number, Key.GROUP, {"leader": leader})
-                w.ledger.set_attr(study, t.number, Key.WORKER, w.worker)
-                everyone.append(study.get_trials(deepcopy=False)[t.number])
+                asked = w.ask(study, pinned(dists, trials[leader].params))
+                w.ledger.set_attr(study, asked.number, Key.GROUP, {"leader": leader})
+                w.ledger.set_attr(study, asked.number, Key.WORKER, w.worker)
+                everyone.append(study.get_trials(deepcopy=False)[asked.number])
                 members.append(everyone[-1])
         # Train the whole group as it was planned (same composition, same results) and
         # commit only the trials that have no record yet.
@@ -93,7 +93,7 @@ def _complete_params(
     w: TaskWorker,
     study: optuna.Study,
     orphans: list[FrozenTrial],
-    dists: dict[str, BaseDistribution],
+    dists: dict[str, Distribution],
 ) -> list[FrozenTrial]:
     """Suggest the params an orphan lacks: ``ask`` writes one param at a time, so a kill
     can leave a trial with only some of them. An enqueued (confirm) trial takes its fixed

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.faults import fault_point
@@ -21,7 +20,7 @@ from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
 from bench.search.recovery import group_plan, recover
 from bench.search.training import train_trials
-from bench.space import arch_of, distributions, pinned
+from bench.space import Distribution, arch_of, distributions, pinned
 from bench.study import AskLock, Heartbeat, Key, final_record, quiet_heartbeat_warning
 
 __all__ = ["POLL_S", "run_search"]
@@ -66,7 +65,7 @@ def run_search(w: TaskWorker) -> None:
 def _ask_group(
     w: TaskWorker,
     study: optuna.Study,
-    dists: dict[str, BaseDistribution],
+    dists: dict[str, Distribution],
     size: int,
     hb: Heartbeat,
 ) -> list[optuna.Trial]:
@@ -138,10 +137,10 @@ def _run_asked(
         dups: list[tuple[Any, dict[str, Any]]] = []
         for t in part:
             label = format_arch(family, arch_of(t.params, suite.search, family))
-            key = _config_key(
+            config = _config_key(
                 {"arch": label, "temperature": t.params["temperature"], "alpha": t.params["alpha"]}
             )
-            same = [r for r in recorded if _config_key(r) == key and r["trial"] != t.number]
+            same = [r for r in recorded if _config_key(r) == config and r["trial"] != t.number]
             if same:
                 dups.append((t, same[0]))
             else:

@@ -86,7 +86,7 @@ def train_trials(
     except Exception as exc:  # a failing trial is recorded and the sweep goes on
         log.warning("trials %s failed: %s", [c.trial for c in configs], exc)
         state, reason = "fail", f"{type(exc).__name__}: {exc}"
-    rows = [
+    rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
         (
             failed_row(
                 ctx.run_id,

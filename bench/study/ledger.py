@@ -84,7 +84,7 @@ def decode_record(trial: FrozenTrial) -> dict[str, Any] | None:
     if not isinstance(text, str):
         return None
     record = json.loads(text)
-    if record.get("trial_number") != trial.number:
+    if not isinstance(record, dict) or record.get("trial_number") != trial.number:
         return None
     return record
 

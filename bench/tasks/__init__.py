@@ -69,7 +69,9 @@ def task_from_dict(data: dict[str, Any]) -> TaskConfig:
     """Rebuild a task config from its ``asdict`` form (as stored in a manifest)."""
     kind = TASK_KINDS[ALIASES.get(data.get("kind", "synthetic"), data.get("kind", "synthetic"))]
     names = {f.name for f in fields(kind.config)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+    values: dict[str, Any] = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
+    }
     return kind.config(**values)
 
 

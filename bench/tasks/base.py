@@ -100,6 +100,12 @@ class TaskData:
         :meth:`fingerprint` (a resumed or joined run must see the same)."""
         return str(self.source.get("sha256") or self.fingerprint())
 
+    def preprocessing(self) -> dict[str, list[float]] | None:
+        """The training-split scaler as plain lists (``mean``, ``scale``), or None (scale off)."""
+        if self.scaler_mean is None or self.scaler_scale is None:
+            return None
+        return {"mean": self.scaler_mean.tolist(), "scale": self.scaler_scale.tolist()}
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 

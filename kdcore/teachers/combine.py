@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from kdcore.exceptions import ParameterError, ParameterTypeError
+
 __all__ = [
     "COMBINE_MODES",
     "Combiner",
@@ -49,7 +51,9 @@ class Combiner(Protocol):
 def _stack(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     shapes = {tuple(o.shape) for o in outputs}
     if len(shapes) != 1:
-        raise ValueError(f"members must have outputs of one shape to be averaged; got {shapes}.")
+        raise ParameterError(
+            f"members must have outputs of one shape to be averaged; got {shapes}."
+        )
     return torch.stack(list(outputs))
 
 
@@ -95,11 +99,11 @@ def get_combiner(combiner: str | Combiner) -> Combiner:
         try:
             return _COMBINERS[combiner]
         except KeyError:
-            raise ValueError(
+            raise ParameterError(
                 f"Unknown combine mode {combiner!r}. Valid modes: {', '.join(COMBINE_MODES)}."
             ) from None
     if not isinstance(combiner, Combiner):
-        raise TypeError(f"{combiner!r} does not implement the Combiner protocol.")
+        raise ParameterTypeError(f"{combiner!r} does not implement the Combiner protocol.")
     return combiner
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from kdcore._grouped import GroupedModel
+from kdcore.exceptions import ParameterError
 from kdcore.teachers.combine import Combiner, get_combiner
 from kdcore.teachers.targets import SoftTargets
 
@@ -24,9 +26,11 @@ class TeacherEnsemble(nn.Module):
     def __init__(self, members: Sequence[nn.Module], combine: str | Combiner = "mean_prob") -> None:
         super().__init__()
         if not members:
-            raise ValueError("TeacherEnsemble needs at least one member.")
+            raise ParameterError("TeacherEnsemble needs at least one member.")
         self.members = nn.ModuleList(members)
         self.combiner = get_combiner(combine)
+        # what a specialist system was built from (class sets, top_n, …); None for an ensemble
+        self.specialist_info: dict[str, Any] | None = None
 
     @property
     def combine(self) -> str:
@@ -67,7 +71,7 @@ class TeacherEnsemble(nn.Module):
 
     def fused(self) -> FusedEnsemble:
         if not self.can_fuse:
-            raise ValueError("fused() needs members of one architecture.")
+            raise ParameterError("fused() needs members of one architecture.")
         return FusedEnsemble(self)
 
 
@@ -91,7 +95,9 @@ class FusedEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.combiner.log_probs(list(self._group.shared(x)), 1.0)
 
-    def _apply(self, fn, recurse: bool = True):  # keep the group's tensors on the module's device
+    def _apply(  # keep the group's tensors on the module's device
+        self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+    ) -> FusedEnsemble:
         super()._apply(fn, recurse)
         self._group.params = {
             k: getattr(self, "w_" + k.replace(".", "_")) for k in self._group.params

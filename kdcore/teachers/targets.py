@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from kdcore.exceptions import ParameterError
 from kdcore.teachers.combine import Combiner, get_combiner
 
 __all__ = ["SoftTargets"]
@@ -33,10 +34,10 @@ class SoftTargets:
         else:
             members = tuple(o.detach() for o in outputs)
         if not members:
-            raise ValueError("SoftTargets needs the outputs of at least one member.")
+            raise ParameterError("SoftTargets needs the outputs of at least one member.")
         rows = {len(m) for m in members}
         if len(rows) != 1:
-            raise ValueError(f"every member must cover the same rows; got row counts {rows}.")
+            raise ParameterError(f"every member must cover the same rows; got row counts {rows}.")
         self._outputs = members
         self.combiner = get_combiner(combiner)
         self._memo: dict[float, torch.Tensor] = {}
