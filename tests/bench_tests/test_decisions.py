@@ -218,15 +218,18 @@ def test_progress_lines_when_not_a_terminal_and_quiet(tmp_path: Path, capsys) ->
     assert "trials," not in out and "run folder:" in out
 
 
-def test_progress_for_a_student_larger_than_the_ensemble() -> None:
-    from bench.progress import _trial_text
+def test_progress_for_a_student_larger_than_the_ensemble(capsys) -> None:
+    from bench.progress import ProgressPrinter
+    from bench.search import Progress
 
     row = (
         make_table({"trial": 3, "student_params": 650_000, "ensemble_params": 233_290})
         .iloc[0]
         .to_dict()
     )
-    assert "2.8x (larger than the ensemble)" in _trial_text(row) and "1/0" not in _trial_text(row)
+    ProgressPrinter(quiet=False).trial(Progress("tiny", 1, 2, 1.0, row, None))
+    line = capsys.readouterr().out  # not a terminal: one plain line per trial
+    assert "#3 " in line and "2.8x (larger than the ensemble)" in line and "1/0" not in line
 
 
 def test_summary_table_shows_cost_and_uncertainty() -> None:

@@ -163,11 +163,8 @@ def test_manifest_holds_provenance_and_conventions(finished_run) -> None:
     assert "2 FLOPs per multiply-add" in m["conventions"]["flops"]
     assert "commit" in m["git"] and "dirty" in m["git"]
     teacher = m["tasks"]["tiny"]["teacher"]
-    assert (
-        len(teacher["member_test_acc"]) == 2 and teacher["combine"]
-        if "combine" in teacher
-        else True
-    )
+    assert len(teacher["member_test_acc"]) == 2
+    assert teacher["combine"] == "mean_prob" and teacher["source"]
     assert m["suite"]["teacher"]["combine"] == "mean_prob"
 
 

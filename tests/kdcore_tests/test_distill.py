@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from kdcore import Distiller, Member, SoftTargets
 
@@ -124,24 +125,51 @@ def test_dense_backend_names_what_it_covers(task) -> None:
         )
 
 
-def test_dense_layers_recognises_linear_relu_stacks_only() -> None:
-    from torch import nn
+DENSE_STACKS = {  # [Flatten] (Linear ReLU [Dropout])* Linear, with biases
+    "flatten_relu": lambda: nn.Sequential(
+        nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)
+    ),
+    "one_linear": lambda: nn.Sequential(nn.Linear(4, 2)),
+    "with_dropout": lambda: nn.Sequential(
+        nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.25), nn.Linear(3, 2)
+    ),
+}
+OTHER_STACKS = {
+    "dropout_before_relu": lambda: nn.Sequential(
+        nn.Linear(4, 3), nn.Dropout(0.1), nn.ReLU(), nn.Linear(3, 2)
+    ),
+    "tanh": lambda: nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),
+    "no_bias": lambda: nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2)),
+    "ends_in_relu": lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU()),
+    "bare_linear": lambda: nn.Linear(4, 2),
+}
 
-    from kdcore._dense import dense_layers
 
-    assert dense_layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
-    assert dense_layers(nn.Sequential(nn.Linear(4, 2))) == [("0", 0.0)]
-    assert dense_layers(
-        nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.25), nn.Linear(3, 2))
-    ) == [("0", 0.25), ("3", 0.0)]
-    for not_dense in (
-        nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.1), nn.ReLU(), nn.Linear(3, 2)),
-        nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),
-        nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2)),
-        nn.Sequential(nn.Linear(4, 3), nn.ReLU()),
-        nn.Linear(4, 2),
-    ):
-        assert dense_layers(not_dense) is None
+@pytest.mark.parametrize(
+    ("name", "dense"),
+    [*((n, True) for n in DENSE_STACKS), *((n, False) for n in OTHER_STACKS)],
+)
+def test_the_dense_backend_takes_linear_relu_stacks_only(name: str, dense: bool) -> None:
+    from kdcore import ArchParam, register_family
+
+    build = {**DENSE_STACKS, **OTHER_STACKS}[name]
+    family = f"test_dense_{name}"
+    register_family(
+        family,
+        lambda input_shape, num_classes, k=1: build(),
+        (ArchParam("k", int, bounds=(1, 1), default=(1, 1)),),
+        "a fixed stack for the dense-path test",
+        input_ranks=(1,),
+        example_input_shape=(4,),
+        replace=True,
+    )
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    fit = Distiller(family=family, arch={"k": 1}, epochs=1, backend="dense")
+    if dense:
+        assert fit.fit(x, y, x, y, [Member(0)]).models_
+    else:
+        with pytest.raises(ValueError, match="backend='dense' covers"):
+            fit.fit(x, y, x, y, [Member(0)])
 
 
 def test_dense_dropout_is_reproducible_and_learns_like_torch_dropout() -> None:
@@ -170,3 +198,23 @@ def test_dense_dropout_is_reproducible_and_learns_like_torch_dropout() -> None:
     ).fit(x, y, xv, yv, [Member(0)])
     for fitted in (a, torch_dropout):
         assert fitted.history_[-1]["train_loss"][0] > without.history_[-1]["train_loss"][0]
+
+
+def test_get_params_makes_an_unfitted_copy() -> None:
+    d = Distiller(family="mlp", arch={"width": 8, "depth": 1}, epochs=3, lr=1e-2, grouped=False)
+    copy = Distiller(**d.get_params())
+    assert copy.get_params() == d.get_params()
+    assert copy.epochs == 3 and copy.lr == 1e-2 and not hasattr(copy, "models_")
+
+
+def test_every_deliberate_error_has_one_root_and_keeps_its_builtin_kind() -> None:
+    from kdcore import KDCoreError, ParameterError, UnknownNameError, get_family
+
+    x, y = torch.randn(16, 4), torch.zeros(16, dtype=torch.long)
+    with pytest.raises(ParameterError, match="alpha must be in"):
+        Distiller(epochs=1).fit(x, y, x, y, [Member(0, 1.0, 1.5)])
+    with pytest.raises(UnknownNameError, match="Valid names: .*mlp") as err:
+        get_family("no_such_family")
+    assert isinstance(err.value, KDCoreError) and isinstance(err.value, KeyError)
+    assert not str(err.value).startswith("'")  # not KeyError's quoted message
+    assert issubclass(ParameterError, ValueError) and issubclass(ParameterError, KDCoreError)
