@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bench import fmt
 from bench.errors import InputError
 from bench.recommend import Constraints, recommend
 from bench.records import Run, load_run
@@ -66,14 +67,6 @@ def _weights_file(run: Run, task: str, trial: int) -> tuple[Path, int]:
         )
     path = found[0]
     return path, int(path.stem.rsplit("-", 1)[-1])
-
-
-def _num(v: Any, fmt: str = "{:.4g}") -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "n/a"
-    return "n/a" if math.isnan(f) else fmt.format(f)
 
 
 def export_student(
@@ -194,8 +187,8 @@ def _card(
 
     m = run.manifest
     teacher = meta.get("teacher", {})
-    pct = lambda v: _num(v, "{:.2%}").replace("%", " %")  # noqa: E731
-    pp = lambda v: _num(float(v) * 100 if v == v else v, "{:+.2f}") + " pp"  # noqa: E731
+    pct = lambda v: fmt.pct(v) + " %"  # noqa: E731
+    pp = lambda v: fmt.pct(v, signed=True) + " pp"  # noqa: E731
     source = meta.get("data_source") or {}
     frame = run.trials[(run.trials["task"] == task) & (run.trials["state"] == "complete")]
     warnings = warnings_for(row, frame)
@@ -212,7 +205,7 @@ def _card(
         "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`)."
         if meta.get("preprocessing")
         else "- Preprocessing: none (the task was run with `scale = false`).",
-        f"- Distilled with temperature {float(row['temperature']):.3g} and alpha {float(row['alpha']):.3g} "
+        f"- Distilled with temperature {fmt.number(row['temperature'], 3)} and alpha {fmt.number(row['alpha'], 3)} "
         f"(alpha · T² · KL(teacher ‖ student) + (1 − alpha) · cross-entropy).",
         "",
         "## Data",
@@ -230,24 +223,24 @@ def _card(
         f"- Ensemble test accuracy {pct(row['ensemble_acc'])}; best single member {pct(row['best_member_acc'])}.",
         "",
         "## Accuracy (test split)",
-        f"- **This file: {pct(file_acc)}** on {_num(row.get('n_test'), '{:,.0f}')} test examples "
+        f"- **This file: {pct(file_acc)}** on {fmt.count(row.get('n_test'))} test examples "
         "(reproduced exactly by loading it; see `kdbench export --help`).",
         f"- The configuration over {int(row['n_seeds'])} seeds: {pct(row['student_acc'])}, 95 % interval "
         f"[{pct(row['student_acc_ci_low'])}, {pct(row['student_acc_ci_high'])}].",
         f"- Gap to the ensemble: {pp(row['acc_gap'])}, 95 % interval [{pp(row['acc_gap_ci_low'])}, "
-        f"{pp(row['acc_gap_ci_high'])}]; relative accuracy {_num(row.get('rel_acc'), '{:.4f}')} "
-        f"(lower bound {_num(row.get('rel_acc_ci_low'), '{:.4f}')}).",
+        f"{pp(row['acc_gap_ci_high'])}]; relative accuracy {fmt.number(row.get('rel_acc'))} "
+        f"(lower bound {fmt.number(row.get('rel_acc_ci_low'))}).",
         f"- Same architecture and seeds without distillation: {pct(row['scratch_acc'])} "
         f"(KD gain {pp(row['kd_gain'])}, 95 % interval [{pp(row['kd_gain_ci_low'])}, {pp(row['kd_gain_ci_high'])}]).",
         "- Intervals: " + str(m.conventions.get("intervals", "")),
         "",
         "## Cost",
-        f"- Parameters: {int(row['student_params']):,} ({_num(row.get('param_ratio'), '{:.4f}')} of the ensemble's).",
-        f"- CPU latency p50: batch 1 {_num(row.get('latency_cpu_b1_p50_ms'))} ms, batch "
-        f"{_num(row.get('latency_batch_n'), '{:.0f}')} {_num(row.get('latency_cpu_bN_p50_ms'))} ms "
-        f"({_num(row.get('latency_threads'), '{:.0f}')} thread(s)); speed-up against the faster ensemble "
-        f"form at batch 1: {_num(row.get('speedup_cpu_b1'), '{:.1f}')}x.",
-        f"- GPU latency p50, batch 1: {_num(row.get('latency_gpu_b1_p50_ms'))} ms.",
+        f"- Parameters: {int(row['student_params']):,} ({fmt.ratio(row.get('param_ratio'))} of the ensemble's).",
+        f"- CPU latency p50: batch 1 {fmt.ms(row.get('latency_cpu_b1_p50_ms'))}, batch "
+        f"{fmt.count(row.get('latency_batch_n'))} {fmt.ms(row.get('latency_cpu_bN_p50_ms'))} "
+        f"({fmt.count(row.get('latency_threads'))} thread(s)); speed-up against the faster ensemble "
+        f"form at batch 1: {fmt.number(row.get('speedup_cpu_b1'), 2)}x.",
+        f"- GPU latency p50, batch 1: {fmt.ms(row.get('latency_gpu_b1_p50_ms'), 'not measured (no GPU)')}.",
         "- Latency protocol: " + str(m.conventions.get("latency", "")),
         f"- Machine: {m.machine.get('cpu_model')}, {m.machine.get('cpu_cores')} cores; GPU: {m.machine.get('gpu') or 'none'}; "
         f"torch {m.packages.get('torch')}.",

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from bench import fmt
+
 __all__ = ["ProgressPrinter"]
 
 
@@ -24,14 +26,12 @@ def _clock(seconds: float) -> str:
 
 
 def _trial_text(row: dict[str, Any]) -> str:
-    from bench.recommend import ratio_text
-
     head = f"#{row['trial']} {row['arch']}"
     if row.get("state") not in ("complete", "duplicate"):
         return f"{head}: {str(row['state']).upper()} ({row['fail_reason']})"
     text = (
         f"{head} T {row['temperature']:.2f} alpha {row['alpha']:.2f}: val "
-        f"{row['student_val_acc'] * 100:.2f} %, params {ratio_text(row)} of the ensemble"
+        f"{fmt.pct(row['student_val_acc'])} %, params {fmt.ratio(row.get('param_ratio'))} of the ensemble"
     )
     return text + (" (duplicate: not trained again)" if row["state"] == "duplicate" else "")
 
@@ -93,7 +93,7 @@ class ProgressPrinter:
         eta = (now - began) / done_here * (p.total - p.done) if done_here > 0 else float("nan")
         best = ""
         if p.best is not None:
-            best = f" | best val {p.best['student_val_acc'] * 100:.2f} % (#{p.best['trial']} {p.best['arch']})"
+            best = f" | best val {fmt.pct(p.best['student_val_acc'])} % (#{p.best['trial']} {p.best['arch']})"
         label = "trials" if p.phase == "search" else "confirmed"
         if self.tty:
             bar = self._bar_for(key, p.total, f"[{p.task}] {p.phase}", "trial")

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import fmt
+
 __all__ = ["Constraints", "Recommendation", "candidates", "capacity_fit", "knee", "recommend"]
 
 MIN_SEEDS = 3
@@ -151,53 +153,27 @@ class Recommendation:
         return "\n".join(lines)
 
 
-def _pct(v: Any) -> str:
-    return "NaN" if _isnan(v) else f"{float(v) * 100:.2f}"
-
-
-def ratio_text(r: dict[str, Any]) -> str:
-    """'1/130' of the ensemble, or '2.8x' for a student larger than it; 'n/a' if unknown."""
-    ratio = r.get("param_ratio", math.nan)
-    if _isnan(ratio) or ratio <= 0:
-        return "n/a (teacher size unknown)"
-    return f"1/{1 / ratio:.1f}" if ratio < 1 else f"{ratio:.1f}x (larger than the ensemble)"
-
-
 def _describe(r: dict[str, Any], cost_column: str) -> str:
     parts = [
         f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
         f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
-        f"params {int(r['student_params']):,} ({ratio_text(r)} of the ensemble)",
+        f"params {int(r['student_params']):,} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
         f"FLOPs {int(r['student_flops']):,}",
-        f"accuracy {_pct(r['student_acc'])} % [{_pct(r['student_acc_ci_low'])}, "
-        f"{_pct(r['student_acc_ci_high'])}] vs ensemble {_pct(r['ensemble_acc'])} % "
-        f"(gap {_pct(r['acc_gap'])} pp, 95 % interval [{_pct(r['acc_gap_ci_low'])}, "
-        f"{_pct(r['acc_gap_ci_high'])}] pp, on {_count(r.get('n_test'))} test examples)",
-        f"scratch {_pct(r['scratch_acc'])} % (KD gain {_signed(r['kd_gain'])} pp)",
+        f"accuracy {fmt.pct(r['student_acc'])} % [{fmt.pct(r['student_acc_ci_low'])}, "
+        f"{fmt.pct(r['student_acc_ci_high'])}] vs ensemble {fmt.pct(r['ensemble_acc'])} % "
+        f"(gap {fmt.pct(r['acc_gap'])} pp, 95 % interval [{fmt.pct(r['acc_gap_ci_low'])}, "
+        f"{fmt.pct(r['acc_gap_ci_high'])}] pp, on {fmt.count(r.get('n_test'))} test examples)",
+        f"scratch {fmt.pct(r['scratch_acc'])} % (KD gain {fmt.pct(r['kd_gain'], signed=True)} pp)",
     ]
     lat = r.get("latency_cpu_b1_p50_ms")
-    if lat is not None and not _isnan(lat):
+    if not fmt.is_missing(lat):
         parts.append(
-            f"CPU b1 p50 {lat:.4f} ms ({r.get('speedup_cpu_b1', float('nan')):.1f}x faster than the faster ensemble form)"
+            f"CPU b1 p50 {fmt.ms(lat)} ({fmt.number(r.get('speedup_cpu_b1'), 2)}x faster than "
+            "the faster ensemble form)"
         )
     if cost_column.startswith("latency_gpu"):
-        parts.append(f"GPU p50 {r.get(cost_column, float('nan')):.4f} ms")
+        parts.append(f"GPU p50 {fmt.ms(r.get(cost_column))}")
     return "; ".join(parts)
-
-
-def _count(v: Any) -> str:
-    return "?" if _isnan(v) else f"{int(v):,}"
-
-
-def _signed(v: Any) -> str:
-    return "NaN" if _isnan(v) else f"{float(v) * 100:+.2f}"
-
-
-def _isnan(v: Any) -> bool:
-    try:
-        return math.isnan(float(v))
-    except (TypeError, ValueError):
-        return True
 
 
 def candidates(trials: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
@@ -231,12 +207,12 @@ def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
                 "short-list with more ([confirm] seeds)."
             )
         n_test = row.get("n_test", math.nan)
-        if not _isnan(n_test) and int(n_test) < MIN_TEST:
+        if not fmt.is_missing(n_test) and int(n_test) < MIN_TEST:
             out.append(
                 f"it rests on {int(n_test):,} test examples, fewer than about {MIN_TEST:,}: its "
                 "interval is wide; more data (or a larger test_fraction) narrows it."
             )
-        if not _isnan(row.get("param_ratio")) and float(row["param_ratio"]) > 1:
+        if not fmt.is_missing(row.get("param_ratio")) and float(row["param_ratio"]) > 1:
             out.append(
                 f"this 'student' has {float(row['param_ratio']):.1f}x the ensemble's parameters: "
                 "it is not a compression."

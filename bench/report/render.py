@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from bench import fmt
 from bench.recommend import Constraints, Recommendation, candidates, recommend
 from bench.records import load_run
 from bench.report import plots, tables
@@ -144,25 +145,9 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
     return pd.DataFrame({"param": list(imp), "importance": list(imp.values())})
 
 
-def _pp(v: Any, signed: bool = False) -> str:
-    try:
-        f = float(v) * 100
-    except (TypeError, ValueError):
-        return "n/a"
-    return "n/a" if math.isnan(f) else (f"{f:+.2f}" if signed else f"{f:.2f}")
-
-
-def _ms(v: Any) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "n/a"
-    return "not measured" if math.isnan(f) else f"{f:.4f} ms"
-
-
 def _decision(rec: Recommendation, meta: dict[str, Any]) -> str:
     """The first screen's sentence: what to ship, its cost, and how sure the number is."""
-    from bench.recommend import Constraints, ratio_text
+    from bench.recommend import Constraints
 
     cons = Constraints(**rec.constraints)
     if rec.chosen is None:
@@ -170,28 +155,28 @@ def _decision(rec: Recommendation, meta: dict[str, Any]) -> str:
         text = f"No student meets {cons.describe()}."
         if near is not None:
             text += (
-                f" Closest: {near['arch']}, gap {_pp(near['acc_gap'])} pp (95 % interval "
-                f"[{_pp(near['acc_gap_ci_low'])}, {_pp(near['acc_gap_ci_high'])}] pp)."
+                f" Closest: {near['arch']}, gap {fmt.pct(near['acc_gap'])} pp (95 % interval "
+                f"[{fmt.pct(near['acc_gap_ci_low'])}, {fmt.pct(near['acc_gap_ci_high'])}] pp)."
             )
         if rec.best_within_cost is not None:
             b = rec.best_within_cost
             text += (
-                f" Best within the cost limits: {b['arch']}, gap {_pp(b['acc_gap'])} pp "
-                f"(upper bound {_pp(b['acc_gap_ci_high'])} pp)."
+                f" Best within the cost limits: {b['arch']}, gap {fmt.pct(b['acc_gap'])} pp "
+                f"(upper bound {fmt.pct(b['acc_gap_ci_high'])} pp)."
             )
         return text
     r = rec.chosen
     return (
         f"Ship {r['arch']} (trial {int(r['trial'])}; T {r['temperature']:.2f}, alpha "
-        f"{r['alpha']:.2f}). Cost: {int(r['student_params']):,} parameters ({ratio_text(r)} of "
+        f"{r['alpha']:.2f}). Cost: {int(r['student_params']):,} parameters ({fmt.ratio(r.get('param_ratio'))} of "
         f"the ensemble), {int(r['student_flops']):,} FLOPs per sample, CPU latency "
-        f"{_ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — {float(r.get('speedup_cpu_b1', math.nan)):.1f}× "
-        f"faster than the faster ensemble form. Accuracy {_pp(r['student_acc'])} % "
-        f"[{_pp(r['student_acc_ci_low'])}, {_pp(r['student_acc_ci_high'])}] against the "
-        f"ensemble's {_pp(r['ensemble_acc'])} %: gap {_pp(r['acc_gap'])} pp, 95 % interval "
-        f"[{_pp(r['acc_gap_ci_low'])}, {_pp(r['acc_gap_ci_high'])}] pp, meeting {cons.describe()}; "
-        f"{_pp(r['kd_gain'], True)} pp over the same student trained without distillation "
-        f"[{_pp(r['kd_gain_ci_low'], True)}, {_pp(r['kd_gain_ci_high'], True)}]. Measured on "
+        f"{fmt.ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — {fmt.number(r.get('speedup_cpu_b1'), 2)}× "
+        f"faster than the faster ensemble form. Accuracy {fmt.pct(r['student_acc'])} % "
+        f"[{fmt.pct(r['student_acc_ci_low'])}, {fmt.pct(r['student_acc_ci_high'])}] against the "
+        f"ensemble's {fmt.pct(r['ensemble_acc'])} %: gap {fmt.pct(r['acc_gap'])} pp, 95 % interval "
+        f"[{fmt.pct(r['acc_gap_ci_low'])}, {fmt.pct(r['acc_gap_ci_high'])}] pp, meeting {cons.describe()}; "
+        f"{fmt.pct(r['kd_gain'], signed=True)} pp over the same student trained without distillation "
+        f"[{fmt.pct(r['kd_gain_ci_low'], signed=True)}, {fmt.pct(r['kd_gain_ci_high'], signed=True)}]. Measured on "
         f"{int(r['n_test']):,} test examples and {int(r['n_seeds'])} seeds. "
         "`kdbench export` writes this student."
     )
@@ -318,10 +303,6 @@ def build_report(
     return out_dir
 
 
-def _count(value: Any) -> str:
-    return "unknown" if value is None else f"{int(value):,}"
-
-
 def _teacher_origin(teacher: dict[str, Any]) -> str:
     kind = teacher.get("kind", "train")
     if kind == "train":
@@ -361,12 +342,12 @@ def _specialists_section(
         f"(paired bootstrap over {spec['n_test']:,} test examples, at least Newcombe's interval)."
     )
     doc.para(
-        f"Extra cost of the whole system: {_count(spec['system_params'])} parameters against the "
-        f"generalist's {_count(spec['generalist_params'])} "
+        f"Extra cost of the whole system: {fmt.count(spec['system_params'])} parameters against the "
+        f"generalist's {fmt.count(spec['generalist_params'])} "
         f"({spec['system_params'] / max(spec['generalist_params'], 1):.1f}×); network FLOPs per "
-        f"sample {_count(spec['system_network_flops'])} against {_count(spec['generalist_flops'])} "
+        f"sample {fmt.count(spec['system_network_flops'])} against {fmt.count(spec['generalist_flops'])} "
         f"(every specialist run; the solver's own work comes on top); CPU batch-1 p50 latency "
-        f"{_ms(sys_ms)} against {_ms(gen_ms)} (the system includes the batched KL solve)."
+        f"{fmt.ms(sys_ms)} against {fmt.ms(gen_ms)} (the system includes the batched KL solve)."
     )
 
     def breakdown(rows: list[dict[str, Any]], what: str) -> pd.DataFrame:
@@ -444,7 +425,7 @@ def _specialists_section(
     if not kept.empty:
         verdict = (
             f"{len(kept)} of {len(c)} students keep a gain over the generalist-taught student "
-            f"whose 95 % interval excludes 0; the smallest has {_count(kept['student_params'].min())} "
+            f"whose 95 % interval excludes 0; the smallest has {fmt.count(kept['student_params'].min())} "
             "parameters."
         )
     else:
@@ -477,8 +458,8 @@ def _task_section(
         f"Data: {sizes.get('train', '?')} train / {sizes.get('val', '?')} val / {sizes.get('test', '?')} test samples, "
         f"input shape {meta.get('input_shape', '?')}, {meta.get('num_classes', '?')} classes. "
         f"Teacher: {len(members)} members ({teacher.get('arch', '?')}) combined by "
-        f"{teacher.get('combine', '?')}, {_count(teacher.get('params'))} parameters, "
-        f"{_count(teacher.get('flops'))} FLOPs/sample "
+        f"{teacher.get('combine', '?')}, {fmt.count(teacher.get('params'))} parameters, "
+        f"{fmt.count(teacher.get('flops'))} FLOPs/sample "
         f"({_teacher_origin(teacher)}). "
         f"Ensemble test accuracy {teacher.get('ensemble_acc', math.nan) * 100:.2f} %; members "
         f"{', '.join(f'{a * 100:.2f}' for a in members)} % (best single, chosen on val: "

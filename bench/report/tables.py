@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import fmt
 from bench.recommend import candidates
 
 __all__ = [
@@ -64,23 +65,8 @@ def trials_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:
     )
 
 
-def _interval(lo: Any, hi: Any, signed: bool = False) -> str:
-    def f(v: Any) -> str:
-        x = float(v) * 100
-        return f"{x:+.2f}" if signed else f"{x:.2f}"
-
-    try:
-        if math.isnan(float(lo)) or math.isnan(float(hi)):
-            return "n/a"
-    except (TypeError, ValueError):
-        return "n/a"
-    return f"[{f(lo)}, {f(hi)}]"
-
-
 def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
     """The first screen's table: per task the decision, its cost and its uncertainty."""
-    from bench.recommend import ratio_text
-
     rows: list[dict[str, Any]] = []
     for task, rec in recs.items():
         r = rec.chosen
@@ -92,17 +78,17 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
                 "task": task,
                 "ship": r["arch"],
                 "params": int(r["student_params"]),
-                "of the ensemble": ratio_text(r),
+                "of the ensemble": fmt.ratio(r.get("param_ratio")),
                 "FLOPs": int(r["student_flops"]),
                 "CPU b1 p50 ms": r.get("latency_cpu_b1_p50_ms", math.nan),
                 "speed-up vs faster ensemble form": r.get("speedup_cpu_b1", math.nan),
-                "student acc % [95 %]": f"{r['student_acc'] * 100:.2f} "
-                + _interval(r["student_acc_ci_low"], r["student_acc_ci_high"]),
+                "student acc % [95 %]": f"{fmt.pct(r['student_acc'])} "
+                + fmt.interval(r["student_acc_ci_low"], r["student_acc_ci_high"]),
                 "ensemble acc %": r["ensemble_acc"] * 100,
-                "gap pp [95 %]": f"{r['acc_gap'] * 100:.2f} "
-                + _interval(r["acc_gap_ci_low"], r["acc_gap_ci_high"]),
-                "KD gain pp [95 %]": f"{r['kd_gain'] * 100:+.2f} "
-                + _interval(r["kd_gain_ci_low"], r["kd_gain_ci_high"], True),
+                "gap pp [95 %]": f"{fmt.pct(r['acc_gap'])} "
+                + fmt.interval(r["acc_gap_ci_low"], r["acc_gap_ci_high"]),
+                "KD gain pp [95 %]": f"{fmt.pct(r['kd_gain'], signed=True)} "
+                + fmt.interval(r["kd_gain_ci_low"], r["kd_gain_ci_high"], True),
                 "seeds": int(r["n_seeds"]),
                 "test examples": int(r["n_test"])
                 if r.get("n_test") == r.get("n_test")
@@ -237,27 +223,17 @@ def latency_table(trials: pd.DataFrame, task: str, rec_trial: int | None) -> pd.
     return pd.DataFrame(rows)
 
 
-def _cell(v: Any) -> str:
-    if v is None or v is pd.NA:
-        return ""
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.3g}"
-        return f"{v:.4g}" if abs(v) < 10 else f"{v:,.2f}"
-    if isinstance(v, int) and abs(v) >= 1_000:
-        return f"{v:,}"
-    return str(v)
-
-
 def markdown_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "_(none)_\n"
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = [
-        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
+        "| "
+        + " | ".join(
+            fmt.cell(v, str(c)).replace("|", "\\|") for c, v in zip(frame.columns, row, strict=True)
+        )
+        + " |"
         for row in frame.itertuples(index=False)
     ]
     return "\n".join([head, sep, *body]) + "\n"
@@ -271,12 +247,12 @@ def html_table(frame: pd.DataFrame, sortable: bool = True) -> str:
     rows = []
     for row in frame.itertuples(index=False):
         cells = []
-        for v in row:
+        for c, v in zip(frame.columns, row, strict=True):
             sort_key = (
                 ""
                 if not isinstance(v, int | float) or (isinstance(v, float) and math.isnan(v))
                 else f' data-v="{float(v)!r}"'
             )
-            cells.append(f"<td{sort_key}>{html.escape(_cell(v))}</td>")
+            cells.append(f"<td{sort_key}>{html.escape(fmt.cell(v, str(c)))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
