@@ -295,7 +295,7 @@ def _child_main() -> int:
         from bench.study import open_storage
         from bench.suite import suite_from_dict
         from bench.tasks import task_from_file
-        from bench.teacher import load_teacher, prepare_teacher
+        from bench.teachers import load_teacher, prepare_teacher
 
         send({"kind": "imported"})
         text = sys.stdin.read()

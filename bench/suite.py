@@ -22,6 +22,7 @@ from typing import Any
 from bench.errors import InputError
 from bench.plugins import ensure_entry_points, import_plugins
 from bench.tasks import TaskConfig, parse_task, task_from_dict
+from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
 from bench.threads import AUTO
 from bench.validation import Range, Table
 from kdcore import COMBINE_MODES, get_family, list_families
@@ -45,7 +46,6 @@ __all__ = [
 
 SAMPLERS = ("tpe", "random")
 TEACHER_KINDS = ("ensemble", "specialists")
-SPECIALIST_KEYS = ("specialists", "cluster_min", "cluster_max", "top_n", "specialist_epochs")
 FIDELITIES = ("full", "halving")
 OBJECTIVES = ("pareto", "val_acc")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -68,45 +68,6 @@ def check_safe_name(value: Any, key: str, where: str) -> str:
 @dataclass(frozen=True)
 class PluginsConfig:
     modules: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TeacherConfig:
-    """The teacher ensemble: trained here, or from files (see :attr:`source`)."""
-
-    family: str = "seed_teacher"
-    arch: dict[str, Any] = field(default_factory=dict)
-    members: int = 5
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    combine: str = "mean_prob"
-    seed: int = 1000
-    checkpoint: str = ""
-    checkpoints: tuple[str, ...] = ()
-    logits: str = ""
-    logits_key: str = "logits"
-    # kind = "specialists": a generalist (one network of family/arch) and specialists on
-    # clusters of the classes it confuses (kdcore.specialists); ignored for an ensemble.
-    kind: str = "ensemble"
-    specialists: int = 0  # K-means clusters; 0: one per 5 classes
-    cluster_min: int = 2
-    cluster_max: int = 0  # 0: no limit
-    top_n: int = 2
-    specialist_epochs: int = 10
-
-    @property
-    def source(self) -> str:
-        """``train``, ``checkpoint`` (a kdbench ensemble file), ``checkpoints`` (one
-        state_dict per member) or ``logits`` (offline outputs)."""
-        if self.logits:
-            return "logits"
-        if self.checkpoints:
-            return "checkpoints"
-        if self.checkpoint:
-            return "checkpoint"
-        return "train"
 
 
 @dataclass(frozen=True)

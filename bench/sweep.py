@@ -48,7 +48,7 @@ from bench.search import (
 from bench.study import Key, StorageSpec, journal_path, open_storage, redact
 from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
-from bench.teacher import (
+from bench.teachers import (
     LoadedTeacher,
     PreparedTeacher,
     load_teacher,

@@ -25,7 +25,7 @@ from bench.records import SCHEMA_VERSION
 from bench.stats import pack_bits, paired_intervals, share, summarise_seeds, unpack_bits
 from bench.suite import Suite
 from bench.tasks import TaskData
-from bench.teacher import PreparedTeacher
+from bench.teachers import PreparedTeacher
 from kdcore import (
     Distiller,
     Member,

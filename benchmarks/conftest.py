@@ -11,7 +11,7 @@ from torch.utils import benchmark as tbench
 from bench.measure import all_cores
 from bench.suite import load_suite
 from bench.tasks import load_task
-from bench.teacher import load_teacher, prepare_teacher
+from bench.teachers import load_teacher, prepare_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 

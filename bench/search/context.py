@@ -22,7 +22,7 @@ from bench.space import Distribution, Sizer
 from bench.study import Heartbeat, Key, Ledger, StorageSpec, decode_record, make_sampler, study_name
 from bench.suite import Suite
 from bench.tasks import TaskData
-from bench.teacher import PreparedTeacher
+from bench.teachers import PreparedTeacher
 from bench.threads import ThreadPolicy
 from bench.trial import ScratchStore
 

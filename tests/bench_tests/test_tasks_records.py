@@ -131,5 +131,5 @@ def test_a_crash_while_writing_leaves_the_old_results_intact(tmp_path: Path, mon
 
 def test_a_table_cut_short_is_refused_by_every_reader(tmp_path: Path) -> None:
     write_trials(to_frame([_row(0), {"trial": 1}]), tmp_path)  # the second row lost its keys
-    with pytest.raises(InputError, match="rows without 'schema_version'.*kdbench doctor"):
+    with pytest.raises(InputError, match=r"rows without 'schema_version'.*kdbench doctor"):
         read_trials(tmp_path)

@@ -213,7 +213,7 @@ def test_every_deliberate_error_has_one_root_and_keeps_its_builtin_kind() -> Non
     x, y = torch.randn(16, 4), torch.zeros(16, dtype=torch.long)
     with pytest.raises(ParameterError, match="alpha must be in"):
         Distiller(epochs=1).fit(x, y, x, y, [Member(0, 1.0, 1.5)])
-    with pytest.raises(UnknownNameError, match="Valid names: .*mlp") as err:
+    with pytest.raises(UnknownNameError, match=r"Valid names: .*mlp") as err:
         get_family("no_such_family")
     assert isinstance(err.value, KDCoreError) and isinstance(err.value, KeyError)
     assert not str(err.value).startswith("'")  # not KeyError's quoted message

@@ -1,0 +1,121 @@
+"""A prepared teacher: its outputs computed ONCE per split and cached, and its evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from bench.tasks import TaskData, file_sha256
+from bench.teachers.analysis import specialist_summary
+from bench.teachers.cache import save_ensemble, teacher_cache_key
+from bench.teachers.config import TeacherConfig
+from bench.teachers.load import LoadedTeacher, build_member
+from bench.teachers.prepared import PreparedTeacher
+from bench.teachers.train import train_members, train_specialist_system
+from kdcore import (
+    SoftTargets,
+    TeacherEnsemble,
+    accuracy,
+    count_flops,
+    count_params,
+    expected_calibration_error,
+    mean_max_prob,
+)
+
+__all__ = ["SPLITS", "prepare_teacher"]
+
+SPLITS = ("train", "val", "test")
+
+
+def _outputs_sha256(targets: dict[str, SoftTargets]) -> str:
+    h = hashlib.sha256()
+    for split in SPLITS:
+        h.update(targets[split].member_log_probs(1.0).numpy().tobytes())
+        if targets[split].combine == "specialists":  # the members that predict every class
+            h.update(targets[split].log_probs(1.0).numpy().tobytes())  # are not all of them
+    return h.hexdigest()
+
+
+def prepare_teacher(
+    task: TaskData,
+    cfg: TeacherConfig,
+    cache_dir: Path,
+    device: str = "cpu",
+    loaded: LoadedTeacher | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> PreparedTeacher:
+    """Train (or take the loaded) teacher, then run it ONCE per split and evaluate it.
+
+    ``on_epoch(epoch, epochs)`` is called after each epoch of training (progress)."""
+    key = teacher_cache_key(task, cfg)
+    train_time = 0.0
+    cache_file = cache_dir / key / "ensemble.pt"
+    if loaded is None and cfg.kind == "specialists":
+        ensemble, train_time = train_specialist_system(task, cfg, device, on_epoch)
+    elif loaded is None:
+        distiller = train_members(task, cfg, device, on_epoch, cfg.members)
+        ensemble = TeacherEnsemble(distiller.models_, combine=cfg.combine)
+        train_time = distiller.train_time_s_
+    if loaded is None:
+        save_ensemble(cache_file, ensemble, cfg, task)
+        loaded = LoadedTeacher(ensemble, None, str(cache_file), file_sha256(cache_file), False)
+    run_ensemble: TeacherEnsemble | None = None
+    if loaded.ensemble is not None:
+        run_ensemble = loaded.ensemble.eval()
+        targets = run_ensemble.cache_outputs({s: task.split(s)[0] for s in SPLITS})
+        cost_model: TeacherEnsemble | None = run_ensemble
+    else:
+        assert loaded.logits is not None
+        targets = {
+            s: SoftTargets(loaded.logits[:, torch.as_tensor(task.rows[s])], cfg.combine)
+            for s in SPLITS
+        }
+        # With a named architecture, untrained stand-ins of it give the honest cost columns.
+        cost_model = (
+            TeacherEnsemble(
+                [build_member(cfg, task) for _ in range(len(loaded.logits))], combine=cfg.combine
+            ).eval()
+            if cfg.family
+            else None
+        )
+    val_lp, test_lp = targets["val"].log_probs(1.0), targets["test"].log_probs(1.0)
+    member_val = [accuracy(v, task.y_val) for v in targets["val"].member_log_probs(1.0)]
+    member_test = [accuracy(v, task.y_test) for v in targets["test"].member_log_probs(1.0)]
+    best = max(range(len(member_val)), key=lambda i: member_val[i])  # chosen on val, not test
+    x1 = task.x_train[:1]
+    prepared = PreparedTeacher(
+        ensemble=run_ensemble,
+        cost_model=cost_model,
+        targets=targets,
+        member_val_acc=member_val,
+        member_test_acc=member_test,
+        ensemble_val_acc=accuracy(val_lp, task.y_val),
+        ensemble_acc=accuracy(test_lp, task.y_test),
+        best_member_acc=member_test[best],
+        mean_member_acc=sum(member_test) / len(member_test),
+        ensemble_ece=expected_calibration_error(test_lp, task.y_test),
+        mean_max_prob_train=mean_max_prob(targets["train"].log_probs(1.0)),
+        params=float(count_params(cost_model)) if cost_model is not None else math.nan,
+        flops=float(count_flops(cost_model, x1)) if cost_model is not None else math.nan,
+        members=targets["train"].num_members,
+        combine=targets["train"].combine,
+        kind=cfg.source,
+        arch=cfg.arch_label,
+        source=loaded.source,
+        reused=loaded.reused,
+        key=key,
+        sha256=loaded.sha256,
+        outputs_sha256=_outputs_sha256(targets),
+        train_time_s=train_time,
+    )
+    info = run_ensemble.specialist_info if run_ensemble is not None else None
+    if run_ensemble is not None and info is not None:
+        prepared.reference = {s: targets[s].member(0) for s in SPLITS}
+        prepared.extra["specialists"] = specialist_summary(
+            task, run_ensemble, targets["test"], info
+        )
+    return prepared

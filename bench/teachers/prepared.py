@@ -1,0 +1,51 @@
+"""The prepared teacher: what a run knows about its teacher once its outputs are cached."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kdcore import SoftTargets, TeacherEnsemble
+
+__all__ = ["PreparedTeacher"]
+
+
+@dataclass
+class PreparedTeacher:
+    """The ensemble (if any), its cached outputs on every split, and its evaluation.
+
+    ``cost_model`` is what the cost columns (params, FLOPs, latency) measure: the ensemble, or
+    for offline logits with a named architecture, untrained stand-ins of that architecture.
+    """
+
+    ensemble: TeacherEnsemble | None
+    cost_model: TeacherEnsemble | None
+    targets: dict[str, SoftTargets]
+    member_val_acc: list[float]
+    member_test_acc: list[float]
+    ensemble_val_acc: float
+    ensemble_acc: float
+    best_member_acc: float
+    mean_member_acc: float
+    ensemble_ece: float
+    mean_max_prob_train: float
+    params: float  # NaN when the architecture is unknown (offline logits)
+    flops: float
+    members: int
+    combine: str
+    kind: str
+    arch: str
+    source: str
+    reused: bool
+    key: str
+    sha256: str
+    outputs_sha256: str
+    train_time_s: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+    # Specialists: the generalist alone, per split (students taught by it are the baseline).
+    reference: dict[str, SoftTargets] | None = None
+
+    def summary(self) -> dict[str, object]:
+        heavy = ("ensemble", "cost_model", "targets", "reference")
+        data = {k: v for k, v in vars(self).items() if k not in heavy}
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
