@@ -6,9 +6,6 @@ style are inline, and nothing references an external resource.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 from pathlib import Path
@@ -18,88 +15,14 @@ import optuna
 import pandas as pd
 
 from bench import fmt
-from bench.recommend import Constraints, Recommendation, candidates, recommend
+from bench.recommend import Constraints, Recommendation, recommend
 from bench.records import load_run
 from bench.report import plots, tables
-from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
+from bench.report.document import Document
+from bench.report.specialists import specialists_section
+from bench.rundir import check_writable, inside
 
 __all__ = ["build_report", "importances_data"]
-
-_SORT_JS = """
-document.querySelectorAll('table.sortable th').forEach(function (th, idx) {
-  th.style.cursor = 'pointer';
-  th.addEventListener('click', function () {
-    var table = th.closest('table'), body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    var asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
-    rows.sort(function (a, b) {
-      var x = a.cells[idx], y = b.cells[idx];
-      var vx = x.dataset.v !== undefined ? parseFloat(x.dataset.v) : x.textContent;
-      var vy = y.dataset.v !== undefined ? parseFloat(y.dataset.v) : y.textContent;
-      if (vx < vy) return asc ? -1 : 1; if (vx > vy) return asc ? 1 : -1; return 0;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-.rec { background: #eef6ee; border-left: 4px solid #2ca02c; padding: 0.6em 1em; white-space: pre-wrap; }
-.norec { background: #fbeeee; border-left: 4px solid #d62728; padding: 0.6em 1em; white-space: pre-wrap; }
-pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
-"""
-
-
-class _Doc:
-    """Writes the Markdown and the HTML twins side by side."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.md: list[str] = []
-        self.html: list[str] = []
-
-    def heading(self, level: int, text: str) -> None:
-        self.md.append(f"{'#' * level} {text}\n")
-        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
-
-    def para(self, text: str, cls: str | None = None) -> None:
-        self.md.append(text + "\n")
-        attr = f' class="{cls}"' if cls else ""
-        self.html.append(f"<p{attr}>{html.escape(text)}</p>")
-
-    def pre(self, text: str) -> None:
-        self.md.append("```\n" + text + "\n```\n")
-        self.html.append(f"<pre>{html.escape(text)}</pre>")
-
-    def table(self, frame: pd.DataFrame, sortable: bool = False) -> None:
-        self.md.append(tables.markdown_table(frame))
-        self.html.append(tables.html_table(frame, sortable))
-
-    def figure(self, fig: Any, name: str, caption: str) -> None:
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png")
-        png = buf.getvalue()
-        atomic_write_bytes(inside(self.out_dir, name), png)
-        self.md.append(f"![{caption}]({name})\n\n_{caption}_\n")
-        b64 = base64.b64encode(png).decode()
-        self.html.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-
-    def write(self, title: str) -> None:
-        atomic_write_text(self.out_dir / "report.md", "\n".join(self.md))
-        page = (
-            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head><body>{''.join(self.html)}<script>{_SORT_JS}</script></body></html>"
-        )
-        atomic_write_text(self.out_dir / "report.html", page)
 
 
 def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) -> pd.DataFrame:
@@ -232,7 +155,7 @@ def build_report(
     check_writable(Path(reports_root), "The reports folder (--reports)")
     out_dir = inside(Path(reports_root), manifest["run_id"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = _Doc(out_dir)
+    doc = Document(out_dir)
     suite = manifest["suite"]
     title = f"kdbench report — {manifest['run_id']}"
     doc.heading(1, title)
@@ -261,6 +184,12 @@ def build_report(
     for task in tasks:
         _task_section(doc, trials, manifest, task, recs[task], cons, multi=len(tasks) > 1)
 
+    _provenance(doc, manifest)
+    doc.write(title)
+    return out_dir
+
+
+def _provenance(doc: Document, manifest: dict[str, Any]) -> None:
     doc.heading(2, "Measurement protocol and provenance")
     conv = manifest.get("conventions", {})
     doc.table(pd.DataFrame({"quantity": list(conv), "convention": list(conv.values())}))
@@ -298,9 +227,7 @@ def build_report(
         ).astype(str)
     )
     doc.heading(3, "Suite as run (TOML)")
-    doc.pre(suite_toml(suite))
-    doc.write(title)
-    return out_dir
+    doc.pre(suite_toml(manifest["suite"]))
 
 
 def _teacher_origin(teacher: dict[str, Any]) -> str:
@@ -318,129 +245,8 @@ def _teacher_origin(teacher: dict[str, Any]) -> str:
     }.get(kind, "") + str(teacher.get("source"))
 
 
-def _specialists_section(
-    doc: _Doc, trials: pd.DataFrame, meta: dict[str, Any], spec: dict[str, Any]
-) -> None:
-    """A specialist teacher: what the specialists add, where, at what cost, and whether a
-    distilled student keeps it (the capacity curve above has the three students)."""
-    teacher = meta.get("teacher", {})
-    lat = meta.get("ensemble_latency", {})
-    gen_ms = lat.get("generalist_cpu_b1", {}).get("p50_ms", math.nan)
-    sys_ms = lat.get("loop_cpu_b1", {}).get("p50_ms", math.nan)
-    sizes = [len(s) for s in spec["class_sets"]]
-    doc.heading(3, "Specialists: the generalist against generalist + specialists")
-    doc.para(
-        f"Generalist: one network ({teacher.get('arch', '?')}), test accuracy "
-        f"{spec['generalist_acc'] * 100:.2f} %. Generalist + {len(sizes)} specialists (class "
-        f"clusters of sizes {', '.join(map(str, sizes))} from K-means on the covariance of the "
-        f"generalist's predictions; each specialist started from the generalist and trained on "
-        f"half its classes, half dustbin, dustbin logit corrected), combined per example by "
-        f"the KL problem over the specialists active for the generalist's top-{spec['top_n']} "
-        f"classes: {spec['system_acc'] * 100:.2f} %. Difference "
-        f"{(spec['system_acc'] - spec['generalist_acc']) * 100:+.2f} pp, 95 % interval "
-        f"[{spec['system_gain_ci_low'] * 100:+.2f}, {spec['system_gain_ci_high'] * 100:+.2f}] pp "
-        f"(paired bootstrap over {spec['n_test']:,} test examples, at least Newcombe's interval)."
-    )
-    doc.para(
-        f"Extra cost of the whole system: {fmt.count(spec['system_params'])} parameters against the "
-        f"generalist's {fmt.count(spec['generalist_params'])} "
-        f"({spec['system_params'] / max(spec['generalist_params'], 1):.1f}×); network FLOPs per "
-        f"sample {fmt.count(spec['system_network_flops'])} against {fmt.count(spec['generalist_flops'])} "
-        f"(every specialist run; the solver's own work comes on top); CPU batch-1 p50 latency "
-        f"{fmt.ms(sys_ms)} against {fmt.ms(gen_ms)} (the system includes the batched KL solve)."
-    )
-
-    def breakdown(rows: list[dict[str, Any]], what: str) -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {
-                    what: r["value"],
-                    "test examples": r["n_test"],
-                    "generalist %": round(r["generalist_acc"] * 100, 2),
-                    "generalist + specialists %": round(r["system_acc"] * 100, 2),
-                    "change pp": round((r["system_acc"] - r["generalist_acc"]) * 100, 2),
-                    "wrong → right": r["changed_to_right"],
-                    "right → wrong": r["changed_to_wrong"],
-                }
-                for r in rows
-            ]
-        )
-
-    doc.para(
-        "Test accuracy by the number of specialists whose classes include the true class (the "
-        "shape of Hinton et al.'s Table 4; clusters are disjoint here, so 0 or 1):"
-    )
-    doc.table(breakdown(spec["by_covering"], "specialists covering the true class"))
-    doc.para(
-        "By the number of specialists that took part (their classes met the generalist's top-n):"
-    )
-    doc.table(breakdown(spec["by_active"], "active specialists"))
-    doc.para("The clusters (specialist validation accuracy: own classes vs dustbin, corrected):")
-    val = spec.get("specialist_val_acc", [])
-    doc.table(
-        pd.DataFrame(
-            [
-                {
-                    "specialist": m,
-                    "classes": ", ".join(names),
-                    "val acc %": round(val[m] * 100, 2) if m < len(val) else None,
-                }
-                for m, names in enumerate(spec["class_names"])
-            ]
-        )
-    )
-    doc.heading(3, "Distilled back: does the student keep the specialists' gain?")
-    c = candidates(trials)
-    if c.empty or "specialist_gain" not in c or c["specialist_gain"].isna().all():
-        doc.para("No completed student to compare.")
-        return
-    c = c.sort_values(["student_params", "phase"])
-    doc.table(
-        pd.DataFrame(
-            {
-                "trial": c["trial"].astype(int),
-                "phase": c["phase"],
-                "arch": c["arch"],
-                "params": c["student_params"].astype(int),
-                "T": c["temperature"].round(2),
-                "alpha": c["alpha"].round(2),
-                "seeds": c["n_seeds"].astype(int),
-                "specialist-taught %": (c["student_acc"] * 100).round(2),
-                "generalist-taught %": (c["generalist_taught_acc"] * 100).round(2),
-                "scratch %": (c["scratch_acc"] * 100).round(2),
-                "specialist gain pp [95 %]": [
-                    f"{g * 100:+.2f} [{lo * 100:+.2f}, {hi * 100:+.2f}]"
-                    for g, lo, hi in zip(
-                        c["specialist_gain"],
-                        c["specialist_gain_ci_low"],
-                        c["specialist_gain_ci_high"],
-                        strict=True,
-                    )
-                ],
-            }
-        )
-    )
-    kept = c[c["specialist_gain_ci_low"] > 0]
-    lost = c[c["specialist_gain_ci_high"] < 0]
-    if not kept.empty:
-        verdict = (
-            f"{len(kept)} of {len(c)} students keep a gain over the generalist-taught student "
-            f"whose 95 % interval excludes 0; the smallest has {fmt.count(kept['student_params'].min())} "
-            "parameters."
-        )
-    else:
-        verdict = (
-            f"No student's gain over the generalist-taught student has a 95 % interval above 0 "
-            f"({len(c)} students, mean gain {c['specialist_gain'].mean() * 100:+.2f} pp): at these "
-            "sizes the specialists' gain does not survive distillation measurably."
-        )
-    if not lost.empty:
-        verdict += f" {len(lost)} are significantly worse than with the generalist alone."
-    doc.para(verdict)
-
-
 def _task_section(
-    doc: _Doc,
+    doc: Document,
     trials: pd.DataFrame,
     manifest: dict[str, Any],
     task: str,
@@ -450,8 +256,21 @@ def _task_section(
 ) -> None:
     meta = manifest.get("tasks", {}).get(task, {})
     teacher = meta.get("teacher", {})
-    prefix = f"{task}_" if multi else ""
     doc.heading(2, f"Task '{task}'")
+    _task_intro(doc, meta, teacher)
+    doc.heading(3, "Recommendation in full")
+    doc.pre(rec.text())
+    sub = trials[trials["task"] == task]
+    _decision_plots(doc, sub, manifest, task, rec, cons, f"{task}_" if multi else "")
+    spec = teacher.get("extra", {}).get("specialists")
+    if spec:
+        specialists_section(doc, sub, meta, spec)
+    pick = int(rec.chosen["trial"]) if rec.chosen else None
+    _latency_section(doc, trials, task, pick, meta)
+    _trial_tables(doc, trials, task)
+
+
+def _task_intro(doc: Document, meta: dict[str, Any], teacher: dict[str, Any]) -> None:
     sizes = meta.get("sizes", {})
     members = teacher.get("member_test_acc", [])
     doc.para(
@@ -467,9 +286,19 @@ def _task_section(
         f"Teacher mean max-probability on the transfer set: {teacher.get('mean_max_prob_train', math.nan):.3f} "
         f"(near 1 = near one-hot soft targets, little for KD to transfer)."
     )
-    doc.heading(3, "Recommendation in full")
-    doc.pre(rec.text())
 
+
+def _decision_plots(
+    doc: Document,
+    sub: pd.DataFrame,
+    manifest: dict[str, Any],
+    task: str,
+    rec: Recommendation,
+    cons: Constraints,
+    prefix: str,
+) -> None:
+    """The task's figures, each computed from the rows and drawn (bench.report.plots)."""
+    teacher = manifest.get("tasks", {}).get(task, {}).get("teacher", {})
     pick = int(rec.chosen["trial"]) if rec.chosen else None
     best_member_gap = (
         teacher.get("ensemble_acc", math.nan) - teacher.get("best_member_acc", math.nan)
@@ -489,7 +318,6 @@ def _task_section(
         ),
         ("student_params", "student parameters (log)", "pareto_params"),
     ]
-    sub = trials[trials["task"] == task]
 
     def figure(
         data: pd.DataFrame,
@@ -580,9 +408,10 @@ def _task_section(
         (7, 3),
     )
 
-    spec = teacher.get("extra", {}).get("specialists")
-    if spec:
-        _specialists_section(doc, sub, meta, spec)
+
+def _latency_section(
+    doc: Document, trials: pd.DataFrame, task: str, pick: int | None, meta: dict[str, Any]
+) -> None:
     doc.heading(3, "Latency: ensemble loop vs fused, and the student")
     lat = tables.latency_table(trials, task, pick)
     doc.table(lat)
@@ -612,6 +441,9 @@ def _task_section(
                 ]
             )
         )
+
+
+def _trial_tables(doc: Document, trials: pd.DataFrame, task: str) -> None:
     doc.heading(3, "All completed students (cheapest first; click a header to sort)")
     doc.table(tables.trials_table(trials, task), sortable=True)
     doc.heading(3, "Where the training time went, by student size")

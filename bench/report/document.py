@@ -1,0 +1,96 @@
+"""The report document: Markdown and self-contained HTML written side by side.
+
+The HTML embeds its images as base64 data URIs and its style and sort script inline, so
+nothing references an external resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.report import tables
+from bench.rundir import atomic_write_bytes, atomic_write_text, inside
+
+__all__ = ["Document"]
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function (th, idx) {
+  th.style.cursor = 'pointer';
+  th.addEventListener('click', function () {
+    var table = th.closest('table'), body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+    rows.sort(function (a, b) {
+      var x = a.cells[idx], y = b.cells[idx];
+      var vx = x.dataset.v !== undefined ? parseFloat(x.dataset.v) : x.textContent;
+      var vy = y.dataset.v !== undefined ? parseFloat(y.dataset.v) : y.textContent;
+      if (vx < vy) return asc ? -1 : 1; if (vx > vy) return asc ? 1 : -1; return 0;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.rec { background: #eef6ee; border-left: 4px solid #2ca02c; padding: 0.6em 1em; white-space: pre-wrap; }
+.norec { background: #fbeeee; border-left: 4px solid #d62728; padding: 0.6em 1em; white-space: pre-wrap; }
+pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
+"""
+
+
+class Document:
+    """Writes the Markdown and the HTML twins side by side."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str, cls: str | None = None) -> None:
+        self.md.append(text + "\n")
+        attr = f' class="{cls}"' if cls else ""
+        self.html.append(f"<p{attr}>{html.escape(text)}</p>")
+
+    def pre(self, text: str) -> None:
+        self.md.append("```\n" + text + "\n```\n")
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+
+    def table(self, frame: pd.DataFrame, sortable: bool = False) -> None:
+        self.md.append(tables.markdown_table(frame))
+        self.html.append(tables.html_table(frame, sortable))
+
+    def figure(self, fig: Any, name: str, caption: str) -> None:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png")
+        png = buf.getvalue()
+        atomic_write_bytes(inside(self.out_dir, name), png)
+        self.md.append(f"![{caption}]({name})\n\n_{caption}_\n")
+        b64 = base64.b64encode(png).decode()
+        self.html.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def write(self, title: str) -> None:
+        atomic_write_text(self.out_dir / "report.md", "\n".join(self.md))
+        page = (
+            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head><body>{''.join(self.html)}<script>{_SORT_JS}</script></body></html>"
+        )
+        atomic_write_text(self.out_dir / "report.html", page)
