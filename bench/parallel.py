@@ -65,7 +65,6 @@ class WorkerJob:
     n_trials: int
     device: str
     threads: int  # torch threads of the worker process
-    ens_cols: dict[str, Any]
     replay: list[dict[str, Any]] | None
     policy: ThreadPolicy
 
@@ -181,7 +180,6 @@ def run_workers(
         n_trials=ctx.n_trials,
         device=ctx.train_device,
         threads=per,
-        ens_cols=ctx.ens_cols,
         replay=ctx.replay,
         policy=ThreadPolicy(ctx.suite.measure.train_threads, threads, n, str(live.path)),
     ).to_json()
@@ -317,7 +315,6 @@ def _child_main() -> int:
             suite=suite,
             task=task,
             teacher=teacher,
-            ens_cols=job.ens_cols,
             run_id=job.run_id,
             base=job.base,
             spec=job.spec,

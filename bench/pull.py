@@ -84,19 +84,22 @@ def study_rows(
 def rows_of_studies(
     storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All rows of a run: for each task its search study, then its confirm study. Latency
-    (timed once per architecture, kept in the search study) and the speed-ups computed
-    from it are merged into the rows of completed students."""
+    """All rows of a run: for each task its search study, then its confirm study. Latency —
+    the ensemble's (timed once per task) and each architecture's (timed once) — is stored in
+    the search study and joined here, once, into the rows of completed students, with the
+    speed-ups computed from the two."""
     summaries = {s.study_name: s for s in storage.get_all_studies()}
     rows: list[dict[str, Any]] = []
     seeds: list[dict[str, Any]] = []
     for task in tasks:
         search = summaries.get(study_name(base, task))
+        attrs = search.user_attrs if search else {}
         latency = {
             k.removeprefix(Key.LATENCY): json.loads(v)
-            for k, v in (search.user_attrs.items() if search else ())
+            for k, v in attrs.items()
             if k.startswith(Key.LATENCY)
         }
+        ensemble = json.loads(attrs.get(Key.ENSEMBLE_LATENCY, '{"columns": {}}'))["columns"]
         for phase in ("search", "confirm"):
             name = study_name(base, task, phase)
             if name not in summaries:
@@ -106,8 +109,11 @@ def rows_of_studies(
             )
             r, s = study_rows(study, {"run_id": run_id, "task": task, "phase": phase})
             for row in r:
+                if row.get("state") not in ("complete", "duplicate"):
+                    continue
+                row.update(ensemble)
                 cols = latency.get(f"{row.get('family')}:{row.get('arch')}")
-                if cols is not None and row.get("state") in ("complete", "duplicate"):
+                if cols is not None:
                     row.update({k: v for k, v in cols.items() if k != "measured_by"})
                     row.update(speedups(row))
             rows += r

@@ -45,7 +45,7 @@ from bench.search import (
     run_search,
     time_architectures,
 )
-from bench.study import Key, StorageSpec, journal_path, open_storage, redact
+from bench.study import Key, StorageSpec, journal_path, json_safe, open_storage, redact
 from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
 from bench.teachers import (
@@ -452,6 +452,26 @@ class _Run:
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         return teacher
 
+    def _ensemble_latency(
+        self, run: TaskWorker, study: optuna.Study
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The ensemble's latency columns and details, measured once per task on one host and
+        stored on the search study (:attr:`Key.ENSEMBLE_LATENCY`; a resumed or joining run
+        reuses them); :mod:`bench.pull` joins them into the rows once."""
+        stored = study.user_attrs.get(Key.ENSEMBLE_LATENCY)
+        if isinstance(stored, str):
+            data = json.loads(stored)
+            return data["columns"], data["detail"]
+        if self.prestarted is not None:  # time the ensemble on a quiet machine
+            self.prestarted.wait_imported()
+        ctx = run.ctx
+        cols, detail = ensemble_latency_columns(
+            ctx.teacher.cost_model, ctx.task.input_shape, ctx.suite.measure, ctx.gpu
+        )
+        data = {"columns": cols, "detail": detail, "measured_by": run.worker}
+        study.set_user_attr(Key.ENSEMBLE_LATENCY, json.dumps(json_safe(data)))
+        return cols, detail
+
     def task_worker(
         self,
         task: TaskData,
@@ -465,32 +485,10 @@ class _Run:
         teacher = self._teacher(task, loaded)
         if previous is not None and self.run_dir is not None:
             _check_teacher_unchanged(previous, task.name, teacher, self.run_dir)
-        if self.prestarted is not None:  # time the ensemble on a quiet machine
-            self.prestarted.wait_imported()
-        gpu = torch.device(self.train_device) if self.train_device.startswith("cuda") else None
-        ens_cols, ens_detail = ensemble_latency_columns(
-            teacher.cost_model, task.input_shape, suite.measure, gpu
-        )
-        self.manifest.tasks[task.name] = {
-            "config": json.loads(json.dumps(asdict(task.config), default=list)),
-            "sizes": task.sizes(),
-            "num_classes": task.num_classes,
-            "class_names": list(task.class_names),
-            "input_shape": list(task.input_shape),
-            "data_sha256": task.data_sha256(),
-            "data_source": task.source,
-            "preprocessing": task.preprocessing(),
-            "teacher": teacher.summary(),
-            "warnings": teacher_warnings(task, suite.teacher, teacher),
-            "ensemble_latency": ens_detail,
-            "ensemble_columns": ens_cols,
-        }
-        self.write_manifest()
         ctx = TaskContext(
             suite=suite,
             task=task,
             teacher=teacher,
-            ens_cols=ens_cols,
             run_id=self.manifest.run_id,
             base=self.manifest.study,
             spec=self.spec,
@@ -507,6 +505,22 @@ class _Run:
             started=self.started,
         )
         study = run.study("search")
+        ens_cols, ens_detail = self._ensemble_latency(run, study)
+        self.manifest.tasks[task.name] = {
+            "config": json.loads(json.dumps(asdict(task.config), default=list)),
+            "sizes": task.sizes(),
+            "num_classes": task.num_classes,
+            "class_names": list(task.class_names),
+            "input_shape": list(task.input_shape),
+            "data_sha256": task.data_sha256(),
+            "data_source": task.source,
+            "preprocessing": task.preprocessing(),
+            "teacher": teacher.summary(),
+            "warnings": teacher_warnings(task, suite.teacher, teacher),
+            "ensemble_latency": ens_detail,
+            "ensemble_columns": ens_cols,
+        }
+        self.write_manifest()
         if Key.MANIFEST not in study.user_attrs:
             data = self.manifest.to_dict()
             data["tasks"] = {task.name: self.manifest.tasks[task.name]}

@@ -174,7 +174,6 @@ def run_group(
     run_id: str,
     task: TaskData,
     teacher: PreparedTeacher,
-    ensemble_cols: dict[str, Any],
     scratch: ScratchStore,
     arch: dict[str, int | float],
     configs: list[TrialConfig],
@@ -329,7 +328,6 @@ def run_group(
                 "seed": best.seed,
                 "state_dict": state_dict_text(distiller.models_[best.index]),
             }
-        row |= ensemble_cols  # latency and speed-ups: measured once per architecture, later
         row["train_time_s"] = distiller.train_time_s_
         row["group_members"] = len(plan)
         row["trial_time_s"] = per_trial_time

@@ -62,7 +62,6 @@ class TaskContext:
     suite: Suite
     task: TaskData
     teacher: PreparedTeacher
-    ens_cols: dict[str, Any]
     run_id: str
     base: str  # the studies' base name: <base>:<task>[:confirm]
     spec: StorageSpec

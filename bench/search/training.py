@@ -68,7 +68,6 @@ def train_trials(
             ctx.run_id,
             ctx.task,
             ctx.teacher,
-            ctx.ens_cols,
             w.scratch_store(),
             arch,
             configs,

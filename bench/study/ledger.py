@@ -41,6 +41,7 @@ class Key(StrEnum):
     DONE = "kdbench_done"  # search study: True once the task's search and confirm are done
     CONFIRM_ENQUEUED = "kdbench_confirm_enqueued"  # confirm study: size of the short-list
     LATENCY = "kdbench_latency:"  # search study, a prefix: + "<family>:<arch label>"
+    ENSEMBLE_LATENCY = "kdbench_ensemble_latency"  # search study: {"columns", "detail", ...}
 
 
 def json_safe(value: Any) -> Any:
