@@ -43,7 +43,7 @@ def _lost_row(t: FrozenTrial, meta: dict[str, Any], retried_as: int | None) -> d
     reason = "worker lost (no heartbeat); " + (
         f"retried as trial {retried_as}" if retried_as is not None else "not retried"
     )
-    keep = {k: base[k] for k in base if k.startswith("arch") or k in ("family", "width", "depth")}
+    keep = {k: base[k] for k in base if k.startswith("arch") or k == "family"}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": meta.get("run_id"),

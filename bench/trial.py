@@ -120,12 +120,9 @@ class GroupPlan:
 
 
 def arch_cells(family: str, arch: Mapping[str, int | float]) -> dict[str, Any]:
-    """The architecture columns of a row: ``arch`` label, ``arch_<name>``, and for the MLP's
-    parameter names the legacy ``width``/``depth`` columns."""
+    """The architecture columns of a row: the ``arch`` label and one ``arch_<name>`` each."""
     cells: dict[str, Any] = {"family": family, "arch": format_arch(family, arch)}
     cells.update({f"arch_{k}": v for k, v in arch.items()})
-    for legacy in ("width", "depth"):
-        cells[legacy] = arch.get(legacy)
     return cells
 
 

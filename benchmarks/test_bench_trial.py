@@ -232,7 +232,10 @@ def test_suite_trials_per_minute(benchmark, seed_setup, suite_runs, mode: str) -
         seeds=3,
         grouped=grouped,
         group_size=suite.budget.group_size,
-        configs=[(int(w), int(d)) for w, d in zip(trials["width"], trials["depth"], strict=True)],
+        configs=[
+            (int(w), int(d))
+            for w, d in zip(trials["arch_width"], trials["arch_depth"], strict=True)
+        ],
         student_params=[int(p) for p in trials["student_params"]],
     )
 

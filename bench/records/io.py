@@ -9,7 +9,13 @@ import pandas as pd
 
 from bench.errors import InputError
 from bench.records.rows import to_frame
-from bench.records.schema import COLUMNS, KEY_COLUMNS, SCHEMA_VERSION, SEED_COLUMNS
+from bench.records.schema import (
+    COLUMNS,
+    KEY_COLUMNS,
+    SCHEMA_VERSION,
+    SEED_COLUMNS,
+    version_hint,
+)
 from bench.rundir import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -50,7 +56,7 @@ def check_schema(frame: pd.DataFrame, path: Path) -> None:
     if unknown:
         raise InputError(
             f"The table {path} must have schema_version {SCHEMA_VERSION} (this kdbench). Got "
-            f"{sorted(unknown)} instead: it was written by another kdbench version."
+            f"{sorted(unknown)} instead: {version_hint(min(unknown))}."
         )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import InputError
-from bench.records.schema import SCHEMA_VERSION
+from bench.records.schema import SCHEMA_VERSION, version_hint
 from bench.rundir import atomic_write_text
 
 __all__ = ["Manifest"]
@@ -67,7 +67,7 @@ class Manifest:
         if version != SCHEMA_VERSION:
             raise InputError(
                 f"The manifest {path} must have schema_version {SCHEMA_VERSION} (this kdbench). "
-                f"Got {version!r} instead: it was written by another kdbench version."
+                f"Got {version!r} instead: {version_hint(version)}."
             )
         return cls.from_dict(data, str(path))
 

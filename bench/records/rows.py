@@ -14,7 +14,7 @@ __all__ = ["to_frame"]
 
 
 def _insert_arch(names: list[str], arch_cols: list[str]) -> list[str]:
-    at = names.index("depth") + 1 if "depth" in names else len(names)
+    at = names.index("arch") + 1 if "arch" in names else len(names)
     return names[:at] + arch_cols + names[at:]
 
 
@@ -23,7 +23,7 @@ def to_frame(
 ) -> pd.DataFrame:
     """Rows → DataFrame with every documented column, in order and with its dtype.
 
-    ``arch_<name>`` columns (the family's architecture parameters) follow ``depth``; any other
+    ``arch_<name>`` columns (the family's architecture parameters) follow ``arch``; any other
     unknown key is refused.
     """
     rows = list(rows)

@@ -7,8 +7,8 @@ columns on a CPU machine), never a missing column. Accuracies and gaps are fract
 [0, 1] in the files; reports and CLI flags speak in percentage points (pp).
 
 Architecture columns come from the student family's declaration: ``arch`` (the one label,
-e.g. ``channels 16 × blocks 2``) and one ``arch_<name>`` column per architecture parameter;
-the MLP also fills ``width`` and ``depth``.
+e.g. ``channels 16 × blocks 2``) and one ``arch_<name>`` column per architecture parameter
+(the MLP's ``arch_width`` and ``arch_depth``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,19 @@ __all__ = [
 
 # 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in
 #    seeds, worker and retry_of, state 'duplicate'
-SCHEMA_VERSION = 2
+# 3: the legacy width / depth columns dropped (the MLP's are arch_width / arch_depth)
+SCHEMA_VERSION = 3
+
+
+def version_hint(version: object) -> str:
+    """Why a file of another schema version cannot be read, and what to do about it."""
+    if isinstance(version, int) and version < SCHEMA_VERSION:
+        return (
+            f"it was written by an older kdbench (schema {version}; schema 3 dropped the legacy "
+            "width/depth columns, an MLP's are arch_width/arch_depth): run the suite again with "
+            "this kdbench, or read the folder with the kdbench that wrote it"
+        )
+    return "it was written by another kdbench version"
 
 
 class Column(NamedTuple):
@@ -78,8 +90,6 @@ COLUMNS: tuple[Column, ...] = (
     ),
     C("family", "string", "-", "student family (registry name)", S),
     C("arch", "string", "-", "the architecture as one label, e.g. 'width 32 × depth 2'", S),
-    C("width", "Int64", "units", "hidden-layer width (mlp only; NA for other families)", S),
-    C("depth", "Int64", "layers", "number of hidden layers (mlp only; NA for other families)", S),
     C("temperature", "float64", "-", "distillation temperature T", S),
     C(
         "alpha",
@@ -512,7 +522,7 @@ def columns_markdown() -> str:
     lines = ["| column | dtype | unit | meaning |", "|---|---|---|---|"]
     for c in COLUMNS:
         lines.append(f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |")
-        if c.name == "depth":
+        if c.name == "arch":
             lines.append(
                 "| `arch_<name>` | Int64 / float64 | - | one column per architecture parameter of "
                 "the family (e.g. `arch_width`, `arch_channels`) |"

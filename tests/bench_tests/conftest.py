@@ -105,7 +105,8 @@ def make_row(**kw: Any) -> dict[str, Any]:
     }
     row.update(kw)
     if row["family"] == "mlp":
-        row.update(arch_cells("mlp", {"width": row["width"], "depth": row["depth"]}))
+        arch = {"width": row.pop("width"), "depth": row.pop("depth")}
+        row.update(arch_cells("mlp", arch))
     row.setdefault("param_ratio", row["student_params"] / row["ensemble_params"])
     row.setdefault("flops_ratio", row["student_flops"] / row["ensemble_flops"])
     row.setdefault("acc_gap", row["ensemble_acc"] - row["student_acc"])

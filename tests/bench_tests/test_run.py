@@ -73,9 +73,9 @@ def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
     parquet = pd.read_parquet(run_dir / "trials.parquet")
     csv = pd.read_csv(run_dir / "trials.csv")
 
-    def with_arch(columns) -> list[str]:  # the family's arch_<name> columns follow 'depth'
+    def with_arch(columns) -> list[str]:  # the family's arch_<name> columns follow 'arch'
         names = [c.name for c in columns]
-        at = names.index("depth") + 1
+        at = names.index("arch") + 1
         return [*names[:at], "arch_width", "arch_depth", *names[at:]]
 
     assert list(parquet.columns) == with_arch(COLUMNS) == list(csv.columns)
@@ -87,7 +87,7 @@ def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
             for w, d in zip(parquet["arch_width"], parquet["arch_depth"], strict=True)
         ]
     ).all()
-    assert (parquet["width"] == parquet["arch_width"]).all()
+    assert "width" not in parquet.columns and "depth" not in parquet.columns  # schema 3
     search = parquet[parquet["phase"] == "search"]
     assert len(search) == 3 and sorted(search["trial"]) == [0, 1, 2]
     assert len(parquet[parquet["phase"] == "confirm"]) == 1
