@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bench import fmt
+from bench.jsonsafe import json_safe
 
 __all__ = ["Constraints", "Recommendation", "candidates", "capacity_fit", "knee", "recommend"]
 
@@ -78,21 +79,13 @@ class Constraints:
         return text
 
 
-def _clean(v: Any) -> Any:
-    """Strict-JSON value: NaN/NA → None, numpy scalars → Python."""
+def _public(v: Any) -> Any:
+    """``v`` without its private (``_``-prefixed) keys, at every depth."""
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items() if not str(k).startswith("_")}
+        return {k: _public(x) for k, x in v.items() if not str(k).startswith("_")}
     if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if v is None or v is pd.NA:
-        return None
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, bool | int | float | str):
-        return v
-    return str(v)
+        return [_public(x) for x in v]
+    return v
 
 
 @dataclass
@@ -113,7 +106,7 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-safe: NaN becomes null; rows keep their public columns plus gap_bound."""
-        return _clean(asdict(self))
+        return json_safe(_public(asdict(self)))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)

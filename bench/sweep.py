@@ -30,6 +30,7 @@ import optuna
 import torch
 
 from bench.errors import InputError
+from bench.jsonsafe import json_safe
 from bench.measure import all_cores, ensemble_latency_columns
 from bench.plugins import loaded_plugins
 from bench.provenance import CONVENTIONS, git_info, machine_info, package_versions
@@ -45,7 +46,7 @@ from bench.search import (
     run_search,
     time_architectures,
 )
-from bench.study import Key, StorageSpec, journal_path, json_safe, open_storage, redact
+from bench.study import Key, StorageSpec, journal_path, open_storage, redact
 from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
 from bench.teachers import (

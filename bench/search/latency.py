@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from bench.faults import fault_point
+from bench.jsonsafe import json_safe
 from bench.measure import architecture_latency
 from bench.search.context import TaskWorker
 from bench.space import arch_of
-from bench.study import Key, final_record, json_safe
+from bench.study import Key, final_record
 
 __all__ = ["time_architectures"]
 

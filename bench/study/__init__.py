@@ -6,7 +6,7 @@ the record codec).
 """
 
 from bench.study.heartbeat import Heartbeat, quiet_heartbeat_warning
-from bench.study.ledger import Key, Ledger, decode_record, encode_record, final_record, json_safe
+from bench.study.ledger import Key, Ledger, decode_record, encode_record, final_record
 from bench.study.lock import AskLock
 from bench.study.sampler import TrialSeededSampler, make_sampler
 from bench.study.storage import StorageSpec, journal_path, open_storage, redact, study_name
@@ -22,7 +22,6 @@ __all__ = [
     "encode_record",
     "final_record",
     "journal_path",
-    "json_safe",
     "make_sampler",
     "open_storage",
     "quiet_heartbeat_warning",

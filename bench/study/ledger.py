@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.faults import fault_point
+from bench.jsonsafe import json_safe
 
 __all__ = ["Key", "Ledger", "decode_record", "encode_record", "final_record", "json_safe"]
 
@@ -42,27 +41,6 @@ class Key(StrEnum):
     CONFIRM_ENQUEUED = "kdbench_confirm_enqueued"  # confirm study: size of the short-list
     LATENCY = "kdbench_latency:"  # search study, a prefix: + "<family>:<arch label>"
     ENSEMBLE_LATENCY = "kdbench_ensemble_latency"  # search study: {"columns", "detail", ...}
-
-
-def json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    try:
-        import pandas as pd
-
-        if value is pd.NA:
-            return None
-    except ImportError:  # pragma: no cover
-        pass
-    return str(value)
 
 
 def encode_record(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from bench.jsonsafe import json_safe
 from kdcore import SoftTargets, TeacherEnsemble
 
 __all__ = ["PreparedTeacher"]
@@ -48,4 +48,5 @@ class PreparedTeacher:
     def summary(self) -> dict[str, object]:
         heavy = ("ensemble", "cost_model", "targets", "reference")
         data = {k: v for k, v in vars(self).items() if k not in heavy}
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+        out: dict[str, object] = json_safe(data)
+        return out
