@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,21 @@ def build_parser() -> argparse.ArgumentParser:
             epilog="examples:\n" + examples + "\n\n" + EXIT_CODES,
         )
 
+    for add in (
+        _run_parser,
+        _pull_parser,
+        _report_parser,
+        _recommend_parser,
+        _export_parser,
+        _compare_parser,
+        _doctor_parser,
+        _list_parser,
+    ):
+        add(command)
+    return parser
+
+
+def _run_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     run = command(
         "run",
         "run a suite: validate, train (or reuse) the teacher, sweep students, report, recommend",
@@ -401,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     _quality_options(run, " (default 0.5) for the printed recommendation and the report")
     run.set_defaults(func=_cmd_run)
 
+
+def _pull_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     pl = command(
         "pull",
         "rebuild a complete run folder from a study's storage alone",
@@ -419,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.set_defaults(func=_cmd_pull)
 
+
+def _report_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     rep = command(
         "report",
         "rebuild reports/<run_id>/ (Markdown, self-contained HTML, PNG plots) from a run folder",
@@ -431,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     _quality_options(rep, " (default 0.5)")
     rep.set_defaults(func=_cmd_report)
 
+
+def _recommend_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     rec = command(
         "recommend",
         "the smallest student meeting the constraints (exit 1 when none does)",
@@ -445,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print strict JSON (null for NaN)")
     rec.set_defaults(func=_cmd_recommend)
 
+
+def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     exp = command(
         "export",
         "write the student to ship: weights, configuration (TOML) and model card",
@@ -468,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     _cost_options(exp)
     exp.set_defaults(func=_cmd_export)
 
+
+def _compare_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     cmp_ = command(
         "compare",
         "compare two runs in percentage points; exit 1 when B is worse than A beyond a threshold",
@@ -486,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     _quality_options(cmp_, " (default 0.5) for each run's recommendation")
     cmp_.set_defaults(func=_cmd_compare)
 
+
+def _doctor_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     doc = command(
         "doctor",
         "what is damaged in a run folder and what can be recovered",
@@ -499,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doc.set_defaults(func=_cmd_doctor)
 
+
+def _list_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     lst = command(
         "list",
         "list result columns, model families, or runs with their status",
@@ -515,7 +545,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--plugin", action="append", metavar="MODULE", help="import MODULE first (for families)"
     )
     lst.set_defaults(func=_cmd_list)
-    return parser
 
 
 def entry() -> None:
