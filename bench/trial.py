@@ -183,28 +183,71 @@ def run_group(
 ) -> GroupResult:
     """Train one group, evaluate every member on test, count the architecture's FLOPs and
     parameters (its latency is measured once per architecture after the search,
-    :func:`bench.measure.measure_architectures`).
+    :mod:`bench.search.latency`).
 
     ``scratch_seeds``: the seeds whose scratch baselines this group trains (default: those
     ``scratch`` lacks); fixing them fixes the group's composition, so a group trained again
     after a crash is the same group. A trial whose member diverged gets a failed row; the
     scratch entries of this group are returned (and also put into ``scratch``)."""
     fault_point("group")
-    st = suite.student
-    family = st.family
+    family = suite.student.family
     need_scratch = (
         list(scratch_seeds)
         if scratch_seeds is not None
         else [s for s in seeds if scratch.get(family, arch, s) is None]
     )
-    reference = teacher.reference
-    plan = GroupPlan.build(configs, seeds, need_scratch, generalist=reference is not None)
-    teachers = [teacher.targets["train"].to(train_device)]
-    if reference is not None:
-        teachers.append(reference["train"].to(train_device))
+    plan = GroupPlan.build(configs, seeds, need_scratch, generalist=teacher.reference is not None)
     started = time.perf_counter()
-    distiller = Distiller(
-        family=family,
+    distiller = _fit(suite, task, teacher, arch, plan, train_device, on_epoch)
+    ev = _Evaluation.of(distiller, teacher, task)
+    new_scratch: dict[str, dict[str, Any]] = {}
+    for slot in plan.scratch():
+        if slot.index in distiller.failed_:
+            continue
+        value = {
+            "scratch_acc": float(ev.right[slot.index].mean()),
+            "scratch_val_acc": distiller.val_acc_[slot.index],
+            "scratch_right": pack_bits(ev.right[slot.index]),  # pairs later trials' KD gains
+        }
+        scratch.put(value, family, arch, slot.seed)
+        new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
+    group = _Group(run_id, task, teacher, family, arch, seeds, phase, plan, scratch, ev)
+    per_trial_time = (time.perf_counter() - started) / len(configs)
+    out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    weights: dict[int, dict[str, Any]] = {}
+    for cfg in configs:
+        row, seed_rows = group.trial_rows(cfg)
+        if row["state"] == "complete":
+            row["trial_time_s"] = per_trial_time
+            if phase == "confirm":  # the short-list: keep the seed selected on validation
+                best = max(
+                    plan.distilled(cfg.trial), key=lambda s: (distiller.val_acc_[s.index], -s.seed)
+                )
+                weights[cfg.trial] = {
+                    "seed": best.seed,
+                    "state_dict": state_dict_text(distiller.models_[best.index]),
+                }
+        out.append((row, seed_rows))
+    return GroupResult(out, new_scratch, weights)
+
+
+def _fit(
+    suite: Suite,
+    task: TaskData,
+    teacher: PreparedTeacher,
+    arch: dict[str, int | float],
+    plan: GroupPlan,
+    train_device: str,
+    on_epoch: Callable[[int, torch.Tensor], None] | None,
+) -> Distiller:
+    """The group's members trained at once (the generalist's students, of a specialist
+    teacher, learn from teacher 1)."""
+    st = suite.student
+    teachers = [teacher.targets["train"].to(train_device)]
+    if teacher.reference is not None:
+        teachers.append(teacher.reference["train"].to(train_device))
+    return Distiller(
+        family=st.family,
         arch=dict(arch),
         epochs=st.epochs,
         batch_size=st.batch_size,
@@ -222,115 +265,145 @@ def run_group(
         teacher=teachers,
         on_epoch=on_epoch,
     )
-    logits = distiller.predict_logits(task.x_test)
-    test_lp = teacher.targets["test"].log_probs(1.0)
-    y = task.y_test
-    right = (logits.argmax(-1) == y).numpy()  # [G, n]: each member, each test example
-    ensemble_right = (test_lp.argmax(-1) == y).numpy()
-    new_scratch: dict[str, dict[str, Any]] = {}
-    for slot in plan.scratch():
-        if slot.index in distiller.failed_:
-            continue
-        value = {
-            "scratch_acc": float(right[slot.index].mean()),
-            "scratch_val_acc": distiller.val_acc_[slot.index],
-            "scratch_right": pack_bits(right[slot.index]),  # pairs later trials' KD gains
-        }
-        scratch.put(value, family, arch, slot.seed)
-        new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
-    n_params, flops = student_cost(family, arch, task.input_shape, task.num_classes)
-    per_trial_time = (time.perf_counter() - started) / len(configs)
-    cells = arch_cells(family, arch)
-    out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    weights: dict[int, dict[str, Any]] = {}
-    for cfg in configs:
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """The fitted group on the test split: what every trial's rows are computed from."""
+
+    distiller: Distiller
+    logits: torch.Tensor  # [G, n, C]: each member's test logits
+    right: np.ndarray  # [G, n]: each member right on each test example
+    test_lp: torch.Tensor  # the ensemble's test log-probabilities at T = 1
+    ensemble_right: np.ndarray  # [n]
+    y: torch.Tensor
+
+    @classmethod
+    def of(cls, distiller: Distiller, teacher: PreparedTeacher, task: TaskData) -> _Evaluation:
+        logits = distiller.predict_logits(task.x_test)
+        test_lp = teacher.targets["test"].log_probs(1.0)
+        y = task.y_test
+        return cls(
+            distiller,
+            logits,
+            (logits.argmax(-1) == y).numpy(),
+            test_lp,
+            (test_lp.argmax(-1) == y).numpy(),
+            y,
+        )
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One trained group of one architecture; :meth:`trial_rows` builds a trial's rows."""
+
+    run_id: str
+    task: TaskData
+    teacher: PreparedTeacher
+    family: str
+    arch: dict[str, int | float]
+    seeds: list[int]
+    phase: str
+    plan: GroupPlan
+    scratch: ScratchStore
+    ev: _Evaluation
+
+    def trial_rows(self, cfg: TrialConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The trial's row and its per-seed rows (a failed row when a member diverged)."""
+        ev, plan = self.ev, self.plan
         slots = plan.distilled(cfg.trial)
+        by_generalist = plan.distilled(cfg.trial, Role.GENERALIST)
         failures = [
-            distiller.failed_[s.index]
-            for s in slots + plan.distilled(cfg.trial, Role.GENERALIST)
-            if s.index in distiller.failed_
+            ev.distiller.failed_[s.index]
+            for s in slots + by_generalist
+            if s.index in ev.distiller.failed_
         ]
         if failures:
-            out.append(
-                (
-                    failed_row(
-                        run_id,
-                        task,
-                        teacher,
-                        family,
-                        arch,
-                        cfg,
-                        seeds,
-                        phase,
-                        "fail",
-                        failures[0],
-                    ),
-                    [],
-                )
+            row = failed_row(
+                self.run_id,
+                self.task,
+                self.teacher,
+                self.family,
+                self.arch,
+                cfg,
+                self.seeds,
+                self.phase,
+                "fail",
+                failures[0],
             )
-            continue
+            return row, []
         base = {
-            "run_id": run_id,
-            "task": task.name,
+            "run_id": self.run_id,
+            "task": self.task.name,
             "trial": cfg.trial,
-            "phase": phase,
-            **cells,
+            "phase": self.phase,
+            **arch_cells(self.family, self.arch),
             "temperature": cfg.temperature,
             "alpha": cfg.alpha,
         }
-        seed_rows = []
-        by_generalist = plan.distilled(cfg.trial, Role.GENERALIST)
-        for i, slot in enumerate(slots):
-            sc = scratch.get(family, arch, slot.seed) or {}
-            lg = logits[slot.index]
-            acc = float((lg.argmax(-1) == y).float().mean())
-            gen_acc = float(right[by_generalist[i].index].mean()) if by_generalist else math.nan
-            seed_rows.append(
-                {
-                    **base,
-                    "seed": slot.seed,
-                    "student_acc": acc,
-                    "scratch_acc": sc.get("scratch_acc", math.nan),
-                    "kd_gain": acc - sc.get("scratch_acc", math.nan),
-                    "generalist_taught_acc": gen_acc,
-                    "specialist_gain": acc - gen_acc,
-                    "student_val_acc": distiller.val_acc_[slot.index],
-                    "scratch_val_acc": sc.get("scratch_val_acc", math.nan),
-                    "agreement": agreement(lg, test_lp),
-                    "kl_to_teacher": kl_to_teacher(test_lp, lg),
-                    "student_ece": expected_calibration_error(lg, y),
-                    "best_epoch": distiller.best_epoch_[slot.index],
-                }
-            )
-        scratches = [scratch.get(family, arch, s.seed) or {} for s in slots]
+        seed_rows = [
+            self._seed_row(base, slot, by_generalist[i] if by_generalist else None)
+            for i, slot in enumerate(slots)
+        ]
+        scratches = [self.scratch.get(self.family, self.arch, s.seed) or {} for s in slots]
         scratch_right = (
-            np.stack([unpack_bits(sc["scratch_right"], len(y)) for sc in scratches])
+            np.stack([unpack_bits(sc["scratch_right"], len(ev.y)) for sc in scratches])
             if all("scratch_right" in sc for sc in scratches)
             else None
         )
         intervals = paired_intervals(
-            right[[s.index for s in slots]],
-            ensemble_right,
+            ev.right[[s.index for s in slots]],
+            ev.ensemble_right,
             scratch_right,
-            seed=_bootstrap_seed(task.name, phase, cfg.trial),
+            seed=_bootstrap_seed(self.task.name, self.phase, cfg.trial),
         )
-        row = _complete_row(base, seed_rows, teacher, seeds, n_params, flops, intervals)
-        row["n_test"] = len(y)
+        n_params, flops = student_cost(
+            self.family, self.arch, self.task.input_shape, self.task.num_classes
+        )
+        row = _complete_row(base, seed_rows, self.teacher, self.seeds, n_params, flops, intervals)
+        row["n_test"] = len(ev.y)
         row |= _specialist_cells(
-            seed_rows, right, by_generalist, slots, ensemble_right, task, phase, cfg
+            seed_rows,
+            ev.right,
+            by_generalist,
+            slots,
+            ev.ensemble_right,
+            self.task,
+            self.phase,
+            cfg,
         )
-        if phase == "confirm":  # the short-list: keep the seed selected on validation, to ship
-            best = max(slots, key=lambda s: (distiller.val_acc_[s.index], -s.seed))
-            weights[cfg.trial] = {
-                "seed": best.seed,
-                "state_dict": state_dict_text(distiller.models_[best.index]),
-            }
-        row["train_time_s"] = distiller.train_time_s_
+        row["train_time_s"] = ev.distiller.train_time_s_
         row["group_members"] = len(plan)
-        row["trial_time_s"] = per_trial_time
         row["datetime_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
-        out.append((row, seed_rows))
-    return GroupResult(out, new_scratch, weights)
+        return row, seed_rows
+
+    def _seed_row(
+        self, base: dict[str, Any], slot: Slot, generalist_slot: Slot | None
+    ) -> dict[str, Any]:
+        ev = self.ev
+        sc = self.scratch.get(self.family, self.arch, slot.seed) or {}
+        lg = ev.logits[slot.index]
+        acc = float((lg.argmax(-1) == ev.y).float().mean())
+        gen_acc = (
+            float(ev.right[generalist_slot.index].mean())
+            if generalist_slot is not None
+            else math.nan
+        )
+        return {
+            **base,
+            "seed": slot.seed,
+            "student_acc": acc,
+            "scratch_acc": sc.get("scratch_acc", math.nan),
+            "kd_gain": acc - sc.get("scratch_acc", math.nan),
+            "generalist_taught_acc": gen_acc,
+            "specialist_gain": acc - gen_acc,
+            "student_val_acc": ev.distiller.val_acc_[slot.index],
+            "scratch_val_acc": sc.get("scratch_val_acc", math.nan),
+            "agreement": agreement(lg, ev.test_lp),
+            "kl_to_teacher": kl_to_teacher(ev.test_lp, lg),
+            "student_ece": expected_calibration_error(lg, ev.y),
+            "best_epoch": ev.distiller.best_epoch_[slot.index],
+        }
 
 
 def _specialist_cells(
