@@ -182,6 +182,22 @@ def compare_runs(
                     regressions,
                 )
     lines.append("")
+    _compare_recommendations(a, b, cons, thresholds, lines, regressions)
+    lines.append("")
+    lines.append("REGRESSION: " + "; ".join(regressions) if regressions else "No regression.")
+    return "\n".join(lines), regressions
+
+
+def _compare_recommendations(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    cons: Constraints,
+    thresholds: list[Threshold],
+    lines: list[str],
+    regressions: list[str],
+) -> None:
+    """Each task's recommendation in A and in B, judged by the thresholds (appends to
+    ``lines`` and ``regressions``)."""
     tasks = list(dict.fromkeys(list(a["task"]) + list(b["task"])))
     for task in tasks:
         ra = recommend(a, cons, task) if task in set(a["task"]) else None
@@ -217,6 +233,3 @@ def compare_runs(
                     regressions,
                     task,
                 )
-    lines.append("")
-    lines.append("REGRESSION: " + "; ".join(regressions) if regressions else "No regression.")
-    return "\n".join(lines), regressions

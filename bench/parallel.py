@@ -148,6 +148,8 @@ class Prestarted:
         self.procs = []
 
 
+# Long by design: one supervision loop whose nested start/handle share the selector, the
+# live-worker count, the restart budget and the failure flag; split, they would pass all four.
 def run_workers(
     run: TaskWorker,
     n: int,

@@ -265,6 +265,8 @@ def knee(frame: pd.DataFrame) -> dict[str, Any] | None:
     return env.iloc[int(np.argmax(yn - xn))].to_dict()
 
 
+# Long by design: the decision rule read top to bottom (candidates, gap basis, constraints,
+# ranking, then what to say when nothing qualifies), as docs/methodology.md states it.
 def recommend(
     trials: pd.DataFrame, constraints: Constraints, task: str | None = None
 ) -> Recommendation:

@@ -159,6 +159,8 @@ class Distiller:
             )
 
     # ------------------------------------------------------------------ training
+    # Long by design: the epoch loop shares its state (best parameters, stale and frozen
+    # members, failures, history) across every step; the epochs themselves are methods.
     def fit(
         self,
         x_train: torch.Tensor,

@@ -57,6 +57,7 @@ def _fail(family: str, check: str, detail: str) -> FamilyCheckError:
     return FamilyCheckError(f"family {family!r} fails '{check}': {detail}")
 
 
+# Long by design: the conformance checklist, one named check after another.
 def check_family(
     name: str,
     *,

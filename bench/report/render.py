@@ -288,6 +288,8 @@ def _task_intro(doc: Document, meta: dict[str, Any], teacher: dict[str, Any]) ->
     )
 
 
+# Long by design: a list of figures, each one call with its caption (the captions are most
+# of the lines); the data of each is computed in bench.report.plots.
 def _decision_plots(
     doc: Document,
     sub: pd.DataFrame,

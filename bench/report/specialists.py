@@ -15,6 +15,7 @@ from bench.report.document import Document
 __all__ = ["specialists_section"]
 
 
+# Long by design: the section's paragraphs and tables in reading order.
 def specialists_section(
     doc: Document, trials: pd.DataFrame, meta: dict[str, Any], spec: dict[str, Any]
 ) -> None:
