@@ -24,8 +24,8 @@ from bench.plugins import ensure_entry_points, import_plugins
 from bench.tasks import TaskConfig, parse_task, task_from_dict
 from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
 from bench.threads import AUTO
-from bench.validation import Range, Table
-from kdcore import COMBINE_MODES, get_family, list_families
+from bench.validation import Range, Table, boolean, choice, number, read_fields, string
+from kdcore import get_family, list_families
 
 __all__ = [
     "SAFE_NAME",
@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "random")
-TEACHER_KINDS = ("ensemble", "specialists")
 FIDELITIES = ("full", "halving")
 OBJECTIVES = ("pareto", "val_acc")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -72,13 +71,15 @@ class PluginsConfig:
 
 @dataclass(frozen=True)
 class StudentTraining:
-    family: str = "mlp"
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    patience: int = 0
-    grouped: bool = True
+    """``[student]``: the family and how every student trains."""
+
+    family: str = choice("mlp", list_families, help="registered student family")
+    epochs: int = number(20, int, 1, 10_000, help="training epochs (best epoch on validation)")
+    batch_size: int = number(256, int, 1, 1_000_000, help="mini-batch size")
+    lr: float = number(3e-3, float, 0.0, 1e30, low_open=True, help="Adam learning rate")
+    weight_decay: float = number(0.0, float, 0.0, 1.0, help="Adam weight decay")
+    patience: int = number(0, int, 0, 10_000, help="early stopping on validation (0 = off)")
+    grouped: bool = boolean(True, help="train a trial's students as one batched group")
 
 
 @dataclass(frozen=True)
@@ -114,38 +115,50 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class ConfirmConfig:
-    top_k: int = 0
-    seeds: int = 5
-    max_val_gap_pp: float = 1.0
+    """``[confirm]``: the validation short-list re-run with more seeds."""
+
+    top_k: int = number(0, int, 0, 1000, help="configurations re-run at the end (0 = off)")
+    seeds: int = number(5, int, 2, 100, help="replicate seeds of the confirm runs")
+    max_val_gap_pp: float = number(
+        1.0, float, 0.0, 100.0, help="short-list: validation gap within this, cheapest first"
+    )
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    trials: int = 40
-    seeds: int = 1
-    sampler: str = "tpe"
-    sampler_seed: int = 0
-    objective: str = "pareto"
-    storage: str = ""
-    group_size: int = 1
-    prune: bool = False
-    fidelity: str = "full"
-    min_epochs: int = 3
-    reduction_factor: int = 3
-    heartbeat_interval: int = 10
-    grace_period: int = 30
+    """``[budget]``: how many trials, how they are sampled, stopped and shared."""
+
+    trials: int = number(40, int, 1, 100_000, help="search trials per task")
+    seeds: int = number(1, int, 1, 100, help="replicate seeds per trial")
+    sampler: str = choice("tpe", SAMPLERS, help="Optuna sampler")
+    sampler_seed: int = number(0, int, 0, 2**31 - 1, help="the sampler's seed")
+    objective: str = choice("pareto", OBJECTIVES, help="val accuracy and FLOPs, or val accuracy")
+    storage: str = string("", help="a database URL shared by workers (default: a journal file)")
+    group_size: int = number(1, int, 1, 64, help="trials of one architecture trained at once")
+    prune: bool = boolean(False, help="median pruning on validation accuracy")
+    fidelity: str = choice("full", FIDELITIES, help="full epochs, or successive halving")
+    min_epochs: int = number(3, int, 1, 100_000, help="the first halving rung")
+    reduction_factor: int = number(3, int, 2, 100, help="halving's eta")
+    heartbeat_interval: int = number(10, int, 1, 3600, help="seconds between heartbeats (RDB)")
+    grace_period: int = number(30, int, 2, 86_400, help="seconds before a silent trial is retried")
 
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    device: str = "auto"
-    threads: int = 1
-    multi_thread: bool = True
-    batch: int = 256
-    min_run_time: float = 0.1
-    warmup: int = 10
-    block_ms: float = 1.0  # target length of one timed block of back-to-back calls
-    train_threads: int | str = 0  # 0 = all cores, N, or "auto" (bench.threads)
+    """``[measure]``: devices, threads and the latency protocol."""
+
+    device: str = "auto"  # auto | cpu | cuda[:N]: read by _measure (a pattern, not a list)
+    threads: int = number(1, int, 1, 1024, help="CPU threads of the latency_cpu_* columns")
+    multi_thread: bool = boolean(True, help="also time with all cores (latency_cpu_mt_*)")
+    batch: int = number(256, int, 1, 1_000_000, help="the large batch N of the *_bN_* columns")
+    min_run_time: float = number(
+        0.1, float, 0.0, 60.0, low_open=True, help="seconds of timed blocks (>= 30 blocks)"
+    )
+    warmup: int = number(10, int, 0, 100_000, help="untimed warm-up calls")
+    block_ms: float = number(
+        1.0, float, 0.01, 1000.0, help="target length of one timed block of back-to-back calls"
+    )
+    train_threads: int | str = 0  # 0 = all cores, N, or "auto" (bench.threads): _train_threads
 
 
 @dataclass(frozen=True)
@@ -245,26 +258,14 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
     family = t.choice(
         "family", "" if offline else d.family, list_families() + ([""] if offline else [])
     )
-    cfg = TeacherConfig(
+    cfg: TeacherConfig = read_fields(
+        TeacherConfig,
+        t,
         family=family,
         arch=_arch_values(t, "arch", family) if family else {},
-        members=t.number("members", d.members, int, 1, 64),
-        epochs=t.number("epochs", d.epochs, int, 1, 10_000),
-        batch_size=t.number("batch_size", d.batch_size, int, 1, 1_000_000),
-        lr=t.number("lr", d.lr, float, 0.0, 10.0, low_open=True),
-        weight_decay=t.number("weight_decay", d.weight_decay, float, 0.0, 1.0),
-        combine=t.choice("combine", d.combine, COMBINE_MODES),
         checkpoint=_path(t, "checkpoint", base_dir),
         checkpoints=_paths(t, "checkpoints", base_dir),
         logits=_path(t, "logits", base_dir),
-        logits_key=t.string("logits_key", d.logits_key),
-        seed=t.number("seed", d.seed, int, 0, 2**31 - 1),
-        kind=t.choice("kind", d.kind, TEACHER_KINDS),
-        specialists=t.number("specialists", d.specialists, int, 0, 10_000),
-        cluster_min=t.number("cluster_min", d.cluster_min, int, 1, 10_000),
-        cluster_max=t.number("cluster_max", d.cluster_max, int, 0, 10_000),
-        top_n=t.number("top_n", d.top_n, int, 1, 10_000),
-        specialist_epochs=t.number("specialist_epochs", d.specialist_epochs, int, 1, 10_000),
     )
     t.finish()
     if cfg.kind == "ensemble":
@@ -306,16 +307,7 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
 
 
 def _student(t: Table) -> StudentTraining:
-    d = StudentTraining()
-    cfg = StudentTraining(
-        family=t.choice("family", d.family, list_families()),
-        epochs=t.number("epochs", d.epochs, int, 1, 10_000),
-        batch_size=t.number("batch_size", d.batch_size, int, 1, 1_000_000),
-        lr=t.number("lr", d.lr, float, 0.0, 1e30, low_open=True),
-        weight_decay=t.number("weight_decay", d.weight_decay, float, 0.0, 1.0),
-        patience=t.number("patience", d.patience, int, 0, 10_000),
-        grouped=t.boolean("grouped", d.grouped),
-    )
+    cfg: StudentTraining = read_fields(StudentTraining, t)
     t.finish()
     return cfg
 
@@ -362,22 +354,7 @@ def _search(t: Table, family: str) -> SearchSpace:
 
 
 def _budget(t: Table) -> BudgetConfig:
-    d = BudgetConfig()
-    cfg = BudgetConfig(
-        trials=t.number("trials", d.trials, int, 1, 100_000),
-        seeds=t.number("seeds", d.seeds, int, 1, 100),
-        sampler=t.choice("sampler", d.sampler, SAMPLERS),
-        sampler_seed=t.number("sampler_seed", d.sampler_seed, int, 0, 2**31 - 1),
-        objective=t.choice("objective", d.objective, OBJECTIVES),
-        storage=t.string("storage", d.storage),
-        group_size=t.number("group_size", d.group_size, int, 1, 64),
-        prune=t.boolean("prune", d.prune),
-        fidelity=t.choice("fidelity", d.fidelity, FIDELITIES),
-        min_epochs=t.number("min_epochs", d.min_epochs, int, 1, 100_000),
-        reduction_factor=t.number("reduction_factor", d.reduction_factor, int, 2, 100),
-        heartbeat_interval=t.number("heartbeat_interval", d.heartbeat_interval, int, 1, 3600),
-        grace_period=t.number("grace_period", d.grace_period, int, 2, 86_400),
-    )
+    cfg: BudgetConfig = read_fields(BudgetConfig, t)
     t.finish()
     if cfg.grace_period < 2 * cfg.heartbeat_interval:
         raise InputError(
@@ -410,12 +387,7 @@ def _budget(t: Table) -> BudgetConfig:
 
 
 def _confirm(t: Table) -> ConfirmConfig:
-    d = ConfirmConfig()
-    cfg = ConfirmConfig(
-        top_k=t.number("top_k", d.top_k, int, 0, 1000),
-        seeds=t.number("seeds", d.seeds, int, 2, 100),
-        max_val_gap_pp=t.number("max_val_gap_pp", d.max_val_gap_pp, float, 0.0, 100.0),
-    )
+    cfg: ConfirmConfig = read_fields(ConfirmConfig, t)
     t.finish()
     return cfg
 
@@ -425,15 +397,8 @@ def _measure(t: Table) -> MeasureConfig:
     device = t.string("device", d.device)
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise t.fail("device", "one of 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
-    cfg = MeasureConfig(
-        device=device,
-        threads=t.number("threads", d.threads, int, 1, 1024),
-        multi_thread=t.boolean("multi_thread", d.multi_thread),
-        batch=t.number("batch", d.batch, int, 1, 1_000_000),
-        min_run_time=t.number("min_run_time", d.min_run_time, float, 0.0, 60.0, low_open=True),
-        warmup=t.number("warmup", d.warmup, int, 0, 100_000),
-        block_ms=t.number("block_ms", d.block_ms, float, 0.01, 1000.0),
-        train_threads=_train_threads(t, d.train_threads),
+    cfg: MeasureConfig = read_fields(
+        MeasureConfig, t, device=device, train_threads=_train_threads(t, d.train_threads)
     )
     t.finish()
     return cfg

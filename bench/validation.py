@@ -7,13 +7,27 @@ must be an int in [1, 100000]. Got 'many' instead.``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bench.errors import InputError
 
-__all__ = ["Range", "Table", "describe_type", "fmt_number"]
+__all__ = [
+    "Range",
+    "Rule",
+    "Table",
+    "boolean",
+    "choice",
+    "describe_type",
+    "fmt_number",
+    "number",
+    "read_fields",
+    "rule_of",
+    "string",
+]
+
+RULE = "kdbench_rule"  # the dataclass field metadata key of a suite field's Rule
 
 
 def describe_type(kind: type | tuple[type, ...]) -> str:
@@ -186,3 +200,76 @@ class Table:
             raise InputError(
                 f"Unknown key '{unknown[0]}' in {where}. Valid keys: {', '.join(sorted(self.seen))}."
             )
+
+
+# ---------------------------------------------------------------------- fields stated once
+@dataclass(frozen=True)
+class Rule:
+    """How one suite key is read and what it means: a field's metadata (:func:`number`,
+    :func:`boolean`, :func:`choice`, :func:`string`), read by :func:`read_fields`."""
+
+    kind: str  # "number" | "boolean" | "choice" | "string"
+    help: str
+    num_type: type = float
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    choices: Sequence[str] | Callable[[], Sequence[str]] = ()
+
+    def read(self, t: Table, key: str, default: Any) -> Any:
+        if self.kind == "number":
+            return t.number(
+                key, default, self.num_type, self.low, self.high, low_open=self.low_open
+            )
+        if self.kind == "boolean":
+            return t.boolean(key, default)
+        if self.kind == "choice":
+            options = self.choices() if callable(self.choices) else self.choices
+            return t.choice(key, default, options)
+        return t.string(key, default)
+
+
+def number(
+    default: Any,
+    kind: type = float,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    help: str,
+) -> Any:
+    """A numeric suite field: ``kind`` in [low, high] (``(low, high]`` with ``low_open``)."""
+    rule = Rule("number", help, kind, low, high, low_open)
+    return field(default=default, metadata={RULE: rule})
+
+
+def boolean(default: bool, *, help: str) -> Any:
+    return field(default=default, metadata={RULE: Rule("boolean", help)})
+
+
+def choice(default: str, choices: Sequence[str] | Callable[[], Sequence[str]], *, help: str) -> Any:
+    """One of ``choices`` (a callable is asked at read time: plug-ins register families)."""
+    return field(default=default, metadata={RULE: Rule("choice", help, choices=choices)})
+
+
+def string(default: str, *, help: str) -> Any:
+    return field(default=default, metadata={RULE: Rule("string", help)})
+
+
+def rule_of(cls: type, name: str) -> Rule | None:
+    """The :class:`Rule` of field ``name`` of the dataclass ``cls`` (None: read elsewhere)."""
+    f = next(f for f in fields(cls) if f.name == name)
+    rule = f.metadata.get(RULE)
+    return rule if isinstance(rule, Rule) else None
+
+
+def read_fields(cls: type, t: Table, **given: Any) -> Any:
+    """An instance of the dataclass ``cls`` read from ``t``: every field with a :class:`Rule`
+    by its rule (defaults from the dataclass), the ``given`` ones as they are, the others at
+    their defaults. Call :meth:`Table.finish` after it; cross-field rules follow there."""
+    values = dict(given)
+    for f in fields(cls):
+        rule = f.metadata.get(RULE)
+        if f.name not in values and isinstance(rule, Rule):
+            values[f.name] = rule.read(t, f.name, f.default)
+    return cls(**values)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdcore import format_arch
+from bench.validation import choice, number, string
+from kdcore import COMBINE_MODES, format_arch
 
 __all__ = [
     "SPECIALIST_KEYS",
+    "TEACHER_KINDS",
     "EnsembleFile",
     "MemberCheckpoints",
     "OfflineLogits",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 SPECIALIST_KEYS = ("specialists", "cluster_min", "cluster_max", "top_n", "specialist_epochs")
+TEACHER_KINDS = ("ensemble", "specialists")
 
 
 @dataclass(frozen=True)
@@ -59,27 +62,28 @@ TeacherSource = TrainHere | EnsembleFile | MemberCheckpoints | OfflineLogits
 class TeacherConfig:
     """The teacher ensemble: trained here, or from files (see :attr:`source`)."""
 
+    # family, arch and the file paths are read by bench.suite (they depend on the source)
     family: str = "seed_teacher"
     arch: dict[str, Any] = field(default_factory=dict)
-    members: int = 5
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    combine: str = "mean_prob"
-    seed: int = 1000
+    members: int = number(5, int, 1, 64, help="ensemble size K (trained teachers)")
+    epochs: int = number(20, int, 1, 10_000, help="training epochs (best epoch on validation)")
+    batch_size: int = number(256, int, 1, 1_000_000, help="mini-batch size")
+    lr: float = number(1e-3, float, 0.0, 10.0, low_open=True, help="Adam learning rate")
+    weight_decay: float = number(0.0, float, 0.0, 1.0, help="Adam weight decay")
+    combine: str = choice("mean_prob", COMBINE_MODES, help="how the members' outputs combine")
+    seed: int = number(1000, int, 0, 2**31 - 1, help="member k trains with seed + k")
     checkpoint: str = ""
     checkpoints: tuple[str, ...] = ()
     logits: str = ""
-    logits_key: str = "logits"
+    logits_key: str = string("logits", help="the NPZ array of the offline logits")
     # kind = "specialists": a generalist (one network of family/arch) and specialists on
     # clusters of the classes it confuses (kdcore.specialists); ignored for an ensemble.
-    kind: str = "ensemble"
-    specialists: int = 0  # K-means clusters; 0: one per 5 classes
-    cluster_min: int = 2
-    cluster_max: int = 0  # 0: no limit
-    top_n: int = 2
-    specialist_epochs: int = 10
+    kind: str = choice("ensemble", TEACHER_KINDS, help="an ensemble, or a specialist system")
+    specialists: int = number(0, int, 0, 10_000, help="K-means clusters (0: one per 5 classes)")
+    cluster_min: int = number(2, int, 1, 10_000, help="smaller clusters are dropped")
+    cluster_max: int = number(0, int, 0, 10_000, help="larger clusters are split (0: no limit)")
+    top_n: int = number(2, int, 1, 10_000, help="specialists meeting the generalist's top-n")
+    specialist_epochs: int = number(10, int, 1, 10_000, help="training epochs of a specialist")
 
     def source_spec(self) -> TeacherSource:
         """The one source these settings name (offline logits first, then member

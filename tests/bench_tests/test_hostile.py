@@ -287,7 +287,10 @@ def test_a_truncated_csv_is_not_read_as_valid(finished: Path, capsys) -> None:
         ("manifest", "must be valid JSON"),
         ("only_manifest", "holds no trials table"),
         ("seeds", "seeds has 0 row(s) for trial"),
-        ("schema", "must have schema_version 2 (this kdbench). Got [1] instead"),
+        (
+            "schema",
+            "must have schema_version 3 (this kdbench). Got [1] instead: it was written by an older kdbench",
+        ),
     ],
 )
 def test_damaged_run_folders_exit_2_naming_the_file(

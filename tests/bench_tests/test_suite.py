@@ -193,3 +193,27 @@ def test_python_dash_m_bench_usage_error_is_exit_2() -> None:
     )
     assert res.returncode == 2
     assert "invalid choice" in res.stderr
+
+
+def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
+    """A config field carries its rule and help (bench.validation), the generic reader reads
+    it, and docs/suite.md names it."""
+    from dataclasses import fields
+
+    from bench.suite import BudgetConfig, ConfirmConfig, MeasureConfig, StudentTraining
+    from bench.teachers import TeacherConfig
+    from bench.validation import rule_of
+
+    read_elsewhere = {  # rules that depend on other keys, read by bench.suite itself
+        TeacherConfig: {"family", "arch", "checkpoint", "checkpoints", "logits"},
+        MeasureConfig: {"device", "train_threads"},
+    }
+    page = (Path(__file__).resolve().parents[2] / "docs" / "suite.md").read_text()
+    for cls in (StudentTraining, TeacherConfig, BudgetConfig, ConfirmConfig, MeasureConfig):
+        for f in fields(cls):
+            rule = rule_of(cls, f.name)
+            if f.name in read_elsewhere.get(cls, set()):
+                assert rule is None
+            else:
+                assert rule is not None and rule.help, f"{cls.__name__}.{f.name}"
+            assert f"`{f.name}`" in page, f"docs/suite.md does not name {f.name}"
