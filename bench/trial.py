@@ -185,7 +185,9 @@ def run_group(
     parameters (its latency is measured once per architecture after the search,
     :mod:`bench.search.latency`).
 
-    ``scratch_seeds``: the seeds whose scratch baselines this group trains (default: those
+    ``on_epoch(epoch, val_acc)`` sees the validation accuracy of the first trial's distilled
+    members only (looked up in the group's :class:`GroupPlan`): what pruning and halving
+    judge a trial by. ``scratch_seeds``: the seeds whose scratch baselines this group trains (default: those
     ``scratch`` lacks); fixing them fixes the group's composition, so a group trained again
     after a crash is the same group. A trial whose member diverged gets a failed row; the
     scratch entries of this group are returned (and also put into ``scratch``)."""
@@ -198,7 +200,16 @@ def run_group(
     )
     plan = GroupPlan.build(configs, seeds, need_scratch, generalist=teacher.reference is not None)
     started = time.perf_counter()
-    distiller = _fit(suite, task, teacher, arch, plan, train_device, on_epoch)
+    watched = [s.index for s in plan.distilled(configs[0].trial)]
+    distiller = _fit(
+        suite,
+        task,
+        teacher,
+        arch,
+        plan,
+        train_device,
+        None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
+    )
     ev = _Evaluation.of(distiller, teacher, task)
     new_scratch: dict[str, dict[str, Any]] = {}
     for slot in plan.scratch():

@@ -19,12 +19,13 @@ from bench.trial import student_cost
 __all__ = ["halving_callback", "promoted", "pruning_callback", "rung_epochs"]
 
 
-def pruning_callback(trial: optuna.Trial, n_seeds: int) -> Callable[[int, torch.Tensor], None]:
-    """Report the mean validation accuracy of the first ``n_seeds`` members (the trial's
-    distilled students) each epoch; raise ``optuna.TrialPruned`` when the pruner says so."""
+def pruning_callback(trial: optuna.Trial) -> Callable[[int, torch.Tensor], None]:
+    """Report the trial's mean validation accuracy (``val_acc``: its distilled members, as
+    :func:`bench.trial.run_group` selects them through its ``GroupPlan``) each epoch; raise
+    ``optuna.TrialPruned`` when the pruner says so."""
 
     def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:
-        trial.report(float(val_acc[:n_seeds].mean()), epoch)
+        trial.report(float(val_acc.mean()), epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch} on validation accuracy")
 
@@ -105,7 +106,7 @@ def _crowding(*objectives: np.ndarray) -> np.ndarray:
 
 
 def halving_callback(
-    w: TaskWorker, study: optuna.Study, t: FrozenTrial | optuna.Trial, n_seeds: int
+    w: TaskWorker, study: optuna.Study, t: FrozenTrial | optuna.Trial
 ) -> Callable[[int, torch.Tensor], None]:
     """Successive halving on epochs (:func:`promoted` is the rung rule): at each rung the
     trial's mean validation accuracy over its distilled members and its FLOPs are stored on
@@ -122,7 +123,7 @@ def halving_callback(
     def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:
         if epoch not in rungs:
             return
-        acc = float(val_acc[:n_seeds].mean())
+        acc = float(val_acc.mean())  # the trial's distilled members (run_group's GroupPlan)
         reached[str(epoch)] = [acc, flops]
         w.ledger.set_attr(study, t.number, Key.RUNGS, dict(reached))
         peers = [

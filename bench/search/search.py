@@ -149,9 +149,9 @@ def _run_asked(
         scratch: dict[str, dict[str, float]] = {}
         if fresh:
             on_epoch = (
-                pruning_callback(fresh[0], len(seeds))
+                pruning_callback(fresh[0])
                 if suite.budget.prune and isinstance(fresh[0], optuna.Trial)
-                else halving_callback(w, study, fresh[0], len(seeds))
+                else halving_callback(w, study, fresh[0])
                 if suite.budget.fidelity == "halving"
                 else None
             )

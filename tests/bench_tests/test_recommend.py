@@ -238,10 +238,10 @@ def test_pruning_callback_reports_and_raises() -> None:
             return self.prune
 
     keep = FakeTrial(False)
-    pruning_callback(keep, 2)(3, torch.tensor([0.5, 0.7, 0.1]))  # scratch member ignored
+    pruning_callback(keep)(3, torch.tensor([0.5, 0.7]))  # the trial's distilled members
     assert keep.reports == [(3, pytest.approx(0.6))]
     with pytest.raises(optuna.TrialPruned, match="pruned at epoch 4"):
-        pruning_callback(FakeTrial(True), 1)(4, torch.tensor([0.5]))
+        pruning_callback(FakeTrial(True))(4, torch.tensor([0.5]))
 
 
 def test_gap_reachable_but_cost_constraint_fails_names_the_cheapest_gap_meeting_student() -> None:
