@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.test_bench_trial import ALPHA, GROUP, T, _distill, _train_flops
+from benchmarks.test_bench_trial import ALPHA, GROUP, T, distill_trial, train_flops
 from kdcore import Member, accuracy
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -61,14 +61,14 @@ def _record(benchmark, acc: float, flops: float, peak: float, students: int) -> 
 
 def test_gpu_trial_single(benchmark, seed_setup, gpu_peak_gflops) -> None:
     _, task, teacher = seed_setup
-    _distill(task, teacher, [Member(0, T, ALPHA)], device="cuda")  # CUDA context, kernels
+    distill_trial(task, teacher, [Member(0, T, ALPHA)], device="cuda")  # CUDA context, kernels
     fit = benchmark.pedantic(
-        _synced(lambda: _distill(task, teacher, [Member(0, T, ALPHA)], device="cuda")),
+        _synced(lambda: distill_trial(task, teacher, [Member(0, T, ALPHA)], device="cuda")),
         rounds=5,
         iterations=1,
     )
     acc = accuracy(fit.predict_logits(task.x_test)[0], task.y_test)
-    _record(benchmark, acc, _train_flops(task, 1), gpu_peak_gflops, 1)
+    _record(benchmark, acc, train_flops(task, 1), gpu_peak_gflops, 1)
 
 
 @pytest.mark.parametrize("group", [GROUP, 64])
@@ -77,7 +77,9 @@ def test_gpu_trial_grouped(benchmark, seed_setup, gpu_peak_gflops, group: int) -
     _, task, teacher = seed_setup
     members = [Member(s, T, ALPHA) for s in range(group)]
     fit = benchmark.pedantic(
-        _synced(lambda: _distill(task, teacher, members, device="cuda")), rounds=3, iterations=1
+        _synced(lambda: distill_trial(task, teacher, members, device="cuda")),
+        rounds=3,
+        iterations=1,
     )
     acc = accuracy(fit.predict_logits(task.x_test)[0], task.y_test)  # seed 0, as above
-    _record(benchmark, acc, _train_flops(task, group), gpu_peak_gflops, group)
+    _record(benchmark, acc, train_flops(task, group), gpu_peak_gflops, group)

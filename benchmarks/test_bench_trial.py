@@ -28,7 +28,7 @@ def _per_student_timer() -> float:
     return time.perf_counter() / GROUP
 
 
-def _train_flops(task, n_members: int, width: int = WIDTH) -> float:
+def train_flops(task, n_members: int, width: int = WIDTH) -> float:
     """FLOPs of the whole fit: FlopCounterMode on one forward+backward step, times the steps,
     plus one validation forward per epoch."""
     model = build_student("mlp", task.input_shape, 2, width=width, depth=DEPTH)
@@ -87,10 +87,10 @@ def test_trial_reference(benchmark, seed_setup, matmul_peak_gflops, threads) -> 
     model, _ = benchmark.pedantic(run, rounds=3, iterations=1)
     with torch.no_grad():
         acc = accuracy(model(task.x_test), task.y_test)
-    _record(benchmark, task, acc, _train_flops(task, 1), matmul_peak_gflops, threads)
+    _record(benchmark, task, acc, train_flops(task, 1), matmul_peak_gflops, threads)
 
 
-def _distill(
+def distill_trial(
     task,
     teacher,
     members,
@@ -125,20 +125,20 @@ def _distill(
 def test_trial_single(benchmark, seed_setup, matmul_peak_gflops, threads) -> None:
     _, task, teacher = seed_setup
     fit = benchmark.pedantic(
-        lambda: _distill(task, teacher, [Member(0, T, ALPHA)]), rounds=5, iterations=1
+        lambda: distill_trial(task, teacher, [Member(0, T, ALPHA)]), rounds=5, iterations=1
     )
     acc = accuracy(fit.predict_logits(task.x_test)[0], task.y_test)
-    _record(benchmark, task, acc, _train_flops(task, 1), matmul_peak_gflops, threads)
+    _record(benchmark, task, acc, train_flops(task, 1), matmul_peak_gflops, threads)
 
 
 @pytest.mark.benchmark(timer=_per_student_timer)
 def test_trial_grouped_per_student(benchmark, seed_setup, matmul_peak_gflops, threads) -> None:
     _, task, teacher = seed_setup
     members = [Member(s, T, ALPHA) for s in range(GROUP)]
-    fit = benchmark.pedantic(lambda: _distill(task, teacher, members), rounds=3, iterations=1)
+    fit = benchmark.pedantic(lambda: distill_trial(task, teacher, members), rounds=3, iterations=1)
     logits = fit.predict_logits(task.x_test)
     acc = accuracy(logits[0], task.y_test)  # seed 0, comparable with the other two
-    _record(benchmark, task, acc, _train_flops(task, GROUP), matmul_peak_gflops, threads, per=GROUP)
+    _record(benchmark, task, acc, train_flops(task, GROUP), matmul_peak_gflops, threads, per=GROUP)
     benchmark.extra_info["group_size"] = GROUP
     benchmark.extra_info["mean_test_acc_all_seeds"] = (
         sum(accuracy(lg, task.y_test) for lg in logits) / GROUP
@@ -160,7 +160,7 @@ def test_scaling_samples(benchmark, seed_setup, n_samples: int) -> None:
     n = int(n_samples * 0.6)
     members = [Member(s, T, ALPHA) for s in range(GROUP)]
     benchmark.pedantic(
-        lambda: _distill(task, teacher, members, epochs=3, n_train=n), rounds=3, iterations=1
+        lambda: distill_trial(task, teacher, members, epochs=3, n_train=n), rounds=3, iterations=1
     )
     benchmark.extra_info.update(n_train=n, epochs=3, group_size=GROUP)
 
@@ -171,9 +171,9 @@ def test_scaling_width(benchmark, seed_setup, matmul_peak_gflops, width: int) ->
     _, task, teacher = seed_setup
     members = [Member(s, T, ALPHA) for s in range(GROUP)]
     benchmark.pedantic(
-        lambda: _distill(task, teacher, members, width=width, epochs=3), rounds=3, iterations=1
+        lambda: distill_trial(task, teacher, members, width=width, epochs=3), rounds=3, iterations=1
     )
-    flops = _train_flops(task, GROUP, width) * 3 / EPOCHS
+    flops = train_flops(task, GROUP, width) * 3 / EPOCHS
     achieved = flops / benchmark.stats.stats.median / 1e9
     benchmark.extra_info.update(
         width=width,
@@ -249,7 +249,7 @@ def test_grouping_by_size(benchmark, seed_setup, width: int, depth: int, mode: s
     members = [Member(s, T, ALPHA) for s in range(3)] + [Member(s, 1.0, 0.0) for s in range(3)]
 
     benchmark.pedantic(
-        lambda: _distill(
+        lambda: distill_trial(
             task, teacher, members, width=width, depth=depth, grouped=mode == "grouped"
         ),
         rounds=2,
@@ -314,12 +314,12 @@ def test_width_packing_bound(
         if mode == "separate":
 
             def run() -> None:
-                _distill(task, teacher, members, width=narrow, depth=depth, epochs=3)
-                _distill(task, teacher, members, width=wide, depth=depth, epochs=3)
+                distill_trial(task, teacher, members, width=narrow, depth=depth, epochs=3)
+                distill_trial(task, teacher, members, width=wide, depth=depth, epochs=3)
         else:
 
             def run() -> None:
-                _distill(task, teacher, members * 2, width=wide, depth=depth, epochs=3)
+                distill_trial(task, teacher, members * 2, width=wide, depth=depth, epochs=3)
 
         benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     finally:

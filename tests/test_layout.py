@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bench", "kdcore")
+PACKAGES = ("bench", "kdcore", "benchmarks")
 
 
 def _modules() -> dict[str, Path]:
