@@ -91,7 +91,7 @@ def _print_recommendations(run_dir: Path, cons) -> None:  # cons: bench.recommen
 
     run = load_run(run_dir)
     for task in dict.fromkeys(run.trials["task"]):
-        for w in run.manifest.tasks.get(task, {}).get("warnings", []):
+        for w in run.manifest.task(task).warnings:
             print(f"[{task}] WARNING: {w}")
         print(recommend(run.trials, cons, task).text())
 

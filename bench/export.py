@@ -29,7 +29,7 @@ import torch
 from bench import fmt
 from bench.errors import InputError
 from bench.recommend import Constraints, recommend
-from bench.records import Run, load_run
+from bench.records import Run, TaskEntry, load_run
 from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 
 __all__ = ["export_student"]
@@ -91,7 +91,7 @@ def export_student(
     number = int(row["trial"])
     weights, seed = _weights_file(run, task, number)
     state = torch.load(weights, map_location="cpu", weights_only=True)
-    meta = run.manifest.tasks[task]
+    meta = run.manifest.task(task)
     suite = run.manifest.suite
     family = str(row["family"])
     arch = {
@@ -107,14 +107,14 @@ def export_student(
         & (seeds["seed"] == seed)
     ]
     file_acc = float(mine["student_acc"].iloc[0]) if len(mine) else math.nan
-    prep = meta.get("preprocessing")
+    prep = meta.preprocessing
     blob = {
         "state_dict": state,
         "family": family,
         "arch": arch,
-        "input_shape": list(meta["input_shape"]),
-        "num_classes": int(meta["num_classes"]),
-        "class_names": list(meta.get("class_names", [])),
+        "input_shape": list(meta.input_shape),
+        "num_classes": int(meta.num_classes),
+        "class_names": list(meta.class_names),
         "preprocessing": None
         if not prep
         else {
@@ -179,17 +179,17 @@ def _card(
     row: dict[str, Any],
     seed: int,
     file_acc: float,
-    meta: dict[str, Any],
+    meta: TaskEntry,
     family: str,
     arch: dict[str, Any],
 ) -> str:
     from bench.recommend import warnings_for
 
     m = run.manifest
-    teacher = meta.get("teacher", {})
+    teacher = meta.teacher
     pct = lambda v: fmt.pct(v) + " %"  # noqa: E731
     pp = lambda v: fmt.pct(v, signed=True) + " pp"  # noqa: E731
-    source = meta.get("data_source") or {}
+    source = meta.data_source
     frame = run.trials[(run.trials["task"] == task) & (run.trials["state"] == "complete")]
     warnings = warnings_for(row, frame)
     lines = [
@@ -201,25 +201,25 @@ def _card(
         "## What it is",
         f"- Family `{family}`, architecture {json.dumps(arch)}: {int(row['student_params']):,} parameters, "
         f"{int(row['student_flops']):,} FLOPs per sample (2 per multiply-add, forward pass).",
-        f"- Input shape {meta['input_shape']}, {meta['num_classes']} classes: {', '.join(meta.get('class_names', []))}.",
+        f"- Input shape {list(meta.input_shape)}, {meta.num_classes} classes: {', '.join(meta.class_names)}.",
         "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`)."
-        if meta.get("preprocessing")
+        if meta.preprocessing
         else "- Preprocessing: none (the task was run with `scale = false`).",
         f"- Distilled with temperature {fmt.number(row['temperature'], 3)} and alpha {fmt.number(row['alpha'], 3)} "
         f"(alpha · T² · KL(teacher ‖ student) + (1 − alpha) · cross-entropy).",
         "",
         "## Data",
-        f"- Task kind `{meta.get('config', {}).get('kind')}`"
+        f"- Task kind `{meta.config.get('kind')}`"
         + (
             f", file `{source.get('path')}` (sha256 {str(source.get('sha256'))[:12]}…)"
             if source.get("path")
             else ""
         )
-        + f"; splits {meta.get('sizes')} (stratified; the test split was used only for these numbers).",
+        + f"; splits {meta.sizes} (stratified; the test split was used only for these numbers).",
         "",
         "## Teacher",
-        f"- {teacher.get('members')} members ({teacher.get('arch')}), combined by {teacher.get('combine')}; "
-        f"source: {teacher.get('kind')}.",
+        f"- {teacher.members} members ({teacher.arch}), combined by {teacher.combine}; "
+        f"source: {teacher.kind}.",
         f"- Ensemble test accuracy {pct(row['ensemble_acc'])}; best single member {pct(row['best_member_acc'])}.",
         "",
         "## Accuracy (test split)",

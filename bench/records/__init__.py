@@ -7,7 +7,7 @@ the integrity checks of a whole folder.
 
 from bench.records.integrity import Run, check_tables, load_run
 from bench.records.io import read_seeds, read_trials, require_run_dir, write_trials
-from bench.records.manifest import Manifest
+from bench.records.manifest import Manifest, TaskEntry, TeacherSummary, task_entry
 from bench.records.rows import to_frame
 from bench.records.schema import (
     ARCH_PREFIX,
@@ -31,6 +31,8 @@ __all__ = [
     "Column",
     "Manifest",
     "Run",
+    "TaskEntry",
+    "TeacherSummary",
     "arch_columns",
     "check_tables",
     "columns_markdown",
@@ -38,6 +40,7 @@ __all__ = [
     "read_seeds",
     "read_trials",
     "require_run_dir",
+    "task_entry",
     "to_frame",
     "write_trials",
 ]

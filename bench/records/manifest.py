@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,97 @@ from bench.errors import InputError
 from bench.records.schema import SCHEMA_VERSION, version_hint
 from bench.rundir import atomic_write_text
 
-__all__ = ["Manifest"]
+__all__ = ["Manifest", "TaskEntry", "TeacherSummary", "task_entry"]
+
+
+def _float(v: Any) -> float:
+    """A number of the manifest (JSON null for NaN) as a float."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _typed(cls: type, data: Mapping[str, Any], floats: frozenset[str]) -> dict[str, Any]:
+    known = {f.name for f in fields(cls)}
+    return {k: (_float(v) if k in floats else v) for k, v in data.items() if k in known}
+
+
+@dataclass(frozen=True)
+class TeacherSummary:
+    """``tasks.<task>.teacher`` of the manifest: the teacher as evaluated (accuracies are
+    fractions; NaN where not known, e.g. the parameters of offline logits)."""
+
+    kind: str = "train"  # the source: train | checkpoint | checkpoints | logits
+    source: str = ""  # the file(s), or the cache entry, it came from
+    reused: bool = False
+    arch: str = "?"
+    members: int = 0
+    combine: str = "?"
+    params: float = math.nan
+    flops: float = math.nan
+    ensemble_acc: float = math.nan
+    ensemble_val_acc: float = math.nan
+    best_member_acc: float = math.nan
+    mean_member_acc: float = math.nan
+    member_val_acc: tuple[float, ...] = ()
+    member_test_acc: tuple[float, ...] = ()
+    ensemble_ece: float = math.nan
+    mean_max_prob_train: float = math.nan
+    key: str = ""
+    sha256: str = ""
+    outputs_sha256: str = ""
+    train_time_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def specialists(self) -> dict[str, Any] | None:
+        """What a specialist system adds (``bench.teachers.specialist_summary``), or None."""
+        spec = self.extra.get("specialists")
+        return spec if isinstance(spec, dict) else None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TeacherSummary:
+        floats = frozenset(
+            f.name for f in fields(cls) if f.type == "float" and f.name != "train_time_s"
+        )
+        values = _typed(cls, data, floats)
+        for name in ("member_val_acc", "member_test_acc"):
+            values[name] = tuple(_float(v) for v in values.get(name) or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """``tasks.<task>`` of the manifest: the task's data, its teacher and its timings."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] = ()
+    data_sha256: str = ""
+    data_source: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, list[float]] | None = None
+    teacher: TeacherSummary = field(default_factory=TeacherSummary)
+    warnings: tuple[str, ...] = ()
+    ensemble_latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ensemble_columns: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskEntry:
+        values = _typed(cls, data, frozenset())
+        values["teacher"] = TeacherSummary.from_dict(data.get("teacher") or {})
+        for name in ("class_names", "input_shape", "warnings"):
+            values[name] = tuple(values.get(name) or ())
+        values["data_source"] = dict(values.get("data_source") or {})
+        return cls(**values)
+
+
+def task_entry(manifest: Mapping[str, Any], task: str) -> TaskEntry:
+    """The typed entry of ``task`` in a manifest's dict form (empty when it has none)."""
+    return TaskEntry.from_dict((manifest.get("tasks") or {}).get(task) or {})
 
 
 @dataclass
@@ -82,3 +174,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def task(self, name: str) -> TaskEntry:
+        """The typed entry of task ``name`` (empty when the manifest has none)."""
+        return TaskEntry.from_dict(self.tasks.get(name) or {})

@@ -7,7 +7,6 @@ style are inline, and nothing references an external resource.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pandas as pd
 
 from bench import fmt
 from bench.recommend import Constraints, Recommendation, recommend
-from bench.records import load_run
+from bench.records import TaskEntry, TeacherSummary, load_run, task_entry
 from bench.report import plots, tables
 from bench.report.document import Document
 from bench.report.specialists import specialists_section
@@ -68,7 +67,7 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
     return pd.DataFrame({"param": list(imp), "importance": list(imp.values())})
 
 
-def _decision(rec: Recommendation, meta: dict[str, Any]) -> str:
+def _decision(rec: Recommendation) -> str:
     """The first screen's sentence: what to ship, its cost, and how sure the number is."""
     from bench.recommend import Constraints
 
@@ -163,9 +162,9 @@ def build_report(
     recs = {t: recommend(trials, cons, t) for t in tasks}
     doc.heading(2, f"Decision ({cons.describe()})")
     for task, rec in recs.items():
-        meta = manifest.get("tasks", {}).get(task, {})
-        doc.para(f"[{task}] {_decision(rec, meta)}", "rec" if rec.met else "norec")
-        for w in [*meta.get("warnings", []), *rec.warnings]:
+        entry = task_entry(manifest, task)
+        doc.para(f"[{task}] {_decision(rec)}", "rec" if rec.met else "norec")
+        for w in [*entry.warnings, *rec.warnings]:
             doc.para(f"[{task}] WARNING: {w}", "warn")
     doc.table(tables.summary_table(recs))
     doc.para(
@@ -230,19 +229,14 @@ def _provenance(doc: Document, manifest: dict[str, Any]) -> None:
     doc.pre(suite_toml(manifest["suite"]))
 
 
-def _teacher_origin(teacher: dict[str, Any]) -> str:
-    kind = teacher.get("kind", "train")
-    if kind == "train":
-        return (
-            "reused from " + str(teacher.get("source"))
-            if teacher.get("reused")
-            else "trained in this run"
-        )
+def _teacher_origin(teacher: TeacherSummary) -> str:
+    if teacher.kind == "train":
+        return "reused from " + teacher.source if teacher.reused else "trained in this run"
     return {
         "checkpoint": "kdbench checkpoint ",
         "checkpoints": "checkpoints ",
         "logits": "offline logits ",
-    }.get(kind, "") + str(teacher.get("source"))
+    }.get(teacher.kind, "") + teacher.source
 
 
 def _task_section(
@@ -254,36 +248,35 @@ def _task_section(
     cons: Constraints,
     multi: bool,
 ) -> None:
-    meta = manifest.get("tasks", {}).get(task, {})
-    teacher = meta.get("teacher", {})
+    entry = task_entry(manifest, task)
     doc.heading(2, f"Task '{task}'")
-    _task_intro(doc, meta, teacher)
+    _task_intro(doc, entry)
     doc.heading(3, "Recommendation in full")
     doc.pre(rec.text())
     sub = trials[trials["task"] == task]
     _decision_plots(doc, sub, manifest, task, rec, cons, f"{task}_" if multi else "")
-    spec = teacher.get("extra", {}).get("specialists")
+    spec = entry.teacher.specialists
     if spec:
-        specialists_section(doc, sub, meta, spec)
+        specialists_section(doc, sub, entry, spec)
     pick = int(rec.chosen["trial"]) if rec.chosen else None
-    _latency_section(doc, trials, task, pick, meta)
+    _latency_section(doc, trials, task, pick, entry)
     _trial_tables(doc, trials, task)
 
 
-def _task_intro(doc: Document, meta: dict[str, Any], teacher: dict[str, Any]) -> None:
-    sizes = meta.get("sizes", {})
-    members = teacher.get("member_test_acc", [])
+def _task_intro(doc: Document, entry: TaskEntry) -> None:
+    sizes, teacher = entry.sizes, entry.teacher
+    members = teacher.member_test_acc
     doc.para(
-        f"Data: {sizes.get('train', '?')} train / {sizes.get('val', '?')} val / {sizes.get('test', '?')} test samples, "
-        f"input shape {meta.get('input_shape', '?')}, {meta.get('num_classes', '?')} classes. "
-        f"Teacher: {len(members)} members ({teacher.get('arch', '?')}) combined by "
-        f"{teacher.get('combine', '?')}, {fmt.count(teacher.get('params'))} parameters, "
-        f"{fmt.count(teacher.get('flops'))} FLOPs/sample "
-        f"({_teacher_origin(teacher)}). "
-        f"Ensemble test accuracy {teacher.get('ensemble_acc', math.nan) * 100:.2f} %; members "
-        f"{', '.join(f'{a * 100:.2f}' for a in members)} % (best single, chosen on val: "
-        f"{teacher.get('best_member_acc', math.nan) * 100:.2f} %; mean {teacher.get('mean_member_acc', math.nan) * 100:.2f} %). "
-        f"Teacher mean max-probability on the transfer set: {teacher.get('mean_max_prob_train', math.nan):.3f} "
+        f"Data: {sizes.get('train', '?')} train / {sizes.get('val', '?')} val / "
+        f"{sizes.get('test', '?')} test samples, input shape {list(entry.input_shape)}, "
+        f"{entry.num_classes} classes. Teacher: {len(members)} members ({teacher.arch}) "
+        f"combined by {teacher.combine}, {fmt.count(teacher.params)} parameters, "
+        f"{fmt.count(teacher.flops)} FLOPs/sample ({_teacher_origin(teacher)}). "
+        f"Ensemble test accuracy {fmt.pct(teacher.ensemble_acc)} %; members "
+        f"{', '.join(fmt.pct(a) for a in members)} % (best single, chosen on val: "
+        f"{fmt.pct(teacher.best_member_acc)} %; mean {fmt.pct(teacher.mean_member_acc)} %). "
+        f"Teacher mean max-probability on the transfer set: "
+        f"{fmt.number(teacher.mean_max_prob_train, 3)} "
         f"(near 1 = near one-hot soft targets, little for KD to transfer)."
     )
 
@@ -300,11 +293,9 @@ def _decision_plots(
     prefix: str,
 ) -> None:
     """The task's figures, each computed from the rows and drawn (bench.report.plots)."""
-    teacher = manifest.get("tasks", {}).get(task, {}).get("teacher", {})
+    teacher = task_entry(manifest, task).teacher
     pick = int(rec.chosen["trial"]) if rec.chosen else None
-    best_member_gap = (
-        teacher.get("ensemble_acc", math.nan) - teacher.get("best_member_acc", math.nan)
-    ) * 100
+    best_member_gap = (teacher.ensemble_acc - teacher.best_member_acc) * 100
     doc.heading(3, "Decision plots")
     costs = [
         ("student_flops", "student FLOPs per sample (log)", "pareto_flops"),
@@ -360,8 +351,8 @@ def _decision_plots(
         lambda d, ax: plots.draw_capacity(
             d,
             ax,
-            ensemble_acc=teacher.get("ensemble_acc", math.nan),
-            best_member_acc=teacher.get("best_member_acc", math.nan),
+            ensemble_acc=teacher.ensemble_acc,
+            best_member_acc=teacher.best_member_acc,
             knee_params=plots.knee_params(sub),
             recommended=(rec.chosen["student_params"], rec.chosen["student_acc"])
             if rec.chosen
@@ -412,7 +403,7 @@ def _decision_plots(
 
 
 def _latency_section(
-    doc: Document, trials: pd.DataFrame, task: str, pick: int | None, meta: dict[str, Any]
+    doc: Document, trials: pd.DataFrame, task: str, pick: int | None, entry: TaskEntry
 ) -> None:
     doc.heading(3, "Latency: ensemble loop vs fused, and the student")
     lat = tables.latency_table(trials, task, pick)
@@ -423,7 +414,7 @@ def _latency_section(
             f"At CPU batch 1 the student is {loop / stud:.1f}× faster than the ensemble run as a loop and "
             f"{fused / stud:.1f}× faster than the fused ensemble; the honest speed-up is {min(loop, fused) / stud:.1f}×."
         )
-    detail = meta.get("ensemble_latency", {})
+    detail = entry.ensemble_latency
     if detail:
         doc.para("Ensemble latency, full statistics (ms per call; threads as recorded):")
         doc.table(

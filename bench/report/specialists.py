@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench import fmt
 from bench.recommend import candidates
+from bench.records import TaskEntry
 from bench.report.document import Document
 
 __all__ = ["specialists_section"]
@@ -17,18 +18,18 @@ __all__ = ["specialists_section"]
 
 # Long by design: the section's paragraphs and tables in reading order.
 def specialists_section(
-    doc: Document, trials: pd.DataFrame, meta: dict[str, Any], spec: dict[str, Any]
+    doc: Document, trials: pd.DataFrame, entry: TaskEntry, spec: dict[str, Any]
 ) -> None:
     """A specialist teacher: what the specialists add, where, at what cost, and whether a
     distilled student keeps it (the capacity curve above has the three students)."""
-    teacher = meta.get("teacher", {})
-    lat = meta.get("ensemble_latency", {})
+    teacher = entry.teacher
+    lat = entry.ensemble_latency
     gen_ms = lat.get("generalist_cpu_b1", {}).get("p50_ms", math.nan)
     sys_ms = lat.get("loop_cpu_b1", {}).get("p50_ms", math.nan)
     sizes = [len(s) for s in spec["class_sets"]]
     doc.heading(3, "Specialists: the generalist against generalist + specialists")
     doc.para(
-        f"Generalist: one network ({teacher.get('arch', '?')}), test accuracy "
+        f"Generalist: one network ({teacher.arch}), test accuracy "
         f"{spec['generalist_acc'] * 100:.2f} %. Generalist + {len(sizes)} specialists (class "
         f"clusters of sizes {', '.join(map(str, sizes))} from K-means on the covariance of the "
         f"generalist's predictions; each specialist started from the generalist and trained on "

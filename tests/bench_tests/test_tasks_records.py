@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -140,3 +141,22 @@ def test_a_table_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -
     write_trials(old, tmp_path)
     with pytest.raises(InputError, match=r"older kdbench \(schema 2; schema 3 dropped .*width"):
         read_trials(tmp_path)
+
+
+def test_a_manifest_task_entry_reads_typed_with_nan_for_unknown_numbers() -> None:
+    from bench.records import TaskEntry
+
+    entry = TaskEntry.from_dict(
+        {
+            "num_classes": 3,
+            "input_shape": [4],
+            "class_names": ["a", "b", "c"],
+            "teacher": {"ensemble_acc": 0.9, "params": None, "member_test_acc": [0.8, None]},
+            "warnings": ["w"],
+            "a key a later version added": 1,
+        }
+    )
+    assert entry.input_shape == (4,) and entry.class_names == ("a", "b", "c")
+    assert entry.teacher.ensemble_acc == 0.9 and math.isnan(entry.teacher.params)
+    assert entry.teacher.member_test_acc[0] == 0.8 and math.isnan(entry.teacher.member_test_acc[1])
+    assert entry.warnings == ("w",) and entry.teacher.specialists is None
