@@ -110,6 +110,12 @@ class FileTask(TaskConfig):
     def _read_table(self, path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
         import pandas as pd
 
+        if fmt == "parquet":  # before reading: pyarrow cannot read a repeated name into pandas
+            try:
+                names = self._header(path, fmt)
+            except Exception:
+                names = []  # unreadable: read_parquet below says why
+            self._check_header(names)
         try:
             frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
         except UnicodeDecodeError as exc:
@@ -122,6 +128,8 @@ class FileTask(TaskConfig):
             raise self._fail(
                 f"must be a valid {what} file. Got {type(exc).__name__}: {first}"
             ) from None
+        if fmt == "csv":
+            self._check_header(self._header(path, fmt))
         columns = [str(c) for c in frame.columns]
         frame.columns = columns
         if self.target not in columns:
@@ -149,6 +157,32 @@ class FileTask(TaskConfig):
         x = frame[features].to_numpy(dtype=np.float64)
         self._check_finite(x, features)
         return x, frame[self.target].to_numpy()
+
+    @staticmethod
+    def _header(path: Path, fmt: str) -> list[str]:
+        """The column names as the file has them (pandas renames a repeated CSV name to
+        ``name.1`` and an empty one to ``Unnamed: k``, so they are read from the file)."""
+        if fmt == "csv":
+            import csv
+
+            with path.open(newline="", encoding="utf-8") as f:
+                return next(csv.reader(f), [])
+        import pyarrow.parquet as pq
+
+        return [str(n) for n in pq.read_schema(path).names]
+
+    def _check_header(self, names: list[str]) -> None:
+        """Refuse a header that names a column twice or leaves one unnamed: pandas would
+        rename the copy, and a label read as a feature is a silent wrong result."""
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if not name.strip():
+                raise self._fail(
+                    f"must name every column of its header. Column {i + 1} has no name."
+                )
+            if name in seen:
+                raise self._fail(f"must name each column once in its header. Got {name!r} twice.")
+            seen.add(name)
 
     def _read_npz(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         try:

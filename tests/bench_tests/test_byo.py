@@ -154,8 +154,30 @@ def _bad_files(tmp: Path) -> dict[str, tuple[str, str]]:
     text = good.assign(f1="word")
     text.to_csv(tmp / "text.csv", index=False)
     (tmp / "data.xlsx").write_text("x")
+    header, *rows = (tmp / "good.csv").read_text().splitlines()
+    (tmp / "twice.csv").write_text(  # the label named twice: pandas would make it a feature
+        "\n".join([header + ",label", *(r + "," + r.rsplit(",", 1)[1] for r in rows)]) + "\n"
+    )
+    (tmp / "unnamed.csv").write_text("\n".join(["," + header.split(",", 1)[1], *rows]) + "\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(good, preserve_index=False)
+    pq.write_table(table.append_column("label", table.column("label")), tmp / "twice.parquet")
     task = 'kind = "file"\ntarget = "label"\npath = '
     return {
+        "label twice (CSV)": (
+            task + '"twice.csv"',
+            "must name each column once in its header. Got 'label' twice",
+        ),
+        "label twice (Parquet)": (
+            task + '"twice.parquet"',
+            "must name each column once in its header. Got 'label' twice",
+        ),
+        "unnamed column": (
+            task + '"unnamed.csv"',
+            "must name every column of its header. Column 1 has no name",
+        ),
         "missing file": (task + '"absent.csv"', "absent.csv of task 'byo_data' must exist"),
         "not UTF-8": (task + '"binary.csv"', "binary.csv of task 'byo_data' must be UTF-8 text"),
         "bad parquet": (task + '"broken.parquet"', "must be a valid Parquet file"),
@@ -280,6 +302,9 @@ def _assert_refused(code: int, out: str, err: str, expected: str, results: Path)
         "non-numeric feature",
         "extension",
         "shape",
+        "label twice (CSV)",
+        "label twice (Parquet)",
+        "unnamed column",
     ],
 )
 def test_bad_data_files_exit_2_with_one_line_and_no_run_folder(
