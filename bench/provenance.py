@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from bench.measure import all_cores
+from bench.stats import METHOD
 
 __all__ = ["CONVENTIONS", "git_info", "machine_info", "package_versions"]
 
@@ -27,11 +28,7 @@ CONVENTIONS: dict[str, object] = {
     "graph; speedup_cpu_b1 is against the faster of the two",
     "accuracy": "fractions in [0, 1] on the test split; model selection (best epoch, Optuna "
     "objective, confirm top-k) uses the validation split only",
-    "intervals": "95 % intervals of student_acc, acc_gap and kd_gain: paired bootstrap over the "
-    "test examples and the replicate seeds (2,000 resamples, percentile; kd_gain paired per seed "
-    "and per example with the scratch student of the same seed), widened to at least the "
-    "binomial score interval (Wilson for accuracies, Newcombe's paired interval for gaps and "
-    "gains), clipped to [-1, 1]; rel_acc bounds = 1 - gap bounds / ensemble_acc",
+    "intervals": METHOD + "; rel_acc bounds = 1 - gap bounds / ensemble_acc",
     "latency_when": "once per distinct architecture after the search and confirm phases, with no "
     "training beside it (a seeded model of that architecture); the ensemble before the phases",
     "acc_gap": "ensemble_acc - student_acc (positive = student worse); reports show pp",

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "METHOD",
+    "file_gap",
     "newcombe_paired",
     "pack_bits",
     "paired_intervals",
     "pareto_mask",
     "share",
     "summarise_seeds",
+    "t_of",
     "unpack_bits",
     "wilson",
+    "z_of",
 ]
 
 
@@ -52,7 +57,6 @@ def pareto_mask(cost_a: Any, cost_b: Any) -> np.ndarray:
 
 # ---------------------------------------------------------------------- intervals
 Z95 = 1.959963984540054
-N_BOOT = 2000
 
 
 def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -70,9 +74,10 @@ def newcombe_paired(a: float, b: float, c: float, d: float, z: float = Z95) -> t
     """Newcombe's (1998, method 10) score interval for p1 − p2 from paired binary outcomes.
 
     a: both right, b: first right only, c: second right only, d: both wrong (counts; may be
-    averages over seeds). Built from the Wilson intervals of the two margins and the phi
-    correlation of the pairs; it has non-zero width even when no pair disagrees (b = c = 0),
-    which the paired bootstrap cannot show.
+    averages over seeds). Built from the Wilson intervals of the two margins and the
+    correlation of the pairs, with Newcombe's continuity-corrected numerator: φ̂ uses
+    AD − BC − N/2 when AD − BC > N/2, 0 when 0 ≤ AD − BC ≤ N/2, and AD − BC when it is
+    negative. It has non-zero width even when no pair disagrees (b = c = 0).
     """
     n = a + b + c + d
     if n <= 0:
@@ -82,11 +87,38 @@ def newcombe_paired(a: float, b: float, c: float, d: float, z: float = Z95) -> t
     l1, u1 = wilson(p1 * n_int, n_int, z)
     l2, u2 = wilson(p2 * n_int, n_int, z)
     denom = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
-    phi = (a * d - b * c) / denom if denom > 0 else 0.0
+    cross = a * d - b * c
+    num = cross - n / 2 if cross > n / 2 else (0.0 if cross >= 0 else cross)
+    phi = num / denom if denom > 0 else 0.0
     theta = p1 - p2
     dl = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     du = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     return max(-1.0, theta - dl), min(1.0, theta + du)
+
+
+METHOD = (
+    "95 % intervals of a recipe (mean over S training seeds): a Student-t seed part "
+    "(t_{S-1} · s / sqrt(S)) combined with the per-example paired error (z · sd / sqrt(n)) as "
+    "sqrt(seed^2 + example^2), widened to at least the binomial score interval (Wilson for "
+    "accuracies, Newcombe's corrected paired interval for gaps and KD gains), clipped to "
+    "[-1, 1]; one file's gap: Newcombe's corrected paired interval"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def z_of(level: float) -> float:
+    """The two-sided normal quantile of ``level`` (0.95 → 1.96)."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
+@functools.lru_cache(maxsize=256)
+def t_of(level: float, df: int) -> float:
+    """The two-sided Student-t quantile of ``level`` on ``df`` degrees of freedom."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 def _pairs(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
@@ -105,68 +137,117 @@ def _hull(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]
     return max(-1.0, lo), min(1.0, hi)
 
 
+def _seed_and_example(
+    per_seed: np.ndarray, per_example: np.ndarray, level: float, predict: bool = False
+) -> tuple[float, float]:
+    """Half-widths (seed part, example part) of an interval for a mean over S seeds and n
+    test examples: ``t_{S−1} · s / √S`` from the S per-seed values (``√(1 + 1/S)`` instead of
+    ``1/√S`` with ``predict``: one more training run) and ``z · sd / √n`` from the n
+    per-example values averaged over seeds (0 for S = 1 resp. n = 1)."""
+    s = len(per_seed)
+    n = len(per_example)
+    seed_half = 0.0
+    if s >= 2:
+        sd = float(np.std(per_seed, ddof=1))
+        factor = math.sqrt(1 + 1 / s) if predict else 1 / math.sqrt(s)
+        seed_half = t_of(level, s - 1) * sd * factor
+    ex_half = z_of(level) * float(np.std(per_example, ddof=1)) / math.sqrt(n) if n >= 2 else 0.0
+    return seed_half, ex_half
+
+
+def _interval(
+    estimate: float,
+    per_seed: np.ndarray,
+    per_example: np.ndarray,
+    level: float,
+    floor: tuple[float, float],
+    predict: bool = False,
+) -> tuple[float, float]:
+    seed_half, ex_half = _seed_and_example(per_seed, per_example, level, predict)
+    half = math.hypot(seed_half, ex_half)
+    return _hull((estimate - half, estimate + half), floor)
+
+
 def paired_intervals(
     student: np.ndarray,
     ensemble: np.ndarray,
     scratch: np.ndarray | None,
     *,
-    seed: int,
-    n_boot: int = N_BOOT,
+    level: float = 0.95,
 ) -> dict[str, float]:
-    """95 % intervals of a student's accuracy, its gap to the ensemble and its KD gain.
+    """Intervals (``level``, default 95 %) of a student recipe's accuracy, its gap to the
+    ensemble and its KD gain, from the test predictions of S training seeds.
 
     ``student``: per seed, per test example, right or wrong ``[S, n]``; ``ensemble``: ``[n]``;
     ``scratch``: the scratch students of the same seeds ``[S, n]`` (or None).
 
-    Method: a paired bootstrap over test examples *and* seeds — each of ``n_boot`` resamples
-    draws n examples and S seeds with replacement and recomputes the mean accuracy, the gap
-    (ensemble − student, on the same examples) and the gain (student − scratch, same seed,
-    same examples); percentile interval — widened to cover at least the binomial score
-    interval of the same quantity (Wilson for the accuracy; Newcombe's paired interval for
-    the gap and the gain, from the disagreement counts averaged over seeds), so a small test
-    set never gives a narrow interval just because two models happened to agree on it.
-    Everything clipped to [−1, 1].
+    The quantity is the recipe's expected value over training seeds and over the test
+    distribution, estimated by the mean over the S seeds and n examples. Its error has a seed
+    part and an example part (a two-way random-effects model ``R[s, i] = μ + a_i + b_s + e``):
+
+    * seed part: ``t_{S−1, (1+level)/2} · s_seed / √S`` from the S per-seed values (a
+      Student-t quantile: a bootstrap over 3 seeds gives about their [min, max] and covers
+      ~75 %);
+    * example part: ``z · sd_i / √n`` from the n per-example values, each the mean over seeds
+      of the paired difference (ensemble − student for the gap, student − scratch for the
+      gain; the paired difference keeps the pairs' correlation);
+
+    combined as ``√(seed² + example²)`` (both parts count the seed × example noise once:
+    conservative), and widened to cover at least the binomial score interval of the same
+    quantity (Wilson for the accuracy; Newcombe's corrected paired interval for the gap and
+    the gain, from the disagreement counts averaged over seeds), so a small test set never
+    gives a narrow interval because two models agree on it. ``acc_gap_pi_*`` is the
+    prediction interval of one more training run's gap (seed part ``t · s · √(1 + 1/S)``).
+    Everything clipped to [−1, 1]; deterministic. Coverage is checked by simulation
+    (``tests/bench_tests/test_stats.py``).
     """
     student = np.asarray(student, bool)
     ensemble = np.asarray(ensemble, bool)
-    s, n = student.shape
-    rng = np.random.default_rng(seed)
-    # Every example is one pattern of right/wrong across (ensemble, students, scratches);
-    # resampling n examples is a multinomial draw over the patterns that occur (exact, and
-    # cheap: typically a few dozen patterns instead of n examples).
-    rows = [ensemble[None], student] + ([np.asarray(scratch, bool)] if scratch is not None else [])
-    patterns, counts = np.unique(np.concatenate(rows).T, axis=0, return_counts=True)
-    patterns = patterns.astype(np.float64)
-    draws = rng.multinomial(n, counts / n, size=n_boot).astype(np.float64)  # [B, K]
-    pick = rng.integers(0, s, size=(n_boot, s))
-    take = np.arange(n_boot)[:, None], pick
-    acc_s = draws @ patterns[:, 1 : 1 + s] / n
-    acc = acc_s[take].mean(1)
-    acc_b, gap_b = [acc], [draws @ patterns[:, 0] / n - acc]
-    gain_b = []
-    if scratch is not None:
-        sc_s = draws @ patterns[:, 1 + s : 1 + 2 * s] / n
-        gain_b.append((acc_s - sc_s)[take].mean(1))
-    pct = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))  # noqa: E731
-    mean_acc = float(student.mean())
-    acc_ci = _hull(pct(np.concatenate(acc_b)), wilson(mean_acc * n, n))
+    n = student.shape[1]
+    z = z_of(level)
+    acc_s = student.mean(1)
+    m_i = student.mean(0)
+    mean_acc = float(acc_s.mean())
+    e_acc = float(ensemble.mean())
+    acc_ci = _interval(mean_acc, acc_s, m_i, level, wilson(mean_acc * n, n, z))
     stacked = np.broadcast_to(ensemble, student.shape)
-    gap_ci = _hull(pct(np.concatenate(gap_b)), newcombe_paired(*_pairs(stacked, student)))
+    gap_floor = newcombe_paired(*_pairs(stacked, student), z=z)
+    gap_s, gap_i = e_acc - acc_s, ensemble.astype(float) - m_i
+    gap_ci = _interval(e_acc - mean_acc, gap_s, gap_i, level, gap_floor)
+    gap_pi = _interval(e_acc - mean_acc, gap_s, gap_i, level, gap_floor, predict=True)
     out = {
         "student_acc_ci_low": max(0.0, acc_ci[0]),
         "student_acc_ci_high": min(1.0, acc_ci[1]),
         "acc_gap_ci_low": gap_ci[0],
         "acc_gap_ci_high": gap_ci[1],
+        "acc_gap_pi_low": gap_pi[0],
+        "acc_gap_pi_high": gap_pi[1],
         "kd_gain_ci_low": math.nan,
         "kd_gain_ci_high": math.nan,
     }
     if scratch is not None:
-        gain_ci = _hull(
-            pct(np.concatenate(gain_b)),
-            newcombe_paired(*_pairs(student, np.asarray(scratch, bool))),
+        sc = np.asarray(scratch, bool)
+        gain_ci = _interval(
+            mean_acc - float(sc.mean()),
+            acc_s - sc.mean(1),
+            m_i - sc.mean(0),
+            level,
+            newcombe_paired(*_pairs(student, sc), z=z),
         )
         out["kd_gain_ci_low"], out["kd_gain_ci_high"] = gain_ci
     return out
+
+
+def file_gap(
+    student: np.ndarray, ensemble: np.ndarray, *, level: float = 0.95
+) -> tuple[float, float, float]:
+    """One trained file's paired test gap to the ensemble: (gap, low, high) with Newcombe's
+    corrected interval at ``level``. ``student``, ``ensemble``: ``[n]`` right or wrong. This is
+    the claim about the file a user ships (a mean over seeds describes the recipe)."""
+    x = np.asarray(ensemble, bool)[None]
+    y = np.asarray(student, bool)[None]
+    lo, hi = newcombe_paired(*_pairs(x, y), z=z_of(level))
+    return float(x.mean() - y.mean()), lo, hi
 
 
 def pack_bits(right: np.ndarray) -> str:

@@ -366,7 +366,6 @@ class _Group:
             ev.right[[s.index for s in slots]],
             ev.ensemble_right,
             scratch_right,
-            seed=_bootstrap_seed(self.task.name, self.phase, cfg.trial),
         )
         n_params, flops = student_cost(
             self.family, self.arch, self.task.input_shape, self.task.num_classes
@@ -379,9 +378,6 @@ class _Group:
             by_generalist,
             slots,
             ev.ensemble_right,
-            self.task,
-            self.phase,
-            cfg,
         )
         row["train_time_s"] = ev.distiller.train_time_s_
         row["group_members"] = len(plan)
@@ -423,12 +419,9 @@ def _specialist_cells(
     by_generalist: list[Slot],
     slots: list[Slot],
     ensemble_right: np.ndarray,
-    task: TaskData,
-    phase: str,
-    cfg: TrialConfig,
 ) -> dict[str, float]:
     """Specialist teachers: the same students taught by the generalist alone, and the gain of
-    the specialist-taught ones over them (paired bootstrap, as the KD gain)."""
+    the specialist-taught ones over them (paired interval, as the KD gain)."""
     nan = math.nan
     if not by_generalist:
         return {
@@ -441,7 +434,6 @@ def _specialist_cells(
         right[[s.index for s in slots]],
         ensemble_right,
         right[[s.index for s in by_generalist]],
-        seed=_bootstrap_seed(task.name, phase, cfg.trial) + 1,
     )
     return {
         "generalist_taught_acc": summarise_seeds([r["generalist_taught_acc"] for r in seed_rows])[
@@ -451,13 +443,6 @@ def _specialist_cells(
         "specialist_gain_ci_low": ci["kd_gain_ci_low"],
         "specialist_gain_ci_high": ci["kd_gain_ci_high"],
     }
-
-
-def _bootstrap_seed(task: str, phase: str, trial: int) -> int:
-    """The bootstrap's randomness is a function of the trial: intervals reproduce exactly."""
-    import zlib
-
-    return zlib.crc32(f"{task}:{phase}:{trial}".encode())
 
 
 def _teacher_cells(teacher: PreparedTeacher) -> dict[str, Any]:
@@ -498,7 +483,7 @@ def _complete_row(
     }
     acc = [r["student_acc"] for r in seed_rows]
     m, sd, _, _ = summarise_seeds(acc)
-    row |= intervals  # paired bootstrap over test examples and seeds (bench.stats)
+    row |= intervals  # seeds (Student-t) and test examples (bench.stats.paired_intervals)
     row |= {
         "student_acc": m,
         "student_acc_std": sd,

@@ -129,7 +129,7 @@ COLUMNS: tuple[Column, ...] = (
         "student_acc_ci_low",
         "float64",
         "fraction",
-        "95 % interval of student_acc (paired bootstrap over test examples and seeds, at least the Wilson interval), lower bound",
+        "95 % interval of student_acc (Student-t over seeds with the per-example error, at least the Wilson interval), lower bound",
     ),
     C("student_acc_ci_high", "float64", "fraction", "95 % interval of student_acc, upper bound"),
     C("n_test", "Int64", "examples", "test examples every accuracy of the row is measured on"),
@@ -151,15 +151,24 @@ COLUMNS: tuple[Column, ...] = (
         "acc_gap_ci_low",
         "float64",
         "fraction",
-        "95 % interval of acc_gap (paired bootstrap over test examples and seeds, at least "
-        "Newcombe's paired score interval), lower bound",
+        "95 % interval of acc_gap (the recipe: Student-t over seeds combined with the "
+        "per-example paired error, at least Newcombe's corrected paired interval; "
+        "bench.stats.paired_intervals), lower bound",
     ),
     C(
         "acc_gap_ci_high",
         "float64",
         "fraction",
-        "95 % interval of acc_gap, upper bound (used by recommend)",
+        "95 % interval of acc_gap, upper bound",
     ),
+    C(
+        "acc_gap_pi_low",
+        "float64",
+        "fraction",
+        "95 % prediction interval of the gap of one more training run of this configuration "
+        "(seed part t · s · sqrt(1 + 1/S)), lower bound",
+    ),
+    C("acc_gap_pi_high", "float64", "fraction", "95 % prediction interval of the gap, upper bound"),
     C("rel_acc", "float64", "-", "student_acc / ensemble_acc (MLPerf-style relative accuracy)"),
     C(
         "rel_acc_ci_low",
@@ -181,8 +190,8 @@ COLUMNS: tuple[Column, ...] = (
         "kd_gain_ci_low",
         "float64",
         "fraction",
-        "95 % interval of kd_gain (paired per seed and per example; bootstrap, at least "
-        "Newcombe's paired score interval), lower bound",
+        "95 % interval of kd_gain (paired per seed and per example; Student-t over seeds "
+        "with the per-example error, at least Newcombe's corrected paired interval), lower bound",
     ),
     C("kd_gain_ci_high", "float64", "fraction", "95 % interval of kd_gain, upper bound"),
     C(
@@ -204,7 +213,7 @@ COLUMNS: tuple[Column, ...] = (
         "specialist_gain_ci_low",
         "float64",
         "fraction",
-        "95 % interval of specialist_gain (paired bootstrap, as kd_gain), lower bound",
+        "95 % interval of specialist_gain (as kd_gain), lower bound",
     ),
     C(
         "specialist_gain_ci_high",

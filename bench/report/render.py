@@ -20,6 +20,7 @@ from bench.report import plots, tables
 from bench.report.document import Document
 from bench.report.specialists import specialists_section
 from bench.rundir import check_writable, inside
+from bench.stats import METHOD
 
 __all__ = ["build_report", "importances_data"]
 
@@ -130,10 +131,8 @@ def suite_toml(suite: dict[str, Any]) -> str:
 
 
 INTERVALS = (
-    "95 % intervals: a paired bootstrap over the test examples and the seeds (2,000 resamples, "
-    "percentile), widened to at least the binomial score interval (Wilson for accuracies, "
-    "Newcombe's paired interval for gaps and KD gains), clipped to [-100, 100] pp. The decision "
-    "uses the gap's upper bound (and the relative accuracy's lower bound), never the mean."
+    METHOD.replace("[-1, 1]", "[-100, 100] pp")
+    + ". The decision uses the certification bound of the shipped file, never a mean."
 )
 
 

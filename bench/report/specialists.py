@@ -38,7 +38,7 @@ def specialists_section(
         f"classes: {spec['system_acc'] * 100:.2f} %. Difference "
         f"{(spec['system_acc'] - spec['generalist_acc']) * 100:+.2f} pp, 95 % interval "
         f"[{spec['system_gain_ci_low'] * 100:+.2f}, {spec['system_gain_ci_high'] * 100:+.2f}] pp "
-        f"(paired bootstrap over {spec['n_test']:,} test examples, at least Newcombe's interval)."
+        f"(Newcombe's corrected paired interval on {spec['n_test']:,} test examples)."
     )
     doc.para(
         f"Extra cost of the whole system: {fmt.count(spec['system_params'])} parameters against the "

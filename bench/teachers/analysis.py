@@ -53,7 +53,7 @@ def specialist_summary(
             )
         return out
 
-    ci = paired_intervals(sys_right[None], gen_right, None, seed=0)
+    ci = paired_intervals(sys_right[None], gen_right, None)
     generalist = system.members[0]
     x1 = task.x_train[:1]
     return {
