@@ -1,4 +1,4 @@
-"""kdbench command line: run | pull | report | recommend | compare | doctor | list.
+"""kdbench command line: run | certify | pull | report | recommend | export | compare | doctor | list.
 
 Exit codes: 0 ok; 1 an unmet recommendation or a ``compare`` regression; 2 usage or input
 error (bad suite, data or teacher file, damaged or missing run folder), printed as one line
@@ -73,6 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_progress=show.trial,
             on_teacher_epoch=show.teacher_epoch,
+            max_gap_pp=args.max_gap,
         )
     finally:
         show.close()
@@ -82,6 +83,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _print_recommendations(run_dir, cons)
     print(f"report: {report_dir / 'report.html'}")
     print(f"        {report_dir / 'report.md'}")
+    return 0
+
+
+def _cmd_certify(args: argparse.Namespace) -> int:
+    from bench.progress import ProgressPrinter
+    from bench.records import require_run_dir
+    from bench.report import build_report
+    from bench.sweep import run_suite
+
+    _load_cli_plugins(args)
+    if args.max_gap < 0:
+        raise InputError(
+            f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
+        )
+    run_dir = require_run_dir(Path(args.run_dir), "The RUN_DIR argument of certify")
+    show = ProgressPrinter(quiet=args.quiet)
+    try:
+        run_dir = run_suite(
+            None,
+            resume=run_dir,
+            cache_dir=Path(args.cache) if args.cache else None,
+            workers=args.workers,
+            on_progress=show.trial,
+            certify_gap_pp=args.max_gap,
+        )
+    finally:
+        show.close()
+    from bench.recommend import Constraints
+
+    cons = Constraints(max_gap_pp=args.max_gap)
+    report_dir = build_report(run_dir, Path(args.reports), constraints=cons)
+    _print_recommendations(run_dir, cons)
+    print(f"report: {report_dir / 'report.html'}")
     return 0
 
 
@@ -341,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (
         _run_parser,
+        _certify_parser,
         _pull_parser,
         _report_parser,
         _recommend_parser,
@@ -414,8 +449,52 @@ def _run_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> 
         metavar="N",
         help="local worker processes on one study (threads divided between them; default 1)",
     )
-    _quality_options(run, " (default 0.5) for the printed recommendation and the report")
+    _quality_options(
+        run,
+        " (default 0.5): certified (unless the suite's [certify] max_gap_pp says otherwise), "
+        "printed and reported",
+    )
     run.set_defaults(func=_cmd_run)
+
+
+def _certify_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    cert = command(
+        "certify",
+        "certify a finished local run at another tolerance: validation orders the candidates, "
+        "fresh seeds, the test split once; appends the rows (resumable: run it again)",
+        "  kdbench certify results/20261122T193131Z_seed --max-gap 1.0\n"
+        "  kdbench certify results/20261122T193131Z_seed --max-gap 1.0 --workers 2",
+    )
+    cert.add_argument("run_dir", metavar="RUN_DIR", help="a local run folder")
+    cert.add_argument(
+        "--max-gap",
+        type=_finite,
+        required=True,
+        metavar="PP",
+        help="the tolerance to certify, percentage points of accuracy below the ensemble",
+    )
+    cert.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="the trained teachers (default: the run folder's parent/teachers)",
+    )
+    cert.add_argument(
+        "--reports", default="reports", metavar="DIR", help="where reports go (default: reports)"
+    )
+    cert.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE first (it registers model families); repeatable",
+    )
+    cert.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="local worker processes (the answer is the same for any N; default 1)",
+    )
+    cert.set_defaults(func=_cmd_certify)
 
 
 def _pull_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -485,7 +564,7 @@ def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         "--trial",
         type=int,
         metavar="N",
-        help="a confirmed trial (default: the recommended student)",
+        help="a certification candidate (default: the recommended student)",
     )
     exp.add_argument("--task", help="the task of a multi-task run (default: the first)")
     _quality_options(exp, " (default 0.5) for choosing the recommended student")

@@ -13,8 +13,9 @@ Writes into DIR:
 * ``MODEL_CARD.md`` — data, teacher, accuracy with its interval, FLOPs, latency, and how each
   was measured.
 
-Weights are kept for the confirm-phase short-list (the recommendation is always one of them):
-for each confirmed configuration, the seed with the best *validation* accuracy.
+Weights are kept for every certification candidate (the recommendation is always a certified
+one): for each, the fresh seed with the best *validation* accuracy, the file whose own test
+gap was certified.
 """
 
 from __future__ import annotations
@@ -46,27 +47,26 @@ def _pick(run: Run, task: str, trial: int | None, constraints: Constraints) -> d
             )
         return rec.chosen
     rows = trials[(trials["trial"] == trial) & (trials["state"] == "complete")]
-    confirm = rows[rows["phase"] == "confirm"]
-    if confirm.empty:
-        confirmed = sorted(int(t) for t in trials.loc[trials["phase"] == "confirm", "trial"])
+    cert = rows[rows["phase"] == "certify"].sort_values("certify_round")
+    if cert.empty:
+        known = sorted({int(t) for t in trials.loc[trials["phase"] == "certify", "trial"]})
         raise InputError(
-            f"The '--trial' option must name a confirmed trial of task '{task}' (weights are kept "
-            f"for the confirm-phase short-list: {confirmed or 'none'}). Got {trial} instead."
+            f"The '--trial' option must name a certification candidate of task '{task}' "
+            f"(weights are kept for every candidate: {known or 'none'}). Got {trial} instead."
         )
-    return confirm.iloc[0].to_dict()
+    return cert.iloc[-1].to_dict()
 
 
-def _weights_file(run: Run, task: str, trial: int) -> tuple[Path, int]:
-    folder = run.run_dir / "students" / task
-    found = sorted(folder.glob(f"trial-{trial}-seed-*.pt")) if folder.is_dir() else []
-    if not found:
+def _weights_file(run: Run, task: str, trial: int, seed: int) -> Path:
+    path = run.run_dir / "students" / task / f"trial-{trial}-seed-{seed}.pt"
+    if not path.is_file():
         raise InputError(
             f"The run folder {run.run_dir} must hold the weights of trial {trial} of task "
-            f"'{task}' (students/{task}/trial-{trial}-seed-*.pt). It does not; `kdbench doctor "
-            f"{run.run_dir} --repair` rewrites them from the study."
+            f"'{task}' ({path.relative_to(run.run_dir)}). It does not: the study holds them, and "
+            f"`kdbench pull --storage {run.run_dir / 'study.journal'} --study "
+            f"{run.manifest.study} --out DIR` rebuilds a run folder with them."
         )
-    path = found[0]
-    return path, int(path.stem.rsplit("-", 1)[-1])
+    return path
 
 
 def export_student(
@@ -89,7 +89,8 @@ def export_student(
     check_writable(Path(out_dir), "The output folder (--out)")
     row = _pick(run, task, trial, constraints or Constraints(max_gap_pp=0.5))
     number = int(row["trial"])
-    weights, seed = _weights_file(run, task, number)
+    seed = int(row["file_seed"])
+    weights = _weights_file(run, task, number, seed)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     meta = run.manifest.task(task)
     suite = run.manifest.suite
@@ -102,7 +103,7 @@ def export_student(
     seeds = run.seeds
     mine = seeds[
         (seeds["task"] == task)
-        & (seeds["phase"] == "confirm")
+        & (seeds["phase"] == "certify")
         & (seeds["trial"] == number)
         & (seeds["seed"] == seed)
     ]
@@ -173,6 +174,8 @@ def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[st
     return "\n".join(lines)
 
 
+# Long by design: the model card is one Markdown document read top to bottom; its sections
+# share the row, the manifest and the formatters.
 def _card(
     run: Run,
     task: str,
@@ -195,8 +198,25 @@ def _card(
     lines = [
         f"# Model card: {row['arch']} ({family}), distilled by kdbench",
         "",
-        f"Run `{m.run_id}`, task `{task}`, trial {int(row['trial'])} (confirm phase), seed {seed} "
-        "(of the confirmed seeds, the one with the best validation accuracy).",
+        f"Run `{m.run_id}`, task `{task}`, trial {int(row['trial'])} (certification round "
+        f"{int(row['certify_round'])}), seed {seed} (of its {int(row['n_seeds'])} fresh seeds, the "
+        "one with the best validation accuracy).",
+        "",
+        "## The claim",
+        (
+            f"- **Certified**: this file's gap to the ensemble is at most "
+            f"{float(row['certify_max_gap_pp']):g} pp with probability at least "
+            f"{1 - float(row['certify_alpha']):g} (one-sided bound "
+            f"{pp(row['certify_bound'])}; fixed-sequence testing down the candidates validation "
+            "ordered; the test split read once)."
+            if bool(row.get("certified"))
+            else f"- **Not certified** at {float(row['certify_max_gap_pp']):g} pp (one-sided "
+            f"bound {pp(row['certify_bound'])}): exported on request."
+        ),
+        f"- This file's gap: {pp(row['file_gap'])}, 95 % interval [{pp(row['file_gap_ci_low'])}, "
+        f"{pp(row['file_gap_ci_high'])}] (Newcombe's paired interval).",
+        f"- Training this recipe again gives a gap in [{pp(row.get('acc_gap_pi_low'))}, "
+        f"{pp(row.get('acc_gap_pi_high'))}] (95 % prediction interval).",
         "",
         "## What it is",
         f"- Family `{family}`, architecture {json.dumps(arch)}: {int(row['student_params']):,} parameters, "

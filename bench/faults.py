@@ -12,6 +12,11 @@ happens in this process, perform ``ACTION``:
   ``param`` (before the sampler draws each parameter of a trial: ``kill@param#2`` dies
   between the first and second parameter written by ``ask``).
 
+One fault changes data instead of stopping the run: ``permute@test_labels`` shuffles the
+labels of the test split (seeded) when a task is split, so a test can show that nothing the
+run *chooses* — the search, halving, the certification candidates and their order — ever
+reads the test split (only the certified numbers move).
+
 Several faults may be given separated by commas. Unset, every call is a no-op. With
 ``--workers N`` every worker process inherits the variable; ``KDBENCH_FAULT_WORKER=i`` limits
 the faults to the i-th worker started (0-based; replacements get new numbers), and
@@ -24,7 +29,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["ENV", "count", "fault_point", "reset"]
+__all__ = ["ENV", "active", "count", "fault_point", "reset"]
 
 ENV = "KDBENCH_FAULT"
 WORKER_ENV = "KDBENCH_FAULT_WORKER"  # only the worker process with this index
@@ -62,8 +67,17 @@ def fault_point(point: str) -> None:
             raise KeyboardInterrupt(f"injected interrupt at {point} #{n}")
         elif action == "raise":
             raise RuntimeError(f"injected fault at {point} #{n}")
+        elif action == "permute":
+            continue  # a data fault: read by active()
         else:
             raise ValueError(f"{ENV}: unknown action {action!r} (kill, interrupt, raise)")
+
+
+def active(action: str, point: str) -> bool:
+    """Whether the fault ``action@point`` is configured (for data faults such as
+    ``permute@test_labels``, which are not counted events)."""
+    spec = os.environ.get(ENV)
+    return bool(spec) and any(a == action and p == point for a, p, _ in _parse(spec))
 
 
 def reset() -> None:

@@ -5,7 +5,7 @@ started threads, no dependence on how this process was started) with ``cores // 
 threads, so N × threads ≤ cores. Its job (the suite, the storage, the budget) arrives on
 stdin — the storage URL is never written to disk — and its progress comes back as JSON
 lines on stdout. It loads the task and the teacher from the cache this process filled (it
-never trains the teacher), joins the study and runs the search and confirm loops of
+never trains the teacher), joins the study and runs the search and certification loops of
 :mod:`bench.search`. The job is a typed :class:`WorkerJob` sent as JSON.
 
 A journal file has no heartbeats, so this process watches its workers instead: when one dies
@@ -40,7 +40,7 @@ from bench.errors import InputError
 from bench.faults import INDEX_ENV
 from bench.search import IdentityMismatch, Progress, TaskWorker
 from bench.study import Key, StorageSpec
-from bench.threads import LiveWorkers, ThreadPolicy
+from bench.threads import ThreadPolicy
 
 __all__ = ["Prestarted", "WorkerJob", "run_workers"]
 
@@ -67,6 +67,7 @@ class WorkerJob:
     threads: int  # torch threads of the worker process
     replay: list[dict[str, Any]] | None
     policy: ThreadPolicy
+    certify_rounds: list[float]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -149,7 +150,7 @@ class Prestarted:
 
 
 # Long by design: one supervision loop whose nested start/handle share the selector, the
-# live-worker count, the restart budget and the failure flag; split, they would pass all four.
+# worker table, the restart budget and the failure flag; split, they would pass all four.
 def run_workers(
     run: TaskWorker,
     n: int,
@@ -158,7 +159,7 @@ def run_workers(
     on_progress: Callable[[Progress], None],
     ready: list[subprocess.Popen] | None = None,
 ) -> None:
-    """Run this task's search and confirm phases in ``n`` worker processes (``ready``: ones
+    """Run this task's search and certification in ``n`` worker processes (``ready``: ones
     :class:`Prestarted` started, used first unless they died)."""
     ready = list(ready or [])
     ctx = run.ctx
@@ -169,7 +170,6 @@ def run_workers(
     # The loaded task as a tensor file: a worker reads it in milliseconds and does not import
     # scikit-learn (about 1.8 s of each worker's start-up on the 2-core machine).
     ctx.task.save(scratch_dir / "task.pt")
-    live = LiveWorkers(scratch_dir / "live")
     job = WorkerJob(
         suite_source=ctx.suite.source,
         suite=ctx.suite.to_dict(),
@@ -183,7 +183,8 @@ def run_workers(
         device=ctx.train_device,
         threads=per,
         replay=ctx.replay,
-        policy=ThreadPolicy(ctx.suite.measure.train_threads, threads, n, str(live.path)),
+        policy=ThreadPolicy(ctx.suite.measure.train_threads, threads),
+        certify_rounds=list(ctx.certify_rounds),
     ).to_json()
     selector = selectors.DefaultSelector()
     procs: dict[int, subprocess.Popen] = {}
@@ -201,7 +202,6 @@ def run_workers(
         selector.register(p.stdout, selectors.EVENT_READ, p)
         procs[p.pid] = p
         started += 1
-        live.write(len(procs))
 
     def handle(line: str) -> None:
         nonlocal failure
@@ -236,7 +236,6 @@ def run_workers(
                 for line in p.stdout or ():  # what it wrote just before exiting
                     handle(line)
                 del procs[pid]
-                live.write(len(procs))
                 if p.returncode == 0 or failure is not None:
                     continue
                 lost = 0 if ctx.spec.shared else _retry_dead(run, f"{socket.gethostname()}:{pid}")
@@ -291,7 +290,7 @@ def _child_main() -> int:
     try:
         import torch
 
-        from bench.search import TaskContext, run_confirm, run_search
+        from bench.search import TaskContext, run_certify, run_search
         from bench.study import open_storage
         from bench.suite import suite_from_dict
         from bench.tasks import task_from_file
@@ -324,6 +323,7 @@ def _child_main() -> int:
             n_trials=job.n_trials,
             replay=job.replay,
             threads=job.policy,
+            certify_rounds=tuple(job.certify_rounds),
         )
         run = TaskWorker(
             ctx,
@@ -340,7 +340,7 @@ def _child_main() -> int:
             }
         )
         run_search(run)
-        run_confirm(run)
+        run_certify(run)
     except (InputError, IdentityMismatch) as exc:
         send({"kind": "input_error", "text": str(exc)})
         return 2

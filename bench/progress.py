@@ -94,7 +94,7 @@ class ProgressPrinter:
         best = ""
         if p.best is not None:
             best = f" | best val {fmt.pct(p.best['student_val_acc'])} % (#{p.best['trial']} {p.best['arch']})"
-        label = "trials" if p.phase == "search" else "confirmed"
+        label = "trials" if p.phase == "search" else "certified"
         if self.tty:
             bar = self._bar_for(key, p.total, f"[{p.task}] {p.phase}", "trial")
             bar.update(p.done - bar.n)

@@ -27,9 +27,9 @@ CONVENTIONS: dict[str, object] = {
     "ensemble_latency": "measured twice: a Python loop over members and one fused batched-matmul "
     "graph; speedup_cpu_b1 is against the faster of the two",
     "accuracy": "fractions in [0, 1] on the test split; model selection (best epoch, Optuna "
-    "objective, confirm top-k) uses the validation split only",
+    "objective, halving, the certification candidates and their order) uses the validation split only; the test split is read once per certification candidate",
     "intervals": METHOD + "; rel_acc bounds = 1 - gap bounds / ensemble_acc",
-    "latency_when": "once per distinct architecture after the search and confirm phases, with no "
+    "latency_when": "once per distinct architecture after the search and certification, with no "
     "training beside it (a seeded model of that architecture); the ensemble before the phases",
     "acc_gap": "ensemble_acc - student_acc (positive = student worse); reports show pp",
 }

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.certification import mark_certified
 from bench.errors import InputError
 from bench.measure import speedups
 from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
@@ -84,7 +85,8 @@ def study_rows(
 def rows_of_studies(
     storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All rows of a run: for each task its search study, then its confirm study. Latency —
+    """All rows of a run: for each task its search study, then its certification studies
+    (``certified`` set by :func:`bench.certification.mark_certified`). Latency —
     the ensemble's (timed once per task) and each architecture's (timed once) — is stored in
     the search study and joined here, once, into the rows of completed students, with the
     speed-ups computed from the two."""
@@ -100,10 +102,15 @@ def rows_of_studies(
             if k.startswith(Key.LATENCY)
         }
         ensemble = json.loads(attrs.get(Key.ENSEMBLE_LATENCY, '{"columns": {}}'))["columns"]
-        for phase in ("search", "confirm"):
-            name = study_name(base, task, phase)
+        prefix = study_name(base, task)
+        rounds = sorted(
+            (n for n in summaries if n.startswith(prefix + ":certify")),
+            key=lambda n: int(n.rpartition("-")[2]) if n[-1].isdigit() else 0,
+        )
+        for name in [prefix, *rounds]:
             if name not in summaries:
                 continue
+            phase = "search" if name == prefix else "certify"
             study = optuna.load_study(
                 study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
             )
@@ -118,6 +125,7 @@ def rows_of_studies(
                     row.update(speedups(row))
             rows += r
             seeds += s
+    mark_certified(rows)
     return rows, seeds
 
 
@@ -130,34 +138,37 @@ def write_views(run_dir: Path, rows: list[dict[str, Any]], seeds: list[dict[str,
 def write_students(
     run_dir: Path, storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str]
 ) -> int:
-    """``students/<task>/trial-<N>-seed-<s>.pt``: the weights of confirm-phase students (the
-    seed selected on validation), from the study; files already written are kept."""
-    import base64
-
+    """``students/<task>/trial-<N>-seed-<s>.pt``: the weights of every certification
+    candidate (the seed selected on validation), from the studies; files already written are
+    kept."""
     summaries = {s.study_name for s in storage.get_all_studies()}
     written = 0
     for task in tasks:
-        name = study_name(base, task, "confirm")
-        if name not in summaries:
+        prefix = study_name(base, task) + ":certify"
+        for name in sorted(n for n in summaries if n.startswith(prefix)):
+            written += _write_round(run_dir, storage, task, name)
+    return written
+
+
+def _write_round(run_dir: Path, storage: optuna.storages.BaseStorage, task: str, name: str) -> int:
+    import base64
+
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    written = 0
+    for t in study.get_trials(deepcopy=False):
+        record = decode_record(t)
+        text = t.user_attrs.get(Key.WEIGHTS)
+        if record is None or not isinstance(text, str) or t.state != TrialState.COMPLETE:
             continue
-        study = optuna.load_study(
-            study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
+        weights = json.loads(text)
+        path = inside(
+            run_dir, "students", task, f"trial-{record['row']['trial']}-seed-{weights['seed']}.pt"
         )
-        for t in study.get_trials(deepcopy=False):
-            record = decode_record(t)
-            text = t.user_attrs.get(Key.WEIGHTS)
-            if record is None or not isinstance(text, str) or t.state != TrialState.COMPLETE:
-                continue
-            weights = json.loads(text)
-            path = inside(
-                run_dir,
-                "students",
-                task,
-                f"trial-{record['row']['trial']}-seed-{weights['seed']}.pt",
-            )
-            if not path.is_file():
-                atomic_write_bytes(path, base64.b64decode(weights["state_dict"]))
-                written += 1
+        if not path.is_file():
+            atomic_write_bytes(path, base64.b64decode(weights["state_dict"]))
+            written += 1
     return written
 
 

@@ -1,21 +1,17 @@
-"""The student-size decision, from a run's trial table alone.
+"""The student-size decision, from a run's trial table alone: chosen among *certified*
+students only (:mod:`bench.certification` states the protocol and its guarantee).
 
-Rule. Among completed students of a task (a configuration re-run in the *confirm* phase is
-judged on its confirm row, which rests on more seeds; when any row has replicate seeds,
-single-seed rows are set aside), keep those whose quality meets the constraints — judged on
-the **bounds of the 95 % intervals** (paired bootstrap over test examples and seeds, at least
-the binomial score interval; ``bench.stats``), never on the means:
-
-* ``--max-gap PP``: the upper bound of the gap to the reference is at most PP;
-* ``--min-relative-acc R``: the lower bound of student / reference accuracy is at least R
-  (MLPerf's way of stating targets, e.g. 0.99);
-
-and that meet every cost constraint; recommend the cheapest by the chosen cost (FLOPs unless a
-latency constraint makes latency the cost), ties broken by the smaller gap bound, then fewer
-parameters. When none qualifies: if some student meets the quality but none within the cost
-limits, name the cheapest of them and the best student within the limits with its gap; if
-none meets the quality, name the closest and fit error = a · params^(−b) + c to estimate
-the size that would.
+Rule. The requested tolerance is ``--max-gap PP`` (and/or ``--min-relative-acc R``, as the
+gap ``ensemble_acc · (1 − R)``), against the ensemble. Of the task's certification rounds, the
+one with the largest tolerance at most the requested one is used (chosen before any result
+is looked at; a later round comes from ``kdbench certify RUN --max-gap X``); its certified
+students — each one's shipped file has a one-sided ``1 − alpha`` gap bound within the round's
+tolerance, by fixed-sequence testing in validation's order — all hold together with
+probability at least ``1 − alpha``. Of those within every cost constraint the cheapest by the
+chosen cost (FLOPs unless a latency constraint makes latency the cost) is recommended, ties
+broken by the smaller bound, then fewer parameters. With no round at or below the request,
+or none certified, nothing is recommended and the text says what to run. The scratch twins,
+certified the same way, say whether distillation is needed at that tolerance.
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench import fmt
+from bench.certification import certify_seeds
 from bench.jsonsafe import json_safe
 
 __all__ = ["Constraints", "Recommendation", "candidates", "capacity_fit", "knee", "recommend"]
@@ -103,6 +100,9 @@ class Recommendation:
     best_within_cost: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    certification: dict[str, Any] | None = None  # the round used: tolerance, alpha, seeds, …
+    verdict: str = ""  # is distillation needed at this tolerance?
+    suggest: str = ""  # the command that would certify what was asked
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-safe: NaN becomes null; rows keep their public columns plus gap_bound."""
@@ -114,10 +114,17 @@ class Recommendation:
     def text(self) -> str:
         c = Constraints(**self.constraints)
         lines = [f"[{self.task}] {c.describe()}"]
+        cert = self.certification
+        if cert is not None:
+            lines.append(
+                f"Certified at {cert['max_gap_pp']:g} pp (alpha {cert['alpha']:g}, "
+                f"{cert['seeds']} fresh seeds {cert['seed_list']}): {cert['certified']} of "
+                f"{cert['candidates']} candidates."
+            )
         if self.chosen is not None:
             lines.append("Recommended student: " + _describe(self.chosen, self.cost_column))
         else:
-            lines.append("No student meets the constraints.")
+            lines.append("No certified student meets the constraints.")
             if self.closest is not None:
                 lines.append("Closest: " + _describe(self.closest, self.cost_column))
             if self.best_within_cost is not None:
@@ -126,38 +133,53 @@ class Recommendation:
                     + _describe(self.best_within_cost, self.cost_column)
                 )
             if self.extrapolation is not None:
-                e = self.extrapolation
-                if e.get("params_needed") is not None and e.get("extrapolated"):
-                    lines.append(
-                        f"Extrapolation (fit error = a·params^-b + c, {e['n_points']} points; outside the "
-                        f"measured range, treat as a guess): about {e['params_needed']:,.0f} parameters "
-                        f"would be needed ({e['times_largest']:.1f}x the largest trained)."
-                    )
-                else:
-                    lines.append(f"Extrapolation: {e['message']}")
+                lines.append(
+                    "Extrapolation (fit err_hi = a·params^-b + c): "
+                    f"{self.extrapolation['message']}."
+                )
+        if self.verdict:
+            lines.append(self.verdict)
         if self.knee is not None:
             lines.append(
-                f"Knee of the capacity curve: {int(self.knee['student_params']):,} params "
-                f"({self.knee['arch']})."
+                f"Knee of the validation capacity curve: {int(self.knee['student_params']):,} "
+                f"params ({self.knee['arch']})."
             )
-        lines.append(f"Gap judged on: {self.gap_basis}.")
+        lines.append(f"Decided by: {self.gap_basis}.")
+        if self.suggest:
+            lines.append(self.suggest)
         lines += [f"WARNING: {w}" for w in self.warnings]
         lines += self.notes
         return "\n".join(lines)
 
 
 def _describe(r: dict[str, Any], cost_column: str) -> str:
+    """One student as the CLI and the report state it: the shipped file's claim first, then
+    the recipe's (mean over the fresh seeds, with its interval and a prediction interval for
+    one more training run)."""
     parts = [
         f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
         f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
         f"params {int(r['student_params']):,} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
         f"FLOPs {int(r['student_flops']):,}",
-        f"accuracy {fmt.pct(r['student_acc'])} % [{fmt.pct(r['student_acc_ci_low'])}, "
+    ]
+    if not fmt.is_missing(r.get("file_gap")):
+        parts.append(
+            f"the file (seed {int(r['file_seed'])}): accuracy {fmt.pct(r['file_acc'])} %, gap "
+            f"{fmt.pct(r['file_gap'])} pp, 95 % interval [{fmt.pct(r['file_gap_ci_low'])}, "
+            f"{fmt.pct(r['file_gap_ci_high'])}] pp, certified bound "
+            f"{fmt.pct(r['certify_bound'])} pp"
+        )
+    parts.append(
+        f"the recipe: accuracy {fmt.pct(r['student_acc'])} % [{fmt.pct(r['student_acc_ci_low'])}, "
         f"{fmt.pct(r['student_acc_ci_high'])}] vs ensemble {fmt.pct(r['ensemble_acc'])} % "
         f"(gap {fmt.pct(r['acc_gap'])} pp, 95 % interval [{fmt.pct(r['acc_gap_ci_low'])}, "
-        f"{fmt.pct(r['acc_gap_ci_high'])}] pp, on {fmt.count(r.get('n_test'))} test examples)",
-        f"scratch {fmt.pct(r['scratch_acc'])} % (KD gain {fmt.pct(r['kd_gain'], signed=True)} pp)",
-    ]
+        f"{fmt.pct(r['acc_gap_ci_high'])}] pp; one more training run: "
+        f"[{fmt.pct(r.get('acc_gap_pi_low'))}, {fmt.pct(r.get('acc_gap_pi_high'))}] pp; on "
+        f"{fmt.count(r.get('n_test'))} test examples)"
+    )
+    parts.append(
+        f"scratch {fmt.pct(r['scratch_acc'])} % (KD gain {fmt.pct(r['kd_gain'], signed=True)} pp)"
+    )
     lat = r.get("latency_cpu_b1_p50_ms")
     if not fmt.is_missing(lat):
         parts.append(
@@ -170,24 +192,27 @@ def _describe(r: dict[str, Any], cost_column: str) -> str:
 
 
 def candidates(trials: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
-    """Completed rows of one task; a configuration's confirm row replaces its search row."""
+    """Completed rows of one task; a configuration's certification row (its latest round)
+    replaces its search row: what the tables and plots show."""
     done = trials.query("state == 'complete'")
     if task is not None:
         done = done[done["task"] == task]
-    confirmed = set(done.loc[done["phase"] == "confirm", "trial"])
-    keep = (done["phase"] == "confirm") | ~done["trial"].isin(confirmed)
-    return done[keep].copy()
+    cert = done[done["phase"] == "certify"]
+    if "certify_round" in cert.columns and len(cert):
+        cert = cert.sort_values("certify_round").drop_duplicates(subset=["trial"], keep="last")
+    search = done[(done["phase"] == "search") & ~done["trial"].isin(set(cert["trial"]))]
+    return pd.concat([search, cert]).sort_index().copy()
 
 
-def _bounds(frame: pd.DataFrame, against: str) -> tuple[pd.Series, pd.Series]:
-    """(upper bound of the gap, lower bound of the relative accuracy) to the reference."""
-    if against == "best-member":
-        ref = frame["best_member_acc"]
-        gap_hi = ref - frame["student_acc_ci_low"]
-    else:
-        ref = frame["ensemble_acc"]
-        gap_hi = frame["acc_gap_ci_high"]
-    return gap_hi.astype(float), (1 - gap_hi / ref).astype(float)
+def requested_gap_pp(constraints: Constraints, ensemble_acc: float) -> float:
+    """The tolerance asked for, in pp: ``--max-gap``, and ``--min-relative-acc R`` as the gap
+    ``ensemble_acc · (1 − R)``; the smaller when both are given."""
+    gaps = []
+    if constraints.max_gap_pp is not None:
+        gaps.append(float(constraints.max_gap_pp))
+    if constraints.min_relative_acc is not None:
+        gaps.append(100 * ensemble_acc * (1 - constraints.min_relative_acc))
+    return min(gaps)
 
 
 def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
@@ -196,8 +221,8 @@ def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
     if row is not None:
         if int(row["n_seeds"]) < MIN_SEEDS:
             out.append(
-                f"it rests on {int(row['n_seeds'])} seed(s), fewer than {MIN_SEEDS}: re-run the "
-                "short-list with more ([confirm] seeds)."
+                f"it rests on {int(row['n_seeds'])} seed(s), fewer than {MIN_SEEDS}: certify "
+                "with more ([certify] seeds)."
             )
         n_test = row.get("n_test", math.nan)
         if not fmt.is_missing(n_test) and int(n_test) < MIN_TEST:
@@ -216,7 +241,7 @@ def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
             out.append(
                 f"the ensemble ({ens * 100:.2f} %) is no better than its best member "
                 f"({best * 100:.2f} %) on test: distilling the ensemble adds nothing over distilling "
-                "that one member (compare --against best-member)."
+                "that one member."
             )
     return out
 
@@ -250,23 +275,31 @@ def capacity_fit(params: np.ndarray, error: np.ndarray) -> tuple[float, float, f
 
 
 def knee(frame: pd.DataFrame) -> dict[str, Any] | None:
-    """The knee of accuracy against log(params): the point farthest from the chord joining the
-    smallest and the largest student of the upper envelope (Kneedle-style)."""
-    if len(frame) < 3:
-        return None
-    env = frame.sort_values("student_params")
-    env = env[env["student_acc"] >= env["student_acc"].cummax()]
+    """The knee of the *validation* capacity frontier (one configuration per architecture,
+    :func:`bench.certification.validation_frontier`): the point farthest from the chord
+    joining its smallest and largest student, on validation accuracy against log(params)
+    (Kneedle-style). Test columns are not read."""
+    from bench.certification import validation_frontier
+
+    env = validation_frontier(frame[frame["phase"] == "search"]) if len(frame) else frame
     if len(env) < 3:
         return env.iloc[-1].to_dict() if len(env) else None
     x = np.log10(env["student_params"].to_numpy(float))
-    y = env["student_acc"].to_numpy(float)
+    y = env["student_val_acc"].to_numpy(float)
     xn = (x - x[0]) / (x[-1] - x[0]) if x[-1] > x[0] else x * 0
     yn = (y - y[0]) / (y[-1] - y[0]) if y[-1] > y[0] else y * 0
     return env.iloc[int(np.argmax(yn - xn))].to_dict()
 
 
-# Long by design: the decision rule read top to bottom (candidates, gap basis, constraints,
-# ranking, then what to say when nothing qualifies), as docs/methodology.md states it.
+def _empty(task: str, cons: dict[str, Any], cost: str, note: str) -> Recommendation:
+    return Recommendation(
+        task, False, cons, "nothing to decide on", cost, None, None, None, None, 0, notes=[note]
+    )
+
+
+# Long by design: the decision rule read top to bottom (the round, the certified set, the cost
+# constraints, the ranking, the verdict, then what to say when nothing qualifies), as
+# docs/methodology.md states it.
 def recommend(
     trials: pd.DataFrame, constraints: Constraints, task: str | None = None
 ) -> Recommendation:
@@ -276,70 +309,114 @@ def recommend(
         if not tasks:
             raise ValueError("the trial table is empty")
         task = tasks[0]
-    frame = candidates(trials, task)
-    notes: list[str] = []
     cons = asdict(constraints)
     cost = constraints.cost_column()
-    basis = (
-        "bounds of the 95 % intervals (paired bootstrap over test examples and seeds, at "
-        "least the binomial score interval)"
-    )
-    if frame.empty:
+    mine = trials[trials["task"] == task]
+    done = mine[mine["state"] == "complete"]
+    if done.empty:
+        return _empty(task, cons, cost, "No completed trial: nothing to recommend.")
+    k = knee(mine)
+    ens_acc = float(done["ensemble_acc"].iloc[0])
+    want = requested_gap_pp(constraints, ens_acc)
+    cert = done[done["phase"] == "certify"].copy()
+    run_hint = f"kdbench certify RUN --max-gap {want:g}"
+    if constraints.against != "ensemble":
         return Recommendation(
             task,
             False,
             cons,
-            "no completed trials",
+            "certification is against the ensemble only",
             cost,
             None,
             None,
-            None,
+            k,
             None,
             0,
-            notes=["No completed trial: nothing to recommend."],
+            notes=[
+                "Certified students are certified against the ensemble; against its best member "
+                "nothing is certified (compare the columns gap_to_best_member yourself)."
+            ],
         )
-    if (frame["n_seeds"] >= 2).any() and (frame["n_seeds"] < 2).any():
-        frame = frame[frame["n_seeds"] >= 2].copy()
+    if cert.empty:
+        return Recommendation(
+            task,
+            False,
+            cons,
+            "no certification round in this run",
+            cost,
+            None,
+            None,
+            k,
+            _extrapolate(mine, want),
+            0,
+            notes=["This run certified nothing ([certify] candidates = 0, or it did not finish)."],
+            suggest=f"To certify: {run_hint}",
+        )
+    rounds = cert.groupby("certify_round")["certify_max_gap_pp"].first().sort_index().to_dict()
+    usable = [r for r, g in rounds.items() if g <= want + 1e-9]
+    if not usable:
+        closest = cert.sort_values("certify_bound").iloc[0].to_dict()
+        done_at = ", ".join(f"{g:g}" for g in sorted(set(rounds.values())))
+        return Recommendation(
+            task,
+            False,
+            cons,
+            f"certified only at {done_at} pp",
+            cost,
+            None,
+            closest,
+            k,
+            _extrapolate(mine, want),
+            0,
+            warnings=warnings_for(closest, done),
+            notes=[f"No student is certified at {want:g} pp: this run certified at {done_at} pp."],
+            suggest=f"To certify at {want:g} pp on fresh seeds: {run_hint}",
+        )
+    use = max(usable, key=lambda r: (rounds[r], r))
+    gap = float(rounds[use])
+    part = cert[cert["certify_round"] == use].sort_values("certify_rank")
+    alpha = float(part["certify_alpha"].iloc[0])
+    info = {
+        "round": int(use),
+        "max_gap_pp": gap,
+        "alpha": alpha,
+        "seeds": int(part["n_seeds"].iloc[0]),
+        "seed_list": certify_seeds(int(use), int(part["n_seeds"].iloc[0])),
+        "candidates": len(part),
+        "certified": int(part["certified"].fillna(False).astype(bool).sum()),
+    }
+    basis = (
+        f"certification round {use}: the shipped file's one-sided {100 * (1 - alpha):g} % gap "
+        f"bound within {gap:g} pp, fixed-sequence testing down {len(part)} validation-ordered "
+        f"candidates on {info['seeds']} fresh seeds (family-wise error <= {alpha:g})"
+    )
+    notes: list[str] = []
+    if gap < want - 1e-9:
         notes.append(
-            "Only students with replicate seeds are considered: a single-seed interval holds the "
-            "test set's sampling error but not the seeds' spread."
+            f"Certified at {gap:g} pp, tighter than the {want:g} pp asked: a smaller student may "
+            f"be certified at {want:g} pp."
         )
-    gap_hi, rel_lo = _bounds(frame, constraints.against)
-    frame["gap_bound"] = gap_hi
-    frame["relative_bound"] = rel_lo
-    ok_cost = pd.Series(True, index=frame.index)
+    certified = part[part["certified"].fillna(False).astype(bool)].copy()
+    ok_cost = pd.Series(True, index=certified.index)
     if constraints.max_latency_ms is not None:
         col = constraints.latency_column()
-        if frame[col].isna().all():
+        if certified[col].isna().all() if len(certified) else True:
             notes.append(
-                f"{col} was not measured in this run (no {constraints.device.upper()}); the latency constraint cannot be met."
+                f"{col} was not measured in this run (no {constraints.device.upper()}); the "
+                "latency constraint cannot be met."
             )
-        ok_cost &= frame[col] <= constraints.max_latency_ms
+        ok_cost &= certified[col] <= constraints.max_latency_ms
     if constraints.max_flops is not None:
-        ok_cost &= frame["student_flops"] <= constraints.max_flops
+        ok_cost &= certified["student_flops"] <= constraints.max_flops
     if constraints.max_params is not None:
-        ok_cost &= frame["student_params"] <= constraints.max_params
-    ok_quality = pd.Series(True, index=frame.index)
-    if constraints.max_gap_pp is not None:
-        ok_quality &= frame["gap_bound"] * 100 <= constraints.max_gap_pp + 1e-9
-    if constraints.min_relative_acc is not None:
-        ok_quality &= frame["relative_bound"] >= constraints.min_relative_acc - 1e-12
-    feasible = frame[ok_cost & ok_quality].sort_values(
-        [cost, "gap_bound", "student_params"], kind="mergesort"
+        ok_cost &= certified["student_params"] <= constraints.max_params
+    feasible = certified[ok_cost].sort_values(
+        [cost, "certify_bound", "student_params"], kind="mergesort"
     )
-    k = knee(candidates(trials, task))  # on every size, as the capacity plot
-    best_within = (
-        frame[ok_cost].sort_values(["gap_bound", cost]).iloc[0].to_dict()
-        if constraints.has_cost_limit() and ok_cost.any()
-        else None
-    )
+    verdict = _verdict(part, feasible.iloc[0].to_dict() if len(feasible) else None, gap)
+    suggest = f"To certify at {want:g} pp on fresh seeds: {run_hint}" if gap < want - 1e-9 else ""
     if not feasible.empty:
         chosen = feasible.iloc[0].to_dict()
-        ties = feasible[feasible[cost] == chosen[cost]]
-        if len(ties) > 1:
-            notes.append(
-                f"{len(ties)} students tie on {cost}; chose the one with the smaller gap bound."
-            )
         return Recommendation(
             task,
             True,
@@ -350,22 +427,28 @@ def recommend(
             None,
             k,
             None,
-            len(frame),
-            warnings=warnings_for(chosen, frame),
+            len(part),
+            warnings=warnings_for(chosen, done),
             notes=notes,
+            certification=info,
+            verdict=verdict,
+            suggest=suggest,
         )
-    if ok_quality.any():
-        # The quality is reachable; the cost limits are what fails: no extrapolation needed.
-        closest = frame[ok_quality].sort_values([cost, "gap_bound"]).iloc[0].to_dict()
+    if len(certified):
+        closest = certified.sort_values([cost, "certify_bound"]).iloc[0].to_dict()
         notes.append(
-            f"{int(ok_quality.sum())} student(s) meet the quality constraints but none meets the "
-            "cost limits; the closest is the cheapest of them."
+            f"{len(certified)} student(s) are certified but none meets the cost limits; the "
+            "closest is the cheapest of them."
         )
         extra = None
     else:
-        pool = frame[ok_cost] if ok_cost.any() else frame
-        closest = pool.sort_values(["gap_bound", cost]).iloc[0].to_dict()
-        extra = _extrapolate(candidates(trials, task), constraints)
+        closest = part.sort_values("certify_rank").iloc[0].to_dict()
+        notes.append(
+            f"The first candidate in validation's order (the largest, {int(closest['student_params']):,} "
+            f"params) was not certified at {gap:g} pp (bound "
+            f"{fmt.pct(closest.get('certify_bound'))} pp), so none is."
+        )
+        extra = _extrapolate(mine, gap)
     return Recommendation(
         task,
         False,
@@ -376,53 +459,102 @@ def recommend(
         closest,
         k,
         extra,
-        len(frame),
-        best_within_cost=best_within,
-        warnings=warnings_for(closest, frame),
+        len(part),
+        warnings=warnings_for(closest, done),
         notes=notes,
+        certification=info,
+        verdict=verdict,
+        suggest=suggest,
     )
 
 
-def _extrapolate(frame: pd.DataFrame, constraints: Constraints) -> dict[str, Any]:
-    """Size at which the fitted capacity curve reaches the tolerated error."""
-    target_acc_ref = (
-        frame["ensemble_acc"] if constraints.against == "ensemble" else frame["best_member_acc"]
-    )
-    ref = float(target_acc_ref.iloc[0])
-    best_per_size = frame.groupby("student_params")["student_acc"].max()
-    fit = capacity_fit(best_per_size.index.to_numpy(), 1 - best_per_size.to_numpy())
-    gap = constraints.max_gap_pp / 100 if constraints.max_gap_pp is not None else 1.0
-    if constraints.min_relative_acc is not None:
-        gap = min(gap, ref * (1 - constraints.min_relative_acc))
-    target_err = 1 - ref + gap
-    if fit is None:
-        return {
-            "params_needed": None,
-            "n_points": len(best_per_size),
-            "message": "too few distinct sizes to fit a capacity curve",
-        }
-    a, b, c = fit
-    if target_err <= c:
-        return {
-            "params_needed": None,
-            "n_points": len(best_per_size),
-            "fit": {"a": a, "b": b, "c": c},
-            "message": f"the fitted curve levels off at {(1 - c) * 100:.2f} % accuracy, short of the "
-            f"{(1 - target_err) * 100:.2f} % needed: no size of this family is predicted to meet the gap",
-        }
-    needed = (a / (target_err - c)) ** (1 / b)
-    largest = float(best_per_size.index.max())
-    out = {
-        "params_needed": float(needed),
-        "n_points": len(best_per_size),
-        "fit": {"a": a, "b": b, "c": c},
-        "times_largest": float(needed / largest),
-        "extrapolated": needed > largest,
-    }
-    if needed <= largest:
-        out["message"] = (
-            f"the fitted curve (all {len(best_per_size)} sizes, mean accuracy) reaches the tolerance at about "
-            f"{needed:,.0f} parameters, inside the trained range: the constraint failed on the interval, "
-            "not on the mean; confirm more candidates or seeds ([confirm] top_k, seeds) to narrow it"
+def _verdict(part: pd.DataFrame, chosen: dict[str, Any] | None, gap: float) -> str:
+    """Is distillation needed at this tolerance? From the scratch twins' certification."""
+    if chosen is None or "scratch_certified" not in part.columns:
+        return ""
+    sc = part[part["scratch_certified"].fillna(False).astype(bool)]
+    size = int(chosen["student_params"])
+    smaller = sc[sc["student_params"] <= size]
+    if len(smaller):
+        best = smaller.sort_values("student_params").iloc[0]
+        return (
+            f"Distillation is not needed at {gap:g} pp: a student of {int(best['student_params']):,} "
+            f"params trained from scratch on hard labels is certified too (bound "
+            f"{fmt.pct(best['scratch_certify_bound'])} pp)."
         )
-    return out
+    twin = part[part["trial"] == chosen["trial"]]
+    bound = twin["scratch_certify_bound"].iloc[0] if len(twin) else math.nan
+    return (
+        f"Distillation is needed at {gap:g} pp: the same student trained from scratch is not "
+        f"certified (its file's bound {fmt.pct(bound)} pp)."
+    )
+
+
+def _extrapolate(frame: pd.DataFrame, gap_pp: float, n_boot: int = 200) -> dict[str, Any]:
+    """The size at which the capacity curve of validation-chosen configurations (one per
+    architecture on the validation frontier; their search rows' test bounds) reaches the
+    tolerance: fit ``err_hi = a · params^(−b) + c`` to the upper error bound
+    ``1 − ensemble_acc + acc_gap_ci_high`` and solve for ``1 − ensemble_acc + gap``; a
+    bootstrap over the points (``n_boot`` refits) gives its 95 % interval. Descriptive only:
+    nothing is chosen from it."""
+    from bench.certification import validation_frontier
+
+    front = validation_frontier(frame[frame["phase"] == "search"])
+    n = len(front)
+    if n < 4:
+        return {
+            "params_needed": None,
+            "n_points": n,
+            "message": "too few distinct sizes on the validation frontier to fit a capacity curve",
+        }
+    ens = float(front["ensemble_acc"].iloc[0])
+    x = front["student_params"].to_numpy(float)
+    y = (1 - ens + front["acc_gap_ci_high"]).to_numpy(float)
+    target = 1 - ens + gap_pp / 100
+
+    def solve(xx: np.ndarray, yy: np.ndarray) -> float | None:
+        fit = capacity_fit(xx, yy)
+        if fit is None or target <= fit[2]:
+            return None
+        a, b, c = fit
+        return float((a / (target - c)) ** (1 / b))
+
+    needed = solve(x, y)
+    lo, hi = float(x.min()), float(x.max())
+    if needed is None:
+        fit = capacity_fit(x, y)
+        level = (1 - fit[2]) * 100 if fit is not None else math.nan
+        return {
+            "params_needed": None,
+            "n_points": n,
+            "message": (
+                f"the fitted curve of the upper error bound levels off at {level:.2f} % accuracy, "
+                f"short of the {(1 - target) * 100:.2f} % a {gap_pp:g} pp bound needs: no size of "
+                "this family is predicted to be certified (with this test set; a larger test "
+                "set narrows the bound)"
+            ),
+        }
+    rng = np.random.default_rng(0)
+    boots = [solve(x[i], y[i]) for i in (rng.integers(0, n, n) for _ in range(n_boot))]
+    got = np.array([b for b in boots if b is not None], float)
+    ci = (
+        (float(np.percentile(got, 2.5)), float(np.percentile(got, 97.5)))
+        if len(got) >= 20
+        else (math.nan, math.nan)
+    )
+    where = "below" if needed < lo else "above" if needed > hi else "inside"
+    return {
+        "params_needed": needed,
+        "params_needed_ci": list(ci),
+        "n_points": n,
+        "times_largest": needed / hi,
+        "extrapolated": where != "inside",
+        "position": where,
+        "message": (
+            f"the upper error bound of the validation frontier ({n} sizes) reaches {gap_pp:g} pp "
+            f"at about {needed:,.0f} parameters (95 % bootstrap interval "
+            f"{fmt.count(ci[0])}–{fmt.count(ci[1])}), {where} the trained range "
+            f"{lo:,.0f}–{hi:,.0f}"
+            + ("; outside it, treat it as a guess" if where != "inside" else "")
+        ),
+    }

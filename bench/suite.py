@@ -28,9 +28,10 @@ from bench.validation import Range, Table, boolean, choice, number, read_fields,
 from kdcore import get_family, list_families
 
 __all__ = [
+    "DEFAULT_MAX_GAP_PP",
     "SAFE_NAME",
     "BudgetConfig",
-    "ConfirmConfig",
+    "CertifyConfig",
     "MeasureConfig",
     "PluginsConfig",
     "Range",
@@ -113,14 +114,36 @@ class SearchSpace:
         return tuple(name for name, _ in self.arch)
 
 
-@dataclass(frozen=True)
-class ConfirmConfig:
-    """``[confirm]``: the validation short-list re-run with more seeds."""
+DEFAULT_MAX_GAP_PP = 0.5
 
-    top_k: int = number(0, int, 0, 1000, help="configurations re-run at the end (0 = off)")
-    seeds: int = number(5, int, 2, 100, help="replicate seeds of the confirm runs")
-    max_val_gap_pp: float = number(
-        1.0, float, 0.0, 100.0, help="short-list: validation gap within this, cheapest first"
+
+@dataclass(frozen=True)
+class CertifyConfig:
+    """``[certify]``: the size decision, certified once on the test split (bench.certification).
+
+    Validation orders up to ``candidates`` configurations of the validation capacity frontier
+    (one per architecture, largest first); each is trained again with ``seeds`` fresh seeds
+    and tested once; fixed-sequence testing at level ``alpha`` certifies down the list and
+    stops at the first failure."""
+
+    candidates: int = number(
+        6, int, 0, 1000, help="frontier configurations to certify, largest first (0 = off)"
+    )
+    seeds: int = number(5, int, 2, 100, help="fresh training seeds per candidate")
+    alpha: float = number(
+        0.05,
+        float,
+        0.0,
+        0.5,
+        low_open=True,
+        help="family-wise error: P(certifying a student whose true gap exceeds max_gap_pp)",
+    )
+    max_gap_pp: float | None = number(
+        None,
+        float,
+        0.0,
+        100.0,
+        help="the tolerance certified, in pp (default: the run's --max-gap, else 0.5)",
     )
 
 
@@ -135,6 +158,14 @@ class BudgetConfig:
     objective: str = choice("pareto", OBJECTIVES, help="val accuracy and FLOPs, or val accuracy")
     storage: str = string("", help="a database URL shared by workers (default: a journal file)")
     group_size: int = number(1, int, 1, 64, help="trials of one architecture trained at once")
+    batch: int = number(
+        4,
+        int,
+        1,
+        10_000,
+        help="groups asked at once; the next batch is asked when this one is done, so the "
+        "search is the same for any number of workers",
+    )
     prune: bool = boolean(False, help="median pruning on validation accuracy")
     fidelity: str = choice("full", FIDELITIES, help="full epochs, or successive halving")
     min_epochs: int = number(3, int, 1, 100_000, help="the first halving rung")
@@ -169,7 +200,7 @@ class Suite:
     student: StudentTraining = StudentTraining()
     search: SearchSpace = SearchSpace()
     budget: BudgetConfig = BudgetConfig()
-    confirm: ConfirmConfig = ConfirmConfig()
+    certify: CertifyConfig = CertifyConfig()
     measure: MeasureConfig = MeasureConfig()
     plugins: PluginsConfig = PluginsConfig()
     description: str = ""
@@ -192,6 +223,14 @@ class Suite:
 
     def with_budget(self, **changes: Any) -> Suite:
         return replace(self, budget=replace(self.budget, **changes))
+
+    def with_certify_gap(self, max_gap_pp: float | None) -> Suite:
+        """The suite with its certified tolerance resolved: ``[certify] max_gap_pp`` when the
+        suite gives it, else ``max_gap_pp`` (the run's --max-gap), else 0.5 pp."""
+        if self.certify.max_gap_pp is not None:
+            return self
+        gap = DEFAULT_MAX_GAP_PP if max_gap_pp is None else float(max_gap_pp)
+        return replace(self, certify=replace(self.certify, max_gap_pp=gap))
 
 
 # ---------------------------------------------------------------------- sections
@@ -386,8 +425,8 @@ def _budget(t: Table) -> BudgetConfig:
     return cfg
 
 
-def _confirm(t: Table) -> ConfirmConfig:
-    cfg: ConfirmConfig = read_fields(ConfirmConfig, t)
+def _certify(t: Table) -> CertifyConfig:
+    cfg: CertifyConfig = read_fields(CertifyConfig, t)
     t.finish()
     return cfg
 
@@ -419,6 +458,13 @@ def parse_suite(
     description = top.string("description", "")
     plugins = _plugins(top.table("plugins"), base)
     top.seen.update({"task", "tasks"})
+    if "confirm" in data:
+        raise InputError(
+            "The [confirm] table was replaced by [certify] (the decision is certified on fresh "
+            "seeds, in an order validation chose): rename it, with top_k -> candidates and "
+            "seeds -> seeds; max_val_gap_pp has no successor (validation's frontier sets the "
+            f"order), see docs/methodology.md. Got [confirm] = {data['confirm']!r} instead."
+        )
     if "task" in data and "tasks" in data:
         raise InputError(
             "A suite must give either [task] or [[tasks]], not both. Got both instead."
@@ -448,7 +494,7 @@ def parse_suite(
         student=student,
         search=_search(top.table("search"), student.family),
         budget=_budget(top.table("budget")),
-        confirm=_confirm(top.table("confirm")),
+        certify=_certify(top.table("certify")),
         measure=_measure(top.table("measure")),
         plugins=plugins,
         source=source,
@@ -503,7 +549,7 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
             derived=fam.size_param if "size" in ranges else None,
         ),
         budget=BudgetConfig(**data["budget"]),
-        confirm=ConfirmConfig(**data["confirm"]),
+        certify=CertifyConfig(**data["certify"]),
         measure=MeasureConfig(**data["measure"]),
         plugins=plugins,
     )

@@ -8,7 +8,7 @@
    With ``--storage URL`` (several hosts) the studies live in the database and the run folder
    is pulled from it at the end (``bench.pull``).
 3. **Per task**: the teacher (trained once or loaded; outputs cached once per split), then
-   the search and confirm phases (:mod:`bench.search`), in this process or in ``--workers N``
+   the search and certification phases (:mod:`bench.search`), in this process or in ``--workers N``
    local processes (:mod:`bench.parallel`). After every committed trial the tables are rebuilt
    from the study.
 4. An interrupted run (SIGINT, SIGTERM) leaves its trials' records in the study; ``--resume``
@@ -42,7 +42,7 @@ from bench.search import (
     Progress,
     TaskContext,
     TaskWorker,
-    run_confirm,
+    run_certify,
     run_search,
     time_architectures,
 )
@@ -173,8 +173,14 @@ def run_suite(
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     on_teacher_epoch: Callable[[str, int, int, int], None] | None = None,
+    max_gap_pp: float | None = None,
+    certify_gap_pp: float | None = None,
 ) -> Path:
     """Run (or resume, or join) a suite; return the run folder.
+
+    ``max_gap_pp``: the run's --max-gap, the tolerance certified when the suite's
+    ``[certify] max_gap_pp`` is not given (else 0.5 pp). ``certify_gap_pp`` (with ``resume``):
+    add a certification round at this tolerance (``kdbench certify``).
 
     ``storage``: an RDB URL (PostgreSQL): join or create the study ``study`` (default: the
     suite name and a short hash of the suite) there; any number of such workers cooperate.
@@ -198,6 +204,8 @@ def run_suite(
         raise InputError(
             "The SUITE argument of run must be a suite file unless --resume is given. Got none instead."
         )
+    else:
+        suite = suite.with_certify_gap(max_gap_pp)
     url = storage if storage is not None else suite.budget.storage
     if study is not None:
         check_safe_name(study, "--study", "the command line")
@@ -216,6 +224,9 @@ def run_suite(
     ctx = _open_run(
         suite, Path(out_root), Path(resume) if resume else None, previous, url, study, prepared
     )
+    rounds = ctx.manifest.certify_rounds
+    if certify_gap_pp is not None and float(certify_gap_pp) not in rounds:
+        rounds.append(float(certify_gap_pp))
     ctx.cache, ctx.train_device, ctx.workers = cache, train_device, workers
     ctx.n_trials = trials if trials is not None else suite.budget.trials
     ctx.on_progress, ctx.on_teacher_epoch = on_progress, on_teacher_epoch
@@ -283,7 +294,10 @@ def _open_run(
         study=base,
         mode="shared" if spec.shared else "exclusive",
         plugins=loaded_plugins(),
+        certify_rounds=list(previous.certify_rounds) if previous is not None else [],
     )
+    if not ctx.manifest.certify_rounds and suite.certify.max_gap_pp is not None:
+        ctx.manifest.certify_rounds = [float(suite.certify.max_gap_pp)]
     return ctx
 
 
@@ -293,7 +307,7 @@ def _run_tasks(
     previous: Manifest | None,
     replay: dict[str, list[dict[str, Any]]] | None,
 ) -> Path:
-    """Every task's teacher, search, confirm and latency; the manifest after each step."""
+    """Every task's teacher, search, certification and latency; the manifest after each step."""
     suite, m = ctx.suite, ctx.manifest
     gpu = torch.device(ctx.train_device) if ctx.train_device.startswith("cuda") else None
     setting = suite.measure.train_threads
@@ -317,16 +331,16 @@ def _run_tasks(
                 run_workers(run, ctx.workers, threads, ctx.cache, ctx.progress, ready)
             else:
                 run_search(run)
-                run_confirm(run)
+                run_certify(run)
             t2 = time.perf_counter()
-            log.info("[%s] search and confirm in %.1f s", task.name, t2 - t1)
+            log.info("[%s] search and certification in %.1f s", task.name, t2 - t1)
             timed = time_architectures(run)  # latency, once per architecture, on a quiet machine
             ctx.refresh(force=True)
             t3 = time.perf_counter()
             log.info("[%s] %d architectures timed in %.1f s", task.name, timed, t3 - t2)
             m.tasks[task.name]["timings_s"] = {
                 "teacher": round(t1 - t0, 3),
-                "search_and_confirm": round(t2 - t1, 3),
+                "search_and_certify": round(t2 - t1, 3),
                 "latency": round(t3 - t2, 3),
                 "architectures_timed": timed,
             }
@@ -496,7 +510,8 @@ class _Run:
             train_device=self.train_device,
             n_trials=self.n_trials,
             replay=(replay or {}).get(task.name) if replay is not None else None,
-            threads=ThreadPolicy(suite.measure.train_threads, all_cores(), 1),
+            threads=ThreadPolicy(suite.measure.train_threads, all_cores()),
+            certify_rounds=tuple(self.manifest.certify_rounds),
         )
         run = TaskWorker(
             ctx,

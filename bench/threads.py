@@ -9,61 +9,40 @@ per optimiser step, 1 vs 2 torch threads; ``benchmarks/test_bench_threads.py`` m
   18.2 vs 31.2 — oversubscribing a core costs 1.5–3×.
 
 So a second thread pays only for a student above a few thousand FLOPs per sample, and only
-on a core that no other worker is using. ``"auto"`` therefore gives a group
-``1`` thread when its student is below :data:`AUTO_MIN_FLOPS` forward FLOPs per sample, and
-otherwise ``cores // live workers``: with ``--workers N`` on N cores that is one thread each
-while all N train, and more for the large students of the workers still running once the
-others have finished (the tail of the search and of the confirm phase). Local workers learn
-how many are alive from a small file the supervising process rewrites (:class:`LiveWorkers`);
-workers on other machines (a shared RDB study) count only themselves.
+on a core that no other worker is using.
+
+**Decisions must not depend on how many workers share the machine** (issue #19): a
+reduction's floating-point result depends on the thread count, so a group's thread count is
+a function of its student (and of the machine's cores) only, never of ``--workers`` or of how
+many workers are still alive. ``"auto"`` gives a group ``1`` thread when its student is below
+:data:`AUTO_MIN_FLOPS` forward FLOPs per sample and every core otherwise (where a second
+thread pays at least 1.5× alone); a fixed ``N`` gives every group ``N`` threads (``0``: every
+core) in every worker. The cost: with ``--workers W``, W groups of large students share the
+cores oversubscribed (1.5–3× slower per step, measured above), and small students leave the
+cores a worker does not use idle at the end of each ask batch (``docs/methodology.md``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-__all__ = ["AUTO", "AUTO_MIN_FLOPS", "LiveWorkers", "ThreadPolicy"]
+__all__ = ["AUTO", "AUTO_MIN_FLOPS", "ThreadPolicy"]
 
 AUTO = "auto"
-AUTO_MIN_FLOPS = 8_000
-
-
-class LiveWorkers:
-    """How many local workers are still running, in a file the supervisor rewrites."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, n: int) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(str(n))
-        os.replace(tmp, self.path)  # readers never see a half-written number
-
-    def read(self, default: int) -> int:
-        try:
-            return max(1, int(self.path.read_text()))
-        except (OSError, ValueError):
-            return default
+AUTO_MIN_FLOPS = 30_000
 
 
 @dataclass(frozen=True)
 class ThreadPolicy:
     """``setting``: the suite's ``[measure] train_threads`` (0 = all cores, N, or "auto");
-    ``cores``: the cores of this machine; ``workers``: local worker processes;
-    ``live``: the supervisor's live-worker file (local workers only)."""
+    ``cores``: the cores of this machine."""
 
     setting: int | str = 0
     cores: int = 1
-    workers: int = 1
-    live: str | None = None
 
     def threads(self, flops_per_sample: float) -> int:
-        """Torch threads for a training group of students of this size."""
+        """Torch threads for a training group of students of this size (the same in every
+        worker, whatever their number)."""
         if self.setting != AUTO:
-            return max(1, int(self.setting or self.cores) // self.workers)
-        if flops_per_sample < AUTO_MIN_FLOPS:
-            return 1
-        alive = LiveWorkers(Path(self.live)).read(self.workers) if self.live else self.workers
-        return max(1, self.cores // min(alive, self.workers))
+            return max(1, int(self.setting or self.cores))
+        return 1 if flops_per_sample < AUTO_MIN_FLOPS else max(1, self.cores)

@@ -22,7 +22,7 @@ import torch
 
 from bench.faults import fault_point
 from bench.records import SCHEMA_VERSION
-from bench.stats import pack_bits, paired_intervals, share, summarise_seeds, unpack_bits
+from bench.stats import file_gap, pack_bits, paired_intervals, share, summarise_seeds, unpack_bits
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
@@ -149,7 +149,7 @@ class ScratchStore:
 @dataclass
 class GroupResult:
     """What one group produced: per trial a row and its seed rows; the new scratch entries;
-    for confirm-phase trials, the weights of the seed selected on validation (to ship)."""
+    for certification trials, the weights of the seed selected on validation (to ship)."""
 
     rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
     scratch: dict[str, dict[str, Any]]
@@ -222,7 +222,9 @@ def run_group(
         }
         scratch.put(value, family, arch, slot.seed)
         new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
-    group = _Group(run_id, task, teacher, family, arch, seeds, phase, plan, scratch, ev)
+    group = _Group(
+        run_id, task, teacher, family, arch, seeds, phase, plan, scratch, ev, suite.certify.alpha
+    )
     per_trial_time = (time.perf_counter() - started) / len(configs)
     out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     weights: dict[int, dict[str, Any]] = {}
@@ -230,10 +232,8 @@ def run_group(
         row, seed_rows = group.trial_rows(cfg)
         if row["state"] == "complete":
             row["trial_time_s"] = per_trial_time
-            if phase == "confirm":  # the short-list: keep the seed selected on validation
-                best = max(
-                    plan.distilled(cfg.trial), key=lambda s: (distiller.val_acc_[s.index], -s.seed)
-                )
+            if phase == "certify":  # keep the file a user ships: the seed chosen on validation
+                best = group.file_slot(cfg)
                 weights[cfg.trial] = {
                     "seed": best.seed,
                     "state_dict": state_dict_text(distiller.models_[best.index]),
@@ -318,6 +318,48 @@ class _Group:
     plan: GroupPlan
     scratch: ScratchStore
     ev: _Evaluation
+    alpha: float  # the certification level: certify_bound is the one-sided 1 - alpha bound
+
+    def file_slot(self, cfg: TrialConfig) -> Slot:
+        """The trial's file to ship: its distilled seed with the best validation accuracy."""
+        return max(
+            self.plan.distilled(cfg.trial),
+            key=lambda s: (self.ev.distiller.val_acc_[s.index], -s.seed),
+        )
+
+    def file_cells(self, cfg: TrialConfig) -> dict[str, Any]:
+        """The shipped file's own claim (:mod:`bench.certification`): its paired test gap with
+        Newcombe's 95 % interval and the one-sided ``1 − alpha`` bound certification tests;
+        the same for the scratch twin chosen the same way among the same fresh seeds."""
+        ev = self.ev
+        best = self.file_slot(cfg)
+        right = ev.right[best.index]
+        gap, low, high = file_gap(right, ev.ensemble_right)
+        cells: dict[str, Any] = {
+            "file_seed": best.seed,
+            "file_acc": float(right.mean()),
+            "file_gap": gap,
+            "file_gap_ci_low": low,
+            "file_gap_ci_high": high,
+            "certify_bound": file_gap(right, ev.ensemble_right, level=1 - 2 * self.alpha)[2],
+        }
+        twins = [
+            (s.seed, sc)
+            for s in self.plan.distilled(cfg.trial)
+            if (sc := self.scratch.get(self.family, self.arch, s.seed)) and "scratch_right" in sc
+        ]
+        if twins:
+            seed, sc = max(twins, key=lambda x: (x[1]["scratch_val_acc"], -x[0]))
+            twin = unpack_bits(sc["scratch_right"], len(ev.y))
+            cells |= {
+                "scratch_file_seed": seed,
+                "scratch_file_acc": float(twin.mean()),
+                "scratch_file_gap": file_gap(twin, ev.ensemble_right)[0],
+                "scratch_certify_bound": file_gap(
+                    twin, ev.ensemble_right, level=1 - 2 * self.alpha
+                )[2],
+            }
+        return cells
 
     def trial_rows(self, cfg: TrialConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The trial's row and its per-seed rows (a failed row when a member diverged)."""
@@ -379,6 +421,8 @@ class _Group:
             slots,
             ev.ensemble_right,
         )
+        if self.phase == "certify":
+            row |= self.file_cells(cfg)
         row["train_time_s"] = ev.distiller.train_time_s_
         row["group_members"] = len(plan)
         row["datetime_utc"] = datetime.now(UTC).isoformat(timespec="seconds")

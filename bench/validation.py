@@ -89,6 +89,8 @@ class Table:
         low_open: bool = False,
     ) -> Any:
         self.seen.add(key)
+        if default is None and key not in self.data:
+            return None  # optional: the caller resolves it (e.g. from the command line)
         value = given = self.data.get(key, default)
         lo_br = "(" if low_open else "["
         rule = f"{describe_type(kind)} in {lo_br}{fmt_number(low)}, {fmt_number(high)}]"

@@ -112,13 +112,13 @@ def _suite_runs(benches: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        "| seed-suite run | wall s | teacher s | search + confirm s | latency s | pruned | recommended (--max-gap 0.5) | gap bound pp | params at today's bound (0.45 pp) |",
+        "| seed-suite run | wall s | teacher s | search + certify s | latency s | pruned | recommended (--max-gap 0.5) | gap bound pp | params at today's bound (0.45 pp) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, wall, r in runs:
         t = r.get("timings_s") or {}
         lines.append(
-            f"| {label} | {wall:.1f} | {_fmt(t.get('teacher', ''))} | {_fmt(t.get('search_and_confirm', ''))} | "
+            f"| {label} | {wall:.1f} | {_fmt(t.get('teacher', ''))} | {_fmt(t.get('search_and_certify', ''))} | "
             f"{_fmt(t.get('latency', ''))} | {r.get('pruned', '')} | {r.get('recommended_arch')}, "
             f"{r.get('recommended_params')} params | {_fmt(r.get('gap_high_pp', ''))} | "
             f"{r.get('params_at_todays_bound')} |"

@@ -9,7 +9,7 @@
   ``train_threads = "auto"``, 2 local workers). ``today``: ``suites/seed_classic.toml``, the
   previous default's path (one process on all cores, full fidelity) with seeds 3 and the new
   suite's student training (its learning rate), replaying the new run's 40 search
-  configurations; each picks its own confirm short-list. Recorded: wall time, the phases
+  configurations; each certifies its own candidates. Recorded: wall time, the phases
   from the manifest, and each student size's share of trial time (``time_by_size``).
 * ``test_student_lr``: how the seed suite's student learning rate was chosen — mean
   *validation* accuracy (5 seeds) of 11 students the search visits (1–4 layers, 230–7,000

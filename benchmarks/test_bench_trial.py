@@ -210,7 +210,7 @@ def test_suite_trials_per_minute(benchmark, seed_setup, suite_runs, mode: str) -
         budget=dataclasses.replace(
             suite.budget, seeds=3, trials=16, group_size=4 if grouped else 1
         ),
-        confirm=dataclasses.replace(suite.confirm, top_k=0),
+        certify=dataclasses.replace(suite.certify, candidates=0),
     )
     results = suite_runs["root"] / mode
     results.mkdir()

@@ -2,7 +2,7 @@
 
 The seed suite restricted to small students (width 4-64, log; depth 1-4), 40 trials, 2 seeds
 (each trial trains 2 distilled students and, for new architectures, their scratch baselines),
-confirm off, the teacher cached. The 1-worker run samples; the 2-worker run replays its
+certification off, the teacher cached. The 1-worker run samples; the 2-worker run replays its
 configurations, so both do the same work. Recorded: the whole run's wall time, and the
 search phase alone (from the manifest's timings) — trials per minute for both.
 """
@@ -39,7 +39,7 @@ def _small_suite():
         suite,
         search=search,
         budget=dataclasses.replace(suite.budget, trials=TRIALS, seeds=2),
-        confirm=dataclasses.replace(suite.confirm, top_k=0),
+        certify=dataclasses.replace(suite.certify, candidates=0),
     )
 
 
@@ -66,8 +66,8 @@ def test_workers_trials_per_minute(benchmark, seed_setup, worker_runs, workers: 
         threads_per_worker=max(1, all_cores() // workers),
         trials=len(trials),
         trials_per_minute=len(trials) / wall * 60,
-        search_phase_s=timings["search_and_confirm"],
-        search_trials_per_minute=len(trials) / timings["search_and_confirm"] * 60,
+        search_phase_s=timings["search_and_certify"],
+        search_trials_per_minute=len(trials) / timings["search_and_certify"] * 60,
         configs=sorted(trials["arch"] + " T" + trials["temperature"].round(4).astype(str)),
     )
     if replay is not None:

@@ -128,12 +128,13 @@ class Manifest:
     train_device: str = "cpu"
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     study_storage: str = "study.journal"  # a journal file name, or the RDB URL (redacted)
-    study: str = ""  # the studies' base name: <study>:<task>[:confirm]
+    study: str = ""  # the studies' base name: <study>:<task>[:certify[-N]]
     mode: str = "exclusive"  # exclusive (local run folder) | shared (RDB) | cooperative
     workers: int = 1
     plugins: dict[str, str] = field(default_factory=dict)
     n_trials: int = 0
     pulled_from: str = ""
+    certify_rounds: list[float] = field(default_factory=list)  # tolerance (pp) per round
 
     def write(self, run_dir: Path) -> None:
         atomic_write_text(

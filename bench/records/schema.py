@@ -31,16 +31,19 @@ __all__ = [
 # 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in
 #    seeds, worker and retry_of, state 'duplicate'
 # 3: the legacy width / depth columns dropped (the MLP's are arch_width / arch_depth)
-SCHEMA_VERSION = 3
+# 4: phase 'confirm' became 'certify' (fresh seeds, certification columns, [certify] table);
+#    Student-t seed intervals, acc_gap_pi_*
+SCHEMA_VERSION = 4
 
 
 def version_hint(version: object) -> str:
     """Why a file of another schema version cannot be read, and what to do about it."""
     if isinstance(version, int) and version < SCHEMA_VERSION:
         return (
-            f"it was written by an older kdbench (schema {version}; schema 3 dropped the legacy "
-            "width/depth columns, an MLP's are arch_width/arch_depth): run the suite again with "
-            "this kdbench, or read the folder with the kdbench that wrote it"
+            f"it was written by an older kdbench (schema {version}; schema 4 certifies the "
+            "decision on fresh seeds and replaced the [confirm] phase by [certify], schema 3 "
+            "dropped the legacy width/depth columns): run the suite again with this kdbench, "
+            "or read the folder with the kdbench that wrote it"
         )
     return "it was written by another kdbench version"
 
@@ -66,14 +69,15 @@ COLUMNS: tuple[Column, ...] = (
         "trial",
         "int64",
         "-",
-        "Optuna trial number (per task); a confirm row keeps its search trial's",
+        "Optuna trial number (per task); a certify row keeps its search trial's",
         S,
     ),
     C(
         "phase",
         "string",
         "-",
-        "'search' (Optuna sweep) or 'confirm' (top-k re-run with more seeds)",
+        "'search' (Optuna sweep) or 'certify' (a candidate trained again on fresh seeds and "
+        "tested once; bench.certification)",
         S,
     ),
     C(
@@ -279,7 +283,7 @@ COLUMNS: tuple[Column, ...] = (
         "val_gap",
         "float64",
         "fraction",
-        "ensemble_val_acc - student_val_acc (what confirm selection uses)",
+        "ensemble_val_acc - student_val_acc (what the certification order uses)",
     ),
     C(
         "best_epoch",
@@ -487,6 +491,69 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "x",
         "faster ensemble form / student latency, GPU batch 1 (NaN without GPU)",
+    ),
+    C(
+        "certify_round",
+        "Int64",
+        "-",
+        "certify rows: the round (0 = the run's; kdbench certify adds)",
+    ),
+    C(
+        "certify_rank",
+        "Int64",
+        "-",
+        "certify rows: the place in the tested order (0 = first, the largest; validation chose it)",
+    ),
+    C("certify_max_gap_pp", "float64", "pp", "certify rows: the tolerance the round certifies"),
+    C("certify_alpha", "float64", "-", "certify rows: the family-wise error level of the round"),
+    C(
+        "file_seed",
+        "Int64",
+        "-",
+        "certify rows: the seed of the shipped file (the best validation accuracy of the fresh seeds)",
+    ),
+    C("file_acc", "float64", "fraction", "certify rows: the shipped file's test accuracy"),
+    C(
+        "file_gap",
+        "float64",
+        "fraction",
+        "certify rows: ensemble_acc - file_acc, the shipped file's paired test gap",
+    ),
+    C(
+        "file_gap_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of file_gap (Newcombe's corrected paired interval), lower bound",
+    ),
+    C("file_gap_ci_high", "float64", "fraction", "95 % interval of file_gap, upper bound"),
+    C(
+        "certify_bound",
+        "float64",
+        "fraction",
+        "certify rows: one-sided 1 - alpha upper bound of file_gap: the statistic certified",
+    ),
+    C(
+        "certified",
+        "boolean",
+        "-",
+        "certify rows: certified by fixed-sequence testing at certify_max_gap_pp and "
+        "certify_alpha (every earlier rank passed too)",
+    ),
+    C("scratch_file_seed", "Int64", "-", "certify rows: the scratch twin's validation-chosen seed"),
+    C("scratch_file_acc", "float64", "fraction", "certify rows: that scratch file's test accuracy"),
+    C("scratch_file_gap", "float64", "fraction", "certify rows: ensemble_acc - scratch_file_acc"),
+    C(
+        "scratch_certify_bound",
+        "float64",
+        "fraction",
+        "certify rows: one-sided 1 - alpha upper bound of scratch_file_gap",
+    ),
+    C(
+        "scratch_certified",
+        "boolean",
+        "-",
+        "certify rows: the scratch twin certified the same way (then distillation is not "
+        "needed at this size and tolerance)",
     ),
     C(
         "train_time_s",

@@ -90,9 +90,9 @@ def pareto_data(
     trials: pd.DataFrame, cost: str, recommended_trial: int | None = None
 ) -> pd.DataFrame:
     """Gap (pp) against a cost: one row per completed student, with its interval, whether it is
-    on the front (minimising the cost and the gap's *upper bound*, which is what the decision
-    weighs, so the recommended student is always on it), and whether it is the recommended
-    one."""
+    on the front (minimising the cost and the recipe gap's *upper bound*) and whether it is the
+    recommended one (a certified student: the decision is made by certification, this plot
+    only describes)."""
     c = candidates(trials)
     c = c[c[cost].notna()]
     gap = c["acc_gap"] * 100
@@ -162,7 +162,7 @@ def draw_pareto(
         ax.axhline(best_member_gap_pp, color=MEMBER, ls="--", lw=1.2, label="best single teacher")
     if max_gap_pp is not None:
         ax.axhline(max_gap_pp, color=PICK, ls=":", lw=1, label=f"tolerance {max_gap_pp:g} pp")
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy gap to ensemble (pp, lower is better)")
     if len(data):  # every point shown; intervals that would flatten the plot are clipped, marked
@@ -197,6 +197,7 @@ def capacity_data(trials: pd.DataFrame) -> pd.DataFrame:
         {
             "student_params": best["student_params"].astype(int),
             "kind": "distilled",
+            "line": _line_labels(best),
             "acc": best["student_acc"],
             "acc_low": best["student_acc_ci_low"].fillna(best["student_acc"]),
             "acc_high": best["student_acc_ci_high"].fillna(best["student_acc"]),
@@ -231,7 +232,40 @@ def capacity_data(trials: pd.DataFrame) -> pd.DataFrame:
                 }
             )
         )
-    return pd.concat(parts).sort_values(["kind", "student_params"]).reset_index(drop=True)
+    out = pd.concat(parts)
+    out["line"] = out["line"].fillna("")
+    return out.sort_values(["kind", "line", "student_params"]).reset_index(drop=True)
+
+
+def _line_labels(rows: pd.DataFrame) -> pd.Series:
+    """Which capacity line a row belongs to: its architecture less the family's size
+    parameter (an MLP's depth), so that one line never joins students of different depths."""
+    from kdcore import get_family
+
+    family = str(rows["family"].iloc[0]) if len(rows) and "family" in rows else ""
+    try:
+        size = get_family(family).size_param
+    except Exception:  # an unknown family (a plug-in not imported): one line
+        size = None
+    cols = [c for c in rows.columns if c.startswith("arch_") and c != f"arch_{size}"]
+    if size is None or not cols:
+        return pd.Series("", index=rows.index)
+    return rows[cols].apply(
+        lambda r: ", ".join(f"{c.removeprefix('arch_')} {_plain_value(v)}" for c, v in r.items()),
+        axis=1,
+    )
+
+
+def _plain_value(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def log_axis(ax: Axes) -> None:
+    """A log x axis with labels at the decades only (minor labels like "3×10²4×10²" overlap)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def draw_capacity(
@@ -257,10 +291,20 @@ def draw_capacity(
         d = data[data["kind"] == kind].sort_values("student_params")
         if d.empty:
             continue
-        ax.plot(d["student_params"], d["acc"] * 100, "o-", color=color, ms=4, label=labels[kind])
-        ax.fill_between(
-            d["student_params"], d["acc_low"] * 100, d["acc_high"] * 100, color=color, alpha=0.15
-        )
+        lines = list(dict.fromkeys(d["line"])) if "line" in d else [""]
+        for line, style in zip(lines, itertools.cycle(["o-", "s--", "^-.", "D:"]), strict=False):
+            part = d[d["line"] == line] if "line" in d else d
+            label = labels[kind] + (f", {line}" if line and kind == "distilled" else "")
+            ax.plot(
+                part["student_params"], part["acc"] * 100, style, color=color, ms=4, label=label
+            )
+            ax.fill_between(
+                part["student_params"],
+                part["acc_low"] * 100,
+                part["acc_high"] * 100,
+                color=color,
+                alpha=0.15,
+            )
     ax.axhline(
         ensemble_acc * 100, color=ENSEMBLE, lw=1.5, label=f"ensemble {ensemble_acc * 100:.2f} %"
     )
@@ -286,7 +330,7 @@ def draw_capacity(
             zorder=6,
             label=f"recommended ({int(recommended[0]):,} params)",
         )
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set_xlabel("student parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
     # Every student shown, also those above the ensemble's line (the frame was capped there once).
@@ -380,12 +424,18 @@ def kd_gain_data(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def draw_kd_gain(data: pd.DataFrame, ax: Axes) -> Axes:
-    helps = data["kd_gain_pp"] > 0
+    """Colours by the interval, not the mean: it helps only where the whole 95 % interval is
+    above 0, hurts where it is below, and is not distinguishable from 0 otherwise."""
+    helps = data["kd_gain_low_pp"] > 0
+    hurts = data["kd_gain_high_pp"] < 0
     for mask, color, label in (
-        (helps, DISTILLED, "KD helps"),
-        (~helps, SCRATCH, "KD hurts / no gain"),
+        (helps, DISTILLED, "KD helps (interval above 0)"),
+        (hurts, SCRATCH, "KD hurts (interval below 0)"),
+        (~helps & ~hurts, FADED, "no clear difference"),
     ):
         d = data[mask]
+        if d.empty:
+            continue
         ax.errorbar(
             d["student_params"],
             d["kd_gain_pp"],
@@ -405,7 +455,7 @@ def draw_kd_gain(data: pd.DataFrame, ax: Axes) -> Axes:
         mark_clipped(
             ax, data["student_params"], data["kd_gain_low_pp"], data["kd_gain_high_pp"], ylim
         )
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set_xlabel("student parameters (log scale)")
     ax.set_ylabel("KD gain over scratch (pp)")
     ax.grid(True, which="both", alpha=0.3)

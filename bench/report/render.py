@@ -69,39 +69,49 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
 
 
 def _decision(rec: Recommendation) -> str:
-    """The first screen's sentence: what to ship, its cost, and how sure the number is."""
+    """The first screen's sentence: what to ship, at which certified tolerance and level, its
+    cost, the file's and the recipe's intervals, and whether distillation was needed."""
     from bench.recommend import Constraints
 
     cons = Constraints(**rec.constraints)
+    c = rec.certification
+    certified = (
+        f"Certified at {c['max_gap_pp']:g} pp with family-wise error {c['alpha']:g} on "
+        f"{c['seeds']} fresh seeds ({', '.join(map(str, c['seed_list']))}): {c['certified']} of "
+        f"{c['candidates']} validation-ordered candidates. "
+        if c is not None
+        else ""
+    )
     if rec.chosen is None:
+        text = certified + f"No certified student meets {cons.describe()}."
         near = rec.closest
-        text = f"No student meets {cons.describe()}."
-        if near is not None:
+        if near is not None and not fmt.is_missing(near.get("certify_bound")):
             text += (
-                f" Closest: {near['arch']}, gap {fmt.pct(near['acc_gap'])} pp (95 % interval "
-                f"[{fmt.pct(near['acc_gap_ci_low'])}, {fmt.pct(near['acc_gap_ci_high'])}] pp)."
+                f" Closest: {near['arch']} ({int(near['student_params']):,} params), its file's "
+                f"certified bound {fmt.pct(near['certify_bound'])} pp."
             )
-        if rec.best_within_cost is not None:
-            b = rec.best_within_cost
-            text += (
-                f" Best within the cost limits: {b['arch']}, gap {fmt.pct(b['acc_gap'])} pp "
-                f"(upper bound {fmt.pct(b['acc_gap_ci_high'])} pp)."
-            )
-        return text
+        if rec.suggest:
+            text += " " + rec.suggest + "."
+        return text + (" " + rec.verdict if rec.verdict else "")
     r = rec.chosen
     return (
-        f"Ship {r['arch']} (trial {int(r['trial'])}; T {r['temperature']:.2f}, alpha "
-        f"{r['alpha']:.2f}). Cost: {int(r['student_params']):,} parameters ({fmt.ratio(r.get('param_ratio'))} of "
-        f"the ensemble), {int(r['student_flops']):,} FLOPs per sample, CPU latency "
-        f"{fmt.ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — {fmt.number(r.get('speedup_cpu_b1'), 2)}× "
-        f"faster than the faster ensemble form. Accuracy {fmt.pct(r['student_acc'])} % "
-        f"[{fmt.pct(r['student_acc_ci_low'])}, {fmt.pct(r['student_acc_ci_high'])}] against the "
-        f"ensemble's {fmt.pct(r['ensemble_acc'])} %: gap {fmt.pct(r['acc_gap'])} pp, 95 % interval "
-        f"[{fmt.pct(r['acc_gap_ci_low'])}, {fmt.pct(r['acc_gap_ci_high'])}] pp, meeting {cons.describe()}; "
-        f"{fmt.pct(r['kd_gain'], signed=True)} pp over the same student trained without distillation "
-        f"[{fmt.pct(r['kd_gain_ci_low'], signed=True)}, {fmt.pct(r['kd_gain_ci_high'], signed=True)}]. Measured on "
-        f"{int(r['n_test']):,} test examples and {int(r['n_seeds'])} seeds. "
-        "`kdbench export` writes this student."
+        certified + f"Ship {r['arch']} (trial {int(r['trial'])}, seed {int(r['file_seed'])}; T "
+        f"{r['temperature']:.2f}, alpha {r['alpha']:.2f}). Cost: {int(r['student_params']):,} "
+        f"parameters ({fmt.ratio(r.get('param_ratio'))} of the ensemble), "
+        f"{int(r['student_flops']):,} FLOPs per sample, CPU latency "
+        f"{fmt.ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — "
+        f"{fmt.number(r.get('speedup_cpu_b1'), 2)}× faster than the faster ensemble form. "
+        f"The file: accuracy {fmt.pct(r['file_acc'])} % against the ensemble's "
+        f"{fmt.pct(r['ensemble_acc'])} %, gap {fmt.pct(r['file_gap'])} pp, 95 % interval "
+        f"[{fmt.pct(r['file_gap_ci_low'])}, {fmt.pct(r['file_gap_ci_high'])}] pp (certified "
+        f"bound {fmt.pct(r['certify_bound'])} pp). The recipe over {int(r['n_seeds'])} seeds: gap "
+        f"{fmt.pct(r['acc_gap'])} pp [{fmt.pct(r['acc_gap_ci_low'])}, "
+        f"{fmt.pct(r['acc_gap_ci_high'])}]; one more training run: "
+        f"[{fmt.pct(r.get('acc_gap_pi_low'))}, {fmt.pct(r.get('acc_gap_pi_high'))}] pp; "
+        f"{fmt.pct(r['kd_gain'], signed=True)} pp over the same student trained without "
+        f"distillation [{fmt.pct(r['kd_gain_ci_low'], signed=True)}, "
+        f"{fmt.pct(r['kd_gain_ci_high'], signed=True)}]. {rec.verdict} Measured on "
+        f"{int(r['n_test']):,} test examples. `kdbench export` writes this file."
     )
 
 
@@ -169,10 +179,15 @@ def build_report(
     doc.para(
         INTERVALS + " Accuracies are test-split percentages; gaps are percentage points (pp) "
         "to the reference (positive = student worse). Every selection (best epoch, Optuna "
-        "objective, the confirm short-list, the exported seed) used the validation split only."
+        "objective, halving, the certification candidates and their order, the exported seed) "
+        "used the validation split only; the test split was read once per candidate, to certify."
     )
     for task, rec in recs.items():
-        doc.heading(3, f"Pareto set of '{task}': cost (FLOPs) against the gap's upper bound")
+        doc.heading(
+            3, f"Certification of '{task}': the candidates in validation's order, tested once"
+        )
+        doc.table(tables.certification_table(trials, task, rec))
+        doc.heading(3, f"Pareto set of '{task}': cost (FLOPs) against the recipe gap's bound")
         doc.table(tables.pareto_table(trials, task, rec))
     doc.para(
         f"Suite '{suite['name']}' ({manifest.get('suite_source') or 'from manifest'}), status "
@@ -340,9 +355,9 @@ def _decision_plots(
             name,
             f"accuracy gap vs {label.split(' (')[0]}",
             f"Gap to the ensemble against {label}: dots = mean gap, bars = its 95 % interval "
-            "(test examples and seeds); red = Pareto front on the interval's upper bound — what "
-            "the decision uses — so the recommended student (ring) is always on it; grey = "
-            "dominated; purple dashed = best single teacher. Bars beyond the frame are clipped "
+            "(test examples and seeds); red = Pareto front on the interval's upper bound "
+            "(descriptive: the decision is certification's, in the table above); ring = the "
+            "recommended, certified student; grey = dominated; purple dashed = best single teacher. Bars beyond the frame are clipped "
             "and marked with arrows (the count is in the corner); no point is ever cut.",
         )
     figure(

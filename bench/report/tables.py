@@ -73,6 +73,7 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
         if r is None:
             rows.append({"task": task, "ship": "none meets the constraints"})
             continue
+        c = rec.certification or {}
         rows.append(
             {
                 "task": task,
@@ -82,11 +83,15 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
                 "FLOPs": int(r["student_flops"]),
                 "CPU b1 p50 ms": r.get("latency_cpu_b1_p50_ms", math.nan),
                 "speed-up vs faster ensemble form": r.get("speedup_cpu_b1", math.nan),
-                "student acc % [95 %]": f"{fmt.pct(r['student_acc'])} "
-                + fmt.interval(r["student_acc_ci_low"], r["student_acc_ci_high"]),
+                "certified at pp (alpha)": f"{c.get('max_gap_pp', math.nan):g} "
+                f"({c.get('alpha', math.nan):g})",
+                "file gap pp [95 %]": f"{fmt.pct(r.get('file_gap'))} "
+                + fmt.interval(r.get("file_gap_ci_low"), r.get("file_gap_ci_high")),
+                "certified bound pp": r.get("certify_bound", math.nan) * 100,
                 "ensemble acc %": r["ensemble_acc"] * 100,
-                "gap pp [95 %]": f"{fmt.pct(r['acc_gap'])} "
+                "recipe gap pp [95 %]": f"{fmt.pct(r['acc_gap'])} "
                 + fmt.interval(r["acc_gap_ci_low"], r["acc_gap_ci_high"]),
+                "one more run pp": fmt.interval(r.get("acc_gap_pi_low"), r.get("acc_gap_pi_high")),
                 "KD gain pp [95 %]": f"{fmt.pct(r['kd_gain'], signed=True)} "
                 + fmt.interval(r["kd_gain_ci_low"], r["kd_gain_ci_high"], True),
                 "seeds": int(r["n_seeds"]),
@@ -98,9 +103,52 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def certification_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFrame:
+    """The decision's own data: the candidates of the certification round used, in the order
+    validation fixed, each file's gap, interval and certified bound, whether fixed-sequence
+    testing certified it, its scratch twin's bound, and the recommended row marked."""
+    c = rec.certification
+    if c is None:
+        return pd.DataFrame()
+    part = trials[
+        (trials["task"] == task)
+        & (trials["phase"] == "certify")
+        & (trials["certify_round"] == c["round"])
+        & (trials["state"] != "duplicate")
+    ].sort_values("certify_rank")
+    pick = int(rec.chosen["trial"]) if rec.chosen is not None else None
+    yes = lambda v: "yes" if v is True or v == 1 else "no"  # noqa: E731
+    return pd.DataFrame(
+        {
+            "rank": part["certify_rank"].astype("Int64"),
+            "recommended": ["◀ recommended" if int(t) == pick else "" for t in part["trial"]],
+            "trial": part["trial"],
+            "arch": part["arch"],
+            "params": part["student_params"],
+            "FLOPs": part["student_flops"],
+            "file gap pp [95 %]": [
+                f"{fmt.pct(g)} {fmt.interval(lo, hi)}"
+                for g, lo, hi in zip(
+                    part["file_gap"], part["file_gap_ci_low"], part["file_gap_ci_high"], strict=True
+                )
+            ],
+            "certified bound pp": part["certify_bound"] * 100,
+            "certified": [yes(v) for v in part["certified"]],
+            "scratch bound pp": part["scratch_certify_bound"] * 100,
+            "scratch certified": [yes(v) for v in part["scratch_certified"]],
+            "recipe gap pp [95 %]": [
+                f"{fmt.pct(g)} {fmt.interval(lo, hi)}"
+                for g, lo, hi in zip(
+                    part["acc_gap"], part["acc_gap_ci_low"], part["acc_gap_ci_high"], strict=True
+                )
+            ],
+        }
+    ).reset_index(drop=True)
+
+
 def pareto_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFrame:
-    """The Pareto set on (FLOPs, the gap's upper bound) — what the decision weighs — with the
-    recommended row marked (it is always on this front)."""
+    """The Pareto set on (FLOPs, the recipe gap's upper bound), descriptive: test numbers of
+    students validation chose, with the recommended (certified) row marked."""
     from bench.stats import pareto_mask
 
     c = candidates(trials, task)
@@ -165,14 +213,14 @@ def time_by_size(trials: pd.DataFrame, task: str) -> pd.DataFrame:
             decade=(10 ** np.floor(np.log10(t["student_params"].astype(float).clip(lower=1)))),
             pruned=t["state"] == "pruned",
             search_s=spent.where(t["phase"] == "search", 0.0),
-            confirm_s=spent.where(t["phase"] == "confirm", 0.0),
+            certify_s=spent.where(t["phase"] == "certify", 0.0),
         )
         .groupby("decade")
         .agg(
             trials=("trial", "size"),
             pruned=("pruned", "sum"),
             search_s=("search_s", "sum"),
-            confirm_s=("confirm_s", "sum"),
+            certify_s=("certify_s", "sum"),
             total_s=("trial_time_s", "sum"),
         )
         .reset_index()
@@ -180,7 +228,7 @@ def time_by_size(trials: pd.DataFrame, task: str) -> pd.DataFrame:
     total = float(spent.sum())
     out.insert(0, "student params", [f"{int(d):,}–{int(10 * d) - 1:,}" for d in out.pop("decade")])
     out["share %"] = (100 * out["total_s"] / total).round(1)
-    return out.round({"search_s": 1, "confirm_s": 1, "total_s": 1})
+    return out.round({"search_s": 1, "certify_s": 1, "total_s": 1})
 
 
 def failed_table(trials: pd.DataFrame, task: str) -> pd.DataFrame:

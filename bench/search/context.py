@@ -26,9 +26,19 @@ from bench.teachers import PreparedTeacher
 from bench.threads import ThreadPolicy
 from bench.trial import ScratchStore
 
-__all__ = ["IdentityMismatch", "Progress", "TaskContext", "TaskWorker", "worker_id"]
+__all__ = [
+    "IdentityMismatch",
+    "Progress",
+    "TaskContext",
+    "TaskWorker",
+    "certify_phase",
+    "worker_id",
+]
 
-PHASES = ("search", "confirm")
+
+def certify_phase(round_: int) -> str:
+    """The study suffix of certification round ``round_`` (``certify``, ``certify-1``, …)."""
+    return "certify" if round_ == 0 else f"certify-{round_}"
 
 
 def worker_id() -> str:
@@ -63,12 +73,13 @@ class TaskContext:
     task: TaskData
     teacher: PreparedTeacher
     run_id: str
-    base: str  # the studies' base name: <base>:<task>[:confirm]
+    base: str  # the studies' base name: <base>:<task>[:certify[-N]]
     spec: StorageSpec
     train_device: str
     n_trials: int
     replay: list[dict[str, Any]] | None = None
     threads: ThreadPolicy = field(default_factory=ThreadPolicy)
+    certify_rounds: tuple[float, ...] = ()  # the tolerance (pp) of each certification round
 
     @property
     def gpu(self) -> torch.device | None:
@@ -167,13 +178,14 @@ class TaskWorker:
         return study
 
     def existing_studies(self) -> list[optuna.Study]:
-        """This task's search and confirm studies, those that exist in the storage."""
-        names = {s.study_name for s in self.storage.get_all_studies()}
-        return [
-            optuna.load_study(study_name=name, storage=self.storage)
-            for name in map(self.ctx.study_name, PHASES)
-            if name in names
-        ]
+        """This task's search and certification studies, those that exist in the storage."""
+        search = self.ctx.study_name()
+        names = sorted(
+            s.study_name
+            for s in self.storage.get_all_studies()
+            if s.study_name == search or s.study_name.startswith(search + ":certify")
+        )
+        return [optuna.load_study(study_name=name, storage=self.storage) for name in names]
 
     def ask(self, study: optuna.Study, dists: dict[str, Distribution]) -> optuna.Trial:
         """``study.ask`` plus the derived architecture parameter (capacity axis)."""
@@ -183,7 +195,7 @@ class TaskWorker:
         return t
 
     def scratch_store(self) -> ScratchStore:
-        """Scratch baselines recorded by any trial of this task (search and confirm)."""
+        """Scratch baselines recorded by any trial of this task (search and certification)."""
         store = ScratchStore()
         for study in self.existing_studies():
             for t in study.get_trials(deepcopy=False):

@@ -11,6 +11,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from bench.search.context import TaskWorker
+from bench.search.recovery import group_plan
 from bench.space import arch_of
 from bench.stats import pareto_mask
 from bench.study import Key
@@ -112,13 +113,16 @@ def halving_callback(
     trial's mean validation accuracy over its distilled members and its FLOPs are stored on
     the trial (:attr:`Key.RUNGS`) and compared with those of the earlier trials that reached
     the rung; a trial that is not promoted stops there, recorded as pruned with the reason.
-    Peers are earlier-numbered trials only, so one worker's decisions are the same on resume."""
+    Peers are the trials of earlier batches only (the batch is on the group's plan): all of
+    them are done when a batch is asked, so the decision is the same for any number of
+    workers, on resume, and whichever trial of the batch finished first."""
     ctx = w.ctx
     b, st = ctx.suite.budget, ctx.suite.student
     rungs = set(rung_epochs(b.min_epochs, b.reduction_factor, st.epochs))
     arch = arch_of(t.params, ctx.suite.search, st.family)
     flops = float(student_cost(st.family, arch, ctx.task.input_shape, ctx.task.num_classes)[1])
     reached: dict[str, list[float]] = {}
+    batch = int((group_plan(study, t) or {}).get("batch", t.number))
 
     def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:
         if epoch not in rungs:
@@ -129,7 +133,7 @@ def halving_callback(
         peers = [
             tuple(other.user_attrs[Key.RUNGS][str(epoch)])
             for other in study.get_trials(deepcopy=False)
-            if other.number < t.number and str(epoch) in other.user_attrs.get(Key.RUNGS, {})
+            if other.number < batch and str(epoch) in other.user_attrs.get(Key.RUNGS, {})
         ]
         if not promoted((acc, flops), peers, b.reduction_factor, b.objective == "pareto"):
             raise optuna.TrialPruned(

@@ -1,9 +1,17 @@
-"""The search phase: ask trials in groups that share an architecture, train, commit.
+"""The search phase: ask trials in batches of groups that share an architecture, train, commit.
 
 Any number of workers (separate processes, on any hosts) may run :func:`run_search` on one
 study; each stops when the study holds ``n_trials`` recorded search trials and none is still
-running anywhere. Counting and asking happen under the :class:`~bench.study.AskLock`, so the
-budget is exact.
+running anywhere. Counting, asking and claiming happen under the
+:class:`~bench.study.AskLock`, so the budget is exact.
+
+**The same search for any number of workers.** Trials are asked in batches of ``[budget]
+batch`` groups, all at once, and only when every trial asked before is done: the sampler
+then sees exactly the trials of the earlier batches, whoever asks and whenever. Workers
+*claim* the groups of the open batch (:attr:`~bench.study.Key.WORKER`); halving compares a
+trial with the trials of earlier batches only, and a duplicate is one of an earlier batch,
+so no decision depends on which worker finished first. The price is idle workers at the end
+of each batch.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.faults import fault_point
 from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
-from bench.search.recovery import group_plan, recover
+from bench.search.recovery import claim, group_plan, recover
 from bench.search.training import train_trials
 from bench.space import Distribution, arch_of, distributions, pinned
 from bench.study import AskLock, Heartbeat, Key, final_record, quiet_heartbeat_warning
@@ -44,22 +52,47 @@ def run_search(w: TaskWorker) -> None:
             while True:
                 for group, only in recover(w, study, dists, "search"):
                     _run_asked(w, study, group, hb, only)
-                with lock:  # count and ask atomically across workers: an exact budget
+                with lock:  # count, ask and claim atomically across workers
                     trials = study.get_trials(deepcopy=False)
                     counted = sum(1 for t in trials if final_record(t) is not None)
                     running = [t for t in trials if t.state == TrialState.RUNNING]
                     if counted >= ctx.n_trials and not running:
                         break
-                    # Queued retries are popped first and are inside the budget already.
-                    free = ctx.n_trials - counted - len(running)
-                    size = min(ctx.suite.budget.group_size, free)
-                    asked = _ask_group(w, study, dists, size, hb) if size > 0 else []
-                if not asked:
-                    time.sleep(POLL_S)  # the last trials are other workers' to finish
+                    if not running:  # the batch is done: ask the next one
+                        _ask_batch(w, study, dists, ctx.n_trials - counted)
+                    claimed = claim(w, study, dists)
+                    for t in claimed:
+                        hb.add(study, t.number)
+                if not claimed:
+                    time.sleep(POLL_S)  # the batch's last trials are other workers' to finish
                     continue
-                _run_asked(w, study, asked, hb)
+                _run_asked(w, study, [_live(w, study, t) for t in claimed], hb)
     finally:
         hb.stop()
+
+
+def _live(w: TaskWorker, study: optuna.Study, t: FrozenTrial) -> optuna.Trial:
+    """A claimed trial as a live ``optuna.Trial`` (the pruner reports to it)."""
+    study_id = w.storage.get_study_id_from_name(study.study_name)
+    return optuna.trial.Trial(
+        study, w.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+    )
+
+
+def _ask_batch(
+    w: TaskWorker, study: optuna.Study, dists: dict[str, Distribution], free: int
+) -> None:
+    """Ask the next batch: up to ``[budget] batch`` groups of ``group_size`` trials (fewer
+    where the budget ends), each group's plan stored on its leader with the batch's first
+    trial number (what halving and the duplicate check compare against)."""
+    budget = w.ctx.suite.budget
+    start = len(study.get_trials(deepcopy=False))
+    for _ in range(budget.batch):
+        size = min(budget.group_size, free)
+        if size <= 0:
+            return
+        _ask_group(w, study, dists, size, start)
+        free -= size
 
 
 def _ask_group(
@@ -67,40 +100,38 @@ def _ask_group(
     study: optuna.Study,
     dists: dict[str, Distribution],
     size: int,
-    hb: Heartbeat,
-) -> list[optuna.Trial]:
+    batch: int,
+) -> None:
     """One trial asked freely, then ``size - 1`` with its architecture pinned (no enqueue:
     another worker could take an enqueued trial, and then the model trained would not be
-    the one recorded)."""
+    the one recorded). Nobody has claimed them yet."""
     suite = w.ctx.suite
     family = suite.student.family
     seeds = range(suite.budget.seeds)
+    scratch = w.scratch_store()
     leader = w.ask(study, dists)
-    hb.add(study, leader.number)
     arch = arch_of(leader.params, suite.search, family)
 
     def plan(t: optuna.Trial, size: int, t_arch: dict[str, Any]) -> None:
-        scratch = w.scratch_store()
+        w.ledger.set_attr(study, t.number, Key.WORKER, "")  # unclaimed (a retry inherits one)
         missing = [s for s in seeds if scratch.get(family, t_arch, s) is None]
-        w.ledger.set_attr(study, t.number, Key.WORKER, w.worker)
         w.ledger.set_attr(
-            study, t.number, Key.GROUP, {"leader": t.number, "size": size, "scratch_seeds": missing}
+            study,
+            t.number,
+            Key.GROUP,
+            {"leader": t.number, "size": size, "scratch_seeds": missing, "batch": batch},
         )
         fault_point("write")
 
     plan(leader, size, arch)
-    group = [leader]
     for _ in range(size - 1):
         t = w.ask(study, pinned(dists, leader.params))
-        hb.add(study, t.number)
         t_arch = arch_of(t.params, suite.search, family)
         if t_arch == arch:
-            w.ledger.set_attr(study, t.number, Key.WORKER, w.worker)
+            w.ledger.set_attr(study, t.number, Key.WORKER, "")
             w.ledger.set_attr(study, t.number, Key.GROUP, {"leader": leader.number})
         else:  # it popped a queued retry of another architecture: its own group
             plan(t, 1, t_arch)
-        group.append(t)
-    return group
 
 
 def _config_key(row: dict[str, Any]) -> tuple[str, float, float]:
@@ -118,8 +149,9 @@ def _run_asked(
     popped retry may have another) — and commit every trial, or only ``commit_only``
     (a group trained again after a crash: same composition, missing records only).
 
-    A trial whose configuration (architecture, T, alpha) a completed trial already has is
-    not trained again: it is recorded as a ``duplicate`` row that copies the original."""
+    A trial whose configuration (architecture, T, alpha) a completed trial of an earlier
+    batch already has is not trained again: it is recorded as a ``duplicate`` row that copies
+    the original."""
     from kdcore import format_arch
 
     ctx = w.ctx
@@ -132,7 +164,12 @@ def _run_asked(
     seeds = list(range(suite.budget.seeds))
     for part in by_arch.values():
         plan = group_plan(study, part[0]) or {}
-        recorded = [r for r in w.ledger.final_rows(study) if r["state"] == "complete"]
+        batch = int(plan.get("batch", part[0].number))
+        recorded = [
+            r
+            for r in w.ledger.final_rows(study)
+            if r["state"] == "complete" and int(r["trial"]) < batch
+        ]
         fresh: list[Any] = []
         dups: list[tuple[Any, dict[str, Any]]] = []
         for t in part:

@@ -13,7 +13,6 @@ from optuna.trial import FrozenTrial
 
 from bench.search.context import TaskWorker
 from bench.space import arch_of
-from bench.threads import AUTO
 from bench.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
 
 __all__ = ["train_trials"]
@@ -24,8 +23,6 @@ log = logging.getLogger(__name__)
 def _set_threads(w: TaskWorker, arch: dict[str, Any]) -> int:
     """Torch threads for a group of students of ``arch`` (:mod:`bench.threads`)."""
     ctx = w.ctx
-    if ctx.threads.setting != AUTO:  # fixed: set once for the process
-        return torch.get_num_threads()
     _, flops = student_cost(
         ctx.suite.student.family, arch, ctx.task.input_shape, ctx.task.num_classes
     )
@@ -46,8 +43,8 @@ def train_trials(
 ) -> GroupResult:
     """Train ``trials`` (one architecture) as one group; failures become failed rows.
 
-    ``source`` maps a trial number to the trial its rows are recorded under (a confirm trial
-    records the search trial it confirms)."""
+    ``source`` maps a trial number to the trial its rows are recorded under (a certification trial
+    records the search trial it certifies)."""
     ctx = w.ctx
     family = ctx.suite.student.family
     arch = arch_of(trials[0].params, ctx.suite.search, family)

@@ -31,14 +31,15 @@ class Key(StrEnum):
 
     RECORD = "kdbench_record"  # trial: the trial's whole record (JSON)
     GROUP = "kdbench_group"  # trial: {"leader", "size", "members", "scratch_seeds"}
-    WORKER = "kdbench_worker"  # trial: "host:pid" of the process that asked it
-    WEIGHTS = "kdbench_weights"  # confirm trial: {"seed", "state_dict"} to ship
+    WORKER = "kdbench_worker"  # trial: "host:pid" of the process that claimed it ("": none yet)
+    WEIGHTS = "kdbench_weights"  # certify trial: {"seed", "state_dict"} to ship
     RUNGS = "kdbench_rungs"  # trial: {epoch: [val_acc, flops]} at each halving rung reached
-    SOURCE_TRIAL = "source_trial"  # confirm trial: the search trial it confirms
+    SOURCE_TRIAL = "source_trial"  # certify trial: the search trial it certifies
+    CERTIFY_RANK = "kdbench_certify_rank"  # certify trial: its place in the tested order
     MANIFEST = "kdbench_manifest"  # search study: the run's manifest (redacted)
     IDENTITY = "kdbench_identity"  # search study: suite digest + data/teacher fingerprints
-    DONE = "kdbench_done"  # search study: True once the task's search and confirm are done
-    CONFIRM_ENQUEUED = "kdbench_confirm_enqueued"  # confirm study: size of the short-list
+    DONE = "kdbench_done"  # search study: True once the task's search and certification are done
+    CERTIFY_ENQUEUED = "kdbench_certify_enqueued"  # certify study: number of candidates
     LATENCY = "kdbench_latency:"  # search study, a prefix: + "<family>:<arch label>"
     ENSEMBLE_LATENCY = "kdbench_ensemble_latency"  # search study: {"columns", "detail", ...}
 

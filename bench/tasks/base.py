@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import faults
 from bench.errors import InputError
 from bench.validation import Table
 
@@ -192,6 +193,9 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
             f"(rows per class: {dict(zip(raw.class_names, counts.tolist(), strict=True))}). "
             f"Got: {exc}"
         ) from None
+    y_test = y[i_test]
+    if faults.active("permute", "test_labels"):  # a test seam (bench.faults)
+        y_test = np.random.default_rng(0).permutation(y_test)
     flat = x.reshape(len(x), -1)
     scaler = StandardScaler().fit(flat[i_train]) if cfg.scale else None
     shape = x.shape[1:]
@@ -210,7 +214,7 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
         x_val=tensor(i_val),
         y_val=torch.as_tensor(y[i_val]),
         x_test=tensor(i_test),
-        y_test=torch.as_tensor(y[i_test]),
+        y_test=torch.as_tensor(y_test),
         num_classes=num_classes,
         class_names=tuple(raw.class_names),
         rows={"train": i_train, "val": i_val, "test": i_test},

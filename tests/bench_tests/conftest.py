@@ -49,7 +49,17 @@ batch = 16
 min_run_time = 0.005
 warmup = 1
 multi_thread = false
+
+[certify]
+candidates = 0
 """
+OFF = "[certify]\ncandidates = 0\n"
+
+
+def with_certify(suite: str, body: str) -> str:
+    """``suite`` (the tiny suite's text) with its ``[certify]`` table (off) replaced."""
+    assert OFF in suite
+    return suite.replace(OFF, "[certify]\n" + body)
 
 
 @pytest.fixture
@@ -119,13 +129,36 @@ def make_row(**kw: Any) -> dict[str, Any]:
     ):
         row.setdefault(f"{col}_ci_low", centre - half)
         row.setdefault(f"{col}_ci_high", centre + half)
+    row.setdefault("acc_gap_pi_low", row["acc_gap"] - 2 * half)
+    row.setdefault("acc_gap_pi_high", row["acc_gap"] + 2 * half)
     row.setdefault("speedup_cpu_b1", 0.2 / row["latency_cpu_b1_p50_ms"])
     row.setdefault("val_gap", row["ensemble_val_acc"] - row["student_val_acc"])
+    if row["phase"] == "certify":  # the shipped file: the recipe's mean, the same half-width
+        row.setdefault("certify_round", 0)
+        row.setdefault("certify_rank", row["trial"])
+        row.setdefault("certify_max_gap_pp", 0.5)
+        row.setdefault("certify_alpha", 0.05)
+        row.setdefault("file_seed", 1000)
+        row.setdefault("file_acc", row["student_acc"])
+        row.setdefault("file_gap", row["ensemble_acc"] - row["file_acc"])
+        row.setdefault("file_gap_ci_low", row["file_gap"] - half)
+        row.setdefault("file_gap_ci_high", row["file_gap"] + half)
+        row.setdefault("certify_bound", row["file_gap"] + half)
+        row.setdefault("scratch_file_seed", 1000)
+        row.setdefault("scratch_file_acc", row["scratch_acc"])
+        row.setdefault("scratch_file_gap", row["ensemble_acc"] - row["scratch_acc"])
+        row.setdefault("scratch_certify_bound", row["scratch_file_gap"] + half)
     return row
 
 
 def make_table(*rows: dict[str, Any]) -> pd.DataFrame:
-    return to_frame([make_row(**r) for r in rows])
+    """Fixture rows as a trial table; certification rows get ``certified`` as a run's do
+    (fixed-sequence testing, :func:`bench.certification.mark_certified`)."""
+    from bench.certification import mark_certified
+
+    full = [make_row(**r) for r in rows]
+    mark_certified(full)
+    return to_frame(full)
 
 
 def make_run_dir(

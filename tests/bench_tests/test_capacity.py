@@ -98,9 +98,11 @@ def test_halving_stops_trials_by_the_documented_rule_and_records_why(runs) -> No
     assert len(pruned) >= 1 and (search["state"] != "fail").all()
     study = _search_study(run)
     rungs = {t.number: t.user_attrs.get(Key.RUNGS, {}) for t in study.get_trials()}
+    # the batch a trial was asked in: its peers are the trials of earlier batches only
+    batch = {t.number: t.user_attrs[Key.GROUP]["batch"] for t in study.get_trials()}
     for number, reached in rungs.items():
         for epoch, (acc, flops) in reached.items():
-            peers = [tuple(r[epoch]) for n, r in rungs.items() if n < number and epoch in r]
+            peers = [tuple(r[epoch]) for n, r in rungs.items() if n < batch[number] and epoch in r]
             go_on = promoted((acc, flops), peers, 3, pareto=True)
             stopped_here = (
                 search.loc[number, "state"] == "pruned" and max(reached, key=int) == epoch
@@ -145,7 +147,5 @@ def test_pruned_trials_carry_their_size_and_the_time_they_ran(runs) -> None:
 
 def _search_study(run: Path) -> optuna.Study:
     storage = open_storage(StorageSpec(path=str(journal_path(run))))
-    (name,) = [
-        s.study_name for s in storage.get_all_studies() if not s.study_name.endswith("confirm")
-    ]
+    (name,) = [s.study_name for s in storage.get_all_studies() if ":certify" not in s.study_name]
     return optuna.load_study(study_name=name, storage=storage)

@@ -14,9 +14,12 @@ def _run_dir(root: Path, name: str, rows: list[dict]) -> Path:
     return make_run_dir(root, name, rows)
 
 
-BASE = [
+BASE = [  # two certification candidates, the larger tested first
     {
         "trial": 0,
+        "phase": "certify",
+        "certify_rank": 1,
+        "n_seeds": 5,
         "width": 8,
         "student_flops": 1000,
         "student_acc": 0.968,
@@ -24,6 +27,9 @@ BASE = [
     },
     {
         "trial": 1,
+        "phase": "certify",
+        "certify_rank": 0,
+        "n_seeds": 5,
         "width": 32,
         "student_flops": 4000,
         "student_acc": 0.969,

@@ -20,10 +20,10 @@ from bench.suite import load_suite, parse_suite, suite_from_dict
 from bench.sweep import run_suite
 from bench.tasks import load_task
 from kdcore import build_student
-from tests.bench_tests.conftest import TINY_SUITE, make_table
+from tests.bench_tests.conftest import TINY_SUITE, make_table, with_certify
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = TINY_SUITE + "\n[confirm]\ntop_k = 2\nseeds = 3\nmax_val_gap_pp = 100\n"
+SUITE = with_certify(TINY_SUITE, "candidates = 2\nseeds = 3\nmax_gap_pp = 100\n")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_export_ships_a_file_that_reproduces_its_test_accuracy_exactly(
     assert acc == prov["test_acc"]  # exactly
     seeds = load_run(run).seeds
     mine = seeds.query(
-        f"phase == 'confirm' and trial == {prov['trial']} and seed == {prov['seed']}"
+        f"phase == 'certify' and trial == {prov['trial']} and seed == {prov['seed']}"
     )
     assert float(mine["student_acc"].iloc[0]) == acc
     card = (tmp_path / "ship" / "MODEL_CARD.md").read_text()
@@ -101,11 +101,11 @@ def test_export_refuses_a_trial_whose_weights_were_not_kept(
     run: Path, tmp_path: Path, capsys
 ) -> None:
     trials = load_run(run).trials
-    confirmed = set(trials.loc[trials["phase"] == "confirm", "trial"])
+    confirmed = set(trials.loc[trials["phase"] == "certify", "trial"])
     other = next(int(t) for t in trials["trial"] if t not in confirmed)
     code = main(["export", str(run), "--trial", str(other), "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
-    assert code == 2 and "must name a confirmed trial" in err and err.count("\n") == 1
+    assert code == 2 and "must name a certification candidate" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow
@@ -125,7 +125,11 @@ def test_the_reports_first_screen_decides(run: Path, tmp_path: Path) -> None:
         "faster than the faster ensemble form",
         "95 % interval",
         "test examples",
-        "paired bootstrap",
+        "Student-t seed part",
+        "Certified at 100 pp with family-wise error 0.05",
+        "fresh seeds (1000, 1001, 1002)",
+        "one more training run",
+        "Distillation is",
         "◀ recommended",
         "WARNING:",
     ):
@@ -266,8 +270,14 @@ def test_summary_table_shows_cost_and_uncertainty() -> None:
     from bench.recommend import Constraints, recommend
     from bench.report.tables import summary_table
 
-    rec = recommend(make_table({"trial": 0}), Constraints(max_gap_pp=5))
+    rec = recommend(
+        make_table({"trial": 0, "phase": "certify", "certify_max_gap_pp": 5.0}),
+        Constraints(max_gap_pp=5),
+    )
     row = summary_table({"t": rec}).iloc[0]
     assert row["FLOPs"] == 2000 and row["speed-up vs faster ensemble form"] == pytest.approx(4.0)
-    assert row["gap pp [95 %]"].startswith("2.00 [1.80, 2.20]")
+    assert row["recipe gap pp [95 %]"].startswith("2.00 [1.80, 2.20]")
+    assert row["file gap pp [95 %]"].startswith("2.00 [1.80, 2.20]")
+    assert row["certified at pp (alpha)"] == "5 (0.05)"
+    assert row["certified bound pp"] == pytest.approx(2.2)
     assert isinstance(pd.DataFrame, type)

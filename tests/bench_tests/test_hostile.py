@@ -21,11 +21,11 @@ from bench.rundir import inside
 from bench.study import redact
 from bench.suite import load_suite
 from bench.sweep import RunInterrupted, run_suite
-from tests.bench_tests.conftest import TINY_SUITE, make_run_dir
+from tests.bench_tests.conftest import TINY_SUITE, make_run_dir, with_certify
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = TINY_SUITE
-WITH_CONFIRM = SMALL + "\n[confirm]\ntop_k = 1\nseeds = 2\nmax_val_gap_pp = 100\n"
+WITH_CERTIFY = with_certify(SMALL, "candidates = 1\nseeds = 2\nmax_gap_pp = 100\n")
 COMPARED = [
     "task",
     "phase",
@@ -136,7 +136,7 @@ def reference(tmp_path_factory):
     """The uninterrupted run every crashed-and-resumed run must reproduce (teacher cached)."""
     tmp = tmp_path_factory.mktemp("reference")
     suite = tmp / "tiny.toml"
-    suite.write_text(WITH_CONFIRM)
+    suite.write_text(WITH_CERTIFY)
     cache = tmp / "cache"
     run_suite(load_suite(suite), out_root=tmp / "warm", cache_dir=cache)  # caches the teacher
     faults.reset()
@@ -166,7 +166,7 @@ def _same_as_reference(run: Path, reference) -> None:
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
-WRITES = 41  # an upper bound on the durable writes of one WITH_CONFIRM run (checked above)
+WRITES = 41  # an upper bound on the durable writes of one WITH_CERTIFY run (checked above)
 
 
 @pytest.mark.slow
@@ -289,7 +289,7 @@ def test_a_truncated_csv_is_not_read_as_valid(finished: Path, capsys) -> None:
         ("seeds", "seeds has 0 row(s) for trial"),
         (
             "schema",
-            "must have schema_version 3 (this kdbench). Got [1] instead: it was written by an older kdbench",
+            "must have schema_version 4 (this kdbench). Got [1] instead: it was written by an older kdbench",
         ),
     ],
 )
@@ -537,14 +537,14 @@ def test_list_runs_shows_each_runs_status(
     assert code == 0 and statuses == ["complete", "interrupted"]
 
 
-def test_confirm_selection_never_picks_the_same_configuration_twice() -> None:
-    from bench.search import select_confirm
+def test_certification_never_picks_an_architecture_twice() -> None:
+    from bench.certification import certify_order
     from tests.bench_tests.conftest import make_table
 
     table = make_table(
-        {"trial": 0, "student_flops": 100, "temperature": 2.0},
-        {"trial": 1, "student_flops": 100, "temperature": 2.0},  # the same configuration again
-        {"trial": 2, "student_flops": 300, "temperature": 3.0},
+        {"trial": 0, "width": 8, "student_params": 100, "temperature": 2.0},
+        {"trial": 1, "width": 8, "student_params": 100, "student_val_acc": 0.96},  # its best
+        {"trial": 2, "width": 16, "student_params": 300, "student_val_acc": 0.965},
     )
-    chosen = select_confirm(table, 3, 100.0)
-    assert list(chosen["trial"]) == [0, 2]
+    chosen = certify_order(table, 3, 100.0)
+    assert list(chosen["trial"]) == [2, 1]  # one per architecture, the largest first

@@ -50,9 +50,9 @@ def _fresh_fault_counts():
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     suite = tmp / "tiny.toml"
-    from tests.bench_tests.conftest import TINY_SUITE
+    from tests.bench_tests.conftest import TINY_SUITE, with_certify
 
-    suite.write_text(TINY_SUITE + "\n[confirm]\ntop_k = 1\nseeds = 3\nmax_val_gap_pp = 100\n")
+    suite.write_text(with_certify(TINY_SUITE, "candidates = 1\nseeds = 3\nmax_gap_pp = 100\n"))
     code = _run(suite, tmp)
     return tmp, code, _only_run(tmp)
 
@@ -90,7 +90,7 @@ def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
     assert "width" not in parquet.columns and "depth" not in parquet.columns  # schema 3
     search = parquet[parquet["phase"] == "search"]
     assert len(search) == 3 and sorted(search["trial"]) == [0, 1, 2]
-    assert len(parquet[parquet["phase"] == "confirm"]) == 1
+    assert len(parquet[parquet["phase"] == "certify"]) == 1
     done = parquet[parquet["state"] == "complete"]
     assert len(done) == 4
     for col in ("student_acc", "ensemble_acc", "scratch_acc", "agreement", "student_val_acc"):
@@ -128,7 +128,7 @@ def test_run_exits_0_and_writes_every_documented_column(finished_run) -> None:
     ]
     assert done[fill].notna().all().all()
     assert (done["student_macs"] * 2 == done["student_flops"]).all()
-    assert (done["n_seeds"] == done["phase"].map({"search": 2, "confirm": 3})).all()
+    assert (done["n_seeds"] == done["phase"].map({"search": 2, "certify": 3})).all()
 
 
 def test_teacher_runs_once_per_split_and_never_inside_a_trial(tiny_suite, tmp_path) -> None:
@@ -275,7 +275,7 @@ def test_recommend_cli_text_json_and_exit_codes(finished_run, capsys) -> None:
     _, _, run_dir = finished_run
     assert main(["recommend", str(run_dir), "--max-gap", "100"]) == 0
     out = capsys.readouterr().out
-    assert "Recommended student" in out and "bounds of the 95 % intervals" in out
+    assert "Recommended student" in out and "fixed-sequence testing" in out
     assert "WARNING: it rests on 240 test examples, fewer than about 1,000" in out
     assert main(["recommend", str(run_dir), "--max-gap", "100", "--max-flops", "1", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
@@ -284,7 +284,7 @@ def test_recommend_cli_text_json_and_exit_codes(finished_run, capsys) -> None:
 
 def test_shipped_seed_suite_loads_for_the_demo() -> None:
     suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "seed.toml")
-    assert suite.confirm.top_k >= 1 and suite.confirm.seeds >= 3
+    assert suite.certify.candidates >= 1 and suite.certify.seeds >= 3
 
 
 def test_replay_evaluates_the_same_configurations_with_grouping_off(

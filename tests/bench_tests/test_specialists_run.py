@@ -42,10 +42,10 @@ depth = 1
 [budget]
 trials = 2
 seeds = 2
-[confirm]
-top_k = 1
+[certify]
+candidates = 1
 seeds = 2
-max_val_gap_pp = 100.0
+max_gap_pp = 100.0
 [measure]
 threads = 1
 min_run_time = 0.01

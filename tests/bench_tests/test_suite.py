@@ -28,7 +28,7 @@ def test_seed_suite_matches_the_product_card() -> None:
     )
     assert suite.teacher.members == 5 and suite.teacher.family == "seed_teacher"
     assert suite.budget.trials >= 40 and suite.budget.seeds == 3
-    assert suite.budget.fidelity == "halving" and suite.confirm.top_k >= 1
+    assert suite.budget.fidelity == "halving" and suite.certify.candidates >= 1
     s = suite.search
     arch = dict(s.arch)
     # width is solved from the sampled size (a fraction of the ensemble's parameters) and depth
@@ -200,7 +200,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
     it, and docs/suite.md names it."""
     from dataclasses import fields
 
-    from bench.suite import BudgetConfig, ConfirmConfig, MeasureConfig, StudentTraining
+    from bench.suite import BudgetConfig, CertifyConfig, MeasureConfig, StudentTraining
     from bench.teachers import TeacherConfig
     from bench.validation import rule_of
 
@@ -209,7 +209,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
         MeasureConfig: {"device", "train_threads"},
     }
     page = (Path(__file__).resolve().parents[2] / "docs" / "suite.md").read_text()
-    for cls in (StudentTraining, TeacherConfig, BudgetConfig, ConfirmConfig, MeasureConfig):
+    for cls in (StudentTraining, TeacherConfig, BudgetConfig, CertifyConfig, MeasureConfig):
         for f in fields(cls):
             rule = rule_of(cls, f.name)
             if f.name in read_elsewhere.get(cls, set()):

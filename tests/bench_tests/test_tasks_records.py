@@ -139,7 +139,9 @@ def test_a_table_cut_short_is_refused_by_every_reader(tmp_path: Path) -> None:
 def test_a_table_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
     old = to_frame([_row(0)]).assign(schema_version=2)
     write_trials(old, tmp_path)
-    with pytest.raises(InputError, match=r"older kdbench \(schema 2; schema 3 dropped .*width"):
+    with pytest.raises(
+        InputError, match=r"older kdbench \(schema 2; schema 4 certifies .*schema 3 dropped .*width"
+    ):
         read_trials(tmp_path)
 
 

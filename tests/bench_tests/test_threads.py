@@ -9,28 +9,21 @@ import pytest
 from bench.cli import main
 from bench.measure import all_cores
 from bench.records import read_trials
-from bench.threads import AUTO_MIN_FLOPS, LiveWorkers, ThreadPolicy
+from bench.threads import AUTO_MIN_FLOPS, ThreadPolicy
 
 
-def test_auto_gives_small_students_one_thread_and_large_ones_the_free_cores(tmp_path) -> None:
-    alone = ThreadPolicy("auto", cores=8, workers=1)
-    assert alone.threads(AUTO_MIN_FLOPS - 1) == 1
-    assert alone.threads(AUTO_MIN_FLOPS) == 8
-    live = LiveWorkers(tmp_path / "live")
-    shared = ThreadPolicy("auto", cores=8, workers=4, live=str(live.path))
-    live.write(4)
-    assert shared.threads(1e6) == 2  # all four train: 8 // 4, never oversubscribed
-    live.write(1)
-    assert shared.threads(1e6) == 8  # the others have finished: the free cores
-    assert shared.threads(10) == 1
-    live.path.write_text("garbage")
-    assert shared.threads(1e6) == 2  # unreadable: assume every worker is alive
+def test_auto_gives_small_students_one_thread_and_large_ones_every_core() -> None:
+    policy = ThreadPolicy("auto", cores=8)
+    assert policy.threads(AUTO_MIN_FLOPS - 1) == 1
+    assert policy.threads(AUTO_MIN_FLOPS) == 8
 
 
-def test_a_fixed_setting_is_divided_between_workers() -> None:
-    assert ThreadPolicy(0, cores=8, workers=1).threads(10) == 8
-    assert ThreadPolicy(6, cores=8, workers=2).threads(1e9) == 3
-    assert ThreadPolicy(1, cores=8, workers=4).threads(1e9) == 1
+def test_a_fixed_setting_is_the_same_in_every_worker() -> None:
+    """The thread count decides floating-point results, so it never depends on --workers
+    (issue #19): a fixed N is N in every worker."""
+    assert ThreadPolicy(0, cores=8).threads(10) == 8
+    assert ThreadPolicy(6, cores=8).threads(1e9) == 6
+    assert ThreadPolicy(1, cores=8).threads(1e9) == 1
 
 
 @pytest.mark.parametrize("value", ['"many"', "-1", "2.5", "true"])
@@ -48,7 +41,7 @@ def test_an_auto_run_records_the_threads_of_each_group(tiny_suite, tmp_path: Pat
     suite = tiny_suite(
         replace={
             "[measure]\n": '[measure]\ntrain_threads = "auto"\n',
-            "width = { low = 4, high = 32, log = true }": "width = { low = 4, high = 160, log = true }",
+            "width = { low = 4, high = 32, log = true }": "width = { low = 4, high = 400, log = true }",
             "depth = { low = 1, high = 2 }": "depth = 2",
             "trials = 3": "trials = 6",
         }

@@ -21,17 +21,17 @@ from bench import faults
 from bench.cli import main
 from bench.records import load_run, read_trials
 from kdcore import build_student, count_params
-from tests.bench_tests.conftest import TINY_SUITE
+from tests.bench_tests.conftest import TINY_SUITE, with_certify
 from tests.bench_tests.postgres import PASSWORD, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-WORKER_SUITE = (
+WORKER_SUITE = with_certify(
     TINY_SUITE.replace(
         "trials = 3\nseeds = 2", "trials = 12\nseeds = 1\nheartbeat_interval = 1\ngrace_period = 3"
-    )
-    + "\n[confirm]\ntop_k = 2\nseeds = 2\nmax_val_gap_pp = 100\n"
+    ),
+    "candidates = 2\nseeds = 2\nmax_gap_pp = 100\n",
 )
 
 
@@ -150,7 +150,7 @@ def test_three_workers_one_killed_mid_trial_lose_nothing(
         dead_params["temperature"] == retry["temperature"]
         and dead_params["alpha"] == retry["alpha"]
     )
-    assert run.trials[run.trials["phase"] == "confirm"].shape[0] == 2
+    assert run.trials[run.trials["phase"] == "certify"].shape[0] == 2
     assert len(run.seeds) == 12 * 1 + 2 * 2
     # The lost row names the worker that died; that worker finished nothing.
     assert dead == 0 and lost["worker"].iloc[0] not in set(complete["worker"])
