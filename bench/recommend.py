@@ -483,10 +483,20 @@ def _verdict(part: pd.DataFrame, chosen: dict[str, Any] | None, gap: float) -> s
             f"{fmt.pct(best['scratch_certify_bound'])} pp)."
         )
     twin = part[part["trial"] == chosen["trial"]]
-    bound = twin["scratch_certify_bound"].iloc[0] if len(twin) else math.nan
+    bound = float(twin["scratch_certify_bound"].iloc[0]) if len(twin) else math.nan
+    why = f"its file's bound {fmt.pct(bound)} pp"
+    if bound <= gap / 100:  # it passes alone: a larger scratch student failed before it
+        failed = part[~part["scratch_certified"].fillna(False).astype(bool)]
+        first = failed.iloc[0] if len(failed) else None
+        if first is not None and int(first["certify_rank"]) < int(twin["certify_rank"].iloc[0]):
+            why += (
+                f", within the tolerance alone, but the scratch sequence stopped earlier, at "
+                f"{int(first['student_params']):,} params (bound "
+                f"{fmt.pct(first['scratch_certify_bound'])} pp)"
+            )
     return (
         f"Distillation is needed at {gap:g} pp: the same student trained from scratch is not "
-        f"certified (its file's bound {fmt.pct(bound)} pp)."
+        f"certified ({why})."
     )
 
 
