@@ -112,16 +112,17 @@ def _suite_runs(benches: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        "| seed-suite run | wall s | teacher s | search + certify s | latency s | pruned | recommended (--max-gap 0.5) | gap bound pp | params at today's bound (0.45 pp) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| seed-suite run | wall s | teacher s | search + certify s | latency s | pruned | recommended (--max-gap 0.5) | certified | file bound pp | recipe gap bound pp |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, wall, r in runs:
         t = r.get("timings_s") or {}
         lines.append(
             f"| {label} | {wall:.1f} | {_fmt(t.get('teacher', ''))} | {_fmt(t.get('search_and_certify', ''))} | "
             f"{_fmt(t.get('latency', ''))} | {r.get('pruned', '')} | {r.get('recommended_arch')}, "
-            f"{r.get('recommended_params')} params | {_fmt(r.get('gap_high_pp', ''))} | "
-            f"{r.get('params_at_todays_bound')} |"
+            f"{r.get('recommended_params')} params | {r.get('certified')} of "
+            f"{r.get('candidates')} | {_fmt(r.get('certify_bound_pp', ''))} | "
+            f"{_fmt(r.get('gap_high_pp', ''))} |"
         )
     return lines
 
