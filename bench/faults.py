@@ -77,7 +77,9 @@ def active(action: str, point: str) -> bool:
     """Whether the fault ``action@point`` is configured (for data faults such as
     ``permute@test_labels``, which are not counted events)."""
     spec = os.environ.get(ENV)
-    return bool(spec) and any(a == action and p == point for a, p, _ in _parse(spec))
+    if not spec:
+        return False
+    return any(a == action and p == point for a, p, _ in _parse(spec))
 
 
 def reset() -> None:
