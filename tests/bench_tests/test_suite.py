@@ -27,7 +27,8 @@ def test_seed_suite_matches_the_product_card() -> None:
         2,
     )
     assert suite.teacher.members == 5 and suite.teacher.family == "seed_teacher"
-    assert suite.budget.trials >= 40 and suite.budget.seeds == 3
+    assert suite.budget.trials >= 40 and suite.budget.seeds >= 2
+    assert suite.certify.seeds >= 5
     assert suite.budget.fidelity == "halving" and suite.certify.candidates >= 1
     s = suite.search
     arch = dict(s.arch)
