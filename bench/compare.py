@@ -2,8 +2,10 @@
 
 A threshold ``METRIC:LIMIT`` fails when run B is worse than run A by more than LIMIT, where
 LIMIT is ``N%`` (relative), ``Npp`` (percentage points, for fraction columns) or a plain
-number (absolute, in the column's unit). "Worse" is higher for costs and gaps, lower for
-accuracies, gains, agreement, speed-ups and throughput. Each threshold is checked on
+number (absolute, in the column's unit). Which way is worse comes from one declaration beside
+the column table, :data:`bench.records.BETTER` (higher for accuracies, their intervals, gains,
+agreement, speed-ups and throughput; lower for costs, gaps, bounds and latencies); settings
+such as ``temperature`` cannot be judged. Each threshold is checked on
 (1) the median over configurations present in both runs (same task, architecture, T,
 alpha, phase) and (2) the recommended student of each task. A task whose run A has a student meeting
 ``--max-gap`` and whose run B has none is always a regression.
@@ -20,30 +22,11 @@ import pandas as pd
 
 from bench.errors import InputError
 from bench.recommend import Constraints, candidates, recommend
-from bench.records import COLUMN_NAMES, load_run
+from bench.records import BETTER, COLUMN_NAMES, COLUMNS, load_run
 from bench.report.tables import markdown_table
 
 __all__ = ["Threshold", "compare_runs", "parse_threshold"]
 
-HIGHER_IS_BETTER = {
-    "student_acc",
-    "scratch_acc",
-    "kd_gain",
-    "agreement",
-    "gap_closed",
-    "ensemble_gain_kept",
-    "speedup_cpu_b1",
-    "speedup_gpu_b1",
-    "speedup_cpu_b1_vs_loop",
-    "speedup_cpu_b1_vs_fused",
-    "throughput_cpu_bN_per_s",
-    "throughput_gpu_bN_per_s",
-    "throughput_cpu_mt_bN_per_s",
-    "student_val_acc",
-    "ensemble_acc",
-    "ensemble_val_acc",
-    "best_member_acc",
-}
 _KEY = ["task", "phase", "family", "arch", "temperature", "alpha"]
 
 
@@ -55,16 +38,24 @@ class Threshold:
 
     def worse_by(self, a: float, b: float) -> float:
         """How much worse B is than A, in this threshold's unit (negative = better)."""
-        delta = (b - a) if self.metric not in HIGHER_IS_BETTER else (a - b)
+        delta = (a - b) if BETTER[self.metric] == "higher" else (b - a)
         if self.kind == "rel":
             return delta / abs(a) * 100 if a else math.inf if delta > 0 else 0.0
         if self.kind == "pp":
             return delta * 100
         return delta
 
+    @property
+    def unit(self) -> str:
+        """The unit of :meth:`worse_by` and of the limit: %, pp or the column's own."""
+        if self.kind == "abs":
+            unit = next(c.unit for c in COLUMNS if c.name == self.metric)
+            return "" if unit == "-" else unit
+        return {"rel": "%", "pp": "pp"}[self.kind]
+
     def describe(self) -> str:
-        unit = {"rel": "%", "pp": "pp", "abs": ""}[self.kind]
-        return f"{self.metric}:{self.limit:g}{unit}"
+        suffix = {"rel": "%", "pp": "pp", "abs": ""}[self.kind]
+        return f"{self.metric}:{self.limit:g}{suffix}"
 
 
 def parse_threshold(text: str) -> Threshold:
@@ -78,12 +69,20 @@ def parse_threshold(text: str) -> Threshold:
         raise InputError(
             f"The '--fail' option must name a result column (see `kdbench list columns`). Got {metric!r} instead."
         )
+    if BETTER.get(metric, "-") == "-":
+        raise InputError(
+            f"The '--fail' option must name a metric with a better direction (an accuracy, gap, "
+            f"gain, cost or latency column). Got {metric!r}, a setting or identifier."
+        )
+    if unit == "pp" and not _is_fraction(metric):
+        raise InputError(
+            f"The '--fail' option takes pp only for fraction columns (accuracies, gaps, gains). "
+            f"Got {text.strip()!r}: use % or a plain number in the column's unit."
+        )
     return Threshold(metric, float(value), {"%": "rel", "pp": "pp", None: "abs"}[unit])
 
 
 def _is_fraction(column: str) -> bool:
-    from bench.records import COLUMNS
-
     return any(c.name == column and c.unit == "fraction" for c in COLUMNS)
 
 
@@ -108,9 +107,11 @@ def _verdict(
     task: str | None = None,
 ) -> None:
     failed = worse > t.limit
-    lines.append(
-        f"[{'FAIL' if failed else 'ok'}] {prefix}{t.describe()}: B worse by {worse:.3g} {detail}".rstrip()
-    )
+    unit = f" {t.unit}" if t.unit else ""
+    how = f"B worse by {worse:.3g}{unit}" if worse > 0 else f"B better by {-worse:.3g}{unit}"
+    if worse == 0:
+        how = "B the same"
+    lines.append(f"[{'FAIL' if failed else 'ok'}] {prefix}{t.describe()}: {how} {detail}".rstrip())
     if failed:
         regressions.append(f"{f'[{task}] ' if task else ''}{t.describe()} {where}")
 

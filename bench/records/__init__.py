@@ -11,6 +11,7 @@ from bench.records.manifest import Manifest, TaskEntry, TeacherSummary, task_ent
 from bench.records.rows import to_frame
 from bench.records.schema import (
     ARCH_PREFIX,
+    BETTER,
     COLUMN_NAMES,
     COLUMNS,
     KEY_COLUMNS,
@@ -23,6 +24,7 @@ from bench.records.schema import (
 
 __all__ = [
     "ARCH_PREFIX",
+    "BETTER",
     "COLUMNS",
     "COLUMN_NAMES",
     "KEY_COLUMNS",

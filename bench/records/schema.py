@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 __all__ = [
     "ARCH_PREFIX",
+    "BETTER",
     "COLUMNS",
     "COLUMN_NAMES",
     "KEY_COLUMNS",
@@ -583,6 +584,73 @@ del S
 
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 SEED_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.per_seed)
+
+# Which way is better, for every numeric column (``kdbench compare --fail`` judges "worse" by it,
+# and a test walks every numeric column of COLUMNS): "higher", "lower", or "-" for settings and
+# identifiers, which are not judged. Accuracies, their intervals, gains and speed are higher;
+# costs, gaps, bounds, errors, latencies and their spread are lower.
+_HIGHER = [
+    "student_acc",
+    "student_acc_ci_low",
+    "student_acc_ci_high",
+    "ensemble_acc",
+    "best_member_acc",
+    "mean_member_acc",
+    "rel_acc",
+    "rel_acc_ci_low",
+    "rel_acc_ci_high",
+    "scratch_acc",
+    "kd_gain",
+    "kd_gain_ci_low",
+    "kd_gain_ci_high",
+    "generalist_taught_acc",
+    "specialist_gain",
+    "specialist_gain_ci_low",
+    "specialist_gain_ci_high",
+    "gap_closed",
+    "ensemble_gain_kept",
+    "agreement",
+    "student_val_acc",
+    "scratch_val_acc",
+    "ensemble_val_acc",
+    "throughput_cpu_bN_per_s",
+    "throughput_gpu_bN_per_s",
+    "throughput_cpu_mt_bN_per_s",
+    "speedup_cpu_b1_vs_loop",
+    "speedup_cpu_b1_vs_fused",
+    "speedup_cpu_b1",
+    "speedup_gpu_b1",
+    "file_acc",
+    "scratch_file_acc",
+]
+_NEUTRAL = [
+    "schema_version",
+    "trial",
+    "temperature",
+    "alpha",
+    "n_seeds",
+    "seed",
+    "n_test",
+    "teacher_mean_max_prob",
+    "best_epoch",
+    "latency_threads",
+    "latency_mt_threads",
+    "latency_batch_n",
+    "certify_round",
+    "certify_rank",
+    "certify_max_gap_pp",
+    "certify_alpha",
+    "file_seed",
+    "scratch_file_seed",
+    "group_members",
+    "train_threads",
+    "retry_of",
+]
+BETTER: dict[str, str] = {
+    c.name: "higher" if c.name in _HIGHER else "-" if c.name in _NEUTRAL else "lower"
+    for c in COLUMNS
+    if c.dtype not in ("string", "bool", "boolean")
+}
 ARCH_PREFIX = "arch_"
 # the columns every row of trials has; a row without one was cut short
 KEY_COLUMNS = ("schema_version", "run_id", "task", "trial", "phase", "state")
@@ -595,12 +663,13 @@ def arch_columns(family_params: Iterable[str]) -> list[str]:
 
 def columns_markdown() -> str:
     """The result-column table of ``docs/columns.md``, generated from :data:`COLUMNS`."""
-    lines = ["| column | dtype | unit | meaning |", "|---|---|---|---|"]
+    lines = ["| column | dtype | unit | better | meaning |", "|---|---|---|---|---|"]
     for c in COLUMNS:
-        lines.append(f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |")
+        better = BETTER.get(c.name, "-")
+        lines.append(f"| `{c.name}` | {c.dtype} | {c.unit} | {better} | {c.meaning} |")
         if c.name == "arch":
             lines.append(
-                "| `arch_<name>` | Int64 / float64 | - | one column per architecture parameter of "
-                "the family (e.g. `arch_width`, `arch_channels`) |"
+                "| `arch_<name>` | Int64 / float64 | - | - | one column per architecture parameter "
+                "of the family (e.g. `arch_width`, `arch_channels`) |"
             )
     return "\n".join(lines) + "\n"

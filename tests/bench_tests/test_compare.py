@@ -89,3 +89,44 @@ def test_threshold_parsing() -> None:
         parse_threshold("speed:10%")
     with pytest.raises(InputError, match="must look like"):
         parse_threshold("latency_cpu_b1_p50_ms>10")
+
+
+def test_every_numeric_column_has_a_declared_direction() -> None:
+    from bench.records import BETTER, COLUMNS
+
+    numeric = [c.name for c in COLUMNS if c.dtype not in ("string", "bool", "boolean")]
+    assert numeric and sorted(BETTER) == sorted(numeric)
+    assert set(BETTER.values()) == {"higher", "lower", "-"}
+    for name in numeric:  # a drop of an accuracy-like column is worse, a rise of a cost is worse
+        if BETTER[name] == "-":
+            with pytest.raises(InputError, match="better direction"):
+                parse_threshold(f"{name}:10%")
+            continue
+        t = parse_threshold(f"{name}:10%")
+        down = t.worse_by(1.0, 0.9)
+        assert (down > 0) == (BETTER[name] == "higher"), name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [  # the columns the old hand list judged backwards (a drop counted as an improvement)
+        "rel_acc", "rel_acc_ci_low", "student_acc_ci_low", "kd_gain_ci_low",
+        "specialist_gain", "generalist_taught_acc", "mean_member_acc", "scratch_val_acc",
+        "file_acc",
+    ],
+)  # fmt: skip
+def test_a_drop_of_an_accuracy_column_is_a_regression(name: str) -> None:
+    assert parse_threshold(f"{name}:1%").worse_by(0.9, 0.8) > 0
+
+
+def test_deltas_carry_units(tmp_path: Path, capsys) -> None:
+    a = _run_dir(tmp_path, "a", BASE)
+    slower = [dict(r, latency_cpu_b1_p50_ms=r["latency_cpu_b1_p50_ms"] + 0.01) for r in BASE]
+    b = _run_dir(tmp_path, "b", slower)
+    assert main(["compare", str(a), str(b), "--fail", "latency_cpu_b1_p50_ms:0.001"]) == 1
+    out = capsys.readouterr().out
+    assert "B worse by 0.01 ms" in out
+    assert main(["compare", str(b), str(a), "--fail", "latency_cpu_b1_p50_ms:5%"]) == 0
+    assert "B better by" in capsys.readouterr().out
+    with pytest.raises(InputError, match="pp only for fraction columns"):
+        parse_threshold("latency_cpu_b1_p50_ms:1pp")
