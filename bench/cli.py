@@ -73,17 +73,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_progress=show.trial,
             on_teacher_epoch=show.teacher_epoch,
+            on_message=show.message,
             max_gap_pp=args.max_gap,
         )
     finally:
         show.close()
     print(f"run folder: {run_dir}")
-    cons = _constraints(args, default_gap=0.5)
+    cons = _constraints(args, default_gap=_certified_gap(run_dir))
     report_dir = build_report(run_dir, Path(args.reports), constraints=cons)
-    _print_recommendations(run_dir, cons)
+    met = _print_recommendations(run_dir, cons)
     print(f"report: {report_dir / 'report.html'}")
     print(f"        {report_dir / 'report.md'}")
-    return 0
+    return 0 if met else 1
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:
@@ -106,6 +107,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache) if args.cache else None,
             workers=args.workers,
             on_progress=show.trial,
+            on_message=show.message,
             certify_gap_pp=args.max_gap,
         )
     finally:
@@ -114,20 +116,38 @@ def _cmd_certify(args: argparse.Namespace) -> int:
 
     cons = Constraints(max_gap_pp=args.max_gap)
     report_dir = build_report(run_dir, Path(args.reports), constraints=cons)
-    _print_recommendations(run_dir, cons)
+    met = _print_recommendations(run_dir, cons)
     print(f"report: {report_dir / 'report.html'}")
-    return 0
+    return 0 if met else 1
 
 
-def _print_recommendations(run_dir: Path, cons) -> None:  # cons: bench.recommend.Constraints
+def _certified_gap(run_dir: Path) -> float:
+    """The tolerance a run certified first (its suite's or its --max-gap), the decision shown
+    when no --max-gap is given; 0.5 pp for a run that certified nothing."""
+    from bench.records import Manifest, require_run_dir
+
+    rounds = Manifest.read(require_run_dir(run_dir, "The RUN_DIR argument")).certify_rounds
+    return float(rounds[0]) if rounds else 0.5
+
+
+def _print_recommendations(run_dir: Path, cons) -> bool:  # cons: bench.recommend.Constraints
+    """Print each task's warnings and recommendation; False when a decision was asked for
+    (the suite certifies: ``[certify] candidates`` > 0) and some task's is unmet — exit 1
+    for run and certify, as for recommend."""
     from bench.recommend import recommend
     from bench.records import load_run
+    from bench.suite import suite_from_dict
 
     run = load_run(run_dir)
+    asked = suite_from_dict(run.manifest.suite).certify.candidates > 0
+    met = True
     for task in dict.fromkeys(run.trials["task"]):
         for w in run.manifest.task(task).warnings:
             print(f"[{task}] WARNING: {w}")
-        print(recommend(run.trials, cons, task).text())
+        rec = recommend(run.trials, cons, task)
+        met = met and (rec.met or not asked)
+        print(rec.text())
+    return met
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
@@ -151,7 +171,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
 
-    cons = _constraints(args, default_gap=0.5)
+    cons = _constraints(args, default_gap=_certified_gap(Path(args.run_dir)))
     out = build_report(Path(args.run_dir), Path(args.reports), constraints=cons)
     print(f"report: {out / 'report.html'}")
     print(f"        {out / 'report.md'}")
@@ -192,7 +212,7 @@ def _constraints(args: argparse.Namespace, default_gap: float | None = None):  #
 def _cmd_export(args: argparse.Namespace) -> int:
     from bench.export import export_student
 
-    cons = _constraints(args, default_gap=0.5)
+    cons = _constraints(args, default_gap=_certified_gap(Path(args.run_dir)))
     out = export_student(
         Path(args.run_dir), Path(args.out), trial=args.trial, task=args.task, constraints=cons
     )
@@ -451,8 +471,7 @@ def _run_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> 
     )
     _quality_options(
         run,
-        " (default 0.5): certified (unless the suite's [certify] max_gap_pp says otherwise), "
-        "printed and reported",
+        " (default: the suite's [certify] max_gap_pp, else 0.5): certified, printed and reported",
     )
     run.set_defaults(func=_cmd_run)
 
@@ -527,7 +546,7 @@ def _report_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
     rep.add_argument(
         "--reports", default="reports", metavar="DIR", help="where reports go (default: reports)"
     )
-    _quality_options(rep, " (default 0.5)")
+    _quality_options(rep, " (default: the tolerance the run certified, else 0.5)")
     rep.set_defaults(func=_cmd_report)
 
 
@@ -567,7 +586,9 @@ def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         help="a certification candidate (default: the recommended student)",
     )
     exp.add_argument("--task", help="the task of a multi-task run (default: the first)")
-    _quality_options(exp, " (default 0.5) for choosing the recommended student")
+    _quality_options(
+        exp, " (default: the tolerance the run certified, else 0.5) for choosing the student"
+    )
     _cost_options(exp)
     exp.set_defaults(func=_cmd_export)
 

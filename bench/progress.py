@@ -47,7 +47,6 @@ class ProgressPrinter:
         self._bar_key: tuple[str, str] | None = None
         self._phase_start: dict[tuple[str, str], tuple[float, int]] = {}
         self._t0 = time.perf_counter()  # elapsed on this clock: workers have their own
-        self._last = self._t0  # a phase's clock starts at the event before its first
 
     def _print(self, text: str) -> None:
         if self._bar is not None:
@@ -87,8 +86,9 @@ class ProgressPrinter:
             return
         key = (p.task, p.phase)
         now = time.perf_counter()
-        began, done_before = self._phase_start.setdefault(key, (self._last, p.done - 1))
-        self._last = now
+        # The ETA's clock starts at the phase's first finished trial, so that neither the
+        # teacher's training nor the workers' start-up is counted as trial time.
+        began, done_before = self._phase_start.setdefault(key, (now, p.done))
         done_here = p.done - done_before
         eta = (now - began) / done_here * (p.total - p.done) if done_here > 0 else float("nan")
         best = ""

@@ -56,6 +56,7 @@ from bench.teachers import (
     prepare_teacher,
     teacher_warnings,
 )
+from bench.teachers.sanity import check_teacher_labels
 from bench.threads import AUTO, ThreadPolicy
 
 if TYPE_CHECKING:
@@ -98,7 +99,12 @@ def _preflight(suite: Suite, cache_dir: Path) -> list[tuple[TaskData, LoadedTeac
     out = []
     for cfg in suite.tasks:
         task = load_task(cfg)
-        out.append((task, load_teacher(task, suite.teacher, cache_dir)))
+        loaded = load_teacher(task, suite.teacher, cache_dir)
+        if loaded is not None and suite.teacher.source != "train":  # the user's own files
+            check_teacher_labels(
+                task, suite.teacher, loaded.source, loaded.val_outputs(task, suite.teacher.combine)
+            )
+        out.append((task, loaded))
     return out
 
 
@@ -173,6 +179,7 @@ def run_suite(
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     on_teacher_epoch: Callable[[str, int, int, int], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
     max_gap_pp: float | None = None,
     certify_gap_pp: float | None = None,
 ) -> Path:
@@ -230,6 +237,7 @@ def run_suite(
     ctx.cache, ctx.train_device, ctx.workers = cache, train_device, workers
     ctx.n_trials = trials if trials is not None else suite.budget.trials
     ctx.on_progress, ctx.on_teacher_epoch = on_progress, on_teacher_epoch
+    ctx.on_message = on_message
     return _run_tasks(ctx, prepared, previous, replay_configs)
 
 
@@ -399,6 +407,7 @@ class _Run:
         self.n_trials = suite.budget.trials
         self.on_progress: Callable[[Progress], None] | None = None
         self.on_teacher_epoch: Callable[[str, int, int, int], None] | None = None
+        self.on_message: Callable[[str], None] | None = None  # one line for the user
         self.started = time.perf_counter()
         self._refreshed = 0.0
         self.workers = 1
@@ -451,6 +460,21 @@ class _Run:
         hook = self.on_teacher_epoch
         if loaded is not None:  # nothing to train: the workers start at once
             self.prestart()
+            if self.on_message is not None:
+                what = (
+                    "reusing the cached teacher (same data and [teacher] settings; delete the "
+                    "folder or pass another --cache to train it again)"
+                    if suite.teacher.source == "train"
+                    else "the teacher from "
+                    + {
+                        "logits": "offline logits",
+                        "checkpoints": "member checkpoints",
+                        "checkpoint": "an ensemble file",
+                    }[suite.teacher.source]
+                )
+                self.on_message(
+                    f"[{task.name}] {what}: {loaded.source}; computing its outputs on every split"
+                )
 
         def on_epoch(e: int, n: int) -> None:
             if hook is not None:

@@ -7,8 +7,10 @@
 * NPZ: features in the array ``x_key`` (default ``X``), ``[N, ...]``; labels in ``y_key``
   (default ``y``), ``[N]``. Loaded with ``allow_pickle=False``.
 
-Labels may be ints or strings; they are encoded in sorted order and their names are kept for
-the report. ``shape = [C, H, W]`` reshapes flat features for image families. Relative paths
+Labels may be ints or strings. They are encoded in sorted order (of the values, so ``"eight"``
+is class 0 of the ten digit names), or in the order of ``classes = [...]`` when given: class
+``k`` is ``classes[k]``, which is how a teacher whose outputs follow another order is matched.
+The encoding is in the manifest (``class_names``) and the report. ``shape = [C, H, W]`` reshapes flat features for image families. Relative paths
 are resolved against the suite file's folder, and the resolved path is named in every error.
 """
 
@@ -48,6 +50,7 @@ class FileTask(TaskConfig):
     x_key: str = "X"
     y_key: str = "y"
     shape: tuple[int, ...] = ()
+    classes: tuple[str, ...] = ()  # the label order (class k = classes[k]); () = sorted
 
     def describe(self) -> str:
         return f"task '{self.name}' ({self.path})"
@@ -74,6 +77,7 @@ class FileTask(TaskConfig):
         if fmt == "npz" and x_key == y_key:
             raise t.fail("y_key", f"an array name other than x_key ({x_key!r})", y_key)
         shape = t.ints("shape", (), low=1)
+        classes = _classes(t)
         if shape and len(shape) not in (1, 2, 3):
             raise t.fail("shape", "[C, H, W], [H, W] or [D]", list(shape))
         return cls(
@@ -83,6 +87,7 @@ class FileTask(TaskConfig):
             x_key=x_key,
             y_key=y_key,
             shape=shape,
+            classes=classes,
             **read_common(t, path.stem),
         )
 
@@ -251,4 +256,39 @@ class FileTask(TaskConfig):
                 raise self._fail("must have integer or string labels. Got fractional numbers.")
             values = values.astype(np.int64)
         codes, uniques = pd.factorize(pd.Series(values), sort=True)
-        return codes.astype(np.int64), tuple(str(u) for u in uniques)
+        names = tuple(str(u) for u in uniques)
+        if not self.classes:
+            return codes.astype(np.int64), names
+        unknown = [n for n in names if n not in self.classes]
+        if unknown:
+            raise InputError(
+                f"The 'classes' parameter of task '{self.name}' must list every label of "
+                f"{self.path}. Got {list(self.classes)}, without {unknown[0]!r}."
+            )
+        absent = [c for c in self.classes if c not in names]
+        if absent:
+            raise InputError(
+                f"The 'classes' parameter of task '{self.name}' must list only labels that "
+                f"{self.path} has. Got {absent[0]!r}, which no row has."
+            )
+        order = np.array([self.classes.index(n) for n in names], dtype=np.int64)
+        return order[codes], self.classes
+
+
+def _classes(t: Table) -> tuple[str, ...]:
+    """``classes``: the labels as written in the data (strings or ints), each once."""
+    t.seen.add("classes")
+    value = t.data.get("classes", [])
+    ok = isinstance(value, list) and all(
+        (isinstance(v, str) and v.strip()) or (isinstance(v, int) and not isinstance(v, bool))
+        for v in value
+    )
+    if not ok:
+        raise t.fail("classes", "an array of the labels as written in the data", value)
+    names = tuple(str(v) for v in value)
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise t.fail("classes", f"each label once (got {twice!r} twice)", value)
+    if len(names) == 1:
+        raise t.fail("classes", "at least two labels", value)
+    return names

@@ -26,6 +26,7 @@ from bench.teachers.config import (
     TrainHere,
 )
 from kdcore import Specialist, SpecialistCombiner, TeacherEnsemble, build_student, format_arch
+from kdcore.teachers import SoftTargets
 
 __all__ = ["LoadedTeacher", "build_member", "load_ensemble_file", "load_teacher"]
 
@@ -39,6 +40,13 @@ class LoadedTeacher:
     source: str
     sha256: str
     reused: bool
+
+    def val_outputs(self, task: TaskData, combine: str) -> SoftTargets:
+        """The teacher's outputs on the validation split (for the label check before a run)."""
+        if self.logits is not None:
+            return SoftTargets(self.logits[:, torch.as_tensor(task.rows["val"])], combine)
+        assert self.ensemble is not None
+        return self.ensemble.cache_outputs({"val": task.x_val})["val"]
 
 
 def build_member(cfg: TeacherConfig, task: TaskData, family: str | None = None) -> nn.Module:

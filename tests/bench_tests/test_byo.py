@@ -515,6 +515,7 @@ def test_a_suite_plugin_module_registers_a_family_without_editing_kdbench(
             search="rank = { low = 2, high = 6 }",
         ).replace("trials = 2", "trials = 1")
         + '\n[plugins]\nmodules = ["suite_families"]\n'
+        + "\n[certify]\ncandidates = 0\n"  # no decision asked for: exit 0
     )
     code, _, _ = _cli(
         ["run", str(suite), "--out", str(tmp_path / "r"), "--reports", str(tmp_path / "p")], capsys
@@ -558,3 +559,79 @@ def test_entry_point_group_kdbench_families(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert "lowrank_ep" in res.stdout and "rank (int 2-8)" in res.stdout
+
+
+# ---------------------------------------------------------------------- teacher sanity
+USER_ORDER = ["emu", "cat", "dog"]  # the order of the user's teacher outputs, not sorted
+
+
+def _oracle_logits(frame: pd.DataFrame, order: list[str], members: int = 2) -> np.ndarray:
+    """A confident teacher that is right on every row, its outputs in ``order``."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 0.5, (members, len(frame), len(order))).astype(np.float32)
+    cols = np.array([order.index(v) for v in frame["label"]])
+    logits[:, np.arange(len(frame)), cols] += 4.0
+    return logits
+
+
+def test_offline_logits_in_another_class_order_exit_2_naming_the_order(
+    tmp_path: Path, capsys
+) -> None:
+    frame = _frame(600)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    np.savez(tmp_path / "logits.npz", logits=_oracle_logits(frame, USER_ORDER))
+    task = 'kind = "file"\npath = "data.csv"\ntarget = "label"'
+    suite = tmp_path / "s.toml"
+    suite.write_text(_suite_text(task, 'logits = "logits.npz"'))
+    code, _, err = _cli(["run", str(suite), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "must predict the task's labels in their encoding" in err
+    assert "0='cat', 1='dog', 2='emu'" in err and "classes = ['emu', 'cat', 'dog']" in err
+    assert not (tmp_path / "r").exists()
+    # The teacher's own order, given: the run goes on, and the teacher is right.
+    suite.write_text(
+        _suite_text(task + '\nclasses = ["emu", "cat", "dog"]', 'logits = "logits.npz"')
+    )
+    args = ["--out", str(tmp_path / "r"), "--reports", str(tmp_path / "p"), "-q"]
+    code, _out, err = _cli(["run", str(suite), *args], capsys)
+    assert code in (0, 1), err
+    (run,) = (tmp_path / "r").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["tasks"]["data"]["class_names"] == USER_ORDER
+    assert (read_trials(run)["ensemble_acc"] == 1.0).all()
+
+
+def test_a_teacher_at_chance_exits_2(tmp_path: Path, capsys) -> None:
+    frame = _frame(600)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    noise = np.random.default_rng(1).normal(0, 1, (2, 600, 3)).astype(np.float32)
+    np.savez(tmp_path / "logits.npz", logits=noise)
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        _suite_text('kind = "file"\npath = "data.csv"\ntarget = "label"', 'logits = "logits.npz"')
+    )
+    code, _, err = _cli(["run", str(suite), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "must predict the task's labels better than chance" in err and "0='cat'" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        ('["emu", "cat"]', "without 'dog'"),
+        ('["emu", "cat", "dog", "yak"]', "Got 'yak', which no row has"),
+        ('["emu", "emu", "dog"]', "each label once"),
+        ('"emu"', "an array of the labels"),
+    ],
+)
+def test_a_bad_classes_order_names_the_key(
+    tmp_path: Path, capsys, classes: str, message: str
+) -> None:
+    _frame(200).to_csv(tmp_path / "data.csv", index=False)
+    suite = tmp_path / "s.toml"
+    task = f'kind = "file"\npath = "data.csv"\ntarget = "label"\nclasses = {classes}'
+    suite.write_text(_suite_text(task))
+    code, _, err = _cli(["run", str(suite), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "'classes' parameter" in err and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()

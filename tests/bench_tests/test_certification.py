@@ -267,3 +267,18 @@ def test_certify_adds_a_round_on_fresh_seeds_and_resumes(
     pd.testing.assert_frame_equal(after[~in_second].reset_index(drop=True), before)
     assert main([*args, "--reports", str(tmp_path / "p")]) == 0  # again: nothing to redo
     pd.testing.assert_frame_equal(_table(run), after)
+
+
+@pytest.mark.slow
+def test_an_unmet_certified_decision_exits_1(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    import shutil
+
+    run = tmp_path / runs["1"].name
+    shutil.copytree(runs["1"], run)
+    cache = runs["1"].parents[1] / "cache"
+    reports = ["--reports", str(tmp_path / "p")]
+    # No file's bound is <= 0 pp: nothing can be certified, and the command says so with 1.
+    assert main(["certify", str(run), "--max-gap", "0", "--cache", str(cache), *reports]) == 1
+    out = capsys.readouterr().out
+    assert "No certified student meets" in out
+    assert main(["report", str(run), "--max-gap", "60", *reports]) == 0  # the run's own: met

@@ -281,3 +281,20 @@ def test_summary_table_shows_cost_and_uncertainty() -> None:
     assert row["certified at pp (alpha)"] == "5 (0.05)"
     assert row["certified bound pp"] == pytest.approx(2.2)
     assert isinstance(pd.DataFrame, type)
+
+
+def test_the_eta_counts_search_trials_only_not_the_teacher(monkeypatch, capsys) -> None:
+    import bench.progress as progress
+    from bench.search import Progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    show = progress.ProgressPrinter(quiet=False)
+    row = make_table({"trial": 0}).iloc[0].to_dict()
+    clock[0] = 600.0  # ten minutes of teacher training before the first trial ends
+    show.trial(Progress("tiny", 1, 40, 1.0, row, None))
+    clock[0] = 602.0  # then a trial every 2 s
+    show.trial(Progress("tiny", 2, 40, 1.0, row, None))
+    first, second = capsys.readouterr().out.splitlines()
+    assert "ETA" not in first and "10:00 elapsed" in first
+    assert "ETA 01:16" in second  # 38 trials left at 2 s each, not at 301 s each

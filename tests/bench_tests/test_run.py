@@ -189,10 +189,15 @@ def test_report_is_self_contained(finished_run) -> None:
         assert f"]({name})" in md
 
 
-def test_second_run_reuses_the_teacher_and_never_overwrites(finished_run, tiny_suite) -> None:
+def test_second_run_reuses_the_teacher_and_never_overwrites(
+    finished_run, tiny_suite, capsys
+) -> None:
     tmp, _, first = finished_run
     suite = tmp / "tiny.toml"
+    capsys.readouterr()
     assert _run(suite, tmp, "--trials", "1") == 0
+    out = capsys.readouterr().out  # the user is told, not left waiting in silence
+    assert "[tiny] reusing the cached teacher" in out and "ensemble.pt" in out
     runs = sorted(p for p in (tmp / "results").iterdir() if p.name != "teachers")
     assert len(runs) == 2 and first in runs
     second = next(p for p in runs if p != first)
