@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import InputError
-from bench.pull import rows_of_studies, write_views
-from bench.records import Manifest, check_tables, to_frame
+from bench.pull import rows_of_studies, write_students, write_views
+from bench.records import Manifest, check_tables, check_weights, to_frame
 from bench.rundir import RunLock
 from bench.study import Key
 
@@ -55,10 +55,14 @@ def _journal_tail_torn(path: Path) -> bool:
     return bool(data) and not data.endswith(b"\n")
 
 
-def _study_rows(run_dir: Path, manifest: dict | None):  # -> (rows, seeds, manifest_from_study)
+def _journal_storage(run_dir: Path):  # -> optuna JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    storage = JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
+    return JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
+
+
+def _study_rows(run_dir: Path, manifest: dict | None):  # -> (rows, seeds, manifest_from_study)
+    storage = _journal_storage(run_dir)
     summaries = storage.get_all_studies()
     stored = None
     for s in summaries:
@@ -119,6 +123,24 @@ def diagnose(run_dir: Path, repair: bool = False) -> Diagnosis:
     trials, table_seeds, problems = check_tables(run_dir, status)
     for p in problems:
         d.damaged.append(p)
+    bad_weights = check_weights(run_dir)
+    d.damaged += bad_weights
+    if bad_weights and rows is not None and manifest is not None:
+        d.recoverable.append(
+            f"students: {len(bad_weights)} weights file(s) rewritten from the copies in the study"
+        )
+        if repair:
+            for line in bad_weights:
+                path = run_dir / line.split(" ", 1)[0]
+                shutil.move(path, path.with_suffix(".pt.bak"))
+            write_students(
+                run_dir,
+                _journal_storage(run_dir),
+                manifest.study or manifest.run_id,
+                [t["name"] for t in manifest.suite["tasks"]],
+            )
+    elif bad_weights:
+        d.lost.append("students: damaged weights and no study journal to rewrite them from")
     if rows is not None:
         expected = to_frame(rows)
         if not problems and len(expected) != len(trials):

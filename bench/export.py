@@ -30,7 +30,7 @@ import torch
 from bench import fmt
 from bench.errors import InputError
 from bench.recommend import Constraints, recommend
-from bench.records import Run, TaskEntry, load_run
+from bench.records import Run, TaskEntry, load_run, read_weights
 from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 
 __all__ = ["export_student"]
@@ -91,7 +91,7 @@ def export_student(
     number = int(row["trial"])
     seed = int(row["file_seed"])
     weights = _weights_file(run, task, number, seed)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = read_weights(run.run_dir, weights)
     meta = run.manifest.task(task)
     suite = run.manifest.suite
     family = str(row["family"])

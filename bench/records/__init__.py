@@ -5,7 +5,7 @@ the integrity checks of a whole folder.
 ``manifest`` (``manifest.json``) · ``integrity`` (a folder checked whole, :func:`load_run`).
 """
 
-from bench.records.integrity import Run, check_tables, load_run
+from bench.records.integrity import Run, check_tables, check_weights, load_run, read_weights
 from bench.records.io import read_seeds, read_trials, require_run_dir, write_trials
 from bench.records.manifest import Manifest, TaskEntry, TeacherSummary, task_entry
 from bench.records.rows import to_frame
@@ -37,10 +37,12 @@ __all__ = [
     "TeacherSummary",
     "arch_columns",
     "check_tables",
+    "check_weights",
     "columns_markdown",
     "load_run",
     "read_seeds",
     "read_trials",
+    "read_weights",
     "require_run_dir",
     "task_entry",
     "to_frame",

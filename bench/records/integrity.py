@@ -17,7 +17,7 @@ from bench.records.manifest import Manifest
 from bench.records.rows import to_frame
 from bench.records.schema import SEED_COLUMNS
 
-__all__ = ["Run", "check_tables", "load_run"]
+__all__ = ["Run", "check_tables", "check_weights", "load_run", "read_weights"]
 
 
 @dataclass
@@ -30,11 +30,51 @@ class Run:
     seeds: pd.DataFrame
 
 
+def _weights_problem(path: Path) -> str | None:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged archive
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"cannot be read ({type(exc).__name__}: {first[:120]})"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "is not a state_dict (a dict of tensors)"
+    return None
+
+
+def read_weights(run_dir: Path, path: Path) -> dict:
+    """A kept student's state_dict (``students/<task>/trial-N-seed-S.pt``), loaded with
+    ``weights_only=True``; a damaged file is an :class:`InputError` naming it."""
+    import torch
+
+    problem = _weights_problem(path)
+    if problem is not None:
+        raise damaged(run_dir, [f"{path.relative_to(run_dir)} {problem}"])
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_weights(run_dir: Path) -> list[str]:
+    """Every kept student's weights file that cannot be loaded, as problems."""
+    out = []
+    for path in sorted((run_dir / "students").glob("*/*.pt")):
+        problem = _weights_problem(path)
+        if problem is not None:
+            out.append(f"{path.relative_to(run_dir)} {problem}")
+    return out
+
+
 def check_tables(run_dir: Path, status: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """The trials and seeds of a run folder and every problem found in them."""
+    """The trials and seeds of a run folder and every problem found in them (a table is
+    written as Parquet and CSV together, so one of the pair missing is damage too)."""
     trials, problems = read_table(run_dir, "trials")
     seeds, seed_problems = read_table(run_dir, "seeds")
     problems += seed_problems
+    for stem in ("trials", "seeds"):
+        parquet, csv = run_dir / f"{stem}.parquet", run_dir / f"{stem}.csv"
+        if parquet.is_file() != csv.is_file():
+            there, gone = (parquet, csv) if parquet.is_file() else (csv, parquet)
+            problems.append(f"{gone.name} is missing ({there.name} is there)")
     if trials is None:
         if status == "complete":
             problems.append("the run is marked complete but holds no trials table")

@@ -293,14 +293,24 @@ COLUMNS: tuple[Column, ...] = (
         "selected epoch of the distilled student, mean over seeds",
         S,
     ),
-    C("latency_threads", "int64", "threads", "CPU threads for the latency_cpu_* columns"),
+    C(
+        "latency_threads",
+        "Int64",
+        "threads",
+        "CPU threads for the latency_cpu_* columns (NA on pruned and failed rows: not timed)",
+    ),
     C(
         "latency_mt_threads",
         "Int64",
         "threads",
         "CPU threads for the latency_cpu_mt_* columns (all cores); NA if off",
     ),
-    C("latency_batch_n", "int64", "samples", "the large batch N of the *_bN_* columns"),
+    C(
+        "latency_batch_n",
+        "Int64",
+        "samples",
+        "the large batch N of the *_bN_* columns (NA on pruned and failed rows)",
+    ),
     C(
         "latency_cpu_b1_p50_ms",
         "float64",
@@ -569,7 +579,12 @@ COLUMNS: tuple[Column, ...] = (
         "wall time of the whole trial incl. evaluation; a pruned or failed trial: the time "
         "it ran before it stopped (a group's time shared equally among its trials)",
     ),
-    C("group_members", "int64", "students", "students trained together in this trial's group"),
+    C(
+        "group_members",
+        "Int64",
+        "students",
+        "students trained together in this trial's group (NA on rows that trained nothing)",
+    ),
     C(
         "train_threads",
         "int64",

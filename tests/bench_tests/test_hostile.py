@@ -341,6 +341,39 @@ def test_doctor_says_what_is_damaged_and_repairs_it_from_the_study(finished: Pat
     assert out.startswith("complete")
 
 
+@pytest.mark.slow
+def test_damaged_weights_and_a_deleted_table_are_found_by_doctor_and_repaired(
+    tmp_path: Path, capsys
+) -> None:
+    suite = tmp_path / "s.toml"
+    suite.write_text(WITH_CERTIFY)
+    reports = ["--reports", str(tmp_path / "p")]
+    assert main(["run", str(suite), "--out", str(tmp_path / "r"), *reports, "-q"]) == 0
+    (run,) = _runs(tmp_path / "r")
+    (weights,) = (run / "students" / "tiny").glob("trial-*-seed-*.pt")
+    trial = weights.name.split("-")[1]
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # a torn copy
+    capsys.readouterr()
+    code, out, _ = _cli(["doctor", str(run)], capsys)
+    assert code == 2 and f"damaged:     students/tiny/{weights.name} cannot be read" in out, out
+    assert "rewritten from the copies in the study" in out
+    code, _, err = _cli(
+        ["export", str(run), "--trial", trial, "--out", str(tmp_path / "x")], capsys
+    )
+    _one_line_exit_2(code, err, f"students/tiny/{weights.name} cannot be read")
+    assert f"kdbench doctor {run}" in err
+    (run / "trials.csv").unlink()
+    code, out, _ = _cli(["doctor", str(run)], capsys)
+    assert code == 2 and "trials.csv is missing (trials.parquet is there)" in out
+    code, _, err = _cli(["report", str(run), *reports], capsys)
+    _one_line_exit_2(code, err, "trials.csv is missing (trials.parquet is there)")
+    code, out, _ = _cli(["doctor", "--repair", str(run)], capsys)
+    assert code == 0 and "after repair: no damage found" in out, out
+    assert weights.read_bytes() == good and (run / "trials.csv").is_file()
+    assert main(["export", str(run), "--trial", trial, "--out", str(tmp_path / "x")]) == 0
+
+
 # ---------------------------------------------------------------------- bad options
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "abc"])
 def test_non_finite_numbers_are_usage_errors(value: str, finished: Path, capsys) -> None:
