@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 an unmet recommendation or a ``compare`` regression; 2 usage or input
 error (bad suite, data or teacher file, damaged or missing run folder), printed as one line
-without a traceback; 130 / 143 interrupted by SIGINT / SIGTERM (the run is resumable).
+without a traceback; 74 a write failed (a full disk: resumable once fixed); 130 / 143
+interrupted by SIGINT / SIGTERM (the run is resumable).
 """
 
 from __future__ import annotations
@@ -293,7 +294,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 EXIT_CODES = """exit codes: 0 ok; 1 an unmet recommendation or a compare regression; 2 a usage or
-input error (one line, no traceback); 130 / 143 interrupted by SIGINT / SIGTERM (resumable)."""
+input error (one line, no traceback); 74 a write failed (full disk, quota, read-only or failing
+disk; resumable once fixed); 130 / 143 interrupted by SIGINT / SIGTERM (resumable)."""
 
 
 def _version() -> str:
@@ -684,18 +686,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         return _interrupted(exc)
     except Exception as exc:
+        from bench.errors import is_write_error
         from bench.sweep import RunInterrupted
 
         if isinstance(exc, RunInterrupted):
             return _interrupted(exc)
+        if is_write_error(exc):  # outside a run (a report, an export): nothing to resume
+            assert isinstance(exc, OSError)
+            where = f" to {exc.filename}" if exc.filename else ""
+            print(
+                f"kdbench: error: a write{where} failed ({exc.strerror}, errno {exc.errno})",
+                file=sys.stderr,
+            )
+            return 74
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupted(exc: BaseException) -> int:
-    from bench.sweep import RunInterrupted
+    from bench.sweep import RunInterrupted, RunStopped
 
+    if isinstance(exc, RunStopped):
+        cause = exc.cause.strerror or str(exc.cause)
+        print(
+            f"kdbench: stopped: a write to {exc.run_dir or 'the study'} failed ({cause}, errno "
+            f"{exc.cause.errno}); everything written before is intact: fix the cause (free "
+            f"space), then resume with `{exc.resume_hint}`",
+            file=sys.stderr,
+        )
+        return 74
     if isinstance(exc, RunInterrupted):
         how = "SIGTERM" if exc.how == "Terminated" else exc.how
         where = (

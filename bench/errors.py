@@ -7,7 +7,18 @@ must be an int in [1, 4096]. Got -3 instead.``
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+import errno
+
+__all__ = ["WRITE_ERRNOS", "InputError", "is_write_error"]
+
+# The OS errors of a write that the user fixes outside kdbench (space, quota, a read-only or
+# failing disk): the run stops like on a signal and resumes once fixed (bench.sweep.RunStopped).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OS write error of :data:`WRITE_ERRNOS`."""
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
 
 
 class InputError(ValueError):

@@ -5,7 +5,8 @@ happens in this process, perform ``ACTION``:
 
 * actions: ``kill`` (SIGKILL this process: nothing runs after it, like ``kill -9``),
   ``interrupt`` (raise ``KeyboardInterrupt``, like Ctrl-C), ``raise`` (raise
-  ``RuntimeError("injected fault …")`` — inside a trial it is recorded as a failed trial);
+  ``RuntimeError("injected fault …")`` — inside a trial it is recorded as a failed trial),
+  ``enospc`` (raise ``OSError(ENOSPC)``, as a full disk does: the run stops and resumes);
 * points: ``write`` (after each durable write of the run: a file renamed into place or a
   record committed to the study), ``group`` (at the start of each training group, before
   training), ``trial`` (after a trial's record is committed, before the next group),
@@ -26,6 +27,7 @@ test seam, documented so users can reproduce crash scenarios too.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -67,10 +69,12 @@ def fault_point(point: str) -> None:
             raise KeyboardInterrupt(f"injected interrupt at {point} #{n}")
         elif action == "raise":
             raise RuntimeError(f"injected fault at {point} #{n}")
+        elif action == "enospc":
+            raise OSError(errno.ENOSPC, f"No space left on device (injected at {point} #{n})")
         elif action == "permute":
             continue  # a data fault: read by active()
         else:
-            raise ValueError(f"{ENV}: unknown action {action!r} (kill, interrupt, raise)")
+            raise ValueError(f"{ENV}: unknown action {action!r} (kill, interrupt, raise, enospc)")
 
 
 def active(action: str, point: str) -> bool:

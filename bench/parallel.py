@@ -36,7 +36,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from bench.errors import InputError
+from bench.errors import InputError, is_write_error
 from bench.faults import INDEX_ENV
 from bench.search import IdentityMismatch, Progress, TaskWorker
 from bench.study import Key, StorageSpec
@@ -190,6 +190,7 @@ def run_workers(
     procs: dict[int, subprocess.Popen] = {}
     started, restarts = 0, 0
     failure: str | None = None
+    write_failure: OSError | None = None  # a worker's full disk: the run stops
 
     def start() -> None:
         nonlocal started
@@ -204,7 +205,7 @@ def run_workers(
         started += 1
 
     def handle(line: str) -> None:
-        nonlocal failure
+        nonlocal failure, write_failure
         msg = json.loads(line)
         if msg["kind"] == "imported":  # a prestarted worker nobody waited for
             return
@@ -219,6 +220,8 @@ def run_workers(
             on_progress(Progress(**msg["progress"]))
         elif msg["kind"] == "input_error":
             failure = msg["text"]
+        elif msg["kind"] == "write_error":
+            write_failure = OSError(msg["errno"], msg["text"])
 
     for _ in range(n):
         start()
@@ -236,7 +239,7 @@ def run_workers(
                 for line in p.stdout or ():  # what it wrote just before exiting
                     handle(line)
                 del procs[pid]
-                if p.returncode == 0 or failure is not None:
+                if p.returncode == 0 or failure is not None or write_failure is not None:
                     continue
                 lost = 0 if ctx.spec.shared else _retry_dead(run, f"{socket.gethostname()}:{pid}")
                 log.warning(
@@ -248,7 +251,7 @@ def run_workers(
                 if restarts < n:
                     restarts += 1
                     start()
-            if failure is not None:
+            if failure is not None or write_failure is not None:
                 for p in procs.values():
                     p.terminate()
     except KeyboardInterrupt:
@@ -261,6 +264,8 @@ def run_workers(
         shutil.rmtree(scratch_dir, ignore_errors=True)
     if failure is not None:
         raise InputError(failure)
+    if write_failure is not None:  # the run stops as if this process had failed to write
+        raise write_failure
     if not run.study("search").user_attrs.get(Key.DONE):
         raise RuntimeError("the workers ended before the task was done (see the log above)")
 
@@ -346,6 +351,11 @@ def _child_main() -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        send({"kind": "write_error", "errno": exc.errno, "text": exc.strerror or str(exc)})
+        return 74
     return 0
 
 

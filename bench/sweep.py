@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from bench.errors import InputError
+from bench.errors import InputError, is_write_error
 from bench.jsonsafe import json_safe
 from bench.measure import all_cores, ensemble_latency_columns
 from bench.plugins import loaded_plugins
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from bench.parallel import Prestarted
 from kdcore import select_device
 
-__all__ = ["RunInterrupted", "new_run_id", "run_suite"]
+__all__ = ["RunInterrupted", "RunStopped", "new_run_id", "run_suite"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,16 @@ class RunInterrupted(Exception):
         self.run_dir = run_dir
         self.how = how
         self.resume_hint = resume_hint
+
+
+class RunStopped(RunInterrupted):
+    """A write failed (a full disk, a quota, a read-only or failing disk: ``bench.errors.
+    WRITE_ERRNOS``). Writes are atomic, so what was written is intact; the folder resumes
+    once the cause is fixed (exit 74, ``EX_IOERR``)."""
+
+    def __init__(self, run_dir: Path | None, cause: OSError, resume_hint: str) -> None:
+        super().__init__(run_dir, "write error", resume_hint)
+        self.cause = cause
 
 
 def new_run_id(suite_name: str, now: datetime | None = None) -> str:
@@ -365,16 +376,25 @@ def _run_tasks(
             m.status = "interrupted"
             ctx.write_manifest()
         how = type(exc).__name__ if type(exc) is not KeyboardInterrupt else "SIGINT"
-        hint = (
-            f"kdbench run --resume {ctx.run_dir}"
-            if not ctx.spec.shared
-            else f"kdbench run SUITE --storage URL --study {m.study}"
-        )
-        raise RunInterrupted(ctx.run_dir, how, hint) from None
+        raise RunInterrupted(ctx.run_dir, how, _resume_hint(ctx, m)) from None
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        if ctx.run_dir is not None and m.status == "running":
+            m.status = "interrupted"
+            with contextlib.suppress(OSError):  # the disk may still be full
+                ctx.write_manifest()
+        raise RunStopped(ctx.run_dir, exc, _resume_hint(ctx, m)) from None
     finally:
         ctx.release_workers()
         if ctx.lock is not None:
             ctx.lock.release()
+
+
+def _resume_hint(ctx: _Run, m: Manifest) -> str:
+    if not ctx.spec.shared:
+        return f"kdbench run --resume {ctx.run_dir}"
+    return f"kdbench run SUITE --storage URL --study {m.study}"
 
 
 def _redacted_suite(suite: Suite) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from bench.errors import is_write_error
 from bench.search.context import TaskWorker
 from bench.space import arch_of
 from bench.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
@@ -80,6 +81,8 @@ def train_trials(
     except optuna.TrialPruned as exc:
         state, reason = "pruned", str(exc)
     except Exception as exc:  # a failing trial is recorded and the sweep goes on
+        if is_write_error(exc):  # a full disk is not the trial's fault: the run stops
+            raise
         log.warning("trials %s failed: %s", [c.trial for c in configs], exc)
         state, reason = "fail", f"{type(exc).__name__}: {exc}"
     rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [

@@ -229,6 +229,34 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "workers"),
+    [("enospc@write#4", 1), ("enospc@write#13", 1), ("enospc@write#22", 1), ("enospc@write#3", 2)],
+)
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(
+    fault: str, workers: int, reference, tmp_path: Path
+) -> None:
+    """ENOSPC at a durable write (what a full --out disk raises): exit 74, one line naming the
+    folder, the cause and the resume command; then --resume equals an uninterrupted run."""
+    suite, cache, _, _ = reference
+    out = tmp_path / "r"
+    stopped = _kdbench(
+        "run", str(suite), "--out", str(out), "--cache", str(cache),
+        "--reports", str(tmp_path / "p"), "--workers", str(workers), "-q",
+        env={faults.ENV: fault},
+    )  # fmt: skip
+    (run,) = _runs(out)
+    err = stopped.stderr
+    assert stopped.returncode == 74, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"a write to {run} failed (No space left on device" in err
+    assert f"resume with `kdbench run --resume {run}`" in err
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    run_suite(None, resume=run, cache_dir=cache)
+    _same_as_reference(run, reference)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["kill@write#1", "kill@write#2"])
 def test_kill_9_while_caching_the_teacher_then_resume(
     fault: str, reference, tmp_path: Path
