@@ -1,4 +1,4 @@
-"""kdbench command line: run | certify | pull | report | recommend | export | compare | doctor | list.
+"""kdbench command line: run | certify | pull | report | recommend | export | compare | doctor | data | list.
 
 Exit codes: 0 ok; 1 an unmet recommendation or a ``compare`` regression; 2 usage or input
 error (bad suite, data or teacher file, damaged or missing run folder), printed as one line
@@ -257,6 +257,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if regressions else 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from bench.datafiles import write_data_files
+    from bench.suite import load_suite
+
+    _load_cli_plugins(args)
+    for folder in write_data_files(load_suite(args.suite), Path(args.out)):
+        print(f"data: {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from bench.doctor import diagnose
 
@@ -404,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         _export_parser,
         _compare_parser,
         _doctor_parser,
+        _data_parser,
         _list_parser,
     ):
         add(command)
@@ -628,6 +639,21 @@ def _doctor_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         help="rebuild the tables and manifest from the study journal",
     )
     doc.set_defaults(func=_cmd_doctor)
+
+
+def _data_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    dat = command(
+        "data",
+        "write each task's split rows, label encoding and training-split scaler (to train a "
+        "compatible teacher or check a number)",
+        "  kdbench data suites/seed.toml --out data/",
+    )
+    dat.add_argument("suite", metavar="SUITE", help="the suite file")
+    dat.add_argument("--out", required=True, metavar="DIR", help="folder for DIR/<task>/")
+    dat.add_argument(
+        "--plugin", action="append", metavar="MODULE", help="import MODULE first (for families)"
+    )
+    dat.set_defaults(func=_cmd_data)
 
 
 def _list_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:

@@ -635,3 +635,39 @@ def test_a_bad_classes_order_names_the_key(
     code, _, err = _cli(["run", str(suite), "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "'classes' parameter" in err and message in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------- kdbench data
+@pytest.mark.slow
+def test_kdbench_data_files_alone_reproduce_a_runs_test_accuracy(tmp_path: Path, capsys) -> None:
+    frame = _frame(600)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    suite = tmp_path / "s.toml"
+    task = 'kind = "file"\npath = "data.csv"\ntarget = "label"\nclasses = ["emu", "cat", "dog"]'
+    suite.write_text(
+        _suite_text(task) + "\n[certify]\ncandidates = 1\nseeds = 2\nmax_gap_pp = 100\n"
+    )
+    args = ["--out", str(tmp_path / "r"), "--reports", str(tmp_path / "p"), "-q"]
+    assert main(["run", str(suite), *args]) == 0
+    (run,) = (tmp_path / "r").glob("*_byo")
+    assert main(["export", str(run), "--out", str(tmp_path / "x")]) == 0
+    assert main(["data", str(suite), "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    # What a user has: the data file, the three kdbench data files and student.pt.
+    rows = pd.read_csv(tmp_path / "d" / "data" / "rows.csv")
+    scaler = json.loads((tmp_path / "d" / "data" / "scaler.json").read_text())
+    classes = json.loads((tmp_path / "d" / "data" / "encoding.json").read_text())["classes"]
+    assert classes == ["emu", "cat", "dog"]
+    test = rows[rows["split"] == "test"]
+    x = pd.read_csv(tmp_path / "data.csv").drop(columns="label").to_numpy()[test["row"]]
+    x = (x - np.array(scaler["mean"])) / np.array(scaler["scale"])
+    blob = torch.load(tmp_path / "x" / "student.pt", weights_only=True)
+    model = build_student(blob["family"], blob["input_shape"], blob["num_classes"], **blob["arch"])
+    model.load_state_dict(blob["state_dict"])
+    with torch.no_grad():
+        pred = model(torch.as_tensor(x, dtype=torch.float32)).argmax(-1).numpy()
+    acc = float((pred == test["label"].to_numpy()).mean())
+    assert (np.array(classes)[test["label"]] == frame["label"].to_numpy()[test["row"]]).all()
+    trials = read_trials(run)
+    chosen = trials[(trials["phase"] == "certify")].iloc[0]
+    assert acc == pytest.approx(float(chosen["file_acc"]), abs=1e-12)

@@ -1,0 +1,119 @@
+"""``kdbench data SUITE --out DIR``: what a user needs to train a compatible teacher, or to
+check any number of a run independently, written per task into ``DIR/<task>/``:
+
+* ``rows.csv`` — ``row`` (the example's index in the source: the user's file, in file order,
+  or ``data.npz`` for a built-in task), ``split`` (``train`` / ``val`` / ``test``), ``label``
+  (the encoded class, 0..C-1) and ``class`` (its name as written in the data);
+* ``encoding.json`` — the class order (class ``k`` is ``classes[k]``) and how it was chosen;
+* ``scaler.json`` — the training-split standardisation, per flattened feature:
+  ``x_scaled = (x - mean) / scale``, or ``null`` with ``[task] scale = false``;
+* ``data.npz`` — built-in tasks only: the generated features ``X`` (unscaled, ``[N, ...]``) and
+  labels ``y`` (encoded), rows in ``row`` order;
+* ``README.md`` — the same, in words, with the split sizes.
+
+The files come from the same code a run uses (the task's loader and
+:func:`bench.tasks.base.split_task`), so a student or
+teacher evaluated on the ``test`` rows with this scaler reproduces the run's numbers (tested).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
+from bench.suite import Suite
+from bench.tasks import TaskData
+from bench.tasks.base import RawData, split_task
+
+__all__ = ["write_data_files"]
+
+SPLITS = ("train", "val", "test")
+
+
+def _rows_csv(task: TaskData) -> str:
+    import pandas as pd
+
+    parts = [
+        pd.DataFrame({"row": task.rows[s], "split": s, "label": task.split(s)[1].numpy()})
+        for s in SPLITS
+    ]
+    frame = pd.concat(parts).sort_values("row").reset_index(drop=True)
+    frame["class"] = [task.class_names[k] for k in frame["label"]]
+    return frame.to_csv(index=False)
+
+
+def _encoding(task: TaskData) -> dict[str, object]:
+    classes = getattr(task.config, "classes", ())
+    if classes:
+        rule = "the order of [task] classes"
+    elif task.config.kind == "file":
+        rule = "sorted order of the label values"
+    else:
+        rule = "the built-in task's own order"
+    return {"classes": list(task.class_names), "rule": rule}
+
+
+def _readme(task: TaskData, built_in: bool) -> str:
+    sizes = task.sizes()
+    source = (
+        "`data.npz` (the generated data: `X` unscaled, `y` encoded)"
+        if built_in
+        else f"`{task.source.get('path', task.config.describe())}` (rows in file order, from 0)"
+    )
+    scale = (
+        "`scaler.json`: standardise each flattened feature with the training split's statistics, "
+        "`x_scaled = (x - mean) / scale`"
+        if task.scaler_mean is not None
+        else "`scaler.json` is `null`: features are used as they are (`[task] scale = false`)"
+    )
+    return "\n".join(
+        [
+            f"# The data of task '{task.name}' as kdbench splits and encodes it",
+            "",
+            f"* Rows: `rows.csv` gives each example's `row` in {source}, its `split` "
+            f"(train {sizes['train']:,}, val {sizes['val']:,}, test {sizes['test']:,}; "
+            f"stratified, seed {task.config.seed}), its encoded `label` and its `class`.",
+            f"* Classes: `encoding.json` ({_encoding(task)['rule']}): "
+            + ", ".join(f"{k} = {n!r}" for k, n in enumerate(task.class_names))
+            + ".",
+            f"* Preprocessing: {scale}. kdbench fits it on `train` only; apply the same to every "
+            "split.",
+            "* A compatible teacher: train on the `train` rows, choose on `val`, never on `test`; "
+            "its outputs (offline logits `[K, N, C]` over every row, in `row` order) must follow "
+            "the class order above.",
+            "",
+        ]
+    )
+
+
+def write_data_files(suite: Suite, out: Path) -> list[Path]:
+    """Write the files above for every task of ``suite``; return the task folders."""
+    out = Path(out)
+    check_writable(out, "The output folder (--out)")
+    loaded = []
+    for cfg in suite.tasks:  # every task checked before any write
+        raw = cfg.load()  # type: ignore[attr-defined]
+        loaded.append((split_task(cfg, raw), raw))
+    folders = []
+    for task, raw in loaded:
+        folder = inside(out, task.name)
+        built_in = task.config.kind != "file"
+        atomic_write_text(folder / "rows.csv", _rows_csv(task))
+        atomic_write_text(folder / "encoding.json", json.dumps(_encoding(task), indent=2) + "\n")
+        atomic_write_text(folder / "scaler.json", json.dumps(task.preprocessing(), indent=2) + "\n")
+        if built_in:
+            atomic_write_bytes(folder / "data.npz", _raw_npz(raw))
+        atomic_write_text(folder / "README.md", _readme(task, built_in))
+        folders.append(folder)
+    return folders
+
+
+def _raw_npz(raw: RawData) -> bytes:
+    """The generated examples in row order, unscaled, exactly as the run generated them."""
+    buf = io.BytesIO()
+    np.savez(buf, X=raw.x, y=np.asarray(raw.y, dtype=np.int64))
+    return buf.getvalue()
