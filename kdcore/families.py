@@ -162,14 +162,16 @@ def register_family(
     *,
     input_ranks: tuple[int, ...] | None = None,
     size_param: str | None = None,
-    example_input_shape: InputShape = (8,),
+    example_input_shape: InputShape | None = None,
     labels: Mapping[str, str] | None = None,
     replace: bool = False,
 ) -> StudentFamily:
     """Register ``build(input_shape, num_classes, **arch)`` under ``name`` and return the family.
 
     ``params`` declares the architecture parameters; ``size_param`` names the one that scales
-    the model's size (used to map a target size to an architecture).
+    the model's size (used to map a target size to an architecture). ``example_input_shape``
+    (what conformance checks build it for) defaults to one of the first accepted rank:
+    ``(8,)``, ``(8, 8)`` or ``(1, 8, 8)``; one of another rank than ``input_ranks`` is refused.
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ParameterError(
@@ -186,6 +188,14 @@ def register_family(
     if size_param is not None and size_param not in {p.name for p in params}:
         raise ParameterError(
             f"Family {name!r}: size_param {size_param!r} is not one of its params."
+        )
+    if example_input_shape is None:
+        rank = input_ranks[0] if input_ranks else 1
+        example_input_shape = (1, 8, 8)[-rank:] if rank <= 3 else (1,) * (rank - 2) + (8, 8)
+    if input_ranks is not None and len(example_input_shape) not in input_ranks:
+        raise ParameterError(
+            f"Family {name!r}: example_input_shape must have one of the input_ranks "
+            f"{list(input_ranks)} dimensions. Got {list(example_input_shape)}."
         )
     family = StudentFamily(
         name,

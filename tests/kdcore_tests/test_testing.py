@@ -75,3 +75,32 @@ def test_broken_families_fail_with_the_check_named(cls: type, check: str) -> Non
     )
     with pytest.raises(FamilyCheckError, match=f"family '{name}' fails '{check}'"):
         check_family(name)
+
+
+class _TinyConv(nn.Module):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(input_shape[0], channels, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_an_image_family_registered_as_the_readme_shows_passes_check_family() -> None:
+    """No example_input_shape given: one of the declared rank is used, not the MLP's [8]."""
+    params = (ArchParam("channels", int, bounds=(1, 64), default=(4, 16)),)
+    register_family("test_readme_conv", _TinyConv, params, input_ranks=(3,), replace=True)
+    report = check_family("test_readme_conv")
+    assert report.params > 0 and "[1, 8, 8]" in str(report)
+    with pytest.raises(
+        ValueError, match=r"example_input_shape must have one of the input_ranks \[3\]"
+    ):
+        register_family(
+            "test_bad_example", _TinyConv, params, input_ranks=(3,), example_input_shape=(8,)
+        )
