@@ -116,19 +116,13 @@ class Prestarted:
     """Workers started as the teacher's training ends, before its evaluation.
 
     Their interpreter start-up and imports (about 4 s of CPU each on the 2-core machine)
-    overlap the teacher's evaluation and FLOP count; :meth:`wait_imported` then holds the
-    supervisor until every one waits idle on stdin, so the ensemble's latency is still timed
-    on a quiet machine. (Started before the teacher's training instead, their imports beside
+    overlap the teacher's evaluation and FLOP count (latency is timed after the search, when
+    every worker is done: :mod:`bench.search.latency`). (Started before the teacher's training instead, their imports beside
     its two training threads cost more than they saved: 67.7 s vs about 57 s end to end.)
     :func:`run_workers` hands them their job; :meth:`release` stops unused ones."""
 
     def __init__(self, n: int) -> None:
         self.procs = [_spawn(i) for i in range(n)]
-
-    def wait_imported(self) -> None:
-        for p in self.procs:
-            assert p.stdout is not None
-            p.stdout.readline()  # {"kind": "imported"}, or "" if it died (replaced later)
 
     def take(self) -> list[subprocess.Popen]:
         procs, self.procs = self.procs, []

@@ -30,7 +30,8 @@ CONVENTIONS: dict[str, object] = {
     "objective, halving, the certification candidates and their order) uses the validation split only; the test split is read once per certification candidate",
     "intervals": METHOD + "; rel_acc bounds = 1 - gap bounds / ensemble_acc",
     "latency_when": "once per distinct architecture after the search and certification, with no "
-    "training beside it (a seeded model of that architecture); the ensemble before the phases",
+    "training beside it (a seeded model of that architecture); the ensemble in the same pass, "
+    "just before the students, by the same process; a speed-up only from one host's timings",
     "acc_gap": "ensemble_acc - student_acc (positive = student worse); reports show pp",
 }
 

@@ -89,7 +89,8 @@ def rows_of_studies(
     (``certified`` set by :func:`bench.certification.mark_certified`). Latency —
     the ensemble's (timed once per task) and each architecture's (timed once) — is stored in
     the search study and joined here, once, into the rows of completed students, with the
-    speed-ups computed from the two."""
+    speed-ups computed from the two when one host timed both (in a study shared by several
+    hosts a student timed elsewhere keeps its own latency, and NaN speed-ups)."""
     summaries = {s.study_name: s for s in storage.get_all_studies()}
     rows: list[dict[str, Any]] = []
     seeds: list[dict[str, Any]] = []
@@ -101,7 +102,8 @@ def rows_of_studies(
             for k, v in attrs.items()
             if k.startswith(Key.LATENCY)
         }
-        ensemble = json.loads(attrs.get(Key.ENSEMBLE_LATENCY, '{"columns": {}}'))["columns"]
+        timed = json.loads(attrs.get(Key.ENSEMBLE_LATENCY, '{"columns": {}}'))
+        ensemble, ensemble_host = timed["columns"], timed.get("host")
         prefix = study_name(base, task)
         rounds = sorted(
             (n for n in summaries if n.startswith(prefix + ":certify")),
@@ -121,8 +123,9 @@ def rows_of_studies(
                 row.update(ensemble)
                 cols = latency.get(f"{row.get('family')}:{row.get('arch')}")
                 if cols is not None:
-                    row.update({k: v for k, v in cols.items() if k != "measured_by"})
-                    row.update(speedups(row))
+                    row.update({k: v for k, v in cols.items() if k not in ("measured_by", "host")})
+                    if cols.get("host") == ensemble_host:  # never a ratio across two machines
+                        row.update(speedups(row))
             rows += r
             seeds += s
     mark_certified(rows)

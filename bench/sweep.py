@@ -31,8 +31,7 @@ import optuna
 import torch
 
 from bench.errors import InputError, is_write_error
-from bench.jsonsafe import json_safe
-from bench.measure import all_cores, ensemble_latency_columns
+from bench.measure import all_cores
 from bench.plugins import loaded_plugins
 from bench.provenance import CONVENTIONS, git_info, machine_info, package_versions
 from bench.pull import pull, rows_of_studies, write_students, write_views
@@ -43,6 +42,7 @@ from bench.search import (
     Progress,
     TaskContext,
     TaskWorker,
+    ensemble_latency,
     run_certify,
     run_search,
     time_architectures,
@@ -353,7 +353,11 @@ def _run_tasks(
                 run_certify(run)
             t2 = time.perf_counter()
             log.info("[%s] search and certification in %.1f s", task.name, t2 - t1)
-            timed = time_architectures(run)  # latency, once per architecture, on a quiet machine
+            # the ensemble, then each architecture: one pass on one quiet host, after the search
+            timed = time_architectures(run)
+            ens = ensemble_latency(run)
+            m.tasks[task.name]["ensemble_latency"] = ens["detail"]
+            m.tasks[task.name]["ensemble_columns"] = ens["columns"]
             ctx.refresh(force=True)
             t3 = time.perf_counter()
             log.info("[%s] %d architectures timed in %.1f s", task.name, timed, t3 - t2)
@@ -511,26 +515,6 @@ class _Run:
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         return teacher
 
-    def _ensemble_latency(
-        self, run: TaskWorker, study: optuna.Study
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The ensemble's latency columns and details, measured once per task on one host and
-        stored on the search study (:attr:`Key.ENSEMBLE_LATENCY`; a resumed or joining run
-        reuses them); :mod:`bench.pull` joins them into the rows once."""
-        stored = study.user_attrs.get(Key.ENSEMBLE_LATENCY)
-        if isinstance(stored, str):
-            data = json.loads(stored)
-            return data["columns"], data["detail"]
-        if self.prestarted is not None:  # time the ensemble on a quiet machine
-            self.prestarted.wait_imported()
-        ctx = run.ctx
-        cols, detail = ensemble_latency_columns(
-            ctx.teacher.cost_model, ctx.task.input_shape, ctx.suite.measure, ctx.gpu
-        )
-        data = {"columns": cols, "detail": detail, "measured_by": run.worker}
-        study.set_user_attr(Key.ENSEMBLE_LATENCY, json.dumps(json_safe(data)))
-        return cols, detail
-
     def task_worker(
         self,
         task: TaskData,
@@ -538,8 +522,9 @@ class _Run:
         previous: Manifest | None,
         replay: dict[str, list[dict[str, Any]]] | None,
     ) -> TaskWorker:
-        """The task's teacher prepared, the ensemble timed, the manifest's task entry written,
-        and this process's :class:`~bench.search.TaskWorker` on the task's studies."""
+        """The task's teacher prepared, the manifest's task entry written, and this process's
+        :class:`~bench.search.TaskWorker` on the task's studies (latency, the ensemble's too,
+        is timed after the search)."""
         suite = self.suite
         teacher = self._teacher(task, loaded)
         if previous is not None and self.run_dir is not None:
@@ -565,7 +550,6 @@ class _Run:
             started=self.started,
         )
         study = run.study("search")
-        ens_cols, ens_detail = self._ensemble_latency(run, study)
         self.manifest.tasks[task.name] = {
             "config": json.loads(json.dumps(asdict(task.config), default=list)),
             "sizes": task.sizes(),
@@ -577,8 +561,6 @@ class _Run:
             "preprocessing": task.preprocessing(),
             "teacher": teacher.summary(),
             "warnings": teacher_warnings(task, suite.teacher, teacher),
-            "ensemble_latency": ens_detail,
-            "ensemble_columns": ens_cols,
         }
         self.write_manifest()
         if Key.MANIFEST not in study.user_attrs:

@@ -16,7 +16,7 @@ from bench.search.context import (
     certify_phase,
     worker_id,
 )
-from bench.search.latency import time_architectures
+from bench.search.latency import ensemble_latency, time_architectures
 from bench.search.search import run_search
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "TaskContext",
     "TaskWorker",
     "certify_phase",
+    "ensemble_latency",
     "run_certify",
     "run_search",
     "time_architectures",

@@ -353,3 +353,49 @@ def test_multi_task_suite_gives_one_report_with_a_section_per_task(tmp_path: Pat
     html = (tmp_path / "reports" / run_dir.name / "report.html").read_text()
     assert "Task &#x27;tiny&#x27;" in html and "Task &#x27;other&#x27;" in html
     assert (tmp_path / "reports" / run_dir.name / "other_pareto_flops.png").is_file()
+
+
+def test_ensemble_and_students_are_timed_after_the_search_on_one_host(
+    finished_run, tmp_path: Path
+) -> None:
+    """Latency is one pass on one host after the search (so drift between the search and the
+    timing cannot enter a speed-up); a speed-up is never a ratio across two hosts."""
+    import shutil
+    import socket
+
+    from bench.study import Key
+
+    _, _, run = finished_run
+    copy = tmp_path / "journal"
+    shutil.copy(run / "study.journal", copy)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+    manifest = json.loads((run / "manifest.json").read_text())
+    (search,) = [
+        s for s in storage.get_all_studies() if s.study_name == f"{manifest['study']}:tiny"
+    ]
+    attrs = search.user_attrs
+    ensemble = json.loads(attrs[Key.ENSEMBLE_LATENCY])
+    students = {k: json.loads(v) for k, v in attrs.items() if k.startswith(Key.LATENCY)}
+    assert students and ensemble["host"] == socket.gethostname()
+    assert {s["host"] for s in students.values()} == {ensemble["host"]}
+    assert manifest["tasks"]["tiny"]["ensemble_latency"]  # the manifest has the full statistics
+    trials = read_trials(run)
+    done = trials[trials["state"] == "complete"]
+    assert done["speedup_cpu_b1"].notna().all()
+    # A student timed on another host (a study shared by several machines): its own latency
+    # stays, its speed-ups are NaN.
+    key, data = next(iter(students.items()))
+    study = optuna.load_study(study_name=search.study_name, storage=storage)
+    study.set_user_attr(key, json.dumps({**data, "host": "another-host"}))
+    out = tmp_path / "pulled"
+    assert (
+        main(["pull", "--storage", str(copy), "--study", manifest["study"], "--out", str(out)]) == 0
+    )
+    (pulled,) = [p for p in out.iterdir() if p.is_dir()]
+    rows = read_trials(pulled)
+    label = key.removeprefix(Key.LATENCY).split(":", 1)[1]
+    moved = rows[(rows["arch"] == label) & (rows["state"] == "complete")]
+    assert len(moved) and moved["speedup_cpu_b1"].isna().all()
+    assert moved["latency_cpu_b1_p50_ms"].notna().all()
+    others = rows[(rows["arch"] != label) & (rows["state"] == "complete")]
+    assert others["speedup_cpu_b1"].notna().all()
