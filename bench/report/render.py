@@ -277,13 +277,21 @@ def _task_section(
     _trial_tables(doc, trials, task)
 
 
+def _encoding(entry: TaskEntry, limit: int = 12) -> str:
+    """``0 = 'cat', 1 = 'dog', …``: the class order every teacher output must follow."""
+    names = list(entry.class_names)
+    shown = ", ".join(f"{k} = {n!r}" for k, n in enumerate(names[:limit]))
+    return shown + (", …" if len(names) > limit else "")
+
+
 def _task_intro(doc: Document, entry: TaskEntry) -> None:
     sizes, teacher = entry.sizes, entry.teacher
     members = teacher.member_test_acc
     doc.para(
         f"Data: {sizes.get('train', '?')} train / {sizes.get('val', '?')} val / "
         f"{sizes.get('test', '?')} test samples, input shape {list(entry.input_shape)}, "
-        f"{entry.num_classes} classes. Teacher: {len(members)} members ({teacher.arch}) "
+        f"{entry.num_classes} classes (label encoding {_encoding(entry)}). "
+        f"Teacher: {len(members)} members ({teacher.arch}) "
         f"combined by {teacher.combine}, {fmt.count(teacher.params)} parameters, "
         f"{fmt.count(teacher.flops)} FLOPs/sample ({_teacher_origin(teacher)}). "
         f"Ensemble test accuracy {fmt.pct(teacher.ensemble_acc)} %; members "

@@ -599,6 +599,8 @@ def test_offline_logits_in_another_class_order_exit_2_naming_the_order(
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["tasks"]["data"]["class_names"] == USER_ORDER
     assert (read_trials(run)["ensemble_acc"] == 1.0).all()
+    report = (tmp_path / "p" / run.name / "report.md").read_text()
+    assert "label encoding 0 = 'emu', 1 = 'cat', 2 = 'dog'" in report
 
 
 def test_a_teacher_at_chance_exits_2(tmp_path: Path, capsys) -> None:
