@@ -673,3 +673,32 @@ def test_kdbench_data_files_alone_reproduce_a_runs_test_accuracy(tmp_path: Path,
     trials = read_trials(run)
     chosen = trials[(trials["phase"] == "certify")].iloc[0]
     assert acc == pytest.approx(float(chosen["file_acc"]), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_the_readme_code_that_checks_a_shipped_student_runs_as_written(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- tested: check-shipped-student -->\n```python\n", 1)[1].split("```")[0]
+    (tmp_path / "data").mkdir()
+    _frame(600).rename(columns={"label": "churned"}).to_csv(
+        tmp_path / "data" / "churn.csv", index=False
+    )
+    suite = tmp_path / "my_suite.toml"
+    task = 'kind = "file"\npath = "data/churn.csv"\ntarget = "churned"'
+    suite.write_text(
+        _suite_text(task) + "\n[certify]\ncandidates = 1\nseeds = 2\nmax_gap_pp = 100\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "my_suite.toml", "--out", "results", "--reports", "reports", "-q"]) == 0
+    (run,) = (tmp_path / "results").glob("*_byo")
+    assert main(["export", str(run), "--out", "shipped"]) == 0
+    assert main(["data", "my_suite.toml", "--out", "data"]) == 0
+    capsys.readouterr()
+    exec(compile(block, "README.md", "exec"), {})
+    printed = float(capsys.readouterr().out.split()[-1])
+    trials = read_trials(run)
+    assert printed == pytest.approx(
+        float(trials[trials["phase"] == "certify"]["file_acc"].iloc[0]), abs=1e-6
+    )
