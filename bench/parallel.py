@@ -284,9 +284,9 @@ def _child_main() -> int:
         out.write(json.dumps(msg, default=str) + "\n")
         out.flush()
 
-    import time
-
     try:
+        import time
+
         import torch
 
         from bench.search import TaskContext, run_certify, run_search
@@ -330,14 +330,8 @@ def _child_main() -> int:
             mode="shared" if job.spec.shared else "cooperative",
             on_commit=lambda p: send({"kind": "progress", "progress": asdict(p)}),
         )
-        send(
-            {
-                "kind": "ready",
-                "index": os.environ.get(INDEX_ENV),
-                "seconds": time.perf_counter() - began,
-                "threads": torch.get_num_threads(),
-            }
-        )
+        ready = {"index": os.environ.get(INDEX_ENV), "threads": torch.get_num_threads()}
+        send({"kind": "ready", "seconds": time.perf_counter() - began, **ready})
         run_search(run)
         run_certify(run)
     except (InputError, IdentityMismatch) as exc:

@@ -166,7 +166,7 @@ def _same_as_reference(run: Path, reference) -> None:
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
-WRITES = 41  # an upper bound on the durable writes of one WITH_CERTIFY run (checked above)
+WRITES = 42  # an upper bound on the durable writes of one WITH_CERTIFY run (checked above)
 
 
 @pytest.mark.slow
