@@ -342,6 +342,7 @@ def _child_main() -> int:
     except OSError as exc:
         if not is_write_error(exc):
             raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the supervisor stops the others now
         send({"kind": "write_error", "errno": exc.errno, "text": exc.strerror or str(exc)})
         return 74
     return 0

@@ -243,7 +243,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(
     stopped = _kdbench(
         "run", str(suite), "--out", str(out), "--cache", str(cache),
         "--reports", str(tmp_path / "p"), "--workers", str(workers), "-q",
-        env={faults.ENV: fault},
+        env={faults.ENV: fault, **({faults.WORKER_ENV: "0"} if workers > 1 else {})},
     )  # fmt: skip
     (run,) = _runs(out)
     err = stopped.stderr
