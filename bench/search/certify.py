@@ -26,7 +26,7 @@ from bench.search.recovery import recover
 from bench.search.search import POLL_S
 from bench.search.training import train_trials
 from bench.space import arch_of, distributions
-from bench.study import Heartbeat, Key, quiet_heartbeat_warning
+from bench.study import AskLock, Heartbeat, Key, quiet_heartbeat_warning
 from bench.trial import TrialConfig, failed_row
 
 __all__ = ["run_certify"]
@@ -58,9 +58,11 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
     phase = certify_phase(round_)
     name = ctx.study_name(phase)
     cstudy, creator = _open_round(w, name)
+    lock = AskLock(w.storage, ctx.spec, name)
     if creator or w.mode == "exclusive":
         # Exclusive: also after a resume: add what is missing.
-        _enqueue(w, search, cstudy, gap)
+        with lock:
+            _enqueue(w, search, cstudy, gap)
 
     def enqueued() -> Any:
         return optuna.load_study(study_name=name, storage=w.storage).user_attrs.get(
@@ -72,7 +74,8 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
         time.sleep(POLL_S)  # another worker is writing the list
         waited += POLL_S
         if waited > ctx.spec.grace_period * 2:
-            _enqueue(w, search, cstudy, gap)  # its writer died: finish the list
+            with lock:  # its writer died: finish the list (what it enqueued stays)
+                _enqueue(w, search, cstudy, gap)
     hb = Heartbeat(w.storage, ctx.spec.heartbeat_interval)
     dists = distributions(ctx.suite.search, ctx.suite.student.family)
     total = int(enqueued())
@@ -82,21 +85,24 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
                 redo = recover(w, cstudy, dists, phase)
                 for group, _ in redo:
                     _certify_one(w, cstudy, group[0], hb, len(redo), round_, gap)
-                trials = cstudy.get_trials(deepcopy=False)
-                waiting = [t for t in trials if t.state == TrialState.WAITING]
-                running = [t for t in trials if t.state == TrialState.RUNNING]
-                if not waiting:
+                with lock:  # look, pop and claim as one step: no two workers pop one candidate
+                    trials = cstudy.get_trials(deepcopy=False)
+                    waiting = any(t.state == TrialState.WAITING for t in trials)
+                    running = any(t.state == TrialState.RUNNING for t in trials)
+                    t = w.ask(cstudy, dists) if waiting else None
+                    if t is not None:
+                        hb.add(cstudy, t.number)
+                        if Key.SOURCE_TRIAL in t.user_attrs:
+                            w.ledger.set_attr(cstudy, t.number, Key.WORKER, w.worker)
+                if t is None:
                     if not running:
                         break
-                    time.sleep(POLL_S)
+                    time.sleep(POLL_S)  # the last candidates are other workers' to finish
                     continue
-                t = w.ask(cstudy, dists)
-                hb.add(cstudy, t.number)
-                if Key.SOURCE_TRIAL not in t.user_attrs:  # the queue emptied under us
+                if Key.SOURCE_TRIAL not in t.user_attrs:  # a storage without an ask lock
                     cstudy.tell(t, state=TrialState.FAIL)
                     hb.done(cstudy, t.number)
                     continue
-                w.ledger.set_attr(cstudy, t.number, Key.WORKER, w.worker)
                 frozen = cstudy.get_trials(deepcopy=False)[t.number]
                 _certify_one(w, cstudy, frozen, hb, total, round_, gap)
     finally:
