@@ -1,26 +1,31 @@
 """Latency measurements of a student or the ensemble into record columns.
 
-Every model is timed with :func:`kdcore.measure_latency` (protocol in its docstring) at
-batch 1 and at the suite's large batch N, on the CPU with ``measure.threads`` threads, on the
-CPU with all cores (``multi_thread``), and on the GPU when one is used. Columns for what is not
-measured stay NaN.
+The ensemble's forms and the students of a task are timed together, interleaved, with
+:func:`kdcore.measure_latencies` (protocol in its docstring), at batch 1 and at the suite's
+large batch N, on the CPU with ``measure.threads`` threads, on the CPU with all cores
+(``multi_thread``), and on the GPU when one is used. Columns for what is not measured stay
+NaN.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from bench.suite import MeasureConfig
-from kdcore import LatencyResult, TeacherEnsemble, measure_latency
+from kdcore import LatencyResult, TeacherEnsemble, measure_latencies
 
 __all__ = [
     "all_cores",
-    "architecture_latency",
+    "architecture_model",
+    "ensemble_forms",
     "ensemble_latency_columns",
+    "latency_pass",
+    "speedups",
     "student_latency_columns",
 ]
 
@@ -37,45 +42,67 @@ def _inputs(input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
     return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(batch))
 
 
-def _time(
-    model: nn.Module, x: torch.Tensor, cfg: MeasureConfig, device: str, threads: int
-) -> LatencyResult:
-    return measure_latency(
-        model,
-        x,
-        device=device,
-        threads=threads,
-        warmup=cfg.warmup,
-        min_run_time=cfg.min_run_time,
-        block_s=cfg.block_ms / 1e3,
-    )
+def latency_pass(
+    models: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    input_shape: tuple[int, ...],
+    cfg: MeasureConfig,
+    gpu: torch.device | None,
+) -> dict[str, dict[str, LatencyResult]]:
+    """Every model timed **interleaved** (:func:`kdcore.measure_latencies`) at each setting:
+    batch 1 and batch N on the CPU with ``cfg.threads`` threads, with all cores when
+    ``cfg.multi_thread``, and on ``gpu``. Returns, per model, ``{"cpu_b1", "cpu_mt_b1",
+    "gpu_b1", "cpu_bN", ...}`` → result; models end on the CPU."""
+    out: dict[str, dict[str, LatencyResult]] = {name: {} for name in models}
+    settings = [("cpu", "cpu", cfg.threads)]
+    if cfg.multi_thread:
+        settings.append(("cpu_mt", "cpu", all_cores()))
+    if gpu is not None:
+        settings.append(("gpu", str(gpu), cfg.threads))
+    try:
+        for tag, batch in (("b1", 1), ("bN", cfg.batch)):
+            x = _inputs(input_shape, batch)
+            for key, device, threads in settings:
+                timed = measure_latencies(
+                    models,
+                    x,
+                    device=device,
+                    threads=threads,
+                    warmup=cfg.warmup,
+                    min_run_time=cfg.min_run_time,
+                    block_s=cfg.block_ms / 1e3,
+                )
+                for name, res in timed.items():
+                    out[name][f"{key}_{tag}"] = res
+    finally:
+        for model in models.values():
+            if isinstance(model, nn.Module):
+                model.to("cpu")
+    return out
 
 
 def student_latency_columns(
-    model: nn.Module, input_shape: tuple[int, ...], cfg: MeasureConfig, gpu: torch.device | None
+    res: Mapping[str, LatencyResult], cfg: MeasureConfig
 ) -> dict[str, object]:
+    """The record columns of one student from its :func:`latency_pass` results (NaN for a
+    setting not measured)."""
     cols: dict[str, object] = {
         "latency_threads": cfg.threads,
         "latency_batch_n": cfg.batch,
         "latency_mt_threads": all_cores() if cfg.multi_thread else None,
     }
-    for tag, batch in (("b1", 1), ("bN", cfg.batch)):
-        x = _inputs(input_shape, batch)
-        res = _time(model, x, cfg, "cpu", cfg.threads)
-        cols.update(_stats("cpu", tag, res))
-        if tag == "bN":
-            cols["throughput_cpu_bN_per_s"] = res.throughput_per_s
-        if cfg.multi_thread:
-            mt = _time(model, x, cfg, "cpu", all_cores())
+    for tag in ("b1", "bN"):
+        for dev in ("cpu", "gpu"):
+            r = res.get(f"{dev}_{tag}")
+            if r is None:
+                continue
+            cols.update(_stats(dev, tag, r))
+            if tag == "bN":
+                cols[f"throughput_{dev}_bN_per_s"] = r.throughput_per_s
+        mt = res.get(f"cpu_mt_{tag}")
+        if mt is not None:
             cols[f"latency_cpu_mt_{tag}_p50_ms"] = mt.p50_ms
             if tag == "bN":
                 cols["throughput_cpu_mt_bN_per_s"] = mt.throughput_per_s
-        if gpu is not None:
-            res = _time(model, x, cfg, str(gpu), cfg.threads)
-            cols.update(_stats("gpu", tag, res))
-            if tag == "bN":
-                cols["throughput_gpu_bN_per_s"] = res.throughput_per_s
-    model.to("cpu")
     return cols
 
 
@@ -89,43 +116,35 @@ def _stats(dev: str, tag: str, res: LatencyResult) -> dict[str, object]:
     }
 
 
-def ensemble_latency_columns(
-    ensemble: TeacherEnsemble | None,
-    input_shape: tuple[int, ...],
-    cfg: MeasureConfig,
-    gpu: torch.device | None,
-) -> tuple[dict[str, object], dict[str, object]]:
-    """The ensemble as a Python loop over members and fused into batched ops.
-
-    Returns the p50 record columns and the full statistics (p50/p90/p99/IQR, noise flag,
-    throughput; also with all cores) for the manifest. Nothing (NaN columns) for a teacher
-    whose architecture is unknown (offline logits). Members of different architectures (a
-    specialist system) have no fused form (NaN); a specialist system's generalist alone is
-    timed too (``generalist_*`` in the details: the system's extra cost)."""
-    cols: dict[str, object] = {}
-    detail: dict[str, object] = {}
+def ensemble_forms(ensemble: TeacherEnsemble | None) -> dict[str, nn.Module]:
+    """The forms the ensemble is timed in: a Python ``loop`` over members, ``fused`` into
+    batched ops (members of one architecture only), and a specialist system's ``generalist``
+    alone (its extra cost). Nothing for a teacher whose architecture is unknown (offline
+    logits)."""
     if ensemble is None:
-        return cols, detail
-    forms: dict[str, torch.nn.Module] = {"loop": ensemble.eval()}
+        return {}
+    forms: dict[str, nn.Module] = {"loop": ensemble.eval()}
     if ensemble.can_fuse:
         forms["fused"] = ensemble.fused().eval()
     if getattr(ensemble, "specialist_info", None) is not None:
         forms["generalist"] = ensemble.members[0].eval()
-    for form, model in forms.items():
-        for tag, batch in (("b1", 1), ("bN", cfg.batch)):
-            x = _inputs(input_shape, batch)
-            res = _time(model, x, cfg, "cpu", cfg.threads)
-            if form != "generalist":
-                cols[f"ensemble_{form}_latency_cpu_{tag}_p50_ms"] = res.p50_ms
-            detail[f"{form}_cpu_{tag}"] = res.as_dict()
-            if cfg.multi_thread:
-                detail[f"{form}_cpu_mt_{tag}"] = _time(model, x, cfg, "cpu", all_cores()).as_dict()
-            if gpu is not None:
-                res = _time(model, x, cfg, str(gpu), cfg.threads)
-                if form != "generalist":
-                    cols[f"ensemble_{form}_latency_gpu_{tag}_p50_ms"] = res.p50_ms
-                detail[f"{form}_gpu_{tag}"] = res.as_dict()
-        model.to("cpu")
+    return forms
+
+
+def ensemble_latency_columns(
+    res: Mapping[str, Mapping[str, LatencyResult]],
+) -> tuple[dict[str, object], dict[str, object]]:
+    """From the :func:`latency_pass` results of each of :func:`ensemble_forms`: the p50 record
+    columns (loop and fused; NaN for a form not timed) and the full statistics (p50/p90/p99/IQR,
+    noise flag, throughput; also with all cores) for the manifest."""
+    cols: dict[str, object] = {}
+    detail: dict[str, object] = {}
+    for form, by_setting in res.items():
+        for setting, r in by_setting.items():
+            detail[f"{form}_{setting}"] = r.as_dict()
+            dev, _, tag = setting.partition("_")
+            if form != "generalist" and dev in ("cpu", "gpu") and tag in ("b1", "bN"):
+                cols[f"ensemble_{form}_latency_{dev}_{tag}_p50_ms"] = r.p50_ms
     return cols, detail
 
 
@@ -163,20 +182,13 @@ def speedups(row: dict[str, object]) -> dict[str, float]:
     return out
 
 
-def architecture_latency(
-    family: str,
-    arch: dict[str, int | float],
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    cfg: MeasureConfig,
-    gpu: torch.device | None,
-) -> dict[str, object]:
-    """The latency columns of one architecture: a model of it (seeded; the weights do not
-    change the cost of a dense forward pass) timed with the protocol of this module. Run once
-    per distinct architecture after the search, with no training running beside it."""
+def architecture_model(
+    family: str, arch: dict[str, int | float], input_shape: tuple[int, ...], num_classes: int
+) -> nn.Module:
+    """A model of one architecture to time (seeded; the weights do not change the cost of a
+    dense forward pass)."""
     from kdcore import build_student
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_student(family, input_shape, num_classes, **arch)
-    return student_latency_columns(model, input_shape, cfg, gpu)
+        return build_student(family, input_shape, num_classes, **arch)

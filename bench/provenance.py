@@ -19,19 +19,22 @@ CONVENTIONS: dict[str, object] = {
     "flops": "torch.utils.flop_counter.FlopCounterMode, one forward pass, per sample "
     "(total / batch), 2 FLOPs per multiply-add; MACs = FLOPs / 2; element-wise ops not counted",
     "params": "all parameters of the module",
-    "latency": "kdcore.measure_latency: eval mode, torch.inference_mode(), warm-up calls, then "
-    "timed blocks of back-to-back calls (about [measure] block_ms per block, 1 ms by default; "
-    ">= 30 blocks and >= min_run_time s); "
-    "p50/p90/p99/IQR over the per-call mean of each block; CPU via torch.utils.benchmark.Timer "
-    "with a fixed thread count; GPU via CUDA events + synchronize; noisy = IQR/p50 > 10 %",
+    "latency": "kdcore.measure_latencies: eval mode, torch.inference_mode(), warm-up calls, then "
+    "rounds in which every model of the pass times one block of back-to-back calls (about "
+    "[measure] block_ms, 1 ms by default) and as many single calls, in an order rotated each "
+    "round (ABAB: drift hits all models alike); >= 30 blocks and >= min_run_time s of blocks "
+    "per model; p50/IQR over block means, p90/p99 over single calls; CPU via "
+    "torch.utils.benchmark.Timer (blocks) and time.perf_counter (single calls) with a fixed "
+    "thread count; GPU via CUDA events + synchronize; noisy = IQR/p50 > 10 %",
     "ensemble_latency": "measured twice: a Python loop over members and one fused batched-matmul "
     "graph; speedup_cpu_b1 is against the faster of the two",
     "accuracy": "fractions in [0, 1] on the test split; model selection (best epoch, Optuna "
     "objective, halving, the certification candidates and their order) uses the validation split only; the test split is read once per certification candidate",
     "intervals": METHOD + "; rel_acc bounds = 1 - gap bounds / ensemble_acc",
-    "latency_when": "once per distinct architecture after the search and certification, with no "
-    "training beside it (a seeded model of that architecture); the ensemble in the same pass, "
-    "just before the students, by the same process; a speed-up only from one host's timings",
+    "latency_when": "after the search and certification, with no training beside it: the "
+    "ensemble (loop, fused) and every distinct architecture not timed yet (a seeded model of it) "
+    "in one interleaved pass on one host; each student's speed-up divides by the ensemble of "
+    "its own pass (latency_host names the host)",
     "acc_gap": "ensemble_acc - student_acc (positive = student worse); reports show pp",
 }
 

@@ -82,6 +82,9 @@ def study_rows(
     return rows, seeds
 
 
+_STAMP = ("measured_by", "host", "pass", "ensemble")
+
+
 def rows_of_studies(
     storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -89,8 +92,10 @@ def rows_of_studies(
     (``certified`` set by :func:`bench.certification.mark_certified`). Latency —
     the ensemble's (timed once per task) and each architecture's (timed once) — is stored in
     the search study and joined here, once, into the rows of completed students, with the
-    speed-ups computed from the two when one host timed both (in a study shared by several
-    hosts a student timed elsewhere keeps its own latency, and NaN speed-ups)."""
+    speed-ups computed from the ensemble timed in the student's own interleaved pass (same
+    host, same minutes; the row's ensemble latency columns are that pass's). A record from
+    before interleaving has no pass ensemble: its speed-ups need the task's ensemble timed on
+    the same host, else they are NaN."""
     summaries = {s.study_name: s for s in storage.get_all_studies()}
     rows: list[dict[str, Any]] = []
     seeds: list[dict[str, Any]] = []
@@ -123,8 +128,12 @@ def rows_of_studies(
                 row.update(ensemble)
                 cols = latency.get(f"{row.get('family')}:{row.get('arch')}")
                 if cols is not None:
-                    row.update({k: v for k, v in cols.items() if k not in ("measured_by", "host")})
-                    if cols.get("host") == ensemble_host:  # never a ratio across two machines
+                    row.update({k: v for k, v in cols.items() if k not in _STAMP})
+                    row["latency_host"] = cols.get("host")
+                    if "ensemble" in cols:  # timed interleaved with the ensemble in one pass
+                        row.update(cols["ensemble"])
+                        row.update(speedups(row))
+                    elif cols.get("host") == ensemble_host:  # never a ratio across two machines
                         row.update(speedups(row))
             rows += r
             seeds += s

@@ -36,6 +36,7 @@ from kdcore.metrics import (
     expected_calibration_error,
     kl_to_teacher,
     mean_max_prob,
+    measure_latencies,
     measure_latency,
     select_device,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "kl_to_teacher",
     "list_families",
     "mean_max_prob",
+    "measure_latencies",
     "measure_latency",
     "mlp",
     "register_family",

@@ -15,9 +15,8 @@ import itertools
 import math
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ __all__ = [
     "expected_calibration_error",
     "kl_to_teacher",
     "mean_max_prob",
+    "measure_latencies",
     "measure_latency",
     "select_device",
 ]
@@ -127,8 +127,12 @@ def select_device(requested: str = "auto") -> torch.device:
 class LatencyResult:
     """Per-call latency statistics of one (model, device, batch, threads) measurement, in ms.
 
-    Percentiles are taken over repeated timed *blocks* (each block times ``number_per_block``
-    back-to-back calls and reports their mean); ``noisy`` is IQR / median > ``noise_threshold``.
+    ``p50_ms`` and ``iqr_ms`` are over repeated timed *blocks* (each block times
+    ``number_per_block`` back-to-back calls and reports their mean): the typical cost of a
+    call, free of the timer's own overhead. ``p90_ms`` and ``p99_ms`` are over ``n_calls``
+    individually timed calls: the tail one request sees (with ~0.1 µs of timer per call, and
+    at the resolution a few dozen calls allow when a call is longer than a block).
+    ``noisy`` is IQR / median > ``noise_threshold``.
     """
 
     device: str
@@ -141,6 +145,7 @@ class LatencyResult:
     mean_ms: float
     n_blocks: int
     number_per_block: int
+    n_calls: int
     warmup: int
     throughput_per_s: float
     noisy: bool
@@ -159,38 +164,47 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def _summarise(
-    times_s: list[float],
-    *,
-    device: str,
-    batch_size: int,
-    threads: int,
-    number: int,
-    warmup: int,
-    noise_threshold: float,
-) -> LatencyResult:
-    ms = [t * 1e3 for t in times_s]
-    p50 = _percentile(ms, 0.5)
-    iqr = _percentile(ms, 0.75) - _percentile(ms, 0.25)
-    return LatencyResult(
-        device=device,
-        batch_size=batch_size,
-        threads=threads,
-        p50_ms=p50,
-        p90_ms=_percentile(ms, 0.9),
-        p99_ms=_percentile(ms, 0.99),
-        iqr_ms=iqr,
-        mean_ms=statistics.fmean(ms),
-        n_blocks=len(ms),
-        number_per_block=number,
-        warmup=warmup,
-        throughput_per_s=batch_size / (p50 / 1e3) if p50 > 0 else float("nan"),
-        noisy=bool(p50 > 0 and iqr / p50 > noise_threshold),
-    )
+Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class _Timed:
+    """One model's state in an interleaved measurement."""
+
+    model: Callable[[torch.Tensor], torch.Tensor]
+    number: int = 1
+    timer: benchmark.Timer | None = None
+    blocks_s: list[float] = field(default_factory=list)
+    calls_s: list[float] = field(default_factory=list)
+    spent_s: float = 0.0
+
+    def summary(
+        self, *, device: str, batch_size: int, threads: int, warmup: int, noise_threshold: float
+    ) -> LatencyResult:
+        ms = [t * 1e3 for t in self.blocks_s]
+        calls = [t * 1e3 for t in self.calls_s]
+        p50 = _percentile(ms, 0.5)
+        iqr = _percentile(ms, 0.75) - _percentile(ms, 0.25)
+        return LatencyResult(
+            device=device,
+            batch_size=batch_size,
+            threads=threads,
+            p50_ms=p50,
+            p90_ms=_percentile(calls, 0.9),
+            p99_ms=_percentile(calls, 0.99),
+            iqr_ms=iqr,
+            mean_ms=statistics.fmean(ms),
+            n_blocks=len(ms),
+            number_per_block=self.number,
+            n_calls=len(calls),
+            warmup=warmup,
+            throughput_per_s=batch_size / (p50 / 1e3) if p50 > 0 else float("nan"),
+            noisy=bool(p50 > 0 and iqr / p50 > noise_threshold),
+        )
 
 
 def measure_latency(
-    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    model: Model,
     example_input: torch.Tensor,
     *,
     device: str | torch.device = "cpu",
@@ -201,82 +215,126 @@ def measure_latency(
     block_s: float = 1e-3,
     noise_threshold: float = 0.10,
 ) -> LatencyResult:
-    """Latency of ``model(example_input)`` per call.
+    """Latency of ``model(example_input)`` per call: :func:`measure_latencies` of one model."""
+    return measure_latencies(
+        {"model": model},
+        example_input,
+        device=device,
+        threads=threads,
+        warmup=warmup,
+        min_run_time=min_run_time,
+        min_blocks=min_blocks,
+        block_s=block_s,
+        noise_threshold=noise_threshold,
+    )["model"]
 
-    Protocol. The model is put in eval mode and called under ``torch.inference_mode()``.
+
+def measure_latencies(
+    models: Mapping[str, Model],
+    example_input: torch.Tensor,
+    *,
+    device: str | torch.device = "cpu",
+    threads: int = 1,
+    warmup: int = 10,
+    min_run_time: float = 0.2,
+    min_blocks: int = 30,
+    block_s: float = 1e-3,
+    noise_threshold: float = 0.10,
+) -> dict[str, LatencyResult]:
+    """Latency per call of each of ``models`` on ``example_input``, timed **interleaved**.
+
+    Protocol. Each model is put in eval mode and called under ``torch.inference_mode()``;
     ``warmup`` untimed calls come first. A *block* is ``number`` back-to-back calls, with
-    ``number`` chosen so that a block lasts about ``block_s`` (1 when one call is longer);
-    blocks are timed until both ``min_blocks`` blocks and ``min_run_time`` seconds are
-    reached, and p50/p90/p99/IQR are over the per-call mean of each block. CPU:
-    ``torch.utils.benchmark.Timer`` with ``num_threads=threads`` (fixed for the measurement,
-    restored after). CUDA: model and input are moved to the device, each block is bracketed by
-    CUDA events and followed by ``torch.cuda.synchronize``. Throughput is ``batch / p50``.
+    ``number`` chosen per model so that a block lasts about ``block_s`` (1 when one call is
+    longer). Timing goes in rounds: round r times one block and then ``number`` individually
+    timed calls of every model, in the order A B C …, rotated by one each round (A B C,
+    B C A, …), so machine drift (another job, thermal or frequency changes) reaches every
+    model alike and cancels in their ratios; rounds go on until every model has ``min_blocks``
+    blocks and ``min_run_time`` seconds of timed blocks. p50/IQR are over block means,
+    p90/p99 over the single calls (see :class:`LatencyResult`).
+
+    CPU: ``torch.utils.benchmark.Timer`` with ``num_threads=threads`` for the blocks and
+    ``time.perf_counter`` around each single call, the thread count fixed for the measurement
+    and restored after. CUDA: models and input are moved to the device; a block and each
+    single call are bracketed by CUDA events and followed by ``torch.cuda.synchronize``.
+    Throughput is ``batch / p50``.
     """
     device = torch.device(device)
-    if isinstance(model, nn.Module):
-        model = model.to(device).eval()
     x = example_input.to(device)
-    batch = int(x.shape[0])
-    kwargs: dict[str, Any] = {
-        "device": str(device),
-        "batch_size": batch,
-        "threads": threads,
-        "warmup": warmup,
-        "noise_threshold": noise_threshold,
-    }
-    if device.type == "cuda":
-        return _measure_cuda(
-            model, x, min_run_time=min_run_time, min_blocks=min_blocks, block_s=block_s, **kwargs
-        )
+    timed: dict[str, _Timed] = {}
+    for name, model in models.items():
+        if isinstance(model, nn.Module):
+            model = model.to(device).eval()
+        timed[name] = _Timed(model)
+    cuda = device.type == "cuda"
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if not cuda:
+        torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            timer = benchmark.Timer(
-                stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads
-            )
-            one_s = min(timer.timeit(1).median for _ in range(3))
-            number = max(1, math.ceil(block_s / max(one_s, 1e-9)))
-            times: list[float] = []
-            began = time.perf_counter()
-            while len(times) < min_blocks or time.perf_counter() - began < min_run_time:
-                times.append(timer.timeit(number).median)
+            for t in timed.values():
+                for _ in range(warmup):
+                    t.model(x)
+                one_s = _one_call_s(t, x, threads, cuda)
+                t.number = max(1, math.ceil(block_s / max(one_s, 1e-9)))
+            order = list(timed.values())
+            r = 0
+            while any(len(t.blocks_s) < min_blocks or t.spent_s < min_run_time for t in order):
+                for t in order[r % len(order) :] + order[: r % len(order)]:
+                    _round(t, x, cuda)
+                r += 1
     finally:
         torch.set_num_threads(previous)
-    return _summarise(times, number=number, **kwargs)
+    return {
+        name: t.summary(
+            device=str(device),
+            batch_size=int(x.shape[0]),
+            threads=threads,
+            warmup=warmup,
+            noise_threshold=noise_threshold,
+        )
+        for name, t in timed.items()
+    }
 
 
-def _measure_cuda(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    *,
-    min_run_time: float,
-    min_blocks: int,
-    block_s: float,
-    warmup: int,
-    **kwargs: object,
-) -> LatencyResult:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        torch.cuda.synchronize(x.device)
-        # One call's cost sets how many calls make a block of ~block_s (event resolution).
+def _one_call_s(t: _Timed, x: torch.Tensor, threads: int, cuda: bool) -> float:
+    """One call's cost, which sets how many calls make a block."""
+    if not cuda:
+        t.timer = benchmark.Timer(
+            stmt="model(x)", globals={"model": t.model, "x": x}, num_threads=threads
+        )
+        return min(t.timer.timeit(1).median for _ in range(3))
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(x.device)
+    start.record()
+    t.model(x)
+    end.record()
+    torch.cuda.synchronize(x.device)
+    return max(start.elapsed_time(end), 1e-3) / 1e3  # event resolution
+
+
+def _round(t: _Timed, x: torch.Tensor, cuda: bool) -> None:
+    """One block of ``t.number`` calls, then as many single timed calls."""
+    if not cuda:
+        assert t.timer is not None
+        block = float(t.timer.timeit(t.number).median)
+        for _ in range(t.number):
+            began = time.perf_counter()
+            t.model(x)
+            t.calls_s.append(time.perf_counter() - began)
+    else:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        model(x)
+        for _ in range(t.number):
+            t.model(x)
         end.record()
         torch.cuda.synchronize(x.device)
-        one_ms = max(start.elapsed_time(end), 1e-3)
-        number = max(1, math.ceil(block_s * 1e3 / one_ms))
-        times: list[float] = []
-        began = time.perf_counter()
-        while len(times) < min_blocks or time.perf_counter() - began < min_run_time:
+        block = start.elapsed_time(end) / 1e3 / t.number
+        for _ in range(t.number):
             start.record()
-            for _ in range(number):
-                model(x)
+            t.model(x)
             end.record()
             torch.cuda.synchronize(x.device)
-            times.append(start.elapsed_time(end) / 1e3 / number)
-    return _summarise(times, number=number, warmup=warmup, **kwargs)  # type: ignore[arg-type]
+            t.calls_s.append(start.elapsed_time(end) / 1e3)
+    t.blocks_s.append(block)
+    t.spent_s += block * t.number

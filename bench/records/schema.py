@@ -306,6 +306,13 @@ COLUMNS: tuple[Column, ...] = (
         "CPU threads for the latency_cpu_mt_* columns (all cores); NA if off",
     ),
     C(
+        "latency_host",
+        "string",
+        "-",
+        "the host that timed this student, in one interleaved pass with the ensemble columns of "
+        "this row (NA on rows not timed)",
+    ),
+    C(
         "latency_batch_n",
         "Int64",
         "samples",
@@ -321,13 +328,13 @@ COLUMNS: tuple[Column, ...] = (
         "latency_cpu_b1_p90_ms",
         "float64",
         "ms",
-        "student latency per call, CPU, batch 1, 90th percentile over blocks",
+        "student latency per call, CPU, batch 1, 90th percentile of individually timed calls",
     ),
     C(
         "latency_cpu_b1_p99_ms",
         "float64",
         "ms",
-        "student latency per call, CPU, batch 1, 99th percentile over blocks",
+        "student latency per call, CPU, batch 1, 99th percentile of individually timed calls",
     ),
     C(
         "latency_cpu_b1_iqr_ms",
@@ -345,13 +352,13 @@ COLUMNS: tuple[Column, ...] = (
         "latency_cpu_bN_p90_ms",
         "float64",
         "ms",
-        "student latency per call, CPU, batch N, 90th percentile over blocks",
+        "student latency per call, CPU, batch N, 90th percentile of individually timed calls",
     ),
     C(
         "latency_cpu_bN_p99_ms",
         "float64",
         "ms",
-        "student latency per call, CPU, batch N, 99th percentile over blocks",
+        "student latency per call, CPU, batch N, 99th percentile of individually timed calls",
     ),
     C(
         "latency_cpu_bN_iqr_ms",
@@ -369,13 +376,13 @@ COLUMNS: tuple[Column, ...] = (
         "latency_gpu_b1_p90_ms",
         "float64",
         "ms",
-        "student latency per call, GPU, batch 1, 90th percentile over blocks",
+        "student latency per call, GPU, batch 1, 90th percentile of individually timed calls",
     ),
     C(
         "latency_gpu_b1_p99_ms",
         "float64",
         "ms",
-        "student latency per call, GPU, batch 1, 99th percentile over blocks",
+        "student latency per call, GPU, batch 1, 99th percentile of individually timed calls",
     ),
     C(
         "latency_gpu_b1_iqr_ms",
@@ -393,13 +400,13 @@ COLUMNS: tuple[Column, ...] = (
         "latency_gpu_bN_p90_ms",
         "float64",
         "ms",
-        "student latency per call, GPU, batch N, 90th percentile over blocks",
+        "student latency per call, GPU, batch N, 90th percentile of individually timed calls",
     ),
     C(
         "latency_gpu_bN_p99_ms",
         "float64",
         "ms",
-        "student latency per call, GPU, batch N, 99th percentile over blocks",
+        "student latency per call, GPU, batch N, 99th percentile of individually timed calls",
     ),
     C(
         "latency_gpu_bN_iqr_ms",

@@ -1,18 +1,28 @@
-"""Latency after the search, in one pass on one quiet host: the ensemble (loop and fused
-forms, :attr:`~bench.study.Key.ENSEMBLE_LATENCY`) and then every trained architecture once
-(:attr:`~bench.study.Key.LATENCY` + ``<family>:<arch label>``), each stored on the task's
-search study with the host that timed it; :mod:`bench.pull` joins them into the rows and
-computes a speed-up only from an ensemble and a student timed on the same host."""
+"""Latency after the search, in one interleaved pass on one quiet host: the ensemble (loop and
+fused forms) and every trained architecture not timed yet, block by block in rotating order
+(:func:`bench.measure.latency_pass`), so drift hits all of them alike. Each architecture's
+record (:attr:`~bench.study.Key.LATENCY` + ``<family>:<arch label>``) keeps the ensemble's
+p50s from its own pass, the host and the pass id; the first pass's ensemble statistics are
+the task's (:attr:`~bench.study.Key.ENSEMBLE_LATENCY`). :mod:`bench.pull` joins them into the
+rows, and a speed-up is always a ratio of two numbers from one pass on one host."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from typing import Any
 
 from bench.faults import fault_point
 from bench.jsonsafe import json_safe
-from bench.measure import architecture_latency, ensemble_latency_columns
+from bench.measure import (
+    architecture_model,
+    ensemble_forms,
+    ensemble_latency_columns,
+    latency_pass,
+    student_latency_columns,
+)
 from bench.search.context import TaskWorker
 from bench.space import arch_of
 from bench.study import Key, final_record
@@ -21,57 +31,68 @@ __all__ = ["ensemble_latency", "time_architectures"]
 
 
 def ensemble_latency(w: TaskWorker) -> dict[str, Any]:
-    """The ensemble's stored latency (``columns``, ``detail``, ``measured_by``, ``host``),
-    timed now if no process of this run has timed it yet."""
-    study = w.study("search")
-    stored = study.user_attrs.get(Key.ENSEMBLE_LATENCY)
-    if isinstance(stored, str):
-        return dict(json.loads(stored))
-    ctx = w.ctx
-    cols, detail = ensemble_latency_columns(
-        ctx.teacher.cost_model, ctx.task.input_shape, ctx.suite.measure, ctx.gpu
-    )
-    data = {
-        "columns": cols,
-        "detail": detail,
-        "measured_by": w.worker,
-        "host": socket.gethostname(),
-    }
-    study.set_user_attr(Key.ENSEMBLE_LATENCY, json.dumps(json_safe(data)))
-    fault_point("write")
-    return data
+    """The ensemble's stored latency (``columns``, ``detail``, ``measured_by``, ``host``,
+    ``pass``), timed now (with any architecture not timed yet) if no process of this run has
+    timed it yet."""
+    stored = w.study("search").user_attrs.get(Key.ENSEMBLE_LATENCY)
+    if not isinstance(stored, str):
+        time_architectures(w)
+        stored = w.study("search").user_attrs[Key.ENSEMBLE_LATENCY]
+    return dict(json.loads(stored))
 
 
-def time_architectures(w: TaskWorker) -> int:
-    """Time the ensemble (if not yet) and then every distinct trained architecture not timed
-    yet, once, with no training beside it (the workers are done); return how many
-    architectures were timed."""
-    ensemble_latency(w)
+def _untimed(w: TaskWorker) -> dict[str, dict[str, Any]]:
+    """Label → arch parameters of every completed architecture with no latency record."""
     ctx = w.ctx
     family = ctx.suite.student.family
-    study = w.study("search")
-    done = {k for k in study.user_attrs if k.startswith(Key.LATENCY)}
+    done = {k for k in w.study("search").user_attrs if k.startswith(Key.LATENCY)}
     archs: dict[str, dict[str, Any]] = {}
     for phase_study in w.existing_studies():
         for record in map(final_record, phase_study.get_trials(deepcopy=False)):
             if record and record["row"]["state"] == "complete":
                 row = record["row"]
-                archs[row["arch"]] = {n: row[f"arch_{n}"] for n in ctx.suite.search.arch_names}
-    timed = 0
+                if f"{Key.LATENCY}{family}:{row['arch']}" not in done:
+                    archs[row["arch"]] = {n: row[f"arch_{n}"] for n in ctx.suite.search.arch_names}
+    return archs
+
+
+def time_architectures(w: TaskWorker) -> int:
+    """Time, in one interleaved pass, the ensemble and every distinct trained architecture not
+    timed yet, with no training beside it (the workers are done); return how many
+    architectures were timed. Nothing runs when all are timed."""
+    ctx = w.ctx
+    study = w.study("search")
+    archs = _untimed(w)
+    if not archs and Key.ENSEMBLE_LATENCY in study.user_attrs:
+        return 0
+    family = ctx.suite.student.family
+    forms = ensemble_forms(ctx.teacher.cost_model)
+    models: dict[str, Any] = {f"ensemble:{form}": m for form, m in forms.items()}
     for label, arch in archs.items():
-        key = f"{Key.LATENCY}{family}:{label}"
-        if key in done:
-            continue
-        cols = architecture_latency(
+        models[label] = architecture_model(
             family,
             arch_of(arch, ctx.suite.search, family),
             ctx.task.input_shape,
             ctx.task.num_classes,
-            ctx.suite.measure,
-            ctx.gpu,
         )
-        data = {**cols, "measured_by": w.worker, "host": socket.gethostname()}
-        study.set_user_attr(key, json.dumps(json_safe(data)))
+    res = latency_pass(models, ctx.task.input_shape, ctx.suite.measure, ctx.gpu)
+    cols, detail = ensemble_latency_columns({f: res[f"ensemble:{f}"] for f in forms})
+    host = socket.gethostname()
+    stamp = {
+        "measured_by": w.worker,
+        "host": host,
+        "pass": f"{host}:{os.getpid()}:{time.time_ns()}",
+    }
+    if Key.ENSEMBLE_LATENCY not in study.user_attrs:
+        data = {"columns": cols, "detail": detail, **stamp}
+        study.set_user_attr(Key.ENSEMBLE_LATENCY, json.dumps(json_safe(data)))
         fault_point("write")
-        timed += 1
-    return timed
+    for label in archs:
+        record = {
+            **student_latency_columns(res[label], ctx.suite.measure),
+            **stamp,
+            "ensemble": cols,
+        }
+        study.set_user_attr(f"{Key.LATENCY}{family}:{label}", json.dumps(json_safe(record)))
+        fault_point("write")
+    return len(archs)

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -355,11 +356,12 @@ def test_multi_task_suite_gives_one_report_with_a_section_per_task(tmp_path: Pat
     assert (tmp_path / "reports" / run_dir.name / "other_pareto_flops.png").is_file()
 
 
-def test_ensemble_and_students_are_timed_after_the_search_on_one_host(
+def test_ensemble_and_students_are_timed_in_one_interleaved_pass_on_one_host(
     finished_run, tmp_path: Path
 ) -> None:
-    """Latency is one pass on one host after the search (so drift between the search and the
-    timing cannot enter a speed-up); a speed-up is never a ratio across two hosts."""
+    """Latency is one interleaved pass on one host after the search (so drift cannot enter a
+    speed-up): every student's record keeps the ensemble timed in its own pass, and a row's
+    speed-up divides two numbers from that pass; a speed-up is never a ratio across hosts."""
     import shutil
     import socket
 
@@ -378,24 +380,43 @@ def test_ensemble_and_students_are_timed_after_the_search_on_one_host(
     students = {k: json.loads(v) for k, v in attrs.items() if k.startswith(Key.LATENCY)}
     assert students and ensemble["host"] == socket.gethostname()
     assert {s["host"] for s in students.values()} == {ensemble["host"]}
+    assert {s["pass"] for s in students.values()} == {ensemble["pass"]}  # one pass
+    assert all(s["ensemble"] == ensemble["columns"] for s in students.values())
     assert manifest["tasks"]["tiny"]["ensemble_latency"]  # the manifest has the full statistics
     trials = read_trials(run)
     done = trials[trials["state"] == "complete"]
     assert done["speedup_cpu_b1"].notna().all()
-    # A student timed on another host (a study shared by several machines): its own latency
-    # stays, its speed-ups are NaN.
-    key, data = next(iter(students.items()))
+    assert (done["latency_host"] == socket.gethostname()).all()
     study = optuna.load_study(study_name=search.study_name, storage=storage)
-    study.set_user_attr(key, json.dumps({**data, "host": "another-host"}))
+    (key, data), (key2, data2) = list(students.items())[:2]
+    # A student timed in a pass on another host (a study shared by several machines): its row
+    # carries that pass's ensemble, so the speed-up is still a same-host, same-pass ratio.
+    faster = {k: v / 2 for k, v in data2["ensemble"].items()}
+    study.set_user_attr(key2, json.dumps({**data2, "host": "another-host", "ensemble": faster}))
+    # A record with no pass ensemble, timed on another host: its own latency stays, its
+    # speed-ups are NaN.
+    legacy = {k: v for k, v in data.items() if k != "ensemble"}
+    study.set_user_attr(key, json.dumps({**legacy, "host": "another-host"}))
     out = tmp_path / "pulled"
     assert (
         main(["pull", "--storage", str(copy), "--study", manifest["study"], "--out", str(out)]) == 0
     )
     (pulled,) = [p for p in out.iterdir() if p.is_dir()]
     rows = read_trials(pulled)
-    label = key.removeprefix(Key.LATENCY).split(":", 1)[1]
-    moved = rows[(rows["arch"] == label) & (rows["state"] == "complete")]
+    rows = rows[rows["state"] == "complete"]
+
+    def of(k: str) -> pd.DataFrame:
+        return rows[rows["arch"] == k.removeprefix(Key.LATENCY).split(":", 1)[1]]
+
+    moved = of(key)
     assert len(moved) and moved["speedup_cpu_b1"].isna().all()
     assert moved["latency_cpu_b1_p50_ms"].notna().all()
-    others = rows[(rows["arch"] != label) & (rows["state"] == "complete")]
-    assert others["speedup_cpu_b1"].notna().all()
+    other = of(key2)
+    assert len(other) and (other["latency_host"] == "another-host").all()
+    loop = other["ensemble_loop_latency_cpu_b1_p50_ms"]
+    assert (loop == faster["ensemble_loop_latency_cpu_b1_p50_ms"]).all()
+    assert np.allclose(
+        other["speedup_cpu_b1_vs_loop"], loop / other["latency_cpu_b1_p50_ms"], rtol=1e-12
+    )
+    rest = rows[~rows.index.isin(moved.index) & ~rows.index.isin(other.index)]
+    assert rest["speedup_cpu_b1"].notna().all()

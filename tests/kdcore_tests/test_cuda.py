@@ -16,6 +16,7 @@ from kdcore import (
     TeacherModel,
     build_student,
     count_flops,
+    measure_latencies,
     measure_latency,
 )
 
@@ -94,3 +95,14 @@ def test_fused_ensemble_latency_on_cuda() -> None:
     ens = ens.cuda()
     with torch.inference_mode():
         assert torch.allclose(ens(x.cuda()), ens.fused().eval()(x.cuda()), atol=1e-5)
+
+
+def test_interleaved_latency_on_cuda_times_blocks_and_single_calls() -> None:
+    torch.manual_seed(0)
+    ens = TeacherEnsemble([TeacherModel(20, 2) for _ in range(3)]).eval()
+    res = measure_latencies(
+        {"loop": ens, "fused": ens.fused()}, torch.randn(1, 20), device="cuda", min_run_time=0.05
+    )
+    for r in res.values():
+        assert r.device.startswith("cuda") and r.n_blocks >= 30
+        assert r.n_calls == r.n_blocks * r.number_per_block and 0 < r.p50_ms <= r.p99_ms * 1.5

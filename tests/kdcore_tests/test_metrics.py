@@ -12,6 +12,7 @@ from kdcore import (
     agreement,
     expected_calibration_error,
     kl_to_teacher,
+    measure_latencies,
     measure_latency,
     select_device,
 )
@@ -92,3 +93,58 @@ def test_accuracy_agreement_kl_and_ece() -> None:
     # Every sample has confidence sigmoid(2) = 0.881 and accuracy is 0.75 → ECE = 0.131.
     conf = float(torch.sigmoid(torch.tensor(2.0)))
     assert expected_calibration_error(logits, labels) == pytest.approx(abs(0.75 - conf), abs=1e-6)
+
+
+class _Drifting(nn.Module):
+    """A forward pass whose cost grows with wall-clock time since ``t0``: a machine slowing
+    down (another job, thermal throttling) while it is being measured."""
+
+    def __init__(self, t0: float) -> None:
+        super().__init__()
+        self.t0 = t0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        now = time.perf_counter()
+        end = now + 2e-4 * (1 + 5 * (now - self.t0))
+        while time.perf_counter() < end:
+            pass
+        return x
+
+
+def test_interleaved_timing_cancels_drift_that_sequential_timing_puts_into_the_ratio() -> None:
+    """Two identical models on a machine that slows down: timed one after the other the second
+    looks ~2x slower; timed interleaved (ABAB, rotated) their ratio stays ~1."""
+    x = torch.zeros(1, 4)
+    t0 = time.perf_counter()
+    a, b = _Drifting(t0), _Drifting(t0)
+    first = measure_latency(a, x, warmup=1, min_run_time=0.1)
+    second = measure_latency(b, x, warmup=1, min_run_time=0.1)
+    assert second.p50_ms / first.p50_ms > 1.3  # the failure this protocol exists to prevent
+    t0 = time.perf_counter()
+    a.t0 = b.t0 = t0
+    both = measure_latencies({"a": a, "b": b}, x, warmup=1, min_run_time=0.1)
+    assert both["b"].p50_ms / both["a"].p50_ms == pytest.approx(1.0, abs=0.1)
+    assert both["a"].n_blocks >= 30 and both["b"].n_blocks >= 30
+
+
+class _RareStall(nn.Module):
+    """0.05 ms per call, and 2 ms on every 40th call (2.5 % of calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        end = time.perf_counter() + (2e-3 if self.calls % 40 == 0 else 5e-5)
+        while time.perf_counter() < end:
+            pass
+        return x
+
+
+def test_p99_is_the_tail_of_single_calls_not_of_block_means() -> None:
+    """Block means dilute a rare stall (~20 calls a block); p99 of single calls shows it."""
+    res = measure_latency(_RareStall(), torch.zeros(1, 4), warmup=0, min_run_time=0.1)
+    assert res.number_per_block > 5 and res.n_calls >= 30 * res.number_per_block
+    assert res.p50_ms < 0.3
+    assert res.p99_ms > 1.5
