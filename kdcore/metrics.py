@@ -310,7 +310,7 @@ def _one_call_s(t: _Timed, x: torch.Tensor, threads: int, cuda: bool) -> float:
     t.model(x)
     end.record()
     torch.cuda.synchronize(x.device)
-    return max(start.elapsed_time(end), 1e-3) / 1e3  # event resolution
+    return max(float(start.elapsed_time(end)), 1e-3) / 1e3  # event resolution
 
 
 def _round(t: _Timed, x: torch.Tensor, cuda: bool) -> None:
