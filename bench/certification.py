@@ -93,7 +93,9 @@ def fixed_sequence(bounds: Sequence[float], max_gap: float) -> list[bool]:
 
 def mark_certified(rows: Iterable[dict[str, Any]]) -> None:
     """Set ``certified`` and ``scratch_certified`` on the certification rows (in place), per
-    task and round, by fixed-sequence testing in ``certify_rank`` order."""
+    task and round, by fixed-sequence testing in ``certify_rank`` order; the same against the
+    best member (``*_best_member``: a second family of claims, each at level ``alpha``, in the
+    same validation order, so the order still owes nothing to the test split)."""
     rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
         if (
@@ -110,6 +112,8 @@ def mark_certified(rows: Iterable[dict[str, Any]]) -> None:
         for col, bound in (
             ("certified", "certify_bound"),
             ("scratch_certified", "scratch_certify_bound"),
+            ("certified_best_member", "certify_bound_best_member"),
+            ("scratch_certified_best_member", "scratch_certify_bound_best_member"),
         ):
             passed = fixed_sequence(
                 [_num(r.get(bound)) if o else math.nan for r, o in zip(part, ok, strict=True)], tol

@@ -209,9 +209,19 @@ def _card(
             f"{1 - float(row['certify_alpha']):g} (one-sided bound "
             f"{pp(row['certify_bound'])}; fixed-sequence testing down the candidates validation "
             "ordered; the test split read once)."
-            if bool(row.get("certified"))
+            if _true(row.get("certified"))
             else f"- **Not certified** at {float(row['certify_max_gap_pp']):g} pp (one-sided "
             f"bound {pp(row['certify_bound'])}): exported on request."
+        ),
+        *(
+            [
+                f"- **Certified against the best member** (chosen on validation; test "
+                f"accuracy {pct(row['best_member_acc'])}): gap at most "
+                f"{float(row['certify_max_gap_pp']):g} pp (one-sided bound "
+                f"{pp(row['certify_bound_best_member'])}, paired on the same test examples)."
+            ]
+            if _true(row.get("certified_best_member"))
+            else []
         ),
         f"- This file's gap: {pp(row['file_gap'])}, 95 % interval [{pp(row['file_gap_ci_low'])}, "
         f"{pp(row['file_gap_ci_high'])}] (Newcombe's paired interval).",
@@ -269,3 +279,8 @@ def _card(
     if warnings:
         lines += ["## Warnings", *[f"- {w}" for w in warnings], ""]
     return "\n".join(lines)
+
+
+def _true(v: object) -> bool:
+    """A nullable boolean cell: NA (an older table's missing column) is not true."""
+    return not fmt.is_missing(v) and bool(v)

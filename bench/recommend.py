@@ -2,7 +2,9 @@
 students only (:mod:`bench.certification` states the protocol and its guarantee).
 
 Rule. The requested tolerance is ``--max-gap PP`` (and/or ``--min-relative-acc R``, as the
-gap ``ensemble_acc · (1 − R)``), against the ensemble. Of the task's certification rounds, the
+gap ``ensemble_acc · (1 − R)``), against the ensemble (``against="best-member"``: against the
+member best on validation, with the certify rows' paired bounds to that member, certified by
+the same fixed-sequence test in the same order). Of the task's certification rounds, the
 one with the largest tolerance at most the requested one is used (chosen before any result
 is looked at; a later round comes from ``kdbench certify RUN --max-gap X``); its certified
 students — each one's shipped file has a one-sided ``1 − alpha`` gap bound within the round's
@@ -320,23 +322,16 @@ def recommend(
     want = requested_gap_pp(constraints, ens_acc)
     cert = done[done["phase"] == "certify"].copy()
     run_hint = f"kdbench certify RUN --max-gap {want:g}"
-    if constraints.against != "ensemble":
-        return Recommendation(
-            task,
-            False,
-            cons,
-            "certification is against the ensemble only",
-            cost,
-            None,
-            None,
-            k,
-            None,
-            0,
-            notes=[
-                "Certified students are certified against the ensemble; against its best member "
-                "nothing is certified (compare the columns gap_to_best_member yourself)."
-            ],
+    if constraints.against == "best-member":
+        # The same rounds, order and level; the claims are the paired bounds to the member.
+        want = requested_gap_pp(constraints, float(done["best_member_acc"].iloc[0]))
+        cert = cert.assign(
+            certified=cert.get("certified_best_member"),
+            certify_bound=cert.get("certify_bound_best_member"),
+            scratch_certified=cert.get("scratch_certified_best_member"),
+            scratch_certify_bound=cert.get("scratch_certify_bound_best_member"),
         )
+        run_hint = f"kdbench certify RUN --max-gap {want:g}"
     if cert.empty:
         return Recommendation(
             task,
@@ -387,7 +382,7 @@ def recommend(
     }
     basis = (
         f"certification round {use}: the shipped file's one-sided {100 * (1 - alpha):g} % gap "
-        f"bound within {gap:g} pp, fixed-sequence testing down {len(part)} validation-ordered "
+        f"bound to the {constraints.against.replace('-', ' ')} within {gap:g} pp, fixed-sequence testing down {len(part)} validation-ordered "
         f"candidates on {info['seeds']} fresh seeds (family-wise error <= {alpha:g})"
     )
     notes: list[str] = []

@@ -288,12 +288,16 @@ class _Evaluation:
     test_lp: torch.Tensor  # the ensemble's test log-probabilities at T = 1
     ensemble_right: np.ndarray  # [n]
     y: torch.Tensor
+    best_member_right: np.ndarray  # [n]: the member best on validation
 
     @classmethod
     def of(cls, distiller: Distiller, teacher: PreparedTeacher, task: TaskData) -> _Evaluation:
         logits = distiller.predict_logits(task.x_test)
         test_lp = teacher.targets["test"].log_probs(1.0)
         y = task.y_test
+        val = teacher.member_val_acc
+        best = max(range(len(val)), key=lambda i: val[i])  # as PreparedTeacher.best_member_acc
+        member = teacher.targets["test"].member_log_probs(1.0)[best]
         return cls(
             distiller,
             logits,
@@ -301,6 +305,7 @@ class _Evaluation:
             test_lp,
             (test_lp.argmax(-1) == y).numpy(),
             y,
+            (member.argmax(-1) == y).numpy(),
         )
 
 
@@ -342,6 +347,9 @@ class _Group:
             "file_gap_ci_low": low,
             "file_gap_ci_high": high,
             "certify_bound": file_gap(right, ev.ensemble_right, level=1 - 2 * self.alpha)[2],
+            "certify_bound_best_member": file_gap(
+                right, ev.best_member_right, level=1 - 2 * self.alpha
+            )[2],
         }
         twins = [
             (s.seed, sc)
@@ -357,6 +365,9 @@ class _Group:
                 "scratch_file_gap": file_gap(twin, ev.ensemble_right)[0],
                 "scratch_certify_bound": file_gap(
                     twin, ev.ensemble_right, level=1 - 2 * self.alpha
+                )[2],
+                "scratch_certify_bound_best_member": file_gap(
+                    twin, ev.best_member_right, level=1 - 2 * self.alpha
                 )[2],
             }
         return cells
@@ -414,6 +425,9 @@ class _Group:
         )
         row = _complete_row(base, seed_rows, self.teacher, self.seeds, n_params, flops, intervals)
         row["n_test"] = len(ev.y)
+        to_best = paired_intervals(ev.right[[s.index for s in slots]], ev.best_member_right, None)
+        row["gap_to_best_member_ci_low"] = to_best["acc_gap_ci_low"]
+        row["gap_to_best_member_ci_high"] = to_best["acc_gap_ci_high"]
         row |= _specialist_cells(
             seed_rows,
             ev.right,

@@ -182,7 +182,25 @@ COLUMNS: tuple[Column, ...] = (
         "1 - acc_gap_ci_high / ensemble_acc (used by --min-relative-acc)",
     ),
     C("rel_acc_ci_high", "float64", "-", "1 - acc_gap_ci_low / ensemble_acc"),
-    C("gap_to_best_member", "float64", "fraction", "best_member_acc - student_acc"),
+    C(
+        "gap_to_best_member",
+        "float64",
+        "fraction",
+        "best_member_acc - student_acc (the best member chosen on validation)",
+    ),
+    C(
+        "gap_to_best_member_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of gap_to_best_member, paired with the member on each test example "
+        "(as acc_gap's), lower bound",
+    ),
+    C(
+        "gap_to_best_member_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of gap_to_best_member, upper bound",
+    ),
     C(
         "scratch_acc",
         "float64",
@@ -572,6 +590,32 @@ COLUMNS: tuple[Column, ...] = (
         "-",
         "certify rows: the scratch twin certified the same way (then distillation is not "
         "needed at this size and tolerance)",
+    ),
+    C(
+        "certify_bound_best_member",
+        "float64",
+        "fraction",
+        "certify rows: one-sided 1 - alpha upper bound of the file's paired test gap to the "
+        "best member (what --against best-member certifies)",
+    ),
+    C(
+        "certified_best_member",
+        "boolean",
+        "-",
+        "certify rows: certified against the best member by fixed-sequence testing in the "
+        "same validation order, at certify_max_gap_pp and certify_alpha",
+    ),
+    C(
+        "scratch_certify_bound_best_member",
+        "float64",
+        "fraction",
+        "certify rows: scratch_certify_bound against the best member",
+    ),
+    C(
+        "scratch_certified_best_member",
+        "boolean",
+        "-",
+        "certify rows: the scratch twin certified against the best member",
     ),
     C(
         "train_time_s",

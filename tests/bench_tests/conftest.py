@@ -148,6 +148,11 @@ def make_row(**kw: Any) -> dict[str, Any]:
         row.setdefault("scratch_file_acc", row["scratch_acc"])
         row.setdefault("scratch_file_gap", row["ensemble_acc"] - row["scratch_acc"])
         row.setdefault("scratch_certify_bound", row["scratch_file_gap"] + half)
+        to_best = row["best_member_acc"] - row["file_acc"]
+        row.setdefault("certify_bound_best_member", to_best + half)
+        row.setdefault(
+            "scratch_certify_bound_best_member", row["best_member_acc"] - row["scratch_acc"] + half
+        )
     return row
 
 

@@ -286,3 +286,22 @@ def test_an_unmet_certified_decision_exits_1(runs: dict[str, Path], tmp_path: Pa
     out = capsys.readouterr().out
     assert "No certified student meets" in out
     assert main(["report", str(run), "--max-gap", "60", *reports]) == 0  # the run's own: met
+
+
+@pytest.mark.slow
+def test_against_the_best_member_the_bounds_are_paired_and_recommend_uses_them(
+    runs: dict[str, Path], capsys
+) -> None:
+    """The member's own test error counts: each certify row's bound to the best member lies
+    above its point gap, and every row's paired interval contains its gap to the member."""
+    t = load_run(runs["1"]).trials
+    done = t[t["state"] == "complete"]
+    cert = done[done["phase"] == "certify"]
+    assert len(cert) and cert["certified_best_member"].notna().all()
+    assert (cert["certify_bound_best_member"] > cert["best_member_acc"] - cert["file_acc"]).all()
+    gap = done["gap_to_best_member"]
+    assert (done["gap_to_best_member_ci_low"] < gap).all()
+    assert (gap < done["gap_to_best_member_ci_high"]).all()
+    code = main(["recommend", str(runs["1"]), "--max-gap", "60", "--against", "best-member"])
+    out = capsys.readouterr().out
+    assert code == 0 and "bound to the best member" in out, out
