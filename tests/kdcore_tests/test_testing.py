@@ -92,11 +92,11 @@ class _TinyConv(nn.Module):
         return self.body(x)
 
 
-def test_an_image_family_registered_as_the_readme_shows_passes_check_family() -> None:
+def test_an_image_family_registered_as_the_tutorial_shows_passes_check_family() -> None:
     """No example_input_shape given: one of the declared rank is used, not the MLP's [8]."""
     params = (ArchParam("channels", int, bounds=(1, 64), default=(4, 16)),)
-    register_family("test_readme_conv", _TinyConv, params, input_ranks=(3,), replace=True)
-    report = check_family("test_readme_conv")
+    register_family("test_tutorial_conv", _TinyConv, params, input_ranks=(3,), replace=True)
+    report = check_family("test_tutorial_conv")
     assert report.params > 0 and "[1, 8, 8]" in str(report)
     with pytest.raises(
         ValueError, match=r"example_input_shape must have one of the input_ranks \[3\]"
