@@ -401,6 +401,13 @@ def recommend(
                 "latency constraint cannot be met."
             )
         ok_cost &= certified[col] <= constraints.max_latency_ms
+        hosts = sorted(certified.get("latency_host", pd.Series(dtype=str)).dropna().unique())
+        if len(hosts) > 1:
+            notes.append(
+                f"The certified students were timed on {len(hosts)} hosts ({', '.join(hosts)}; "
+                "column latency_host): their latencies are not comparable with each other, "
+                "though each speed-up is (one pass, one host)."
+            )
     if constraints.max_flops is not None:
         ok_cost &= certified["student_flops"] <= constraints.max_flops
     if constraints.max_params is not None:

@@ -107,6 +107,18 @@ def test_cost_limits_choose_within_the_certified_set() -> None:
     assert not gpu.met and any("not measured" in n for n in gpu.notes)
 
 
+def test_a_latency_limit_over_students_timed_on_two_hosts_says_so() -> None:
+    rows = [
+        _cert(0, 4000, 0.969, certify_rank=0, latency_cpu_b1_p50_ms=0.5, latency_host="a"),
+        _cert(1, 1000, 0.968, certify_rank=1, latency_cpu_b1_p50_ms=0.4, latency_host="b"),
+    ]
+    rec = recommend(make_table(*rows), Constraints(max_gap_pp=0.5, max_latency_ms=1.0))
+    assert rec.met and any("timed on 2 hosts (a, b" in n for n in rec.notes)
+    rows[1]["latency_host"] = "a"
+    one = recommend(make_table(*rows), Constraints(max_gap_pp=0.5, max_latency_ms=1.0))
+    assert not any("hosts" in n for n in one.notes)
+
+
 def test_against_the_best_member_the_paired_member_bounds_are_certified() -> None:
     """Ensemble 97 %, best member 96 %: the 1,000-param student (95.8 %) misses 0.5 pp to the
     ensemble but is within it of the member, by the member's own paired bound and the same
