@@ -214,12 +214,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from bench.export import export_student
 
     cons = _constraints(args, default_gap=_certified_gap(Path(args.run_dir)))
-    out = export_student(
-        Path(args.run_dir), Path(args.out), trial=args.trial, task=args.task, constraints=cons
+    formats = (
+        None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
     )
-    print(f"exported: {out / 'student.pt'}")
-    print(f"          {out / 'student.toml'}")
-    print(f"          {out / 'MODEL_CARD.md'}")
+    files = export_student(
+        Path(args.run_dir),
+        Path(args.out),
+        trial=args.trial,
+        task=args.task,
+        constraints=cons,
+        formats=formats,
+    )
+    for i, path in enumerate(files):
+        print(f"{'exported:' if i == 0 else '':<10}{path}")
     return 0
 
 
@@ -590,7 +597,7 @@ def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         "--out",
         required=True,
         metavar="DIR",
-        help="the folder to write student.pt, student.toml, MODEL_CARD.md into",
+        help="the folder to write student.{pt,safetensors,json,onnx}, student.toml and MODEL_CARD.md into",
     )
     exp.add_argument(
         "--trial",
@@ -599,6 +606,12 @@ def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         help="a certification candidate (default: the recommended student)",
     )
     exp.add_argument("--task", help="the task of a multi-task run (default: the first)")
+    exp.add_argument(
+        "--format",
+        metavar="LIST",
+        help="comma-separated formats among torch, safetensors, onnx (default: every one whose "
+        "dependencies are installed; onnx: raw rows in, checked with onnxruntime)",
+    )
     _quality_options(
         exp, " (default: the tolerance the run certified, else 0.5) for choosing the student"
     )

@@ -1,4 +1,5 @@
-"""``kdbench export RUN [--trial N] --out DIR``: the student to ship, its configuration, its card.
+"""``kdbench export RUN [--trial N] [--format LIST] --out DIR``: the student to ship, its
+configuration, its card.
 
 Writes into DIR:
 
@@ -9,9 +10,11 @@ Writes into DIR:
   ``provenance``. Standardise a batch ``x`` as ``(x.reshape(n, -1) - mean) / scale``, reshape
   to ``input_shape``, take the argmax of the logits: on the task's test split this gives
   exactly the test accuracy the card states for this file (tested).
+* ``student.safetensors`` + ``student.json`` and ``student.onnx`` (raw rows in, checked with
+  onnxruntime on the test split): :mod:`bench.formats`.
 * ``student.toml`` — the configuration as a suite fragment to copy.
-* ``MODEL_CARD.md`` — data, teacher, accuracy with its interval, FLOPs, latency, and how each
-  was measured.
+* ``MODEL_CARD.md`` — data, teacher, accuracy with its interval, FLOPs, latency, how each
+  was measured, and code that loads each format written (a test runs it).
 
 Weights are kept for every certification candidate (the recommendation is always a certified
 one): for each, the fresh seed with the best *validation* accuracy, the file whose own test
@@ -20,15 +23,27 @@ gap was certified.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench import fmt
 from bench.errors import InputError
+from bench.formats import (
+    FORMATS,
+    available,
+    onnx_bytes,
+    onnx_predict,
+    raw_input_model,
+    safetensors_bytes,
+)
+from bench.jsonsafe import json_safe
 from bench.recommend import Constraints, recommend
 from bench.records import Run, TaskEntry, load_run, read_weights
 from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
@@ -76,8 +91,12 @@ def export_student(
     trial: int | None = None,
     task: str | None = None,
     constraints: Constraints | None = None,
-) -> Path:
-    """Write the student of ``run_dir`` (recommended, or ``trial``) into ``out_dir``."""
+    formats: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write the student of ``run_dir`` (recommended, or ``trial``) into ``out_dir`` in
+    ``formats`` (default: every one of :data:`bench.formats.FORMATS` whose dependencies are
+    installed); return the files written."""
+    chosen_formats = _formats(formats)
     run = load_run(run_dir)
     tasks = list(dict.fromkeys(run.trials["task"]))
     if task is None:
@@ -134,18 +153,118 @@ def export_student(
             "git_commit": str(run.manifest.git.get("commit")),
         },
     }
+    files: dict[str, bytes | str] = {}
+    if "torch" in chosen_formats:
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        files["student.pt"] = buf.getvalue()
+    if "safetensors" in chosen_formats:
+        sidecar = {k: v for k, v in blob.items() if k != "state_dict"}
+        sidecar["preprocessing"] = prep or None
+        files["student.safetensors"], files["student.json"] = safetensors_bytes(
+            state, json_safe(sidecar)
+        )
+    checks: list[str] = []
+    if "onnx" in chosen_formats:
+        files["student.onnx"], check = _onnx(run, task, meta, family, arch, state, file_acc)
+        checks.append(check)
+    files["student.toml"] = _toml(suite, family, arch, row)
+    files["MODEL_CARD.md"] = _card(
+        run, task, row, seed, file_acc, meta, family, arch, list(files), checks
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    import io
+    written = []
+    for name, data in files.items():  # everything built and checked before the first write
+        path = inside(out, name)
+        if isinstance(data, bytes):
+            atomic_write_bytes(path, data)
+        else:
+            atomic_write_text(path, data)
+        written.append(path)
+    return written
 
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    atomic_write_bytes(inside(out, "student.pt"), buf.getvalue())
-    atomic_write_text(inside(out, "student.toml"), _toml(suite, family, arch, row))
-    atomic_write_text(
-        inside(out, "MODEL_CARD.md"), _card(run, task, row, seed, file_acc, meta, family, arch)
+
+def _formats(formats: Sequence[str] | None) -> list[str]:
+    """The formats asked for (checked), or every one that can be written here."""
+    can = available()
+    if formats is None:
+        return [f for f in FORMATS if can[f] is None]
+    for f in formats:
+        if f not in FORMATS:
+            raise InputError(
+                f"The '--format' option must list formats among {', '.join(FORMATS)}. Got {f!r} instead."
+            )
+        if can[f] is not None:
+            raise InputError(
+                f"The '--format' option must list formats whose dependencies are installed: "
+                f"{f} {can[f]}. Got {f!r} instead."
+            )
+    return list(dict.fromkeys(formats))
+
+
+def _raw_test(run: Run, task: str, meta: TaskEntry) -> tuple[np.ndarray, np.ndarray] | str:
+    """The task's test rows unscaled, as the run split them, or why they cannot be read."""
+    from bench.suite import suite_from_dict
+    from bench.tasks.base import split_task
+
+    try:
+        cfg = next(c for c in suite_from_dict(run.manifest.suite).tasks if c.name == task)
+        raw = cfg.load()  # type: ignore[attr-defined]
+        data = split_task(cfg, raw)
+    except (InputError, OSError, StopIteration) as exc:
+        return f"the task's data could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if data.data_sha256() != meta.data_sha256:
+        return "the task's data changed since the run (another sha256)"
+    rows = data.rows["test"]
+    x = np.asarray(raw.x, dtype=np.float64)[rows].reshape(len(rows), *meta.input_shape)
+    return x, data.y_test.numpy()
+
+
+def _onnx(
+    run: Run,
+    task: str,
+    meta: TaskEntry,
+    family: str,
+    arch: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    file_acc: float,
+) -> tuple[bytes, str]:
+    """``student.onnx`` on raw rows, and the card's line on its check with onnxruntime on the
+    task's test split (the file's predictions must give the card's accuracy)."""
+    from kdcore import build_student
+
+    model = build_student(family, meta.input_shape, meta.num_classes, **arch)
+    model.load_state_dict(state)
+    raw_model, how = raw_input_model(model, meta.input_shape, meta.preprocessing)
+    data = onnx_bytes(raw_model, meta.input_shape)
+    prep = {
+        "folded": "the standardisation folded into its first linear layer: W' = W / scale, "
+        "b' = b − W'·mean",
+        "node": "the standardisation a node before the model",
+        "none": "no standardisation: the task ran with scale = false",
+    }[how]
+    test = _raw_test(run, task, meta)
+    if isinstance(test, str):
+        return data, f"`student.onnx` takes raw rows, {prep}. Not checked here: {test}."
+    x, y = test
+    acc = float((onnx_predict(data, x) == y).mean())
+    if not math.isclose(acc, file_acc, abs_tol=0.5 / len(y)):
+        raise RuntimeError(
+            f"the ONNX export of {family} {json.dumps(arch)} gives {acc:.6f} in onnxruntime on "
+            f"the test split, not the file's {file_acc:.6f}: nothing was written"
+        )
+    return data, (
+        f"`student.onnx` takes raw rows of any batch size, {prep}. Checked: onnxruntime "
+        f"{_version('onnxruntime')} on the {len(y):,} raw test rows gives {acc * 100:.2f} %, "
+        "this card's accuracy."
     )
-    return out
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import version
+
+    return version(module)
 
 
 def _plain(v: Any) -> Any:
@@ -185,6 +304,8 @@ def _card(
     meta: TaskEntry,
     family: str,
     arch: dict[str, Any],
+    files: list[str],
+    checks: list[str],
 ) -> str:
     from bench.recommend import warnings_for
 
@@ -276,9 +397,59 @@ def _card(
         f"torch {m.packages.get('torch')}.",
         "",
     ]
+    lines += _loading(files, checks)
     if warnings:
         lines += ["## Warnings", *[f"- {w}" for w in warnings], ""]
     return "\n".join(lines)
+
+
+LOAD_TORCH = """import torch
+
+from kdcore import build_student
+
+blob = torch.load("student.pt", weights_only=True)
+model = build_student(blob["family"], blob["input_shape"], blob["num_classes"], **blob["arch"])
+model.load_state_dict(blob["state_dict"])
+model.eval()  # inputs: (x.reshape(n, -1) - mean) / scale, reshaped to input_shape
+"""
+LOAD_SAFETENSORS = """import json
+
+from safetensors.torch import load_file
+
+from kdcore import build_student
+
+meta = json.load(open("student.json"))
+model = build_student(meta["family"], meta["input_shape"], meta["num_classes"], **meta["arch"])
+model.load_state_dict(load_file("student.safetensors"))
+model.eval()  # inputs standardised as for student.pt (meta["preprocessing"])
+"""
+LOAD_ONNX = """import numpy as np
+import onnxruntime as ort
+
+session = ort.InferenceSession("student.onnx", providers=["CPUExecutionProvider"])
+shape = session.get_inputs()[0].shape[1:]  # the input shape (dimension 0 is the batch)
+x = np.zeros((3, *shape), dtype=np.float32)  # raw feature rows: no standardisation
+logits = session.run(["logits"], {"x": x})[0]  # [3, num_classes]
+"""
+
+
+def _loading(files: list[str], checks: list[str]) -> list[str]:
+    """The card's "Load it" section: code for each format written (a test runs it)."""
+    blocks = [
+        ("student.pt", "PyTorch (`student.pt`)", LOAD_TORCH),
+        (
+            "student.safetensors",
+            "safetensors (`student.safetensors` + `student.json`)",
+            LOAD_SAFETENSORS,
+        ),
+        ("student.onnx", "ONNX Runtime (`student.onnx`, raw rows in, logits out)", LOAD_ONNX),
+    ]
+    out = ["## Load it", ""]
+    for name, title, code in blocks:
+        if name in files:
+            out += [f"{title}:", "", "```python", code.rstrip("\n"), "```", ""]
+    out += [f"- {c}" for c in checks]
+    return [*out, ""] if checks else out
 
 
 def _true(v: object) -> bool:

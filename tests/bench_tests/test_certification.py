@@ -215,7 +215,9 @@ def test_every_recommendation_exports_and_reloads_to_its_stated_accuracy(
     if rec["chosen"] is None:
         assert (code == 1 and rec["suggest"]) or rec["notes"]
         return
-    assert main(["export", str(run), *flags, "--out", str(tmp_path / "x")]) == 0
+    assert (
+        main(["export", str(run), *flags, "--format", "torch", "--out", str(tmp_path / "x")]) == 0
+    )
     blob = torch.load(tmp_path / "x" / "student.pt", weights_only=True)
     model = build_student(blob["family"], blob["input_shape"], blob["num_classes"], **blob["arch"])
     model.load_state_dict(blob["state_dict"])
