@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,11 +21,13 @@ from bench.suite import MeasureConfig
 from kdcore import LatencyResult, TeacherEnsemble, measure_latencies
 
 __all__ = [
+    "OrtModel",
     "all_cores",
     "architecture_model",
     "ensemble_forms",
     "ensemble_latency_columns",
     "latency_pass",
+    "ort_models",
     "speedups",
     "student_latency_columns",
 ]
@@ -42,16 +45,81 @@ def _inputs(input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
     return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(batch))
 
 
+class OrtModel:
+    """A model exported to ONNX and run by onnxruntime on the CPU, called like a module on a
+    torch tensor (the numpy view of an input is made once per input tensor, as a caller
+    holding numpy rows would have them). ``graphs``: batch size → ONNX model (None: a graph
+    with a dynamic batch, for every batch size)."""
+
+    def __init__(self, graphs: Mapping[int | None, bytes], threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.sessions = {
+            b: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"])
+            for b, g in graphs.items()
+        }
+        self._x: torch.Tensor | None = None
+        self._run: Any = None
+        self._feed: dict[str, Any] = {}
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        if x is not self._x:
+            session = self.sessions.get(None) or self.sessions[int(x.shape[0])]
+            self._x, self._run, self._feed = x, session.run, {"x": x.numpy()}
+        return self._run(None, self._feed)[0]
+
+
+def ort_models(
+    models: Mapping[str, nn.Module], input_shape: tuple[int, ...], cfg: MeasureConfig
+) -> tuple[dict[str, OrtModel], dict[str, str]]:
+    """Each model exported to ONNX with the exporter ``kdbench export`` ships with (all at once
+    by :func:`bench.formats.onnx_many`; else one by one, :func:`bench.formats.onnx_bytes`: one
+    graph with a dynamic batch, or, for a model whose code fixes the batch, one graph per
+    timed batch size) in an onnxruntime session with ``cfg.threads`` threads; and, per model
+    that could not be exported, why."""
+    from bench.formats import has_dynamic_batch, onnx_bytes, onnx_many
+
+    out: dict[str, OrtModel] = {}
+    errors: dict[str, str] = {}
+    try:  # one joint export (fast); one by one when a model breaks it
+        return {
+            n: OrtModel({None: g}, cfg.threads)
+            for n, g in onnx_many(dict(models), input_shape).items()
+        }, {}
+    except Exception:  # the one-by-one path below names each model's failure
+        pass
+    for name, model in models.items():
+        try:
+            graph = onnx_bytes(model, input_shape)
+            graphs: dict[int | None, bytes] = (
+                {None: graph}
+                if has_dynamic_batch(graph)
+                else {b: onnx_bytes(model, input_shape, b) for b in (1, cfg.batch)}
+            )
+            out[name] = OrtModel(graphs, cfg.threads)
+        except Exception as exc:  # a plug-in family torch.onnx cannot export: NaN, and why
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            errors[name] = f"ONNX export failed: {type(exc).__name__}: {first[:200]}"
+    return out, errors
+
+
 def latency_pass(
     models: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
     input_shape: tuple[int, ...],
     cfg: MeasureConfig,
     gpu: torch.device | None,
+    ort: Mapping[str, OrtModel] | None = None,
 ) -> dict[str, dict[str, LatencyResult]]:
     """Every model timed **interleaved** (:func:`kdcore.measure_latencies`) at each setting:
     batch 1 and batch N on the CPU with ``cfg.threads`` threads, with all cores when
-    ``cfg.multi_thread``, and on ``gpu``. Returns, per model, ``{"cpu_b1", "cpu_mt_b1",
-    "gpu_b1", "cpu_bN", ...}`` → result; models end on the CPU."""
+    ``cfg.multi_thread``, and on ``gpu``; the ``ort`` sessions (keyed like ``models``) in the
+    same rounds as the CPU setting. Returns, per model, ``{"cpu_b1", "cpu_mt_b1", "gpu_b1",
+    "ort_cpu_b1", "cpu_bN", ...}`` → result; models end on the CPU."""
+    ort = ort or {}
     out: dict[str, dict[str, LatencyResult]] = {name: {} for name in models}
     settings = [("cpu", "cpu", cfg.threads)]
     if cfg.multi_thread:
@@ -62,8 +130,9 @@ def latency_pass(
         for tag, batch in (("b1", 1), ("bN", cfg.batch)):
             x = _inputs(input_shape, batch)
             for key, device, threads in settings:
+                extra = {f"{n}@ort": m for n, m in ort.items()} if key == "cpu" else {}
                 timed = measure_latencies(
-                    models,
+                    {**models, **extra},
                     x,
                     device=device,
                     threads=threads,
@@ -72,7 +141,10 @@ def latency_pass(
                     block_s=cfg.block_ms / 1e3,
                 )
                 for name, res in timed.items():
-                    out[name][f"{key}_{tag}"] = res
+                    if name.endswith("@ort"):
+                        out[name.removesuffix("@ort")][f"ort_cpu_{tag}"] = res
+                    else:
+                        out[name][f"{key}_{tag}"] = res
     finally:
         for model in models.values():
             if isinstance(model, nn.Module):
@@ -91,7 +163,7 @@ def student_latency_columns(
         "latency_mt_threads": all_cores() if cfg.multi_thread else None,
     }
     for tag in ("b1", "bN"):
-        for dev in ("cpu", "gpu"):
+        for dev in ("cpu", "gpu", "ort_cpu"):
             r = res.get(f"{dev}_{tag}")
             if r is None:
                 continue
@@ -131,6 +203,9 @@ def ensemble_forms(ensemble: TeacherEnsemble | None) -> dict[str, nn.Module]:
     return forms
 
 
+_ENSEMBLE_COLUMNS = ("cpu_b1", "cpu_bN", "gpu_b1", "gpu_bN", "ort_cpu_b1", "ort_cpu_bN")
+
+
 def ensemble_latency_columns(
     res: Mapping[str, Mapping[str, LatencyResult]],
 ) -> tuple[dict[str, object], dict[str, object]]:
@@ -142,9 +217,8 @@ def ensemble_latency_columns(
     for form, by_setting in res.items():
         for setting, r in by_setting.items():
             detail[f"{form}_{setting}"] = r.as_dict()
-            dev, _, tag = setting.partition("_")
-            if form != "generalist" and dev in ("cpu", "gpu") and tag in ("b1", "bN"):
-                cols[f"ensemble_{form}_latency_{dev}_{tag}_p50_ms"] = r.p50_ms
+            if form != "generalist" and setting in _ENSEMBLE_COLUMNS:
+                cols[f"ensemble_{form}_latency_{setting}_p50_ms"] = r.p50_ms
     return cols, detail
 
 
@@ -179,6 +253,18 @@ def speedups(row: dict[str, object]) -> dict[str, float]:
         if not math.isnan(r)
     ]
     out["speedup_gpu_b1"] = min(gpu) if gpu else nan
+    ort = [
+        r
+        for r in (
+            ratio(
+                row.get(f"ensemble_{form}_latency_ort_cpu_b1_p50_ms", nan),
+                row.get("latency_ort_cpu_b1_p50_ms", nan),
+            )
+            for form in ("loop", "fused")
+        )
+        if not math.isnan(r)
+    ]
+    out["speedup_ort_cpu_b1"] = min(ort) if ort else nan
     return out
 
 

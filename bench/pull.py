@@ -82,7 +82,7 @@ def study_rows(
     return rows, seeds
 
 
-_STAMP = ("measured_by", "host", "pass", "ensemble")
+_STAMP = ("measured_by", "host", "pass", "ensemble", "ort_error")
 
 
 def rows_of_studies(

@@ -190,6 +190,8 @@ class MeasureConfig:
         1.0, float, 0.01, 1000.0, help="target length of one timed block of back-to-back calls"
     )
     train_threads: int | str = 0  # 0 = all cores, N, or "auto" (bench.threads): _train_threads
+    # the runtimes students and the ensemble are timed in: _runtimes
+    runtimes: tuple[str, ...] = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,20 @@ class Suite:
 
 
 # ---------------------------------------------------------------------- sections
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def _runtimes(t: Table, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``[measure] runtimes``: distinct values of :data:`RUNTIMES`, "torch" among them (the
+    torch columns are the reference every run has)."""
+    rule = f"an array of distinct values among {', '.join(map(repr, RUNTIMES))} with 'torch'"
+    value = t.data.get("runtimes", list(default))
+    got = t.strings("runtimes", default)
+    if "torch" not in got or len(set(got)) != len(got) or not set(got) <= set(RUNTIMES):
+        raise t.fail("runtimes", rule, value)
+    return got
+
+
 def _train_threads(t: Table, default: int | str) -> int | str:
     """``[measure] train_threads``: an integer in [0, 1024] (0 = all cores) or "auto"."""
     if t.data.get("train_threads") == AUTO:
@@ -437,7 +453,11 @@ def _measure(t: Table) -> MeasureConfig:
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise t.fail("device", "one of 'auto', 'cpu', 'cuda' or 'cuda:N'", device)
     cfg: MeasureConfig = read_fields(
-        MeasureConfig, t, device=device, train_threads=_train_threads(t, d.train_threads)
+        MeasureConfig,
+        t,
+        device=device,
+        train_threads=_train_threads(t, d.train_threads),
+        runtimes=_runtimes(t, d.runtimes),
     )
     t.finish()
     return cfg
@@ -550,6 +570,9 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
         ),
         budget=BudgetConfig(**data["budget"]),
         certify=CertifyConfig(**data["certify"]),
-        measure=MeasureConfig(**data["measure"]),
+        measure=replace(
+            MeasureConfig(**{k: v for k, v in data["measure"].items() if k != "runtimes"}),
+            runtimes=tuple(data["measure"].get("runtimes", MeasureConfig.runtimes)),
+        ),
         plugins=plugins,
     )

@@ -358,6 +358,7 @@ def _run_tasks(
             ens = ensemble_latency(run)
             m.tasks[task.name]["ensemble_latency"] = ens["detail"]
             m.tasks[task.name]["ensemble_columns"] = ens["columns"]
+            m.tasks[task.name]["runtimes"] = ens.get("runtimes", {})
             ctx.refresh(force=True)
             t3 = time.perf_counter()
             log.info("[%s] %d architectures timed in %.1f s", task.name, timed, t3 - t2)

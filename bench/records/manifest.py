@@ -89,6 +89,7 @@ class TaskEntry:
     warnings: tuple[str, ...] = ()
     ensemble_latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     ensemble_columns: dict[str, Any] = field(default_factory=dict)
+    runtimes: dict[str, str] = field(default_factory=dict)  # runtime -> measured, or why not
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @classmethod

@@ -454,6 +454,65 @@ COLUMNS: tuple[Column, ...] = (
         "N / latency_gpu_bN_p50 (NaN without GPU)",
     ),
     C(
+        "latency_ort_cpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch 1, median over timed blocks (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C(
+        "latency_ort_cpu_b1_p90_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch 1, 90th percentile of individually timed calls (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C(
+        "latency_ort_cpu_b1_p99_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch 1, 99th percentile of individually timed calls (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C(
+        "latency_ort_cpu_b1_iqr_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch 1, inter-quartile range over blocks (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C("latency_ort_cpu_b1_noisy", "boolean", "-", "IQR / median > 10 % for latency_ort_cpu_b1"),
+    C(
+        "latency_ort_cpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch N, median over timed blocks (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C(
+        "latency_ort_cpu_bN_p90_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch N, 90th percentile of individually timed calls (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C(
+        "latency_ort_cpu_bN_p99_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch N, 99th percentile of individually timed calls (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C(
+        "latency_ort_cpu_bN_iqr_ms",
+        "float64",
+        "ms",
+        "student exported to ONNX and run in onnxruntime, CPU, batch N, inter-quartile range over blocks (NaN when "
+        "onnxruntime is not installed or not in [measure] runtimes)",
+    ),
+    C("latency_ort_cpu_bN_noisy", "boolean", "-", "IQR / median > 10 % for latency_ort_cpu_bN"),
+    C("throughput_ort_cpu_bN_per_s", "float64", "samples/s", "N / latency_ort_cpu_bN_p50"),
+    C(
         "latency_cpu_mt_b1_p50_ms",
         "float64",
         "ms",
@@ -514,6 +573,30 @@ COLUMNS: tuple[Column, ...] = (
         "ms",
         "ensemble run as one batched graph, GPU, batch N, median",
     ),
+    C(
+        "ensemble_loop_latency_ort_cpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "ensemble with its members one after another, exported to ONNX and run in onnxruntime, CPU, batch 1, median",
+    ),
+    C(
+        "ensemble_loop_latency_ort_cpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "ensemble with its members one after another, exported to ONNX and run in onnxruntime, CPU, batch N, median",
+    ),
+    C(
+        "ensemble_fused_latency_ort_cpu_b1_p50_ms",
+        "float64",
+        "ms",
+        "ensemble as one batched graph, exported to ONNX and run in onnxruntime, CPU, batch 1, median",
+    ),
+    C(
+        "ensemble_fused_latency_ort_cpu_bN_p50_ms",
+        "float64",
+        "ms",
+        "ensemble as one batched graph, exported to ONNX and run in onnxruntime, CPU, batch N, median",
+    ),
     C("speedup_cpu_b1_vs_loop", "float64", "x", "ensemble loop / student latency, CPU batch 1"),
     C("speedup_cpu_b1_vs_fused", "float64", "x", "ensemble fused / student latency, CPU batch 1"),
     C(
@@ -527,6 +610,12 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "x",
         "faster ensemble form / student latency, GPU batch 1 (NaN without GPU)",
+    ),
+    C(
+        "speedup_ort_cpu_b1",
+        "float64",
+        "x",
+        "faster ensemble form / student latency, both in onnxruntime, CPU batch 1",
     ),
     C(
         "certify_round",
@@ -686,6 +775,8 @@ _HIGHER = [
     "speedup_cpu_b1_vs_fused",
     "speedup_cpu_b1",
     "speedup_gpu_b1",
+    "speedup_ort_cpu_b1",
+    "throughput_ort_cpu_bN_per_s",
     "file_acc",
     "scratch_file_acc",
 ]

@@ -14,18 +14,23 @@ import socket
 import time
 from typing import Any
 
+from torch import nn
+
 from bench.faults import fault_point
 from bench.jsonsafe import json_safe
 from bench.measure import (
+    OrtModel,
     architecture_model,
     ensemble_forms,
     ensemble_latency_columns,
     latency_pass,
+    ort_models,
     student_latency_columns,
 )
 from bench.search.context import TaskWorker
 from bench.space import arch_of
 from bench.study import Key, final_record
+from bench.suite import MeasureConfig
 
 __all__ = ["ensemble_latency", "time_architectures"]
 
@@ -75,7 +80,9 @@ def time_architectures(w: TaskWorker) -> int:
             ctx.task.input_shape,
             ctx.task.num_classes,
         )
-    res = latency_pass(models, ctx.task.input_shape, ctx.suite.measure, ctx.gpu)
+    cfg = ctx.suite.measure
+    runtimes, ort, errors = _ort(models, ctx.task.input_shape, cfg)
+    res = latency_pass(models, ctx.task.input_shape, cfg, ctx.gpu, ort)
     cols, detail = ensemble_latency_columns({f: res[f"ensemble:{f}"] for f in forms})
     host = socket.gethostname()
     stamp = {
@@ -84,15 +91,43 @@ def time_architectures(w: TaskWorker) -> int:
         "pass": f"{host}:{os.getpid()}:{time.time_ns()}",
     }
     if Key.ENSEMBLE_LATENCY not in study.user_attrs:
-        data = {"columns": cols, "detail": detail, **stamp}
+        data = {"columns": cols, "detail": detail, "runtimes": runtimes, **stamp}
         study.set_user_attr(Key.ENSEMBLE_LATENCY, json.dumps(json_safe(data)))
         fault_point("write")
     for label in archs:
         record = {
-            **student_latency_columns(res[label], ctx.suite.measure),
+            **student_latency_columns(res[label], cfg),
             **stamp,
             "ensemble": cols,
+            **({"ort_error": errors[label]} if label in errors else {}),
         }
         study.set_user_attr(f"{Key.LATENCY}{family}:{label}", json.dumps(json_safe(record)))
         fault_point("write")
     return len(archs)
+
+
+def _ort(
+    models: dict[str, Any], input_shape: tuple[int, ...], cfg: MeasureConfig
+) -> tuple[dict[str, str], dict[str, OrtModel], dict[str, str]]:
+    """What each runtime of ``[measure] runtimes`` measured (for the manifest), the
+    onnxruntime sessions to time (every model exported; none when onnxruntime is not
+    installed or not asked) and the models that could not be exported, with why."""
+    from bench.formats import available
+
+    runtimes = {"torch": f"measured: eager PyTorch, {cfg.threads} thread(s)"}
+    if "onnxruntime" not in cfg.runtimes:
+        return {**runtimes, "onnxruntime": "not asked ([measure] runtimes)"}, {}, {}
+    missing = available()["onnx"]
+    if missing is not None:
+        return {**runtimes, "onnxruntime": f"not measured: {missing}"}, {}, {}
+    from importlib.metadata import version
+
+    ort, errors = ort_models(
+        {n: m for n, m in models.items() if isinstance(m, nn.Module)}, input_shape, cfg
+    )
+    runtimes["onnxruntime"] = (
+        f"measured: onnxruntime {version('onnxruntime')} (CPU, {cfg.threads} intra-op "
+        f"thread(s), sequential), each model exported as kdbench export ships it"
+        + (f"; {len(errors)} model(s) could not be exported (ort_error)" if errors else "")
+    )
+    return runtimes, ort, errors

@@ -49,8 +49,10 @@ class Combiner(Protocol):
 
 
 def _stack(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
-    shapes = {tuple(o.shape) for o in outputs}
-    if len(shapes) != 1:
+    # Compared pairwise, not hashed into a set: hashing a traced (symbolic) batch size would
+    # fix it, and the ensemble would lose its dynamic batch in torch.export / ONNX.
+    if any(o.shape != outputs[0].shape for o in outputs[1:]):
+        shapes = sorted({tuple(o.shape) for o in outputs})
         raise ParameterError(
             f"members must have outputs of one shape to be averaged; got {shapes}."
         )

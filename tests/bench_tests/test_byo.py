@@ -68,6 +68,7 @@ batch = 8
 min_run_time = 0.005
 warmup = 1
 multi_thread = false
+runtimes = ["torch"]
 """
 
 

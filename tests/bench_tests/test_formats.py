@@ -65,7 +65,10 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
 def test_every_format_is_written_and_the_card_code_loads_each(
     exported: tuple[Path, Path], monkeypatch
 ) -> None:
-    _, out = exported
+    run, out = exported
+    runtimes = json.loads((run / "manifest.json").read_text())["tasks"]["tiny"]["runtimes"]
+    assert runtimes["onnxruntime"] == "not asked ([measure] runtimes)"
+    assert load_run(run).trials["latency_ort_cpu_b1_p50_ms"].isna().all()
     names = {p.name for p in out.iterdir()}
     assert {"student.pt", "student.safetensors", "student.json", "student.onnx"} <= names
     card = (out / "MODEL_CARD.md").read_text()

@@ -13,6 +13,7 @@ import pytest
 
 from bench import faults
 from bench.cli import main
+from bench.formats import available
 from bench.records import COLUMNS, SEED_COLUMNS, read_trials
 from bench.suite import load_suite
 from bench.sweep import run_suite
@@ -53,7 +54,9 @@ def finished_run(tmp_path_factory):
     suite = tmp / "tiny.toml"
     from tests.bench_tests.conftest import TINY_SUITE, with_certify
 
-    suite.write_text(with_certify(TINY_SUITE, "candidates = 1\nseeds = 3\nmax_gap_pp = 100\n"))
+    text = with_certify(TINY_SUITE, "candidates = 1\nseeds = 3\nmax_gap_pp = 100\n")
+    ort = 'runtimes = ["torch", "onnxruntime"]' if available()["onnx"] is None else ""
+    suite.write_text(re.sub(r"runtimes = .*", ort, text))
     code = _run(suite, tmp)
     return tmp, code, _only_run(tmp)
 
@@ -387,6 +390,19 @@ def test_ensemble_and_students_are_timed_in_one_interleaved_pass_on_one_host(
     done = trials[trials["state"] == "complete"]
     assert done["speedup_cpu_b1"].notna().all()
     assert (done["latency_host"] == socket.gethostname()).all()
+    runtimes = manifest["tasks"]["tiny"]["runtimes"]
+    if available()["onnx"] is None:  # timed in onnxruntime in the same interleaved pass
+        assert runtimes["onnxruntime"].startswith("measured: onnxruntime")
+        for col in ("latency_ort_cpu_b1_p50_ms", "latency_ort_cpu_bN_p99_ms", "speedup_ort_cpu_b1"):
+            assert (done[col] > 0).all(), col
+        assert all(
+            s["ensemble"]["ensemble_fused_latency_ort_cpu_b1_p50_ms"] > 0 for s in students.values()
+        )
+    else:
+        assert (
+            runtimes["onnxruntime"].startswith("not measured")
+            and done["speedup_ort_cpu_b1"].isna().all()
+        )
     study = optuna.load_study(study_name=search.study_name, storage=storage)
     (key, data), (key2, data2) = list(students.items())[:2]
     # A student timed in a pass on another host (a study shared by several machines): its row

@@ -49,6 +49,7 @@ max_gap_pp = 100.0
 [measure]
 threads = 1
 min_run_time = 0.01
+runtimes = ["torch"]
 """
     )
     return path

@@ -94,6 +94,15 @@ def test_fixed_values_and_defaults() -> None:
             {"measure": {"block_ms": 0}},
             "The 'block_ms' parameter of [measure]",
         ),
+        (
+            {"measure": {"runtimes": ["onnxruntime"]}},
+            "The 'runtimes' parameter of [measure] must be an array of distinct values among "
+            "'torch', 'onnxruntime' with 'torch'. Got ['onnxruntime'] instead.",
+        ),
+        (
+            {"measure": {"runtimes": ["torch", "tensorrt"]}},
+            "The 'runtimes' parameter of [measure] must be an array of distinct values",
+        ),
         ({"colour": "red"}, "Unknown key 'colour' in the top level."),
         (
             {"search": {"heads": {"low": 1, "high": 4}}},
@@ -207,7 +216,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
 
     read_elsewhere = {  # rules that depend on other keys, read by bench.suite itself
         TeacherConfig: {"family", "arch", "checkpoint", "checkpoints", "logits"},
-        MeasureConfig: {"device", "train_threads"},
+        MeasureConfig: {"device", "train_threads", "runtimes"},
     }
     page = (Path(__file__).resolve().parents[2] / "docs" / "suite.md").read_text()
     for cls in (StudentTraining, TeacherConfig, BudgetConfig, CertifyConfig, MeasureConfig):
