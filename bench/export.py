@@ -120,40 +120,9 @@ def export_student(
         for c in row
         if c.startswith("arch_") and c != "arch"
     }
-    seeds = run.seeds
-    mine = seeds[
-        (seeds["task"] == task)
-        & (seeds["phase"] == "certify")
-        & (seeds["trial"] == number)
-        & (seeds["seed"] == seed)
-    ]
-    file_acc = float(mine["student_acc"].iloc[0]) if len(mine) else math.nan
+    file_acc = _file_acc(run, task, number, seed)
     prep = meta.preprocessing
-    blob = {
-        "state_dict": state,
-        "family": family,
-        "arch": arch,
-        "input_shape": list(meta.input_shape),
-        "num_classes": int(meta.num_classes),
-        "class_names": list(meta.class_names),
-        "preprocessing": None
-        if not prep
-        else {
-            "mean": torch.tensor(prep["mean"], dtype=torch.float64),
-            "scale": torch.tensor(prep["scale"], dtype=torch.float64),
-        },
-        "provenance": {
-            "run_id": run.manifest.run_id,
-            "task": task,
-            "trial": number,
-            "seed": seed,
-            "temperature": float(row["temperature"]),
-            "alpha": float(row["alpha"]),
-            "test_acc": file_acc,
-            "suite_sha256": run.manifest.suite_sha256,
-            "git_commit": str(run.manifest.git.get("commit")),
-        },
-    }
+    blob = _blob(run, task, row, arch, state, meta, file_acc)
     files: dict[str, bytes | str] = {}
     if "torch" in chosen_formats:
         buf = io.BytesIO()
@@ -184,6 +153,56 @@ def export_student(
             atomic_write_text(path, data)
         written.append(path)
     return written
+
+
+def _file_acc(run: Run, task: str, number: int, seed: int) -> float:
+    """The certified test accuracy of the file trained with ``seed`` (NaN where none)."""
+    seeds = run.seeds
+    mine = seeds[
+        (seeds["task"] == task)
+        & (seeds["phase"] == "certify")
+        & (seeds["trial"] == number)
+        & (seeds["seed"] == seed)
+    ]
+    return float(mine["student_acc"].iloc[0]) if len(mine) else math.nan
+
+
+def _blob(
+    run: Run,
+    task: str,
+    row: dict[str, Any],
+    arch: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    meta: TaskEntry,
+    file_acc: float,
+) -> dict[str, Any]:
+    """What ``student.pt`` holds: the weights and all a user needs to rebuild and feed them."""
+    prep = meta.preprocessing
+    return {
+        "state_dict": state,
+        "family": str(row["family"]),
+        "arch": arch,
+        "input_shape": list(meta.input_shape),
+        "num_classes": int(meta.num_classes),
+        "class_names": list(meta.class_names),
+        "preprocessing": None
+        if not prep
+        else {
+            "mean": torch.tensor(prep["mean"], dtype=torch.float64),
+            "scale": torch.tensor(prep["scale"], dtype=torch.float64),
+        },
+        "provenance": {
+            "run_id": run.manifest.run_id,
+            "task": task,
+            "trial": int(row["trial"]),
+            "seed": int(row["file_seed"]),
+            "temperature": float(row["temperature"]),
+            "alpha": float(row["alpha"]),
+            "test_acc": file_acc,
+            "suite_sha256": run.manifest.suite_sha256,
+            "git_commit": str(run.manifest.git.get("commit")),
+        },
+    }
 
 
 def _formats(formats: Sequence[str] | None) -> list[str]:
