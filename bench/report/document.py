@@ -38,15 +38,29 @@ document.querySelectorAll('table.sortable th').forEach(function (th, idx) {
 """
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em;
+       color: #222; line-height: 1.45; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; overflow-wrap: normal; }
+th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0; }
+figure { margin: 0; }
+code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; font-size: 0.92em; }
 .rec { background: #eef6ee; border-left: 4px solid #2ca02c; padding: 0.6em 1em; white-space: pre-wrap; }
 .norec { background: #fbeeee; border-left: 4px solid #d62728; padding: 0.6em 1em; white-space: pre-wrap; }
+.warn { background: #fff8e1; border-left: 4px solid #f0a500; padding: 0.4em 1em; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
 """
+DPI_SCALE = 2  # plots are saved at twice their display density: sharp on high-density screens
+
+
+def _inline(text: str) -> str:
+    """Escaped text with Markdown code spans (`x`) as <code>, so no backtick is printed."""
+    parts = html.escape(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: print the text as it is
+        return html.escape(text)
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 class Document:
@@ -59,12 +73,12 @@ class Document:
 
     def heading(self, level: int, text: str) -> None:
         self.md.append(f"{'#' * level} {text}\n")
-        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        self.html.append(f"<h{level}>{_inline(text)}</h{level}>")
 
     def para(self, text: str, cls: str | None = None) -> None:
         self.md.append(text + "\n")
         attr = f' class="{cls}"' if cls else ""
-        self.html.append(f"<p{attr}>{html.escape(text)}</p>")
+        self.html.append(f"<p{attr}>{_inline(text)}</p>")
 
     def pre(self, text: str) -> None:
         self.md.append("```\n" + text + "\n```\n")
@@ -72,25 +86,29 @@ class Document:
 
     def table(self, frame: pd.DataFrame, sortable: bool = False) -> None:
         self.md.append(tables.markdown_table(frame))
-        self.html.append(tables.html_table(frame, sortable))
+        self.html.append(f'<div class="scroll">{tables.html_table(frame, sortable)}</div>')
 
     def figure(self, fig: Any, name: str, caption: str) -> None:
         buf = io.BytesIO()
         fig.tight_layout()
-        fig.savefig(buf, format="png")
+        fig.savefig(buf, format="png", dpi=fig.dpi * DPI_SCALE)
         png = buf.getvalue()
         atomic_write_bytes(inside(self.out_dir, name), png)
         self.md.append(f"![{caption}]({name})\n\n_{caption}_\n")
         b64 = base64.b64encode(png).decode()
+        width = round(fig.get_figwidth() * fig.dpi)  # CSS pixels: the PNG has DPI_SCALE x that
         self.html.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f'<figure><img alt="{html.escape(caption)}" width="{width}" '
+            f'src="data:image/png;base64,{b64}">'
+            f"<figcaption>{_inline(caption)}</figcaption></figure>"
         )
 
     def write(self, title: str) -> None:
         atomic_write_text(self.out_dir / "report.md", "\n".join(self.md))
         page = (
-            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(self.html)}<script>{_SORT_JS}</script></body></html>"
         )
         atomic_write_text(self.out_dir / "report.html", page)

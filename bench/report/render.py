@@ -229,7 +229,7 @@ def _provenance(doc: Document, manifest: dict[str, Any]) -> None:
                     m.get("cpu_cores"),
                     m.get("train_threads"),
                     m.get("latency_threads"),
-                    m.get("gpu") or "none (GPU columns NaN)",
+                    m.get("gpu") or "none (GPU columns not measured: shown as n/a)",
                     manifest.get("train_device"),
                     g.get("commit"),
                     g.get("dirty"),

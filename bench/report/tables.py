@@ -301,6 +301,7 @@ def html_table(frame: pd.DataFrame, sortable: bool = True) -> str:
                 if not isinstance(v, int | float) or (isinstance(v, float) and math.isnan(v))
                 else f' data-v="{float(v)!r}"'
             )
-            cells.append(f"<td{sort_key}>{html.escape(fmt.cell(v, str(c)))}</td>")
+            num = ' class="num"' if sort_key and not isinstance(v, bool) else ""
+            cells.append(f"<td{num}{sort_key}>{html.escape(fmt.cell(v, str(c)))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
