@@ -164,8 +164,13 @@ def _cmd_pull(args: argparse.Namespace) -> int:
             f"The '--storage' option of pull must be a database URL or a study journal file. "
             f"Got {storage!r} instead."
         )
-    run_dir = pull(spec, args.study, Path(args.out))
+    run_dir, missing = pull(spec, args.study, Path(args.out), args.artifacts)
     print(f"run folder: {run_dir}")
+    for line in missing:
+        print(
+            f"warning: {line}; pull --artifacts LOCATION fetches it from another copy",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -547,6 +552,13 @@ def _pull_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) ->
         "--storage", required=True, metavar="URL", help="the database URL, or a study.journal file"
     )
     pl.add_argument("--study", required=True, metavar="NAME", help="the study's name")
+    pl.add_argument(
+        "--artifacts",
+        default=None,
+        metavar="LOCATION",
+        help="the artifact store to fetch kept students from, a folder or s3://bucket "
+        "(default: the store each trial recorded)",
+    )
     pl.add_argument(
         "--out",
         default="results",

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import InputError
-from bench.pull import rows_of_studies, write_students, write_views
+from bench.pull import kept_students, rows_of_studies, weights_bytes, write_students, write_views
 from bench.records import Manifest, check_tables, check_weights, to_frame
 from bench.rundir import RunLock
 from bench.study import Key
+from bench.study.artifacts import ArtifactProblem
 
 __all__ = ["Diagnosis", "diagnose", "run_status"]
 
@@ -123,24 +124,7 @@ def diagnose(run_dir: Path, repair: bool = False) -> Diagnosis:
     trials, table_seeds, problems = check_tables(run_dir, status)
     for p in problems:
         d.damaged.append(p)
-    bad_weights = check_weights(run_dir)
-    d.damaged += bad_weights
-    if bad_weights and rows is not None and manifest is not None:
-        d.recoverable.append(
-            f"students: {len(bad_weights)} weights file(s) rewritten from the copies in the study"
-        )
-        if repair:
-            for line in bad_weights:
-                path = run_dir / line.split(" ", 1)[0]
-                shutil.move(path, path.with_suffix(".pt.bak"))
-            write_students(
-                run_dir,
-                _journal_storage(run_dir),
-                manifest.study or manifest.run_id,
-                [t["name"] for t in manifest.suite["tasks"]],
-            )
-    elif bad_weights:
-        d.lost.append("students: damaged weights and no study journal to rewrite them from")
+    _check_students(d, run_dir, manifest if rows is not None else None, repair)
     if rows is not None:
         expected = to_frame(rows)
         if not problems and len(expected) != len(trials):
@@ -160,6 +144,55 @@ def diagnose(run_dir: Path, repair: bool = False) -> Diagnosis:
         )
     d.status = run_status(run_dir) if not d.damaged else "damaged"
     return d
+
+
+def _check_students(d: Diagnosis, run_dir: Path, manifest: Manifest | None, repair: bool) -> None:
+    """The kept students' files and their artifacts (``manifest``: None when the journal
+    cannot be read, so nothing can be fetched again)."""
+    bad_weights = check_weights(run_dir)
+    d.damaged += bad_weights
+    if manifest is None:
+        if bad_weights:
+            d.lost.append("students: damaged weights and no study journal to rewrite them from")
+        return
+    missing_files = _check_artifacts(d, run_dir, manifest)
+    if bad_weights or missing_files:
+        d.recoverable.append(
+            f"students: {len(bad_weights) + missing_files} weights file(s) rewritten from the "
+            "artifact store"
+        )
+        if repair:
+            for line in bad_weights:
+                path = run_dir / line.split(" ", 1)[0]
+                shutil.move(path, path.with_suffix(".pt.bak"))
+            write_students(
+                run_dir,
+                _journal_storage(run_dir),
+                manifest.study or manifest.run_id,
+                _tasks(manifest),
+            )
+
+
+def _tasks(manifest: Manifest) -> list[str]:
+    return [t["name"] for t in manifest.suite["tasks"]]
+
+
+def _check_artifacts(d: Diagnosis, run_dir: Path, manifest: Manifest) -> int:
+    """Every kept student's artifact must be in its store with the recorded sha256 (a
+    missing one is damage: ``export`` cannot ship that trial once its file is gone); returns
+    how many weights files are missing but can be fetched again."""
+    refetch = 0
+    storage = _journal_storage(run_dir)
+    for ref, path in kept_students(
+        storage, manifest.study or manifest.run_id, _tasks(manifest), run_dir
+    ):
+        try:
+            weights_bytes(ref)
+        except ArtifactProblem as exc:
+            d.damaged.append(f"{path.relative_to(run_dir)}: {exc}")
+            continue
+        refetch += not path.is_file()
+    return refetch
 
 
 def run_status(run_dir: Path) -> str:

@@ -45,9 +45,11 @@ from bench.formats import (
     safetensors_bytes,
 )
 from bench.jsonsafe import json_safe
+from bench.pull import write_students
 from bench.recommend import Constraints, recommend
 from bench.records import Run, TaskEntry, load_run, read_weights
 from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
+from bench.study import StorageSpec, open_storage
 
 __all__ = ["export_student"]
 
@@ -74,7 +76,19 @@ def _pick(run: Run, task: str, trial: int | None, constraints: Constraints) -> d
 
 
 def _weights_file(run: Run, task: str, trial: int, seed: int) -> Path:
+    """The kept student's file, fetched from the artifact store its trial names when the
+    run folder lacks it (its study journal says where)."""
     path = run.run_dir / "students" / task / f"trial-{trial}-seed-{seed}.pt"
+    journal = run.run_dir / "study.journal"
+    if not path.is_file() and journal.is_file():
+        storage = open_storage(StorageSpec(path=str(journal)))
+        problems = write_students(run.run_dir, storage, run.manifest.study, [task])
+        mine = [p for p in problems if p.startswith(str(path.relative_to(run.run_dir)))]
+        if mine:
+            raise InputError(
+                f"The artifact store must hold the weights of trial {trial} of task '{task}'. "
+                f"It does not: {mine[0]}."
+            )
     if not path.is_file():
         raise InputError(
             f"The run folder {run.run_dir} must hold the weights of trial {trial} of task "

@@ -9,7 +9,7 @@ trials have no row yet.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from bench.measure import speedups
 from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
 from bench.rundir import atomic_write_bytes, check_writable, inside
 from bench.study import Key, StorageSpec, decode_record, final_record, open_storage, study_name
+from bench.study.artifacts import ArtifactProblem, fetch_weights
 
 __all__ = ["pull", "rows_of_studies", "study_rows", "write_views"]
 
@@ -148,40 +149,57 @@ def write_views(run_dir: Path, rows: list[dict[str, Any]], seeds: list[dict[str,
 
 
 def write_students(
-    run_dir: Path, storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str]
-) -> int:
+    run_dir: Path,
+    storage: optuna.storages.BaseStorage,
+    base: str,
+    tasks: Iterable[str],
+    artifacts: str | None = None,
+) -> list[str]:
     """``students/<task>/trial-<N>-seed-<s>.pt``: the weights of every certification
-    candidate (the seed selected on validation), from the studies; files already written are
-    kept."""
+    candidate (the seed selected on validation), fetched from the artifact store its trial
+    names (or ``artifacts``) and checked; files already written are kept. Returns the
+    problems: every kept student whose artifact is missing or differs."""
+    problems: list[str] = []
+    for ref, path in kept_students(storage, base, tasks, run_dir):
+        if path.is_file():
+            continue
+        try:
+            atomic_write_bytes(path, weights_bytes(ref, artifacts))
+        except ArtifactProblem as exc:
+            problems.append(f"{path.relative_to(run_dir)}: {exc}")
+    return problems
+
+
+def kept_students(
+    storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_dir: Path
+) -> Iterator[tuple[dict[str, Any], Path]]:
+    """(weights reference, its file in ``run_dir``) of every completed certification
+    trial that kept a student."""
     summaries = {s.study_name for s in storage.get_all_studies()}
-    written = 0
     for task in tasks:
         prefix = study_name(base, task) + ":certify"
         for name in sorted(n for n in summaries if n.startswith(prefix)):
-            written += _write_round(run_dir, storage, task, name)
-    return written
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
+            )
+            for t in study.get_trials(deepcopy=False):
+                record = decode_record(t)
+                text = t.user_attrs.get(Key.WEIGHTS)
+                if record is None or not isinstance(text, str) or t.state != TrialState.COMPLETE:
+                    continue
+                ref = json.loads(text)
+                trial = record["row"]["trial"]
+                yield ref, inside(run_dir, "students", task, f"trial-{trial}-seed-{ref['seed']}.pt")
 
 
-def _write_round(run_dir: Path, storage: optuna.storages.BaseStorage, task: str, name: str) -> int:
-    import base64
+def weights_bytes(ref: dict[str, Any], artifacts: str | None = None) -> bytes:
+    """The bytes of a kept student: from its artifact store (checked), or inline in a study
+    written before kdbench kept weights as artifacts."""
+    if "state_dict" in ref:
+        import base64
 
-    study = optuna.load_study(
-        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
-    )
-    written = 0
-    for t in study.get_trials(deepcopy=False):
-        record = decode_record(t)
-        text = t.user_attrs.get(Key.WEIGHTS)
-        if record is None or not isinstance(text, str) or t.state != TrialState.COMPLETE:
-            continue
-        weights = json.loads(text)
-        path = inside(
-            run_dir, "students", task, f"trial-{record['row']['trial']}-seed-{weights['seed']}.pt"
-        )
-        if not path.is_file():
-            atomic_write_bytes(path, base64.b64decode(weights["state_dict"]))
-            written += 1
-    return written
+        return base64.b64decode(ref["state_dict"])
+    return fetch_weights(ref, artifacts)
 
 
 def _manifest_of(storage: optuna.storages.BaseStorage, base: str) -> dict[str, Any]:
@@ -202,8 +220,12 @@ def _manifest_of(storage: optuna.storages.BaseStorage, base: str) -> dict[str, A
     )
 
 
-def pull(spec: StorageSpec, base: str, out_dir: Path) -> Path:
-    """Rebuild a complete run folder (manifest, trials, seeds) from the storage alone."""
+def pull(
+    spec: StorageSpec, base: str, out_dir: Path, artifacts: str | None = None
+) -> tuple[Path, list[str]]:
+    """Rebuild a complete run folder (manifest, trials, seeds, the kept students from the
+    artifact store each trial names, or ``artifacts``) from the storage; return it and the
+    kept students that could not be fetched."""
     storage = open_storage(spec)
     data = _manifest_of(storage, base)
     check_writable(Path(out_dir), "The output folder (--out)")
@@ -218,8 +240,8 @@ def pull(spec: StorageSpec, base: str, out_dir: Path) -> Path:
     manifest = Manifest.from_dict(data)
     manifest.write(run_dir)
     write_views(run_dir, rows, seeds)
-    write_students(run_dir, storage, base, tasks)
-    return run_dir
+    missing = write_students(run_dir, storage, base, tasks, artifacts)
+    return run_dir, missing
 
 
 def _all_done(storage: optuna.storages.BaseStorage, base: str, tasks: list[str]) -> bool:

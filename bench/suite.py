@@ -157,6 +157,11 @@ class BudgetConfig:
     sampler_seed: int = number(0, int, 0, 2**31 - 1, help="the sampler's seed")
     objective: str = choice("pareto", OBJECTIVES, help="val accuracy and FLOPs, or val accuracy")
     storage: str = string("", help="a database URL shared by workers (default: a journal file)")
+    artifacts: str = string(
+        "",
+        help="where kept students' weights go: a folder or s3://bucket (default: artifacts/ "
+        "in the run folder)",
+    )
     group_size: int = number(1, int, 1, 64, help="trials of one architecture trained at once")
     batch: int = number(
         4,
@@ -220,6 +225,7 @@ class Suite:
         its storage URL: where the study lives is not what it is (and holds a password)."""
         data = self.to_dict()
         data["budget"]["storage"] = ""
+        data["budget"]["artifacts"] = ""
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 

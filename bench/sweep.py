@@ -47,7 +47,8 @@ from bench.search import (
     run_search,
     time_architectures,
 )
-from bench.study import Key, StorageSpec, journal_path, open_storage, redact
+from bench.study import Key, StorageSpec, journal_path, open_storage, redact, study_name
+from bench.study.artifacts import resolve_location
 from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
 from bench.teachers import (
@@ -225,6 +226,7 @@ def run_suite(
     else:
         suite = suite.with_certify_gap(max_gap_pp)
     url = storage if storage is not None else suite.budget.storage
+    resolve_location(suite.budget.artifacts, Path(out_root))  # a bad setting: exit 2 here
     if study is not None:
         check_safe_name(study, "--study", "the command line")
         if not url:
@@ -297,6 +299,8 @@ def _open_run(
         base = run_id
         spec = replace(spec, path=str(journal_path(run_dir)))
         storage_obj = open_storage(spec)
+    default_store = run_dir / "artifacts" if run_dir is not None else out_root / "artifacts" / base
+    spec = replace(spec, artifacts=resolve_location(suite.budget.artifacts, default_store))
     ctx = _Run(suite, run_dir, spec, storage_obj, out_root, lock)
     ctx.manifest = Manifest(
         run_id=run_id,
@@ -370,10 +374,14 @@ def _run_tasks(
             }
             ctx.write_manifest()
         m.status = "complete"
+        ctx.publish_manifest()
         if ctx.run_dir is not None:
             ctx.write_manifest()
             return ctx.run_dir
-        return pull(ctx.spec, m.study, ctx.out_root)
+        run_dir, missing = pull(ctx.spec, m.study, ctx.out_root)
+        for line in missing:  # other hosts' default stores: pull --artifacts fetches them
+            log.warning("kept student not fetched: %s", line)
+        return run_dir
     except IdentityMismatch as exc:
         raise InputError(str(exc)) from None
     except KeyboardInterrupt as exc:
@@ -455,6 +463,19 @@ class _Run:
             return
         self.manifest.updated_utc = datetime.now(UTC).isoformat(timespec="seconds")
         self.manifest.write(self.run_dir)
+
+    def publish_manifest(self) -> None:
+        """Each task study's copy of the manifest (what ``pull`` and optuna-dashboard read),
+        brought up to date: it says ``complete`` once the run is."""
+        names = {s.study_name for s in self.storage.get_all_studies()}
+        for task in self.manifest.tasks:
+            name = study_name(self.manifest.study, task)
+            if name not in names:
+                continue
+            data = self.manifest.to_dict()
+            data["tasks"] = {task: self.manifest.tasks[task]}
+            study_id = self.storage.get_study_id_from_name(name)
+            self.storage.set_study_user_attr(study_id, Key.MANIFEST, json.dumps(data, default=str))
 
     def refresh(self, force: bool = False) -> None:
         """Rebuild the run folder's tables from the study (local runs): after every trial with

@@ -156,14 +156,13 @@ class GroupResult:
     weights: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-def state_dict_text(model: torch.nn.Module) -> str:
-    """A module's state_dict as text (base64 of ``torch.save``) for a study attribute."""
-    import base64
+def state_dict_bytes(model: torch.nn.Module) -> bytes:
+    """A module's state_dict as ``torch.save`` bytes (what ``students/*.pt`` holds)."""
     import io
 
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
 def run_group(
@@ -236,7 +235,7 @@ def run_group(
                 best = group.file_slot(cfg)
                 weights[cfg.trial] = {
                     "seed": best.seed,
-                    "state_dict": state_dict_text(distiller.models_[best.index]),
+                    "state_dict": state_dict_bytes(distiller.models_[best.index]),
                 }
         out.append((row, seed_rows))
     return GroupResult(out, new_scratch, weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -61,14 +62,28 @@ def check_schema(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_table(run_dir: Path, stem: str) -> tuple[pd.DataFrame | None, list[str]]:
-    """(table, problems) of ``<stem>.parquet`` / ``<stem>.csv``; None when neither exists."""
+    """(table, problems) of ``<stem>.parquet`` / ``<stem>.csv``; None when neither exists.
+
+    Each file is read into memory in one call, then parsed: a run that is still going replaces
+    them (atomically) while they are read, and a parser that opened the path twice would mix
+    two versions. The pair is read again when it disagrees, since a writer replaces the two
+    files one after the other; what still disagrees after that is damage."""
+    for attempt in range(3):
+        frame, problems = _read_pair(run_dir, stem)
+        if not problems:
+            break
+        time.sleep(0.05 * (attempt + 1))
+    return frame, problems
+
+
+def _read_pair(run_dir: Path, stem: str) -> tuple[pd.DataFrame | None, list[str]]:
     columns = COLUMNS if stem == "trials" else SEED_COLUMNS
     parquet, csv = run_dir / f"{stem}.parquet", run_dir / f"{stem}.csv"
     problems: list[str] = []
     frame_p = frame_c = None
     if parquet.is_file():
         try:
-            frame_p = pd.read_parquet(parquet)
+            frame_p = pd.read_parquet(BytesIO(parquet.read_bytes()))
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             problems.append(f"{parquet.name} cannot be read ({type(exc).__name__}: {first})")
@@ -78,7 +93,7 @@ def read_table(run_dir: Path, stem: str) -> tuple[pd.DataFrame | None, list[str]
             problems.append(f"{csv.name} is truncated (its last line is incomplete)")
         else:
             try:
-                raw = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+                raw = pd.read_csv(BytesIO(text), keep_default_na=False, na_values=[""])
                 frame_c = to_frame(raw.to_dict("records"), columns)
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

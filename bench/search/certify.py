@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from typing import Any
 
 import optuna
@@ -27,6 +28,7 @@ from bench.search.search import POLL_S
 from bench.search.training import train_trials
 from bench.space import arch_of, distributions
 from bench.study import AskLock, Heartbeat, Key, quiet_heartbeat_warning
+from bench.study.artifacts import put_weights
 from bench.trial import TrialConfig, failed_row
 
 __all__ = ["run_certify"]
@@ -48,6 +50,9 @@ def _open_round(w: TaskWorker, name: str) -> tuple[optuna.Study, bool]:
         study = optuna.create_study(
             storage=w.storage, sampler=sampler, study_name=name, direction="maximize"
         )
+        with warnings.catch_warnings():  # experimental in Optuna 5; the dashboard reads it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["val_acc"])
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         return optuna.load_study(study_name=name, storage=w.storage, sampler=sampler), False
@@ -174,7 +179,16 @@ def _certify_one(
     ((row, seed_rows),) = result.rows
     row |= cells
     if source in result.weights:  # before the record: the record is the commit point
-        w.ledger.set_attr(cstudy, t.number, Key.WEIGHTS, json.dumps(result.weights[source]))
+        kept = result.weights[source]
+        ref = put_weights(
+            w.ctx.spec.artifacts,
+            w.storage,
+            cstudy.study_name,
+            t.number,
+            kept["seed"],
+            kept["state_dict"],
+        )
+        w.ledger.set_attr(cstudy, t.number, Key.WEIGHTS, json.dumps(ref))
         fault_point("write")
     progress = (len(done_sources) + 1, total)
     w.commit(cstudy, t.number, row, seed_rows, result.scratch, "certify", progress, hb)

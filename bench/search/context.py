@@ -155,6 +155,11 @@ class TaskWorker:
             load_if_exists=True,
             **self._directions(phase),
         )
+        names = ["val_acc", "flops"] if phase == "search" and ctx.pareto else ["val_acc"]
+        if study.metric_names != names:
+            with warnings.catch_warnings():  # experimental in Optuna 5; the dashboard reads it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(names)
         if phase == "search":
             identity = ctx.identity
             stored = study.user_attrs.get(Key.IDENTITY)
@@ -170,11 +175,6 @@ class TaskWorker:
                     f"The study {name!r} must have been created by this suite with the same data "
                     f"and teacher. It differs in: {', '.join(diff)}."
                 )
-            names = ["val_acc", "flops"] if ctx.pareto else ["val_acc"]
-            if study.metric_names != names:
-                with warnings.catch_warnings():  # experimental in Optuna 5; the dashboard reads it
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    study.set_metric_names(names)
         return study
 
     def existing_studies(self) -> list[optuna.Study]:

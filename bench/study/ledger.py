@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -32,7 +33,9 @@ class Key(StrEnum):
     RECORD = "kdbench_record"  # trial: the trial's whole record (JSON)
     GROUP = "kdbench_group"  # trial: {"leader", "size", "members", "scratch_seeds"}
     WORKER = "kdbench_worker"  # trial: "host:pid" of the process that claimed it ("": none yet)
-    WEIGHTS = "kdbench_weights"  # certify trial: {"seed", "state_dict"} to ship
+    WEIGHTS = (
+        "kdbench_weights"  # certify trial: {"seed", "artifact_id", "store", "sha256", "bytes"}
+    )
     RUNGS = "kdbench_rungs"  # trial: {epoch: [val_acc, flops]} at each halving rung reached
     SOURCE_TRIAL = "source_trial"  # certify trial: the search trial it certifies
     CERTIFY_RANK = "kdbench_certify_rank"  # certify trial: its place in the tested order
@@ -42,6 +45,27 @@ class Key(StrEnum):
     CERTIFY_ENQUEUED = "kdbench_certify_enqueued"  # certify study: number of candidates
     LATENCY = "kdbench_latency:"  # search study, a prefix: + "<family>:<arch label>"
     ENSEMBLE_LATENCY = "kdbench_ensemble_latency"  # search study: {"columns", "detail", ...}
+
+
+# Scalar trial attributes for the dashboard: (attribute, row column, scale to the unit shown).
+SUMMARY: tuple[tuple[str, str, float], ...] = (
+    ("test_acc_pct", "student_acc", 100.0),
+    ("gap_pp", "acc_gap", 100.0),
+    ("gap_bound_pp", "acc_gap_ci_high", 100.0),
+    ("params", "student_params", 1.0),
+    ("flops", "student_flops", 1.0),
+)
+
+
+def summary_attrs(row: dict[str, Any]) -> dict[str, Any]:
+    """The trial's phase and its headline numbers, rounded for reading (the record keeps the
+    exact values); a number the row lacks (a failed trial) is left out."""
+    out: dict[str, Any] = {"phase": str(row.get("phase", ""))}
+    for key, column, scale in SUMMARY:
+        v = row.get(column)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[key] = int(v) if scale == 1.0 else round(float(v) * scale, 3)
+    return out
 
 
 def encode_record(
@@ -54,6 +78,7 @@ def encode_record(
     return json.dumps(
         json_safe({"trial_number": number, "row": row, "seeds": seed_rows, "scratch": scratch}),
         allow_nan=False,  # insertion order kept: it orders the arch_<name> columns
+        separators=(",", ":"),
     )
 
 
@@ -107,7 +132,10 @@ class Ledger:
         scratch: dict[str, dict[str, float]],
         pareto: bool,
     ) -> None:
-        """Record trial ``number`` (the commit point), then tell it."""
+        """Record trial ``number`` (the commit point), then tell it. A few scalar attributes
+        beside the record (:data:`SUMMARY`) make optuna-dashboard's trial list readable."""
+        for key, value in summary_attrs(row).items():
+            self.set_attr(study, number, key, value)
         self.set_attr(study, number, Key.RECORD, encode_record(number, row, seed_rows, scratch))
         fault_point("write")
         self.tell_row(study, number, row, pareto)

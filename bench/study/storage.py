@@ -45,6 +45,7 @@ class StorageSpec:
     path: str = ""
     heartbeat_interval: int = 10
     grace_period: int = 30
+    artifacts: str = ""  # the artifact store's location (bench.study.artifacts)
 
     @property
     def shared(self) -> bool:

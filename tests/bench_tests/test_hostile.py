@@ -385,7 +385,7 @@ def test_damaged_weights_and_a_deleted_table_are_found_by_doctor_and_repaired(
     capsys.readouterr()
     code, out, _ = _cli(["doctor", str(run)], capsys)
     assert code == 2 and f"damaged:     students/tiny/{weights.name} cannot be read" in out, out
-    assert "rewritten from the copies in the study" in out
+    assert "rewritten from the artifact store" in out
     code, _, err = _cli(
         ["export", str(run), "--trial", trial, "--out", str(tmp_path / "x")], capsys
     )
@@ -400,6 +400,68 @@ def test_damaged_weights_and_a_deleted_table_are_found_by_doctor_and_repaired(
     assert code == 0 and "after repair: no damage found" in out, out
     assert weights.read_bytes() == good and (run / "trials.csv").is_file()
     assert main(["export", str(run), "--trial", trial, "--out", str(tmp_path / "x")]) == 0
+
+
+@pytest.mark.slow
+def test_kept_weights_live_in_the_artifact_store_and_doctor_reports_a_missing_one(
+    tmp_path: Path, capsys
+) -> None:
+    import optuna
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(WITH_CERTIFY)
+    reports = ["--reports", str(tmp_path / "p")]
+    assert main(["run", str(suite), "--out", str(tmp_path / "r"), *reports, "-q"]) == 0
+    (run,) = _runs(tmp_path / "r")
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "study.journal"))
+    )
+    studies = storage.get_all_studies()
+    refs = []
+    for summary in studies:
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        assert study.metric_names is not None and "Objective" not in " ".join(study.metric_names)
+        manifest = json.loads(summary.user_attrs.get("kdbench_manifest", "{}") or "{}")
+        assert manifest.get("status", "complete") == "complete"  # final once the run is
+        for t in study.trials:
+            # no attribute holds weights: every value is small, the weights are artifacts
+            assert all(len(json.dumps(v)) < 8_000 for v in t.user_attrs.values()), t.number
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                assert {"phase", "test_acc_pct", "gap_pp", "params", "flops"} <= set(t.user_attrs)
+            if "kdbench_weights" in t.user_attrs:
+                refs.append(json.loads(t.user_attrs["kdbench_weights"]))
+    assert refs and all(r["store"] == str((run / "artifacts").resolve()) for r in refs)
+    (weights,) = (run / "students" / "tiny").glob("trial-*-seed-*.pt")
+    trial = weights.name.split("-")[1]
+    good = weights.read_bytes()
+    weights.unlink()  # export fetches it again from the store, checked against its sha256
+    assert main(["export", str(run), "--trial", trial, "--out", str(tmp_path / "x")]) == 0
+    assert weights.read_bytes() == good
+    pulled, missing = _pull(run, tmp_path / "pulled")
+    assert missing == [] and (pulled / "students" / "tiny" / weights.name).read_bytes() == good
+    artifact = run / "artifacts" / refs[0]["artifact_id"]
+    artifact.rename(tmp_path / "elsewhere")
+    capsys.readouterr()
+    code, out, _ = _cli(["doctor", str(run)], capsys)
+    assert code == 2 and f"artifact {refs[0]['artifact_id']} is missing from the store" in out, out
+    _, missing = _pull(run, tmp_path / "pulled-again")
+    assert len(missing) == 1 and "is missing from the store" in missing[0]
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "elsewhere").rename(tmp_path / "moved" / refs[0]["artifact_id"])
+    code, _, err = _cli(
+        ["pull", "--storage", str(run / "study.journal"), "--study", run.name,
+         "--out", str(tmp_path / "third"), "--artifacts", str(tmp_path / "moved")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "warning" not in err
+    assert (tmp_path / "third" / run.name / "students" / "tiny" / weights.name).read_bytes() == good
+
+
+def _pull(run: Path, out: Path) -> tuple[Path, list[str]]:
+    from bench.pull import pull
+    from bench.study import StorageSpec
+
+    return pull(StorageSpec(path=str(run / "study.journal")), run.name, out)
 
 
 # ---------------------------------------------------------------------- bad options
