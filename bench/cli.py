@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import InputError
+from bench.interrupts import interrupt
 
 __all__ = ["main"]
 
@@ -29,7 +30,11 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated
+    interrupt(Terminated())
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    interrupt(KeyboardInterrupt())
 
 
 def _finite(text: str) -> float:
@@ -726,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run" and not args.suite and not args.resume:
         parser.error("run needs a SUITE file or --resume RUN_DIR")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, _on_sigint)
     try:
         return int(args.func(args))
     except InputError as exc:
@@ -753,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _interrupted(exc: BaseException) -> int:

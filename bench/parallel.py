@@ -38,6 +38,7 @@ from optuna.trial import TrialState
 
 from bench.errors import InputError, is_write_error
 from bench.faults import INDEX_ENV
+from bench.interrupts import interrupt
 from bench.search import IdentityMismatch, Progress, TaskWorker
 from bench.study import Key, StorageSpec
 from bench.threads import ThreadPolicy
@@ -274,9 +275,10 @@ def _child_main() -> int:
     """A worker process: read the job from stdin, join, run, report on stdout."""
 
     def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        interrupt(KeyboardInterrupt())
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     out = sys.stdout
     sys.stdout = sys.stderr  # only protocol lines on the real stdout
 

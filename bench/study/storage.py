@@ -8,10 +8,13 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 
 from bench.errors import InputError
+from bench.interrupts import deferred_interrupts
 
 __all__ = ["StorageSpec", "journal_path", "open_storage", "redact", "study_name"]
 
@@ -64,13 +67,22 @@ def _driver_url(url: str) -> str:
     return url
 
 
+class _WholeAppends(JournalFileBackend):
+    """A journal file whose appends are never cut by Ctrl-C or SIGTERM
+    (:mod:`bench.interrupts`): the interrupt is raised when the append is complete."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with deferred_interrupts():
+            super().append_logs(logs)
+
+
 def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
     """The storage of ``spec``, connected; :class:`InputError` (redacted) if it cannot be."""
     if not spec.shared:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        from optuna.storages.journal import JournalStorage
 
         try:
-            return JournalStorage(JournalFileBackend(spec.path))
+            return JournalStorage(_WholeAppends(spec.path))
         except Exception as exc:
             raise InputError(
                 f"The study journal {spec.path} must be a readable Optuna journal file. "
