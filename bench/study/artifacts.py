@@ -21,6 +21,7 @@ Where the store is (``[budget] artifacts``):
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -48,6 +49,11 @@ def resolve_location(setting: str, default: Path) -> str:
             raise InputError(
                 "The key [budget] artifacts must be a folder or s3://bucket (no prefix: "
                 f"artifacts are named by their ids). Got {setting!r} instead."
+            )
+        if importlib.util.find_spec("boto3") is None:
+            raise InputError(
+                f"The key [budget] artifacts = {setting!r} needs boto3 (pip install boto3). "
+                "Got no boto3 installed."
             )
         return "s3://" + bucket
     return str(Path(setting or default).expanduser().resolve())

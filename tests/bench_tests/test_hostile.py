@@ -671,3 +671,25 @@ def test_certification_never_picks_an_architecture_twice() -> None:
     )
     chosen = certify_order(table, 3, 100.0)
     assert list(chosen["trial"]) == [2, 1]  # one per architecture, the largest first
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("s3://", "must be a folder or s3://bucket"),
+        ("s3://bucket/prefix", "must be a folder or s3://bucket"),
+        ("s3://bucket", "needs boto3 (pip install boto3)"),
+    ],
+)
+def test_a_bad_artifact_store_fails_before_anything_is_written(
+    value: str, fragment: str, tmp_path: Path, capsys
+) -> None:
+    import importlib.util
+
+    if fragment.startswith("needs boto3") and importlib.util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed here")
+    suite = tmp_path / "s.toml"
+    suite.write_text(SMALL.replace("[budget]\n", f'[budget]\nartifacts = "{value}"\n'))
+    code, _, err = _cli(["run", str(suite), "--out", str(tmp_path / "r"), "-q"], capsys)
+    _one_line_exit_2(code, err, fragment)
+    assert _runs(tmp_path / "r") == []
