@@ -369,15 +369,21 @@ def test_doctor_says_what_is_damaged_and_repairs_it_from_the_study(finished: Pat
     assert out.startswith("complete")
 
 
-@pytest.mark.slow
-def test_damaged_weights_and_a_deleted_table_are_found_by_doctor_and_repaired(
-    tmp_path: Path, capsys
-) -> None:
+def _certified_run(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A finished run of WITH_CERTIFY (one certified student kept) and its --reports option."""
     suite = tmp_path / "s.toml"
     suite.write_text(WITH_CERTIFY)
     reports = ["--reports", str(tmp_path / "p")]
     assert main(["run", str(suite), "--out", str(tmp_path / "r"), *reports, "-q"]) == 0
     (run,) = _runs(tmp_path / "r")
+    return run, reports
+
+
+@pytest.mark.slow
+def test_damaged_weights_and_a_deleted_table_are_found_by_doctor_and_repaired(
+    tmp_path: Path, capsys
+) -> None:
+    run, reports = _certified_run(tmp_path)
     (weights,) = (run / "students" / "tiny").glob("trial-*-seed-*.pt")
     trial = weights.name.split("-")[1]
     good = weights.read_bytes()
@@ -408,11 +414,7 @@ def test_kept_weights_live_in_the_artifact_store_and_doctor_reports_a_missing_on
 ) -> None:
     import optuna
 
-    suite = tmp_path / "s.toml"
-    suite.write_text(WITH_CERTIFY)
-    reports = ["--reports", str(tmp_path / "p")]
-    assert main(["run", str(suite), "--out", str(tmp_path / "r"), *reports, "-q"]) == 0
-    (run,) = _runs(tmp_path / "r")
+    run, _ = _certified_run(tmp_path)
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(run / "study.journal"))
     )
