@@ -19,13 +19,15 @@ from dataclasses import asdict
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from bench.errors import InputError
+from bench.study.ledger import Key
 from bench.suite import SearchSpace
 from bench.validation import Range
 from kdcore import arch_for_size, get_family
 
-__all__ = ["Sizer", "arch_of", "distributions", "pinned"]
+__all__ = ["Sizer", "arch_of", "distributions", "pinned", "trial_arch"]
 
 # the kinds kdbench samples (a family's parameters, size, T, alpha)
 Distribution = optuna.distributions.IntDistribution | optuna.distributions.FloatDistribution
@@ -52,6 +54,16 @@ def arch_of(params: dict[str, Any], space: SearchSpace, family: str) -> dict[str
     """The architecture of a trial, from its params (kinds as the family declares)."""
     fam = get_family(family)
     return {n: fam.param(n).kind(params[n]) for n in space.arch_names}
+
+
+def trial_arch(
+    trial: optuna.Trial | FrozenTrial, space: SearchSpace, family: str
+) -> dict[str, int | float]:
+    """The architecture of an asked or finished trial: its sampled params plus the parameter
+    :meth:`Sizer.complete` solved from ``size`` (a user attribute; a run recorded before it
+    was one has it among the params)."""
+    derived = trial.user_attrs.get(Key.DERIVED) or {}
+    return arch_of({**trial.params, **derived}, space, family)
 
 
 def pinned(dists: dict[str, Distribution], params: dict[str, Any]) -> dict[str, Distribution]:
@@ -108,11 +120,20 @@ class Sizer:
         return {name: arch[name]}
 
     def complete(self, trial: optuna.Trial) -> None:
-        """Write the derived parameter into ``trial`` as a fixed-value parameter."""
-        fam = get_family(self.family)
-        for name, value in self.derive(trial.params).items():
-            p = fam.param(name)
-            if p.kind is int:
-                trial.suggest_int(name, int(value), int(value), log=p.log)
-            else:
-                trial.suggest_float(name, float(value), float(value), log=p.log)
+        """Record the derived parameter on ``trial`` as the user attribute ``kdbench_derived``.
+
+        It is not written as a parameter: a fixed ``suggest_int(name, v, v)`` with ``v``
+        changing per trial is a parameter whose distribution differs in every trial, which
+        Optuna's importance evaluators (and optuna-dashboard) report as importance 0.00 with
+        a warning. The capacity axis ``size`` is what was sampled; ``width`` follows from it.
+        """
+        derived = self.derive(trial.params)
+        if derived:
+            trial.set_user_attr(Key.DERIVED, derived)
+
+    def missing(self, trial: FrozenTrial) -> bool:
+        """Whether ``trial`` lacks the derived parameter (a kill between ask and complete)."""
+        name = self.space.derived
+        return name is not None and name not in trial.params and not trial.user_attrs.get(
+            Key.DERIVED
+        )

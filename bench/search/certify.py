@@ -26,7 +26,7 @@ from bench.search.context import TaskWorker, certify_phase
 from bench.search.recovery import recover
 from bench.search.search import POLL_S
 from bench.search.training import train_trials
-from bench.space import arch_of, distributions
+from bench.space import distributions, trial_arch
 from bench.study import AskLock, Heartbeat, Key, quiet_heartbeat_warning
 from bench.study.artifacts import put_weights
 from bench.trial import TrialConfig, failed_row
@@ -123,14 +123,15 @@ def _enqueue(w: TaskWorker, search: optuna.Study, cstudy: optuna.Study, gap: flo
     frame = pd.DataFrame([r for r in w.ledger.final_rows(search) if r["state"] == "complete"])
     chosen = certify_order(frame, suite.certify.candidates, gap) if len(frame) else frame
     present = {t.user_attrs.get(Key.SOURCE_TRIAL) for t in cstudy.get_trials(deepcopy=False)}
-    names = suite.search.arch_names
+    # The derived parameter is not a param: the same size solves to the same arch.
+    names = [n for n in suite.search.arch_names if n != suite.search.derived]
     strials = search.get_trials(deepcopy=False)
     for rank, (_, r) in enumerate(chosen.iterrows()):
         if int(r["trial"]) in present:
             continue
         params = {n: _plain(r[f"arch_{n}"]) for n in names}
         params |= {"temperature": float(r["temperature"]), "alpha": float(r["alpha"])}
-        if suite.search.size is not None:  # the same size solves to the same arch
+        if suite.search.size is not None:
             params["size"] = float(strials[int(r["trial"])].params["size"])
         cstudy.enqueue_trial(
             params, user_attrs={Key.SOURCE_TRIAL: int(r["trial"]), Key.CERTIFY_RANK: rank}
@@ -165,7 +166,7 @@ def _certify_one(
             ctx.task,
             ctx.teacher,
             suite.student.family,
-            arch_of(t.params, suite.search, suite.student.family),
+            trial_arch(t, suite.search, suite.student.family),
             TrialConfig(source, float(t.params["temperature"]), float(t.params["alpha"])),
             seeds,
             "certify",

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial
 
 from bench.search.context import TaskWorker
 from bench.search.recovery import group_plan
-from bench.space import arch_of
+from bench.space import trial_arch
 from bench.stats import pareto_mask
 from bench.study import Key
 from bench.trial import student_cost
@@ -119,7 +119,7 @@ def halving_callback(
     ctx = w.ctx
     b, st = ctx.suite.budget, ctx.suite.student
     rungs = set(rung_epochs(b.min_epochs, b.reduction_factor, st.epochs))
-    arch = arch_of(t.params, ctx.suite.search, st.family)
+    arch = trial_arch(t, ctx.suite.search, st.family)
     flops = float(student_cost(st.family, arch, ctx.task.input_shape, ctx.task.num_classes)[1])
     reached: dict[str, list[float]] = {}
     batch = int((group_plan(study, t) or {}).get("batch", t.number))

@@ -132,10 +132,9 @@ def _complete_params(
     (trial- and parameter-seeded) sampler: the values an uninterrupted ask would give."""
     trials = study.get_trials(deepcopy=False)
     out: list[FrozenTrial] = []
-    derived = w.ctx.suite.search.derived
     for t in orphans:
         missing = [n for n in dists if n not in t.params]
-        if not missing and (derived is None or derived in t.params):
+        if not missing and not w.ctx.sizer.missing(t):
             out.append(t)
             continue
         leader = (t.user_attrs.get(Key.GROUP) or {}).get("leader", t.number)

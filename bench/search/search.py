@@ -28,7 +28,7 @@ from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
 from bench.search.recovery import claim, group_plan, recover
 from bench.search.training import train_trials
-from bench.space import Distribution, arch_of, distributions, pinned
+from bench.space import Distribution, distributions, pinned, trial_arch
 from bench.study import AskLock, Heartbeat, Key, final_record, quiet_heartbeat_warning
 
 __all__ = ["POLL_S", "run_search"]
@@ -112,7 +112,7 @@ def _ask_group(
     seeds = range(suite.budget.seeds)
     scratch = w.scratch_store()
     leader = w.ask(study, dists)
-    arch = arch_of(leader.params, suite.search, family)
+    arch = trial_arch(leader, suite.search, family)
 
     def plan(t: optuna.Trial, size: int, t_arch: dict[str, Any]) -> None:
         w.ledger.set_attr(study, t.number, Key.WORKER, "")  # unclaimed (a retry inherits one)
@@ -128,7 +128,7 @@ def _ask_group(
     plan(leader, size, arch)
     for _ in range(size - 1):
         t = w.ask(study, pinned(dists, leader.params))
-        t_arch = arch_of(t.params, suite.search, family)
+        t_arch = trial_arch(t, suite.search, family)
         if t_arch == arch:
             w.ledger.set_attr(study, t.number, Key.WORKER, "")
             w.ledger.set_attr(study, t.number, Key.GROUP, {"leader": leader.number})
@@ -161,7 +161,7 @@ def _run_asked(
     family = suite.student.family
     by_arch: dict[tuple[Any, ...], list[Any]] = {}
     for t in asked:
-        key = tuple(sorted(arch_of(t.params, suite.search, family).items()))
+        key = tuple(sorted(trial_arch(t, suite.search, family).items()))
         by_arch.setdefault(key, []).append(t)
     seeds = list(range(suite.budget.seeds))
     for part in by_arch.values():
@@ -175,7 +175,7 @@ def _run_asked(
         fresh: list[Any] = []
         dups: list[tuple[Any, dict[str, Any]]] = []
         for t in part:
-            label = format_arch(family, arch_of(t.params, suite.search, family))
+            label = format_arch(family, trial_arch(t, suite.search, family))
             config = _config_key(
                 {"arch": label, "temperature": t.params["temperature"], "alpha": t.params["alpha"]}
             )

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial
 
 from bench.errors import is_write_error
 from bench.search.context import TaskWorker
-from bench.space import arch_of
+from bench.space import trial_arch
 from bench.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
 
 __all__ = ["train_trials"]
@@ -48,7 +48,7 @@ def train_trials(
     records the search trial it certifies)."""
     ctx = w.ctx
     family = ctx.suite.student.family
-    arch = arch_of(trials[0].params, ctx.suite.search, family)
+    arch = trial_arch(trials[0], ctx.suite.search, family)
     configs = [
         TrialConfig(
             (source or {}).get(t.number, t.number),

@@ -31,6 +31,7 @@ class Key(StrEnum):
     """Every study and trial user-attribute key kdbench writes (one place to look them up)."""
 
     RECORD = "kdbench_record"  # trial: the trial's whole record (JSON)
+    DERIVED = "kdbench_derived"  # trial: {param: value} solved from ``size`` (not sampled)
     GROUP = "kdbench_group"  # trial: {"leader", "size", "members", "scratch_seeds"}
     WORKER = "kdbench_worker"  # trial: "host:pid" of the process that claimed it ("": none yet)
     WEIGHTS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import optuna
@@ -81,12 +82,37 @@ def test_students_are_sized_as_a_fraction_of_the_ensemble(runs) -> None:
     for t in study.get_trials():
         assert 0.005 <= t.params["size"] <= 0.2
         row = trials[(trials["phase"] == "search") & (trials["trial"] == t.number)].iloc[0]
-        assert row["arch_width"] == t.params["width"] and row["arch_depth"] == t.params["depth"]
+        # the width is solved from the size, not sampled: an attribute, not a parameter
+        assert "width" not in t.params
+        assert row["arch_width"] == t.user_attrs[Key.DERIVED]["width"]
+        assert row["arch_depth"] == t.params["depth"]
     done = trials[trials["state"] == "complete"]
     sizes = {t.number: t.params["size"] for t in study.get_trials()}
     for _, r in done[done["phase"] == "search"].iterrows():
         # the width is the integer nearest the target on a log scale: within one unit's step
         assert abs(math.log(r["param_ratio"] / sizes[int(r["trial"])])) < 0.25
+
+
+@pytest.mark.slow
+def test_importances_of_the_search_study_rank_only_what_was_sampled(runs) -> None:
+    """What optuna-dashboard computes from the study: no parameter whose distribution changes
+    per trial (a solved width used to be one, shown as 0.00 with PED-ANOVA's "Some regimes
+    for parameter `width`" warning)."""
+    _, run, _ = runs
+    study = _search_study(run)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for evaluator in (  # the report's, then optuna-dashboard's (its default call)
+            optuna.importance.FanovaImportanceEvaluator(seed=0),
+            optuna.importance.PedAnovaImportanceEvaluator(),
+        ):
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=evaluator, target=lambda t: -t.values[0]
+            )
+            assert "width" not in imp, (evaluator, imp)
+            assert set(imp) <= {"size", "depth", "temperature", "alpha"}, imp
+    regimes = [str(w.message) for w in caught if "regimes for parameter" in str(w.message)]
+    assert not regimes, regimes
 
 
 @pytest.mark.slow
