@@ -188,11 +188,14 @@ class DenseGroup:
         teacher_log_probs: torch.Tensor,
         teacher_probs: torch.Tensor,
         loss: FusedKDLoss,
+        hard_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One Adam step on a feature-major batch: ``x`` ``[G, d, B]``, labels ``idx``
-        ``[G, 1, B]``, teacher targets ``[G, C, B]``. Returns the per-member losses ``[G]``."""
+        ``[G, 1, B]``, teacher targets ``[G, C, B]``; ``hard_rows`` ``[G, 1, B]``: per-row hard
+        weights when the batch has unlabeled rows. Returns the per-member losses ``[G]``."""
         keep: list[torch.Tensor] = []
         z = self.forward(x, keep)
+        hard_weight = loss.hard_weight if hard_rows is None else hard_rows
         losses, log_q_t, log_q1 = kd_forward_parts(
             z,
             teacher_log_probs,
@@ -200,12 +203,10 @@ class DenseGroup:
             idx,
             loss.t_bc,
             loss.soft_weight,
-            loss.hard_weight,
+            hard_weight,
             1,
         )
-        dz = kd_logit_grad(
-            log_q_t, teacher_probs, log_q1, idx, loss.soft_grad_weight, loss.hard_weight, 1
-        )
+        dz = kd_logit_grad(log_q_t, teacher_probs, log_q1, idx, loss.soft_grad_weight, hard_weight, 1)
         n = len(self.weights)
         _, grad_buf = self._buffers(x.shape[-1])
         for i in range(n - 1, -1, -1):

@@ -150,6 +150,13 @@ class Distiller:
             raise ParameterError("every teacher must predict the same classes.")
         if len(x_train) != len(y_train) or len(x_val) != len(y_val):
             raise ParameterError("x and y must have the same number of samples.")
+        if bool((y_train < -1).any()) or bool((y_val < 0).any()):
+            raise ParameterError(
+                "labels must be class indices >= 0 (y_train may mark an unlabeled row with -1). "
+                f"Got min y_train {int(y_train.min())}, min y_val {int(y_val.min())}."
+            )
+        if bool((y_train < 0).any()) and not teachers:
+            raise ParameterError("unlabeled rows (label -1) need teacher soft targets.")
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ParameterError(f"{name} must be >= 1. Got {getattr(self, name)} instead.")
@@ -173,6 +180,12 @@ class Distiller:
         on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     ) -> Distiller:
         """Train ``members`` (same architecture) at once; select each on validation accuracy.
+
+        ``y_train`` may mark a row as unlabeled with ``-1`` (a transfer set's extra rows): it
+        enters the soft term only, and the hard term of a batch is the mean cross-entropy of
+        its labelled rows, so ``alpha`` keeps weighing the two terms whatever the labelled
+        share (a scratch member learns nothing from such a row, but its optimiser still steps;
+        train scratch baselines on the labelled rows alone).
 
         ``teacher`` holds the cached soft targets of the *training* split: one teacher, or
         several (member ``m`` learns from ``teacher[m.teacher]``, e.g. the same student
@@ -290,6 +303,9 @@ class Distiller:
         failed: dict[int, str] = {}
         history: list[dict[str, list[float]]] = []
         loss_fn = FusedKDLoss(temps, alphas)
+        # label -1: an unlabeled row (soft term only; the hard term averages the labelled rows)
+        labelled = (y_train >= 0).to(x_train.dtype) if bool((y_train < 0).any()) else None
+        y_train = y_train.clamp(min=0)
         live = dense.group_params if dense else lambda: group.params
         if dense is not None:  # feature-major copies, made once: [d, N] and [G, C, N]
             x_t = x_train.reshape(n_train, -1).t().contiguous()
@@ -301,11 +317,21 @@ class Distiller:
                 device
             )
             if dense is not None:
-                loss_sum = self._dense_epoch(dense, loss_fn, order, x_t, y_train, targets_t)
+                loss_sum = self._dense_epoch(
+                    dense, loss_fn, order, x_t, y_train, targets_t, labelled
+                )
             else:
                 assert optimizer is not None
                 loss_sum = self._autograd_epoch(
-                    group, optimizer, loss_fn, x_train[order], y_train[order], targets, rows, order
+                    group,
+                    optimizer,
+                    loss_fn,
+                    x_train[order],
+                    y_train[order],
+                    targets,
+                    rows,
+                    order,
+                    None if labelled is None else labelled[order],
                 )
             n_batches = -(-n_train // self.batch_size)
             train_loss = (loss_sum / n_batches).cpu()
@@ -414,10 +440,12 @@ class Distiller:
         targets: torch.Tensor | None,
         rows: torch.Tensor,
         order: torch.Tensor,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One epoch through autograd on the batched or vmap path. The epoch's data are
-        gathered once (``x_epoch``, ``y_epoch``); every batch is then a contiguous slice (a
-        view), so the step itself does no indexing work. Returns the summed batch losses."""
+        gathered once (``x_epoch``, ``y_epoch``; ``labelled`` ``[G, N]`` when some rows have
+        no label); every batch is then a contiguous slice (a view), so the step itself does no
+        indexing work. Returns the summed batch losses."""
         t_epoch = targets[rows, order] if targets is not None else None
         p_epoch = t_epoch.exp() if t_epoch is not None else None
         params = group.parameters()
@@ -425,10 +453,13 @@ class Distiller:
         for lo in range(0, x_epoch.shape[1], self.batch_size):
             hi = lo + self.batch_size
             logits = group(x_epoch[:, lo:hi])
+            lab = None if labelled is None else labelled[:, lo:hi]
             if t_epoch is not None and p_epoch is not None:
-                losses = loss_fn(logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi])
+                losses = loss_fn(
+                    logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi], lab
+                )
             else:
-                losses = loss_fn(logits, torch.zeros_like(logits), y_epoch[:, lo:hi])
+                losses = loss_fn(logits, torch.zeros_like(logits), y_epoch[:, lo:hi], None, lab)
             for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
                 p.grad = None
             losses.sum().backward()
@@ -444,6 +475,7 @@ class Distiller:
         x_t: torch.Tensor,
         y_train: torch.Tensor,
         targets_t: torch.Tensor | None,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One epoch on the dense path: each member's shuffled data gathered feature-major
         once (``x_t`` is ``[d, N]``, ``targets_t`` ``[G, C, N]``), then a step per batch (a
@@ -457,12 +489,18 @@ class Distiller:
         else:
             t_t = targets_t.gather(2, order.unsqueeze(1).expand(-1, targets_t.shape[1], -1))
         p_t = t_t.exp()
+        lab = None if labelled is None else labelled[order]
         total = torch.zeros(g, device=x_t.device)
         with torch.no_grad():
             for lo in range(0, n, self.batch_size):
                 hi = lo + self.batch_size
                 total += dense.step(
-                    x_epoch[..., lo:hi], idx[..., lo:hi], t_t[..., lo:hi], p_t[..., lo:hi], loss_fn
+                    x_epoch[..., lo:hi],
+                    idx[..., lo:hi],
+                    t_t[..., lo:hi],
+                    p_t[..., lo:hi],
+                    loss_fn,
+                    None if lab is None else loss_fn.hard_rows(lab[:, lo:hi]).transpose(1, 2),
                 )
         return total
 

@@ -36,7 +36,8 @@ def kd_loss_from_log_probs(
     ensemble's, soft targets at the same temperature). See :func:`kd_loss` for the math.
 
     Shapes: ``student_logits`` ``[..., B, C]``; ``teacher_log_probs`` broadcastable to it;
-    ``labels`` ``[..., B]`` (int64). ``temperature`` and ``alpha`` are floats or tensors of
+    ``labels`` ``[..., B]`` (int64; ``-1`` marks an unlabeled row, which enters the soft term
+    only: the hard term is then the mean over the batch's labelled rows, 0 when it has none). ``temperature`` and ``alpha`` are floats or tensors of
     shape ``[...]`` (one value per group member). Returns a tensor of shape ``[...]``:
     a scalar for ungrouped inputs, one loss per member otherwise.
     """
@@ -49,10 +50,15 @@ def kd_loss_from_log_probs(
     kl = F.kl_div(log_q_t, teacher_log_probs.expand_as(log_q_t), log_target=True, reduction="none")
     soft = kl.sum(dim=-1).mean(dim=-1)  # "batchmean": sum over classes, mean over the batch
     num_classes = student_logits.shape[-1]
+    labelled = labels >= 0
     ce = F.cross_entropy(
-        student_logits.reshape(-1, num_classes), labels.reshape(-1), reduction="none"
+        student_logits.reshape(-1, num_classes), labels.clamp(min=0).reshape(-1), reduction="none"
     ).reshape(labels.shape)
-    hard = ce.mean(dim=-1)
+    if bool(labelled.all()):
+        hard = ce.mean(dim=-1)
+    else:  # unlabeled rows (label -1): the hard term is the mean over the labelled rows
+        w = labelled.to(ce.dtype)
+        hard = (ce * w).sum(dim=-1) / w.sum(dim=-1).clamp(min=1.0)
     return alpha_t * temperature_t**2 * soft + (1.0 - alpha_t) * hard
 
 
@@ -107,7 +113,8 @@ def kd_forward_parts(
     """Grouped KD loss ``[G]`` from logits ``z`` (``[G, B, C]`` with ``class_dim = -1``, or
     feature-major ``[G, C, B]`` with ``class_dim = 1``), plus log q_T and log q_1 for the
     gradient. ``idx``: the labels with a singleton class dimension; per-member constants
-    ``[G, 1, 1]`` (T, alpha·T², 1 − alpha)."""
+    ``[G, 1, 1]`` (T, alpha·T², 1 − alpha); ``hard_weight`` may also be per row (``[G, B, 1]``,
+    or ``[G, 1, B]`` feature-major: :meth:`FusedKDLoss.hard_rows`)."""
     log_q_t = F.log_softmax(z / t_bc, dim=class_dim)
     log_q1 = F.log_softmax(z, dim=class_dim)
     # per sample: w_s · Σ_c p (log p − log q_T) − w_h · log q_1[y], then the batch mean
@@ -188,13 +195,24 @@ class FusedKDLoss:
         self.soft_grad_weight = a * self.t_bc
         self.hard_weight = 1.0 - a
 
+    def hard_rows(self, labelled: torch.Tensor) -> torch.Tensor:
+        """Per-row hard weights ``[G, B, 1]`` for a batch with unlabeled rows: ``labelled`` is
+        ``[G, B]`` (1 labelled, 0 not); a row weighs ``(1 − alpha) · B / n_labelled`` so that
+        the batch mean is ``(1 − alpha)`` times the mean cross-entropy of the labelled rows
+        (as :func:`kd_loss_from_log_probs`)."""
+        n = labelled.sum(-1, keepdim=True).clamp(min=1.0)
+        return self.hard_weight * (labelled * (labelled.shape[-1] / n)).unsqueeze(-1)
+
     def __call__(
         self,
         student_logits: torch.Tensor,
         teacher_log_probs: torch.Tensor,
         labels: torch.Tensor,
         teacher_probs: torch.Tensor | None = None,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``[G]`` losses; ``labelled`` (``[G, B]``, floats) marks the labelled rows of a batch
+        that has unlabeled ones (their labels may then be any valid class index)."""
         teacher_log_probs = teacher_log_probs.expand_as(student_logits)
         probs = (
             teacher_log_probs.exp()
@@ -209,7 +227,7 @@ class FusedKDLoss:
             self.t_bc,
             self.soft_weight,
             self.soft_grad_weight,
-            self.hard_weight,
+            self.hard_weight if labelled is None else self.hard_rows(labelled),
         )
         return loss
 
@@ -223,5 +241,14 @@ def kd_loss_fused(
     alpha: torch.Tensor,
 ) -> torch.Tensor:
     """:func:`kd_loss_from_log_probs` for grouped inputs ``[G, B, C]`` with one temperature and
-    alpha per member (tensors ``[G]``); same value, closed-form gradient (faster backward)."""
-    return FusedKDLoss(temperature, alpha)(student_logits, teacher_log_probs, labels)
+    alpha per member (tensors ``[G]``); same value, closed-form gradient (faster backward);
+    labels ``-1`` (unlabeled rows) as there."""
+    unlabeled = labels < 0
+    if not bool(unlabeled.any()):
+        return FusedKDLoss(temperature, alpha)(student_logits, teacher_log_probs, labels)
+    return FusedKDLoss(temperature, alpha)(
+        student_logits,
+        teacher_log_probs,
+        labels.clamp(min=0),
+        labelled=(~unlabeled).to(student_logits.dtype),
+    )

@@ -77,6 +77,18 @@ class SoftTargets:
         """The same teacher on a subset of rows (combiners are row-wise)."""
         return SoftTargets([o[rows] for o in self._outputs], self.combiner)
 
+    def cat(self, other: SoftTargets) -> SoftTargets:
+        """These rows followed by ``other``'s: the same teacher on more rows (e.g. a transfer
+        set's labelled rows, then its unlabeled ones)."""
+        if other.num_members != self.num_members:
+            raise ParameterError(
+                f"cat() needs the same members: {self.num_members} and {other.num_members}."
+            )
+        return SoftTargets(
+            [torch.cat([a, b]) for a, b in zip(self._outputs, other._outputs, strict=True)],
+            self.combiner,
+        )
+
     def to(self, device: torch.device | str) -> SoftTargets:
         """On ``device``; ``self`` (memo included) when already there."""
         if self._outputs[0].device == torch.device(device):

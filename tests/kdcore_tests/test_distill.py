@@ -218,3 +218,25 @@ def test_every_deliberate_error_has_one_root_and_keeps_its_builtin_kind() -> Non
     assert isinstance(err.value, KDCoreError) and isinstance(err.value, KeyError)
     assert not str(err.value).startswith("'")  # not KeyError's quoted message
     assert issubclass(ParameterError, ValueError) and issubclass(ParameterError, KDCoreError)
+
+
+def test_unlabeled_rows_train_alike_on_every_backend_and_change_the_student(task) -> None:
+    """Rows labelled -1 (a transfer set's unlabeled rows) enter the soft term only, the same
+    way on the written-out dense passes and through autograd; they change what is learned."""
+    x, y, xv, yv, teacher = task
+    y_u = y.clone()
+    y_u[::4] = -1
+    members = [Member(0, 4.0, 0.9), Member(1, 2.0, 0.5)]
+    params = {"arch": {"width": 12, "depth": 2}, "epochs": 4, "batch_size": 48}
+    fits = {
+        b: Distiller(**params, backend=b).fit(x, y_u, xv, yv, members, teacher=teacher)
+        for b in ("dense", "batched")
+    }
+    assert fits["dense"].best_epoch_ == fits["batched"].best_epoch_
+    assert torch.allclose(
+        fits["dense"].predict_logits(xv), fits["batched"].predict_logits(xv), atol=1e-4
+    )
+    labelled = Distiller(**params, backend="dense").fit(x, y, xv, yv, members, teacher=teacher)
+    assert not torch.allclose(labelled.predict_logits(xv), fits["dense"].predict_logits(xv))
+    with pytest.raises(ValueError, match="unlabeled rows"):
+        Distiller(**params).fit(x, y_u, xv, yv, [Member(0)])

@@ -139,7 +139,8 @@ def test_ensemble_soft_targets_mean_of_probabilities_and_of_logits() -> None:
         combine_log_probs(members, T, "median")
 
 
-def test_fused_loss_matches_the_reference_value_and_gradient() -> None:
+@pytest.mark.parametrize("unlabeled", [False, True])
+def test_fused_loss_matches_the_reference_value_and_gradient(unlabeled: bool) -> None:
     from kdcore import kd_loss_fused
 
     g, b, c = 3, 16, 7
@@ -148,6 +149,10 @@ def test_fused_loss_matches_the_reference_value_and_gradient() -> None:
         torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(51)), -1
     )
     y = torch.randint(0, c, (g, b), generator=torch.Generator().manual_seed(52))
+    if unlabeled:  # rows without a label (-1), a different share per member, one member none
+        y[0, ::3] = -1
+        y[1, :11] = -1
+        y[2] = -1
     temps = torch.tensor([1.0, 4.0, 20.0], dtype=torch.float64)
     alphas = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
@@ -162,3 +167,16 @@ def test_fused_loss_matches_the_reference_value_and_gradient() -> None:
         lambda zz: kd_loss_fused(zz, t_lp, y, temperature=temps, alpha=alphas),
         (z.clone().requires_grad_(),),
     )
+
+
+def test_unlabeled_rows_enter_the_soft_term_only() -> None:
+    """Label -1: the row's soft term counts, the hard term is the labelled rows' mean CE."""
+    z = torch.randn(1, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    t_lp = F.log_softmax(torch.randn(1, 6, 4, dtype=torch.float64), -1)
+    y = torch.tensor([[0, 1, 2, -1, -1, 3]])
+    t, a = torch.tensor([2.0], dtype=torch.float64), torch.tensor([0.3], dtype=torch.float64)
+    got = kd_loss_from_log_probs(z, t_lp, y, temperature=t, alpha=a)
+    soft = (t_lp.exp() * (t_lp - F.log_softmax(z / 2.0, -1))).sum(-1).mean()
+    lab = y[0] >= 0
+    hard = F.cross_entropy(z[0][lab], y[0][lab])
+    assert torch.allclose(got, 0.3 * 4.0 * soft + 0.7 * hard)
