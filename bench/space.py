@@ -134,6 +134,6 @@ class Sizer:
     def missing(self, trial: FrozenTrial) -> bool:
         """Whether ``trial`` lacks the derived parameter (a kill between ask and complete)."""
         name = self.space.derived
-        return name is not None and name not in trial.params and not trial.user_attrs.get(
-            Key.DERIVED
+        return (
+            name is not None and name not in trial.params and not trial.user_attrs.get(Key.DERIVED)
         )

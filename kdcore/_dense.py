@@ -206,7 +206,9 @@ class DenseGroup:
             hard_weight,
             1,
         )
-        dz = kd_logit_grad(log_q_t, teacher_probs, log_q1, idx, loss.soft_grad_weight, hard_weight, 1)
+        dz = kd_logit_grad(
+            log_q_t, teacher_probs, log_q1, idx, loss.soft_grad_weight, hard_weight, 1
+        )
         n = len(self.weights)
         _, grad_buf = self._buffers(x.shape[-1])
         for i in range(n - 1, -1, -1):
