@@ -276,6 +276,9 @@ class Distiller:
         self.train_time_s_ = time.perf_counter() - start
         return self
 
+    # Long by design: the loop over epochs keeps the selection state (best parameters, stale,
+    # frozen and failed members, history) in locals shared by every epoch; an epoch's steps
+    # are the two *_epoch methods.
     def _train(
         self,
         group: GroupedModel,
