@@ -372,6 +372,41 @@ class Distiller:
         self.history_ = history
         self.epochs_run_ = len(history)
 
+    @classmethod
+    def concat(cls, fits: Sequence[Distiller]) -> Distiller:
+        """Fitted distillers of one architecture as one: member ``i`` of the result is the
+        ``i``-th member over ``fits`` in order (e.g. students that learnt from a transfer set
+        with unlabeled rows next to scratch baselines fitted on its labelled rows alone)."""
+        if not fits:
+            raise ParameterError("concat needs at least one fitted Distiller. Got none.")
+        out = cls(**fits[0].get_params())
+        out._subs = list(fits)
+        out.models_ = [m for f in fits for m in f.models_]
+        out.members_ = [m for f in fits for m in f.members_]
+        out.val_acc_ = [a for f in fits for a in f.val_acc_]
+        out.best_epoch_ = [e for f in fits for e in f.best_epoch_]
+        out.failed_ = {}
+        offset = 0
+        for f in fits:
+            out.failed_ |= {offset + i: why for i, why in f.failed_.items()}
+            offset += len(f.members_)
+        out.epochs_run_ = max(f.epochs_run_ for f in fits)
+        out.history_ = [
+            {
+                k: [
+                    v
+                    for f in fits
+                    for v in (
+                        f.history_[e][k] if e < len(f.history_) else [math.nan] * len(f.members_)
+                    )
+                ]
+                for k in ("train_loss", "val_acc")
+            }
+            for e in range(out.epochs_run_)
+        ]
+        out.train_time_s_ = sum(f.train_time_s_ for f in fits)
+        return out
+
     def _fit_one_by_one(
         self,
         x_train: torch.Tensor,

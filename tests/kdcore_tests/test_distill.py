@@ -240,3 +240,19 @@ def test_unlabeled_rows_train_alike_on_every_backend_and_change_the_student(task
     assert not torch.allclose(labelled.predict_logits(xv), fits["dense"].predict_logits(xv))
     with pytest.raises(ValueError, match="unlabeled rows"):
         Distiller(**params).fit(x, y_u, xv, yv, [Member(0)])
+
+
+def test_concat_joins_fits_member_by_member(task) -> None:
+    """Distiller.concat: member i of the result is member i over the fits, in order (what
+    kdbench does when scratch twins learn from other rows than the distilled students)."""
+    xv = task[2]
+    a = _fit(task, [Member(0, 4.0, 0.9), Member(1, 2.0, 0.5)])
+    b = _fit(task, [Member(2, 1.0, 0.0)], lr=1e30, epochs=3)  # diverges: failed_ moves to 2
+    both = Distiller.concat([a, b])
+    assert both.members_ == a.members_ + b.members_
+    assert both.val_acc_ == a.val_acc_ + b.val_acc_
+    assert set(both.failed_) == {2} and both.failed_[2] == b.failed_[0]
+    logits = both.predict_logits(xv)
+    torch.testing.assert_close(logits[:2], a.predict_logits(xv))
+    assert len(both.history_) == max(a.epochs_run_, b.epochs_run_)
+    assert len(both.history_[0]["val_acc"]) == 3
