@@ -333,6 +333,32 @@ def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[st
     return "\n".join(lines)
 
 
+def _transfer_lines(transfer: dict[str, Any], row: dict[str, Any]) -> list[str]:
+    """The card's account of a [transfer] set: what the student learned from, and the bias
+    shift its user must add (the file is the network as trained)."""
+    if not transfer:
+        return []
+    omitted = transfer.get("omit_classes") or []
+    lines = [
+        f"- Learned from a transfer set: {transfer.get('labelled_rows', 0):,} labelled rows "
+        f"(fraction {transfer.get('fraction', 1.0):g} of each class of the training split"
+        + (f", without class(es) {', '.join(map(str, omitted))}" if omitted else "")
+        + f") and {transfer.get('unlabeled_rows', 0):,} unlabeled rows; the teacher learned "
+        "from the whole training split."
+    ]
+    shift = row.get("bias_shift")
+    if omitted and shift is not None and shift == shift:
+        lines.append(
+            f"- Bias correction: this configuration's students gain accuracy on the omitted "
+            f"classes when their logits are raised by {fmt.number(shift, 3)} (chosen on "
+            "validation; the mean over seeds, each seed's own in seeds.csv). Omitted-class test "
+            f"accuracy {fmt.pct(row.get('omitted_acc'))} "
+            f"→ {fmt.pct(row.get('omitted_acc_corrected'))} %). The file is the network as "
+            "trained: add the shift to those classes' output biases to use it."
+        )
+    return lines
+
+
 # Long by design: the model card is one Markdown document read top to bottom; its sections
 # share the row, the manifest and the formatters.
 def _card(
@@ -407,6 +433,7 @@ def _card(
             else ""
         )
         + f"; splits {meta.sizes} (stratified; the test split was used only for these numbers).",
+        *_transfer_lines(meta.transfer, row),
         "",
         "## Teacher",
         f"- {teacher.members} members ({teacher.arch}), combined by {teacher.combine}; "

@@ -11,6 +11,7 @@ import numpy as np
 __all__ = [
     "METHOD",
     "file_gap",
+    "gap_closed_interval",
     "newcombe_paired",
     "pack_bits",
     "paired_intervals",
@@ -248,6 +249,56 @@ def file_gap(
     y = np.asarray(student, bool)[None]
     lo, hi = newcombe_paired(*_pairs(x, y), z=z_of(level))
     return float(x.mean() - y.mean()), lo, hi
+
+
+def gap_closed_interval(
+    student_right: np.ndarray,
+    scratch_right: np.ndarray,
+    ensemble_right: np.ndarray,
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the fraction of the gap closed,
+    ``(s − r) / (e − r)``: ``s`` the students' mean test accuracy over seeds, ``r`` the scratch
+    twins' (``[seeds, n]`` right/wrong each, paired by seed), ``e`` the ensemble's (``[n]``).
+
+    Each resample weighs the test examples (one draw shared by student, scratch and ensemble:
+    they are paired) and the seeds (one draw shared by a student and its twin), so the interval
+    holds both sources of noise. It is conservative where the seeds differ only through
+    seed × example noise (that noise is counted twice; simulated coverage 99 % at 3 seeds) and
+    near the nominal level where they differ more (1 pp: 96 % at 3 seeds, 97.5 % at 5), but
+    few seeds that differ a lot make it too narrow (2 pp at 3 seeds: 90 %; at 5 seeds: 96 %).
+    A resample whose denominator is not positive is dropped; NaN when more than
+    ``(1 − level) / 2`` of them are (the gap itself is not there)."""
+    s_right = np.asarray(student_right, dtype=bool)
+    r_right = np.asarray(scratch_right, dtype=bool)
+    n_seeds = s_right.shape[0]
+    # The Poisson bootstrap (each example weighed by a Poisson(1) count) on the examples'
+    # right/wrong patterns: the weights of the m examples that share a pattern sum to one
+    # Poisson(m) draw, so a resample costs one draw per distinct pattern, not per example.
+    bits = np.concatenate([s_right, r_right, np.asarray(ensemble_right, bool)[None]]).T
+    patterns, counts = np.unique(bits, axis=0, return_counts=True)
+    rng = np.random.default_rng(seed)
+    weights = rng.poisson(counts.astype(float), (resamples, len(counts))).astype(float)
+    weights /= np.maximum(weights.sum(1, keepdims=True), 1.0)
+    p = patterns.astype(float)
+    s_right, r_right, e_right = p[:, :n_seeds].T, p[:, n_seeds:-1].T, p[:, -1]
+    picks = rng.integers(0, n_seeds, (resamples, n_seeds))
+    per_seed_s, per_seed_r = s_right @ weights.T, r_right @ weights.T  # [seeds, resamples]
+    cols = np.arange(resamples)[None, :]
+    s = per_seed_s[picks.T, cols].mean(0)
+    r = per_seed_r[picks.T, cols].mean(0)
+    e = weights @ e_right
+    den = e - r
+    ok = den > 0
+    tail = (1 - level) / 2
+    if (~ok).mean() > tail:
+        return math.nan, math.nan
+    ratio = (s[ok] - r[ok]) / den[ok]
+    lo, hi = np.quantile(ratio, [tail, 1 - tail])
+    return float(lo), float(hi)
 
 
 def pack_bits(right: np.ndarray) -> str:

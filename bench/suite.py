@@ -39,6 +39,7 @@ __all__ = [
     "StudentTraining",
     "Suite",
     "TeacherConfig",
+    "TransferConfig",
     "check_safe_name",
     "load_suite",
     "parse_suite",
@@ -148,6 +149,37 @@ class CertifyConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """``[transfer]``: what the students learn from (the teacher always trains on the whole
+    training split; validation and test are never touched).
+
+    The transfer set is a stratified, seeded ``fraction`` of each class of the training split,
+    less the classes in ``omit_classes``, plus the rows of the ``unlabeled`` file (without
+    labels: they enter the distillation loss through the soft term only). The scratch twin
+    trains on the transfer set's labelled rows alone (:mod:`bench.transfer`)."""
+
+    fraction: float = number(
+        1.0,
+        float,
+        0.0,
+        1.0,
+        low_open=True,
+        help="stratified, seeded fraction of the training split the students learn from",
+    )
+    omit_classes: tuple[str, ...] = ()  # labels as written in the data: Table.labels
+    unlabeled: str = ""  # a file of extra rows without labels: _path
+    bias_correction: bool = boolean(
+        False,
+        help="shift the omitted classes' logits after training, the shift chosen on validation",
+    )
+
+    @property
+    def active(self) -> bool:
+        """Whether the students learn from anything but the whole labelled training split."""
+        return self.fraction < 1.0 or bool(self.omit_classes) or bool(self.unlabeled)
+
+
+@dataclass(frozen=True)
 class BudgetConfig:
     """``[budget]``: how many trials, how they are sampled, stopped and shared."""
 
@@ -209,6 +241,7 @@ class Suite:
     budget: BudgetConfig = BudgetConfig()
     certify: CertifyConfig = CertifyConfig()
     measure: MeasureConfig = MeasureConfig()
+    transfer: TransferConfig = TransferConfig()
     plugins: PluginsConfig = PluginsConfig()
     description: str = ""
     source: str = field(default="", compare=False)
@@ -226,6 +259,8 @@ class Suite:
         data = self.to_dict()
         data["budget"]["storage"] = ""
         data["budget"]["artifacts"] = ""
+        if not self.transfer.active:  # the digest of a suite written before [transfer] existed
+            data.pop("transfer")
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -414,6 +449,21 @@ def _search(t: Table, family: str) -> SearchSpace:
     return cfg
 
 
+def _transfer(t: Table, base_dir: Path) -> TransferConfig:
+    cfg: TransferConfig = read_fields(
+        TransferConfig,
+        t,
+        omit_classes=t.labels("omit_classes", "an array of class labels as written in the data"),
+        unlabeled=_path(t, "unlabeled", base_dir),
+    )
+    t.finish()
+    if cfg.bias_correction and not cfg.omit_classes:
+        raise t.fail(
+            "bias_correction", "false unless omit_classes names a class (it shifts theirs)", True
+        )
+    return cfg
+
+
 def _budget(t: Table) -> BudgetConfig:
     cfg: BudgetConfig = read_fields(BudgetConfig, t)
     t.finish()
@@ -522,6 +572,7 @@ def parse_suite(
         budget=_budget(top.table("budget")),
         certify=_certify(top.table("certify")),
         measure=_measure(top.table("measure")),
+        transfer=_transfer(top.table("transfer"), base),
         plugins=plugins,
         source=source,
     )
@@ -580,5 +631,12 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
             MeasureConfig(**{k: v for k, v in data["measure"].items() if k != "runtimes"}),
             runtimes=tuple(data["measure"].get("runtimes", MeasureConfig.runtimes)),
         ),
+        transfer=_transfer_from_dict(data.get("transfer")),
         plugins=plugins,
     )
+
+
+def _transfer_from_dict(data: dict[str, Any] | None) -> TransferConfig:
+    if not data:  # a manifest written before [transfer] existed
+        return TransferConfig()
+    return TransferConfig(**{**data, "omit_classes": tuple(data.get("omit_classes", ()))})

@@ -60,6 +60,7 @@ from bench.teachers import (
 )
 from bench.teachers.sanity import check_teacher_labels
 from bench.threads import AUTO, ThreadPolicy
+from bench.transfer import apply_transfer, transfer_summary
 
 if TYPE_CHECKING:
     from bench.parallel import Prestarted
@@ -110,7 +111,7 @@ def _preflight(suite: Suite, cache_dir: Path) -> list[tuple[TaskData, LoadedTeac
     """Load and validate every task's data and teacher files; write nothing."""
     out = []
     for cfg in suite.tasks:
-        task = load_task(cfg)
+        task = apply_transfer(load_task(cfg), suite.transfer, suite.teacher)
         loaded = load_teacher(task, suite.teacher, cache_dir)
         if loaded is not None and suite.teacher.source != "train":  # the user's own files
             check_teacher_labels(
@@ -581,6 +582,7 @@ class _Run:
             "data_sha256": task.data_sha256(),
             "data_source": task.source,
             "preprocessing": task.preprocessing(),
+            "transfer": transfer_summary(task, suite.transfer),
             "teacher": teacher.summary(),
             "warnings": teacher_warnings(task, suite.teacher, teacher),
         }

@@ -22,13 +22,23 @@ import torch
 
 from bench.faults import fault_point
 from bench.records import SCHEMA_VERSION
-from bench.stats import file_gap, pack_bits, paired_intervals, share, summarise_seeds, unpack_bits
+from bench.stats import (
+    file_gap,
+    gap_closed_interval,
+    pack_bits,
+    paired_intervals,
+    share,
+    summarise_seeds,
+    unpack_bits,
+)
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
+from bench.transfer import choose_bias_shift, shift_logits
 from kdcore import (
     Distiller,
     Member,
+    SoftTargets,
     agreement,
     build_student,
     count_flops,
@@ -54,6 +64,7 @@ class Role(StrEnum):
     DISTILLED = "distilled"
     SCRATCH = "scratch"
     GENERALIST = "generalist"  # same trial and seed, taught by a specialist system's generalist
+    FULL = "full_scratch"  # a scratch baseline on the whole training split ([transfer] subset)
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class GroupPlan:
         seeds: Sequence[int],
         scratch_seeds: Sequence[int],
         generalist: bool = False,
+        full_scratch: bool = False,
     ) -> GroupPlan:
         slots: list[Slot] = []
         roles = (Role.DISTILLED, Role.GENERALIST) if generalist else (Role.DISTILLED,)
@@ -102,8 +114,9 @@ class GroupPlan:
             for c in configs:
                 for s in seeds:
                     slots.append(Slot(len(slots), role, s, c.trial, c.temperature, c.alpha))
-        for s in scratch_seeds:
-            slots.append(Slot(len(slots), Role.SCRATCH, s))
+        for role in (Role.SCRATCH, Role.FULL) if full_scratch else (Role.SCRATCH,):
+            for s in scratch_seeds:
+                slots.append(Slot(len(slots), role, s))
         return cls(tuple(slots))
 
     def members(self) -> list[Member]:
@@ -112,8 +125,8 @@ class GroupPlan:
     def distilled(self, trial: int, role: Role = Role.DISTILLED) -> list[Slot]:
         return [s for s in self.slots if s.role is role and s.trial == trial]
 
-    def scratch(self) -> list[Slot]:
-        return [s for s in self.slots if s.role is Role.SCRATCH]
+    def scratch(self, role: Role = Role.SCRATCH) -> list[Slot]:
+        return [s for s in self.slots if s.role is role]
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -197,7 +210,13 @@ def run_group(
         if scratch_seeds is not None
         else [s for s in seeds if scratch.get(family, arch, s) is None]
     )
-    plan = GroupPlan.build(configs, seeds, need_scratch, generalist=teacher.reference is not None)
+    plan = GroupPlan.build(
+        configs,
+        seeds,
+        need_scratch,
+        generalist=teacher.reference is not None,
+        full_scratch=task.transfer_is_subset,
+    )
     started = time.perf_counter()
     watched = [s.index for s in plan.distilled(configs[0].trial)]
     distiller = _fit(
@@ -209,18 +228,9 @@ def run_group(
         train_device,
         None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
     )
-    ev = _Evaluation.of(distiller, teacher, task)
-    new_scratch: dict[str, dict[str, Any]] = {}
-    for slot in plan.scratch():
-        if slot.index in distiller.failed_:
-            continue
-        value = {
-            "scratch_acc": float(ev.right[slot.index].mean()),
-            "scratch_val_acc": distiller.val_acc_[slot.index],
-            "scratch_right": pack_bits(ev.right[slot.index]),  # pairs later trials' KD gains
-        }
-        scratch.put(value, family, arch, slot.seed)
-        new_scratch[ScratchStore.key(family, arch, slot.seed)] = value
+    ev = _Evaluation.of(distiller, teacher, task, suite.transfer.bias_correction)
+    new_scratch = _scratch_entries(plan, ev, family, arch)
+    scratch.data.update(new_scratch)
     group = _Group(
         run_id, task, teacher, family, arch, seeds, phase, plan, scratch, ev, suite.certify.alpha
     )
@@ -241,6 +251,28 @@ def run_group(
     return GroupResult(out, new_scratch, weights)
 
 
+def _scratch_entries(
+    plan: GroupPlan, ev: _Evaluation, family: str, arch: dict[str, int | float]
+) -> dict[str, dict[str, Any]]:
+    """The group's new scratch baselines (:class:`ScratchStore` entries), its failed ones
+    left out: accuracies, and the packed right/wrong bits that pair later trials' KD gains."""
+    failed = ev.distiller.failed_
+    full = {s.seed: s for s in plan.scratch(Role.FULL) if s.index not in failed}
+    out: dict[str, dict[str, Any]] = {}
+    for slot in plan.scratch():
+        if slot.index in failed:
+            continue
+        value = {
+            "scratch_acc": float(ev.right[slot.index].mean()),
+            "scratch_val_acc": ev.distiller.val_acc_[slot.index],
+            "scratch_right": pack_bits(ev.right[slot.index]),
+        }
+        if slot.seed in full:
+            value["full_scratch_acc"] = float(ev.right[full[slot.seed].index].mean())
+        out[ScratchStore.key(family, arch, slot.seed)] = value
+    return out
+
+
 def _fit(
     suite: Suite,
     task: TaskData,
@@ -251,30 +283,77 @@ def _fit(
     on_epoch: Callable[[int, torch.Tensor], None] | None,
 ) -> Distiller:
     """The group's members trained at once (the generalist's students, of a specialist
-    teacher, learn from teacher 1)."""
+    teacher, learn from teacher 1); one fit per run of consecutive slots that learn from the
+    same rows (:func:`_training_parts`), joined by :meth:`Distiller.concat`."""
     st = suite.student
-    teachers = [teacher.targets["train"].to(train_device)]
-    if teacher.reference is not None:
-        teachers.append(teacher.reference["train"].to(train_device))
-    return Distiller(
-        family=st.family,
-        arch=dict(arch),
-        epochs=st.epochs,
-        batch_size=st.batch_size,
-        lr=st.lr,
-        weight_decay=st.weight_decay,
-        patience=st.patience or None,
-        device=train_device,
-        grouped=st.grouped,
-    ).fit(
-        task.x_train,
-        task.y_train,
-        task.x_val,
-        task.y_val,
-        plan.members(),
-        teacher=teachers,
-        on_epoch=on_epoch,
-    )
+    fits = [
+        Distiller(
+            family=st.family,
+            arch=dict(arch),
+            epochs=st.epochs,
+            batch_size=st.batch_size,
+            lr=st.lr,
+            weight_decay=st.weight_decay,
+            patience=st.patience or None,
+            device=train_device,
+            grouped=st.grouped,
+        ).fit(
+            x,
+            y,
+            task.x_val,
+            task.y_val,
+            [s.member() for s in slots],
+            teacher=[t.to(train_device) for t in teachers],
+            on_epoch=on_epoch if i == 0 else None,  # the watched members are the first part's
+        )
+        for i, (slots, x, y, teachers) in enumerate(_training_parts(task, teacher, plan))
+    ]
+    return fits[0] if len(fits) == 1 else Distiller.concat(fits)
+
+
+def _training_parts(
+    task: TaskData, teacher: PreparedTeacher, plan: GroupPlan
+) -> list[tuple[list[Slot], torch.Tensor, torch.Tensor, list[SoftTargets]]]:
+    """The plan's slots in runs that learn from the same rows, with those rows and their
+    teacher targets: distilled students learn from the transfer set (its labelled rows and its
+    unlabeled ones, label -1), scratch twins from its labelled rows alone, full-data scratch
+    baselines from the whole training split ([transfer], :mod:`bench.transfer`). Without a
+    transfer set every slot learns from the training split: one part, one fit."""
+    sources = [teacher.targets] + ([teacher.reference] if teacher.reference is not None else [])
+
+    def rows_of(role: Role) -> str:
+        if task.transfer is None or role is Role.FULL:
+            return "train"
+        if role is Role.SCRATCH or task.x_unlabeled is None:
+            return "labelled"
+        return "transfer"
+
+    def data(kind: str) -> tuple[torch.Tensor, torch.Tensor, list[SoftTargets]]:
+        if kind == "train":
+            return task.x_train, task.y_train, [t["train"] for t in sources]
+        x, y = task.transfer_split()
+        rows = torch.as_tensor(task.transfer)
+        targets = [t["train"].take(rows) for t in sources]
+        if kind == "labelled":
+            return x, y, targets
+        assert task.x_unlabeled is not None
+        unl = task.x_unlabeled
+        return (
+            torch.cat([x, unl]),
+            torch.cat([y, torch.full((len(unl),), -1, dtype=y.dtype)]),
+            [tg.cat(t["unlabeled"]) for tg, t in zip(targets, sources, strict=True)],
+        )
+
+    parts: list[tuple[list[Slot], torch.Tensor, torch.Tensor, list[SoftTargets]]] = []
+    kinds: list[str] = []
+    for slot in plan.slots:
+        kind = rows_of(slot.role)
+        if kinds and kinds[-1] == kind:
+            parts[-1][0].append(slot)
+        else:
+            kinds.append(kind)
+            parts.append(([slot], *data(kind)))
+    return parts
 
 
 @dataclass(frozen=True)
@@ -288,15 +367,36 @@ class _Evaluation:
     ensemble_right: np.ndarray  # [n]
     y: torch.Tensor
     best_member_right: np.ndarray  # [n]: the member best on validation
+    omitted: np.ndarray  # [n]: test examples of the classes omitted from the transfer set
+    shifts: list[float]  # per member: the omitted classes' bias shift chosen on validation
+    corrected_right: np.ndarray | None  # [G, n] with the shift (bias_correction only)
 
     @classmethod
-    def of(cls, distiller: Distiller, teacher: PreparedTeacher, task: TaskData) -> _Evaluation:
+    def of(
+        cls,
+        distiller: Distiller,
+        teacher: PreparedTeacher,
+        task: TaskData,
+        bias_correction: bool = False,
+    ) -> _Evaluation:
         logits = distiller.predict_logits(task.x_test)
         test_lp = teacher.targets["test"].log_probs(1.0)
         y = task.y_test
         val = teacher.member_val_acc
         best = max(range(len(val)), key=lambda i: val[i])  # as PreparedTeacher.best_member_acc
         member = teacher.targets["test"].member_log_probs(1.0)[best]
+        omitted = np.isin(y.numpy(), task.omitted)
+        shifts = [math.nan] * len(logits)
+        corrected = None
+        if bias_correction and task.omitted:  # chosen on validation; test is read once, below
+            val_logits = distiller.predict_logits(task.x_val)
+            shifts = [choose_bias_shift(v, task.y_val, task.omitted) for v in val_logits]
+            corrected = np.stack(
+                [
+                    (shift_logits(lg, task.omitted, b).argmax(-1) == y).numpy()
+                    for lg, b in zip(logits, shifts, strict=True)
+                ]
+            )
         return cls(
             distiller,
             logits,
@@ -305,6 +405,9 @@ class _Evaluation:
             (test_lp.argmax(-1) == y).numpy(),
             y,
             (member.argmax(-1) == y).numpy(),
+            omitted,
+            shifts,
+            corrected,
         )
 
 
@@ -427,6 +530,7 @@ class _Group:
         to_best = paired_intervals(ev.right[[s.index for s in slots]], ev.best_member_right, None)
         row["gap_to_best_member_ci_low"] = to_best["acc_gap_ci_low"]
         row["gap_to_best_member_ci_high"] = to_best["acc_gap_ci_high"]
+        row |= _transfer_cells(self.task, seed_rows, ev, slots, scratch_right)
         row |= _specialist_cells(
             seed_rows,
             ev.right,
@@ -467,7 +571,69 @@ class _Group:
             "kl_to_teacher": kl_to_teacher(ev.test_lp, lg),
             "student_ece": expected_calibration_error(lg, ev.y),
             "best_epoch": ev.distiller.best_epoch_[slot.index],
+            **self._transfer_seed_cells(slot, sc),
         }
+
+    def _transfer_seed_cells(self, slot: Slot, sc: dict[str, Any]) -> dict[str, float]:
+        """A seed's [transfer] cells (NaN where the run has no such thing): accuracy on the
+        omitted classes' test examples, before and after the bias shift, the scratch twin's."""
+        ev, i = self.ev, slot.index
+        nan = math.nan
+
+        def on_omitted(right: np.ndarray | None) -> float:
+            return (
+                float(right[ev.omitted].mean()) if right is not None and ev.omitted.any() else nan
+            )
+
+        twin = unpack_bits(sc["scratch_right"], len(ev.y)) if "scratch_right" in sc else None
+        fixed = ev.corrected_right[i] if ev.corrected_right is not None else None
+        return {
+            "omitted_acc": on_omitted(ev.right[i]),
+            "omitted_acc_corrected": on_omitted(fixed),
+            "student_acc_corrected": float(fixed.mean()) if fixed is not None else nan,
+            "bias_shift": ev.shifts[i],
+            "scratch_omitted_acc": on_omitted(twin),
+            "full_scratch_acc": sc.get("full_scratch_acc", nan),
+        }
+
+
+TRANSFER_SEED_MEANS = (
+    "omitted_acc",
+    "omitted_acc_corrected",
+    "student_acc_corrected",
+    "scratch_omitted_acc",
+    "full_scratch_acc",
+)
+
+
+def _transfer_cells(
+    task: TaskData,
+    seed_rows: list[dict[str, Any]],
+    ev: _Evaluation,
+    slots: list[Slot],
+    scratch_right: np.ndarray | None,
+) -> dict[str, float]:
+    """The row's [transfer] cells: the transfer set's size, the omitted classes' accuracies
+    (mean over seeds, Student-t interval where replicate seeds exist), the mean bias shift and
+    the full-data scratch baseline; and the bootstrap interval of ``gap_closed``."""
+    x, _ = task.transfer_split()
+    unlabeled = 0 if task.x_unlabeled is None else len(task.x_unlabeled)
+    out: dict[str, float] = {
+        "transfer_rows": len(x) + unlabeled,
+        "transfer_unlabeled_rows": unlabeled,
+        "n_test_omitted": int(ev.omitted.sum()),
+    }
+    for col in TRANSFER_SEED_MEANS:  # accuracies: the interval clipped to [0, 1]
+        m, _, lo, hi = summarise_seeds([r[col] for r in seed_rows])
+        out |= {col: m, f"{col}_ci_low": max(lo, 0.0), f"{col}_ci_high": min(hi, 1.0)}
+    out["bias_shift"] = summarise_seeds([r["bias_shift"] for r in seed_rows])[0]
+    lo, hi = (
+        gap_closed_interval(ev.right[[s.index for s in slots]], scratch_right, ev.ensemble_right)
+        if scratch_right is not None
+        else (math.nan, math.nan)
+    )
+    out |= {"gap_closed_ci_low": lo, "gap_closed_ci_high": hi}
+    return out
 
 
 def _specialist_cells(

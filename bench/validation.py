@@ -140,6 +140,23 @@ class Table:
             raise self.fail(key, f"an array of ints >= {low}", value)
         return tuple(value)
 
+    def labels(self, key: str, rule: str) -> tuple[str, ...]:
+        """An array of class labels as written in the data (strings or ints), each once, as
+        strings (``rule`` says what the array is, for the error)."""
+        self.seen.add(key)
+        value = self.data.get(key, [])
+        ok = isinstance(value, list) and all(
+            (isinstance(v, str) and v.strip()) or (isinstance(v, int) and not isinstance(v, bool))
+            for v in value
+        )
+        if not ok:
+            raise self.fail(key, rule, value)
+        names = tuple(str(v) for v in value)
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise self.fail(key, f"each label once (got {twice!r} twice)", value)
+        return names
+
     def table(self, key: str) -> Table:
         self.seen.add(key)
         return Table(self.data.get(key, {}), f"{self.section}.{key}" if self.section else key)

@@ -85,6 +85,7 @@ class TaskEntry:
     data_sha256: str = ""
     data_source: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, list[float]] | None = None
+    transfer: dict[str, Any] = field(default_factory=dict)  # bench.transfer.transfer_summary
     teacher: TeacherSummary = field(default_factory=TeacherSummary)
     warnings: tuple[str, ...] = ()
     ensemble_latency: dict[str, dict[str, Any]] = field(default_factory=dict)

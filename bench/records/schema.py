@@ -34,14 +34,17 @@ __all__ = [
 # 3: the legacy width / depth columns dropped (the MLP's are arch_width / arch_depth)
 # 4: phase 'confirm' became 'certify' (fresh seeds, certification columns, [certify] table);
 #    Student-t seed intervals, acc_gap_pi_*
-SCHEMA_VERSION = 4
+# 5: [transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...) and
+#    the gap_closed interval
+SCHEMA_VERSION = 5
 
 
 def version_hint(version: object) -> str:
     """Why a file of another schema version cannot be read, and what to do about it."""
     if isinstance(version, int) and version < SCHEMA_VERSION:
         return (
-            f"it was written by an older kdbench (schema {version}; schema 4 certifies the "
+            f"it was written by an older kdbench (schema {version}; schema 5 added the "
+            "[transfer] columns, schema 4 certifies the "
             "decision on fresh seeds and replaced the [confirm] phase by [certify], schema 3 "
             "dropped the legacy width/depth columns): run the suite again with this kdbench, "
             "or read the folder with the kdbench that wrote it"
@@ -249,6 +252,128 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "-",
         "(student - scratch) / (ensemble - scratch); NaN when ensemble <= scratch",
+    ),
+    C(
+        "gap_closed_ci_low",
+        "float64",
+        "-",
+        "95 % percentile-bootstrap interval of gap_closed (test examples and seeds resampled, "
+        "student, twin and ensemble paired), lower bound",
+    ),
+    C("gap_closed_ci_high", "float64", "-", "95 % interval of gap_closed, upper bound"),
+    C(
+        "transfer_rows",
+        "Int64",
+        "rows",
+        "rows the distilled students learn from: the [transfer] set's labelled rows plus its "
+        "unlabeled ones (the training split without [transfer])",
+    ),
+    C("transfer_unlabeled_rows", "Int64", "rows", "unlabeled rows of the [transfer] set"),
+    C(
+        "n_test_omitted",
+        "Int64",
+        "examples",
+        "test examples of the classes omitted from the transfer set ([transfer] omit_classes)",
+    ),
+    C(
+        "omitted_acc",
+        "float64",
+        "fraction",
+        "test accuracy of the distilled students on the omitted classes' examples, mean over "
+        "seeds (NaN without omit_classes)",
+        S,
+    ),
+    C(
+        "omitted_acc_ci_low",
+        "float64",
+        "fraction",
+        "95 % Student-t interval over seeds of omitted_acc, lower bound",
+    ),
+    C("omitted_acc_ci_high", "float64", "fraction", "95 % interval of omitted_acc, upper bound"),
+    C(
+        "bias_shift",
+        "float64",
+        "logit",
+        "bias_correction: the shift added to the omitted classes' logits, chosen per student "
+        "on validation (mean over seeds)",
+        S,
+    ),
+    C(
+        "omitted_acc_corrected",
+        "float64",
+        "fraction",
+        "omitted_acc with the bias shift (bias_correction only)",
+        S,
+    ),
+    C(
+        "omitted_acc_corrected_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of omitted_acc_corrected, lower bound",
+    ),
+    C(
+        "omitted_acc_corrected_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of omitted_acc_corrected, upper bound",
+    ),
+    C(
+        "student_acc_corrected",
+        "float64",
+        "fraction",
+        "test accuracy on every class with the bias shift (bias_correction only)",
+        S,
+    ),
+    C(
+        "student_acc_corrected_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of student_acc_corrected, lower bound",
+    ),
+    C(
+        "student_acc_corrected_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of student_acc_corrected, upper bound",
+    ),
+    C(
+        "scratch_omitted_acc",
+        "float64",
+        "fraction",
+        "the scratch twins' test accuracy on the omitted classes' examples (they never saw one)",
+        S,
+    ),
+    C(
+        "scratch_omitted_acc_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of scratch_omitted_acc, lower bound",
+    ),
+    C(
+        "scratch_omitted_acc_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of scratch_omitted_acc, upper bound",
+    ),
+    C(
+        "full_scratch_acc",
+        "float64",
+        "fraction",
+        "the same architecture trained on hard labels on the whole training split, same seeds "
+        "(only when the [transfer] set is a subset: NaN otherwise, where it is scratch_acc)",
+        S,
+    ),
+    C(
+        "full_scratch_acc_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of full_scratch_acc, lower bound",
+    ),
+    C(
+        "full_scratch_acc_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of full_scratch_acc, upper bound",
     ),
     C(
         "ensemble_gain_kept",
@@ -763,6 +888,23 @@ _HIGHER = [
     "specialist_gain_ci_low",
     "specialist_gain_ci_high",
     "gap_closed",
+    "gap_closed_ci_low",
+    "gap_closed_ci_high",
+    "omitted_acc",
+    "omitted_acc_ci_low",
+    "omitted_acc_ci_high",
+    "omitted_acc_corrected",
+    "omitted_acc_corrected_ci_low",
+    "omitted_acc_corrected_ci_high",
+    "student_acc_corrected",
+    "student_acc_corrected_ci_low",
+    "student_acc_corrected_ci_high",
+    "scratch_omitted_acc",
+    "scratch_omitted_acc_ci_low",
+    "scratch_omitted_acc_ci_high",
+    "full_scratch_acc",
+    "full_scratch_acc_ci_low",
+    "full_scratch_acc_ci_high",
     "ensemble_gain_kept",
     "agreement",
     "student_val_acc",
@@ -788,6 +930,10 @@ _NEUTRAL = [
     "n_seeds",
     "seed",
     "n_test",
+    "transfer_rows",
+    "transfer_unlabeled_rows",
+    "n_test_omitted",
+    "bias_shift",
     "teacher_mean_max_prob",
     "best_epoch",
     "latency_threads",

@@ -19,6 +19,7 @@ from bench.records import TaskEntry, TeacherSummary, load_run, task_entry
 from bench.report import plots, tables
 from bench.report.document import Document
 from bench.report.specialists import specialists_section
+from bench.report.transfer import transfer_section
 from bench.rundir import check_writable, inside
 from bench.stats import METHOD
 
@@ -272,6 +273,8 @@ def _task_section(
     spec = entry.teacher.specialists
     if spec:
         specialists_section(doc, sub, entry, spec)
+    if entry.transfer:
+        transfer_section(doc, sub, entry)
     pick = int(rec.chosen["trial"]) if rec.chosen else None
     _latency_section(doc, trials, task, pick, entry)
     _trial_tables(doc, trials, task)

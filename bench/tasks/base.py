@@ -79,6 +79,11 @@ class TaskData:
     source: dict[str, Any] = field(default_factory=dict)
     scaler_mean: np.ndarray | None = None  # per flattened feature, fitted on train; None: scale off
     scaler_scale: np.ndarray | None = None
+    # [transfer] (bench.transfer): the labelled transfer rows (indices into the training
+    # split; None: all of it), the extra unlabeled rows (scaled like train), the omitted classes
+    transfer: np.ndarray | None = None
+    x_unlabeled: torch.Tensor | None = None
+    omitted: tuple[int, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -86,6 +91,14 @@ class TaskData:
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """The features a teacher runs on: every split, and a transfer set's unlabeled rows
+        (``"unlabeled"``) when there are some."""
+        out = {s: self.split(s)[0] for s in ("train", "val", "test")}
+        if self.x_unlabeled is not None:
+            out["unlabeled"] = self.x_unlabeled
+        return out
 
     def fingerprint(self) -> str:
         """sha256 of the split data themselves (not of their config): keys the teacher cache."""
@@ -110,6 +123,18 @@ class TaskData:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
+    @property
+    def transfer_is_subset(self) -> bool:
+        """Whether the transfer set's labelled rows are fewer than the training split's."""
+        return self.transfer is not None and len(self.transfer) < len(self.y_train)
+
+    def transfer_split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labelled rows of the transfer set (the whole training split without one)."""
+        if self.transfer is None:
+            return self.x_train, self.y_train
+        rows = torch.as_tensor(self.transfer)
+        return self.x_train[rows], self.y_train[rows]
+
     def save(self, path: Path) -> None:
         """The loaded splits as one tensor file (for local workers: :func:`task_from_file`
         reads it back without loading the data again or importing scikit-learn)."""
@@ -125,6 +150,9 @@ class TaskData:
                 "scaler": None
                 if self.scaler_mean is None or self.scaler_scale is None
                 else [torch.from_numpy(self.scaler_mean), torch.from_numpy(self.scaler_scale)],
+                "transfer": None if self.transfer is None else torch.from_numpy(self.transfer),
+                "x_unlabeled": self.x_unlabeled,
+                "omitted": list(self.omitted),
             },
             path,
         )
@@ -151,6 +179,9 @@ def task_from_file(path: Path, cfg: TaskConfig) -> TaskData:
         source=json.loads(d["source"]),
         scaler_mean=None if scaler is None else scaler[0].numpy(),
         scaler_scale=None if scaler is None else scaler[1].numpy(),
+        transfer=None if d.get("transfer") is None else d["transfer"].numpy(),
+        x_unlabeled=d.get("x_unlabeled"),
+        omitted=tuple(int(k) for k in d.get("omitted", ())),
     )
 
 

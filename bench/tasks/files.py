@@ -104,15 +104,16 @@ class FileTask(TaskConfig):
         except OSError as exc:
             raise self._fail(f"must be readable. Got {type(exc).__name__}: {exc}.") from None
         fmt = FORMATS[path.suffix.lower()]
+        source: dict[str, Any] = {"path": str(path), "format": fmt, "sha256": digest}
         if fmt == "npz":
             x, labels = self._read_npz(path)
-        else:
-            x, labels = self._read_table(path, fmt)
+        else:  # the feature names: what an unlabeled transfer file must have too
+            x, labels, source["features"] = self._read_table(path, fmt)
         x = self._reshape(x)
         y, names = self._encode(labels)
-        return RawData(x, y, names, {"path": str(path), "format": fmt, "sha256": digest})
+        return RawData(x, y, names, source)
 
-    def _read_table(self, path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    def _read_table(self, path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         import pandas as pd
 
         if fmt == "parquet":  # before reading: pyarrow cannot read a repeated name into pandas
@@ -161,7 +162,7 @@ class FileTask(TaskConfig):
             )
         x = frame[features].to_numpy(dtype=np.float64)
         self._check_finite(x, features)
-        return x, frame[self.target].to_numpy()
+        return x, frame[self.target].to_numpy(), features
 
     @staticmethod
     def _header(path: Path, fmt: str) -> list[str]:
@@ -277,18 +278,7 @@ class FileTask(TaskConfig):
 
 def _classes(t: Table) -> tuple[str, ...]:
     """``classes``: the labels as written in the data (strings or ints), each once."""
-    t.seen.add("classes")
-    value = t.data.get("classes", [])
-    ok = isinstance(value, list) and all(
-        (isinstance(v, str) and v.strip()) or (isinstance(v, int) and not isinstance(v, bool))
-        for v in value
-    )
-    if not ok:
-        raise t.fail("classes", "an array of the labels as written in the data", value)
-    names = tuple(str(v) for v in value)
-    if len(set(names)) != len(names):
-        twice = next(n for n in names if names.count(n) > 1)
-        raise t.fail("classes", f"each label once (got {twice!r} twice)", value)
+    names = t.labels("classes", "an array of the labels as written in the data")
     if len(names) == 1:
-        raise t.fail("classes", "at least two labels", value)
+        raise t.fail("classes", "at least two labels", t.data["classes"])
     return names

@@ -66,7 +66,7 @@ def prepare_teacher(
     run_ensemble: TeacherEnsemble | None = None
     if loaded.ensemble is not None:
         run_ensemble = loaded.ensemble.eval()
-        targets = run_ensemble.cache_outputs({s: task.split(s)[0] for s in SPLITS})
+        targets = run_ensemble.cache_outputs(task.inputs())
         cost_model: TeacherEnsemble | None = run_ensemble
     else:
         assert loaded.logits is not None
@@ -114,7 +114,7 @@ def prepare_teacher(
     )
     info = run_ensemble.specialist_info if run_ensemble is not None else None
     if run_ensemble is not None and info is not None:
-        prepared.reference = {s: targets[s].member(0) for s in SPLITS}
+        prepared.reference = {s: t.member(0) for s, t in targets.items()}
         prepared.extra["specialists"] = specialist_summary(
             task, run_ensemble, targets["test"], info
         )

@@ -57,6 +57,17 @@ candidates = 0
 OFF = "[certify]\ncandidates = 0\n"
 
 
+def assert_refused(code: int, out: str, err: str, expected: str, results: Path) -> None:
+    """Bad input: exit 2, one line naming ``expected`` on stderr, no traceback, no run folder
+    and no cached teacher under ``results``."""
+    assert code == 2, (out, err)
+    assert expected in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    runs = [p for p in results.iterdir() if p.name != "teachers"] if results.exists() else []
+    assert not runs, f"a run folder was created: {runs}"
+    assert not (results / "teachers").exists() or not any((results / "teachers").iterdir())
+
+
 def with_certify(suite: str, body: str) -> str:
     """``suite`` (the tiny suite's text) with its ``[certify]`` table (off) replaced."""
     assert OFF in suite

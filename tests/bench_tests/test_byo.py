@@ -23,6 +23,7 @@ from bench.suite import load_suite
 from bench.sweep import run_suite
 from bench.tasks import FileTask, load_task
 from kdcore import build_student
+from tests.bench_tests.conftest import assert_refused
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = np.array(["cat", "dog", "emu"])
@@ -276,15 +277,6 @@ def _teacher_cases(tmp: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-def _assert_refused(code: int, out: str, err: str, expected: str, results: Path) -> None:
-    assert code == 2, (out, err)
-    assert expected in err, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    runs = [p for p in results.iterdir() if p.name != "teachers"] if results.exists() else []
-    assert not runs, f"a run folder was created: {runs}"
-    assert not (results / "teachers").exists() or not any((results / "teachers").iterdir())
-
-
 @pytest.mark.parametrize(
     "case",
     [
@@ -319,7 +311,7 @@ def test_bad_data_files_exit_2_with_one_line_and_no_run_folder(
         ["run", str(suite), "--out", str(tmp_path / "results"), "--reports", str(tmp_path / "rep")],
         capsys,
     )
-    _assert_refused(code, out, err, expected, tmp_path / "results")
+    assert_refused(code, out, err, expected, tmp_path / "results")
 
 
 @pytest.mark.parametrize(
@@ -348,7 +340,7 @@ def test_bad_teacher_files_exit_2_with_one_line_and_no_run_folder(
         ["run", str(suite), "--out", str(tmp_path / "results"), "--reports", str(tmp_path / "rep")],
         capsys,
     )
-    _assert_refused(code, out, err, expected, tmp_path / "results")
+    assert_refused(code, out, err, expected, tmp_path / "results")
     assert "pwned" not in out + err  # weights_only=True never ran the pickle's code
 
 
@@ -376,7 +368,7 @@ def test_unwritable_output_folders_exit_2_before_anything_runs(
         "--reports": "The reports folder (--reports)",
         "--cache": "The teacher cache (--cache)",
     }[which]
-    _assert_refused(
+    assert_refused(
         code,
         out,
         err,

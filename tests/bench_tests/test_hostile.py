@@ -16,7 +16,7 @@ import pytest
 from bench import faults
 from bench.cli import main
 from bench.errors import InputError
-from bench.records import read_seeds, read_trials
+from bench.records import SCHEMA_VERSION, read_seeds, read_trials
 from bench.rundir import inside
 from bench.study import redact
 from bench.suite import load_suite
@@ -317,7 +317,8 @@ def test_a_truncated_csv_is_not_read_as_valid(finished: Path, capsys) -> None:
         ("seeds", "seeds has 0 row(s) for trial"),
         (
             "schema",
-            "must have schema_version 4 (this kdbench). Got [1] instead: it was written by an older kdbench",
+            f"must have schema_version {SCHEMA_VERSION} (this kdbench). Got [1] instead: it was "
+            "written by an older kdbench",
         ),
     ],
 )

@@ -140,7 +140,8 @@ def test_a_table_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -
     old = to_frame([_row(0)]).assign(schema_version=2)
     write_trials(old, tmp_path)
     with pytest.raises(
-        InputError, match=r"older kdbench \(schema 2; schema 4 certifies .*schema 3 dropped .*width"
+        InputError,
+        match=r"older kdbench \(schema 2; schema 5 added .*schema 4 certifies .*schema 3 dropped .*width",
     ):
         read_trials(tmp_path)
 
