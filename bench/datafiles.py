@@ -3,7 +3,9 @@ check any number of a run independently, written per task into ``DIR/<task>/``:
 
 * ``rows.csv`` — ``row`` (the example's index in the source: the user's file, in file order,
   or ``data.npz`` for a built-in task), ``split`` (``train`` / ``val`` / ``test``), ``label``
-  (the encoded class, 0..C-1) and ``class`` (its name as written in the data);
+  (the encoded class, 0..C-1), ``class`` (its name as written in the data) and ``transfer``
+  (whether the students learn from the row: the labelled rows of the ``[transfer]`` set, every
+  training row without one);
 * ``encoding.json`` — the class order (class ``k`` is ``classes[k]``) and how it was chosen;
 * ``scaler.json`` — the training-split standardisation, per flattened feature:
   ``x_scaled = (x - mean) / scale``, or ``null`` with ``[task] scale = false``;
@@ -28,6 +30,7 @@ from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, 
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.tasks.base import RawData, split_task
+from bench.transfer import apply_transfer
 
 __all__ = ["write_data_files"]
 
@@ -41,6 +44,11 @@ def _rows_csv(task: TaskData) -> str:
         pd.DataFrame({"row": task.rows[s], "split": s, "label": task.split(s)[1].numpy()})
         for s in SPLITS
     ]
+    learnt = np.zeros(len(task.y_train), dtype=bool)
+    learnt[task.transfer if task.transfer is not None else slice(None)] = True
+    parts[0]["transfer"] = learnt
+    for part in parts[1:]:
+        part["transfer"] = False
     frame = pd.concat(parts).sort_values("row").reset_index(drop=True)
     frame["class"] = [task.class_names[k] for k in frame["label"]]
     return frame.to_csv(index=False)
@@ -80,6 +88,9 @@ def _readme(task: TaskData, built_in: bool) -> str:
             f"* Classes: `encoding.json` ({_encoding(task)['rule']}): "
             + ", ".join(f"{k} = {n!r}" for k, n in enumerate(task.class_names))
             + ".",
+            "* Transfer set: `transfer` marks the rows the students learn from (with a "
+            "`[transfer]` table a subset of `train`, plus the unlabeled file's rows, which are "
+            "not rows of the source; without one every `train` row).",
             f"* Preprocessing: {scale}. kdbench fits it on `train` only; apply the same to every "
             "split.",
             "* A compatible teacher: train on the `train` rows, choose on `val`, never on `test`; "
@@ -97,7 +108,8 @@ def write_data_files(suite: Suite, out: Path) -> list[Path]:
     loaded = []
     for cfg in suite.tasks:  # every task checked before any write
         raw = cfg.load()  # type: ignore[attr-defined]
-        loaded.append((split_task(cfg, raw), raw))
+        task = apply_transfer(split_task(cfg, raw), suite.transfer, suite.teacher)
+        loaded.append((task, raw))
     folders = []
     for task, raw in loaded:
         folder = inside(out, task.name)

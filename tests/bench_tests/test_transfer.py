@@ -291,3 +291,45 @@ def test_an_unlabeled_file_of_a_file_task_needs_its_feature_columns_by_name(
     suite.write_text(text + '\n[transfer]\nunlabeled = "u.csv"\n')
     code, out, err = _run(suite, tmp_path, capsys)
     assert_refused(code, out, err, "without column 'c'", tmp_path / "results")
+
+
+@pytest.mark.slow
+def test_a_transfer_run_is_the_same_with_two_workers(tmp_path: Path, capsys) -> None:
+    """Workers read the task (its transfer rows and unlabeled rows) from the task file and run
+    the teacher on the unlabeled rows themselves: the trial table must not change."""
+    pd.DataFrame(_raw_rows(200)).to_csv(tmp_path / "u.csv", index=False)
+    body = '\n[transfer]\nfraction = 0.3\nomit_classes = [2]\nbias_correction = true\nunlabeled = "u.csv"\n'
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE.replace("trials = 3", "trials = 4") + body)
+    tables = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"r{workers}"
+        code = main(
+            ["run", str(suite), "--workers", workers, "--out", str(out), "--reports", str(out)]
+        )
+        assert code == 0, capsys.readouterr().err
+        run = next(p for p in out.iterdir() if p.name.endswith("_tiny"))
+        frame = read_trials(run).sort_values("trial").reset_index(drop=True)
+        tables.append(frame)
+    same = [
+        c
+        for c in tables[0].columns
+        if not any(k in c for k in ("time", "latency", "throughput", "speedup", "datetime"))
+        and c not in ("run_id", "worker", "train_threads")
+    ]
+    pd.testing.assert_frame_equal(tables[0][same], tables[1][same])
+    assert (tables[0]["transfer_unlabeled_rows"] == 200).all()
+    assert tables[0]["omitted_acc_corrected"].notna().all()
+
+
+def test_kdbench_data_marks_the_rows_the_students_learn_from(tmp_path: Path, capsys) -> None:
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE + '\n[transfer]\nfraction = 0.5\nomit_classes = ["0"]\n')
+    assert main(["data", str(suite), "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    rows = pd.read_csv(tmp_path / "d" / "tiny" / "rows.csv")
+    s = load_suite(suite)
+    task = apply_transfer(load_task(s.tasks[0]), s.transfer, s.teacher)
+    marked = rows[rows["transfer"]]
+    assert (marked["split"] == "train").all() and (marked["label"] != 0).all()
+    assert sorted(marked["row"]) == sorted(task.rows["train"][task.transfer].tolist())
