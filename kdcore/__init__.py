@@ -40,6 +40,7 @@ from kdcore.metrics import (
     measure_latency,
     select_device,
 )
+from kdcore.recipes import OPTIMIZERS, SCHEDULES, Recipe
 from kdcore.specialists import (
     Specialist,
     SpecialistCombiner,
@@ -62,6 +63,8 @@ from kdcore.teachers import (
 
 __all__ = [
     "COMBINE_MODES",
+    "OPTIMIZERS",
+    "SCHEDULES",
     "ArchParam",
     "Combiner",
     "DeviceUnavailableError",
@@ -76,6 +79,7 @@ __all__ = [
     "Member",
     "ParameterError",
     "ParameterTypeError",
+    "Recipe",
     "SoftTargets",
     "Specialist",
     "SpecialistCombiner",

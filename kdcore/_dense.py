@@ -26,6 +26,7 @@ from torch import nn
 
 from kdcore._grouped import GroupedModel
 from kdcore.losses import FusedKDLoss, kd_forward_parts, kd_logit_grad
+from kdcore.recipes import Recipe, make_optimizer
 
 
 def dense_layers(template: nn.Module) -> list[tuple[str, float]] | None:
@@ -77,6 +78,7 @@ class DenseGroup:
         weight_decay: float,
         fused_adam: bool,
         seed: int = 0,
+        recipe: Recipe | None = None,
     ) -> None:
         names = [name for name, _ in layers]
         self.names = names
@@ -93,19 +95,23 @@ class DenseGroup:
         self.params = self.weights + self.biases
         self.grads = [torch.zeros_like(p) for p in self.params]
         self.lr, self.weight_decay = float(lr), float(weight_decay)
-        self.fused = fused_adam and hasattr(torch, "_fused_adam_")
+        self.recipe = recipe or Recipe()
+        kernel = "_fused_adamw_" if self.recipe.optimizer == "adamw" else "_fused_adam_"
+        self.fused = fused_adam and hasattr(torch, kernel) and self.recipe.optimizer != "sgd"
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
-        self._adam: torch.optim.Optimizer | None = None
+        self._torch_opt: torch.optim.Optimizer | None = None
         # Activation and gradient buffers per batch width, reused every step: a fresh
         # [8, 77, 256] tensor is over glibc's mmap threshold, and its page faults cost as much
         # as the matrix product that fills it.
         self._work: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-        if not self.fused:  # the foreach implementation, through torch.optim
+        if not self.fused:  # the foreach implementations, through torch.optim
             for p, g in zip(self.params, self.grads, strict=True):
                 p.grad = g
-            self._adam = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
+            self._torch_opt = make_optimizer(
+                self.params, self.recipe, lr, weight_decay, fused=False
+            )
 
     @property
     def num_classes(self) -> int:
@@ -189,10 +195,12 @@ class DenseGroup:
         teacher_probs: torch.Tensor,
         loss: FusedKDLoss,
         hard_rows: torch.Tensor | None = None,
+        lr: float | None = None,
     ) -> torch.Tensor:
-        """One Adam step on a feature-major batch: ``x`` ``[G, d, B]``, labels ``idx``
-        ``[G, 1, B]``, teacher targets ``[G, C, B]``; ``hard_rows`` ``[G, 1, B]``: per-row hard
-        weights when the batch has unlabeled rows. Returns the per-member losses ``[G]``."""
+        """One optimiser step (the recipe's; at ``lr``, default the base rate) on a
+        feature-major batch: ``x`` ``[G, d, B]``, labels ``idx`` ``[G, 1, B]``, teacher targets
+        ``[G, C, B]``; ``hard_rows`` ``[G, 1, B]``: per-row hard weights when the batch has
+        unlabeled rows. Returns the per-member losses ``[G]``."""
         keep: list[torch.Tensor] = []
         z = self.forward(x, keep)
         hard_weight = loss.hard_weight if hard_rows is None else hard_rows
@@ -221,23 +229,26 @@ class DenseGroup:
                 dz = torch.ops.aten.threshold_backward.grad_input(dh, keep[i], 0.0, grad_input=dh)
                 if self.dropout[i - 1] > 0:
                     dz.mul_(1.0 / (1.0 - self.dropout[i - 1]))
-        self._adam_step()
+        self._optimizer_step(self.lr if lr is None else float(lr))
         return losses
 
-    def _adam_step(self) -> None:
-        if self._adam is not None:
-            self._adam.step()
+    def _optimizer_step(self, lr: float) -> None:
+        if self._torch_opt is not None:
+            for param_group in self._torch_opt.param_groups:
+                param_group["lr"] = lr
+            self._torch_opt.step()
             return
-        # What torch.optim.Adam(fused=True).step() does, without its per-call bookkeeping.
+        # What torch.optim.Adam(W)(fused=True).step() does, without its per-call bookkeeping.
         torch._foreach_add_(self.steps, 1)
-        torch._fused_adam_(
+        kernel = torch._fused_adamw_ if self.recipe.optimizer == "adamw" else torch._fused_adam_
+        kernel(
             self.params,
             self.grads,
             self.exp_avg,
             self.exp_avg_sq,
             [],
             self.steps,
-            lr=self.lr,
+            lr=lr,
             beta1=0.9,
             beta2=0.999,
             weight_decay=self.weight_decay,

@@ -29,6 +29,7 @@ from kdcore._grouped import BACKENDS, GroupedModel
 from kdcore.exceptions import ParameterError
 from kdcore.families import build_student
 from kdcore.losses import FusedKDLoss
+from kdcore.recipes import Recipe, make_optimizer
 from kdcore.teachers import SoftTargets
 
 __all__ = ["Distiller", "Member"]
@@ -53,17 +54,6 @@ class Member:
     @property
     def is_scratch(self) -> bool:
         return self.alpha == 0.0
-
-
-def _make_adam(
-    params: list[torch.Tensor], lr: float, weight_decay: float, fused: bool
-) -> torch.optim.Optimizer:
-    if fused:
-        try:
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-        except (RuntimeError, TypeError) as exc:  # fused kernels missing on this build/device
-            log.debug("fused Adam unavailable (%s); using the foreach implementation", exc)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 class Distiller:
@@ -96,6 +86,7 @@ class Distiller:
         eval_batch_size: int = 8192,
         grouped: bool = True,
         backend: str = "auto",
+        recipe: Recipe | None = None,
     ) -> None:
         self.family = family
         self.arch = arch
@@ -109,6 +100,7 @@ class Distiller:
         self.eval_batch_size = eval_batch_size
         self.grouped = grouped
         self.backend = backend
+        self.recipe = recipe  # None: Adam at a constant rate (Recipe())
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters as ``__init__`` takes them: ``Distiller(**d.get_params())``
@@ -235,15 +227,20 @@ class Distiller:
         group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
         group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
         group_seed = sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31
+        recipe = self.recipe or Recipe()
         dense = (
-            DenseGroup(group, layers, self.lr, self.weight_decay, self.fused_adam, group_seed)
+            DenseGroup(
+                group, layers, self.lr, self.weight_decay, self.fused_adam, group_seed, recipe
+            )
             if layers
             else None
         )
         optimizer = (
             None
             if dense
-            else _make_adam(group.parameters(), self.lr, self.weight_decay, self.fused_adam)
+            else make_optimizer(
+                group.parameters(), recipe, self.lr, self.weight_decay, self.fused_adam
+            )
         )
 
         temps = torch.tensor([m.temperature for m in members], dtype=x_train.dtype, device=device)
@@ -314,14 +311,21 @@ class Distiller:
             x_t = x_train.reshape(n_train, -1).t().contiguous()
             targets_t = targets.transpose(1, 2).contiguous() if targets is not None else None
 
+        recipe = self.recipe or Recipe()
+        per_epoch = -(-n_train // self.batch_size)
         for epoch in range(1, self.epochs + 1):
             group.train()
+            first = (epoch - 1) * per_epoch
+            lrs = [
+                self.lr * recipe.lr_factor(first + b, per_epoch, self.epochs)
+                for b in range(per_epoch)
+            ]
             order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
                 device
             )
             if dense is not None:
                 loss_sum = self._dense_epoch(
-                    dense, loss_fn, order, x_t, y_train, targets_t, labelled
+                    dense, loss_fn, order, x_t, y_train, targets_t, lrs, labelled
                 )
             else:
                 assert optimizer is not None
@@ -334,6 +338,7 @@ class Distiller:
                     targets,
                     rows,
                     order,
+                    lrs,
                     None if labelled is None else labelled[order],
                 )
             n_batches = -(-n_train // self.batch_size)
@@ -478,17 +483,19 @@ class Distiller:
         targets: torch.Tensor | None,
         rows: torch.Tensor,
         order: torch.Tensor,
+        lrs: list[float],
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One epoch through autograd on the batched or vmap path. The epoch's data are
         gathered once (``x_epoch``, ``y_epoch``; ``labelled`` ``[G, N]`` when some rows have
         no label); every batch is then a contiguous slice (a view), so the step itself does no
-        indexing work. Returns the summed batch losses."""
+        indexing work; batch ``b`` steps at learning rate ``lrs[b]``. Returns the summed batch
+        losses."""
         t_epoch = targets[rows, order] if targets is not None else None
         p_epoch = t_epoch.exp() if t_epoch is not None else None
         params = group.parameters()
         total = torch.zeros(len(x_epoch), device=x_epoch.device)
-        for lo in range(0, x_epoch.shape[1], self.batch_size):
+        for b, lo in enumerate(range(0, x_epoch.shape[1], self.batch_size)):
             hi = lo + self.batch_size
             logits = group(x_epoch[:, lo:hi])
             lab = None if labelled is None else labelled[:, lo:hi]
@@ -501,6 +508,8 @@ class Distiller:
             for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
                 p.grad = None
             losses.sum().backward()
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lrs[b]
             optimizer.step()
             total += losses.detach()
         return total
@@ -513,6 +522,7 @@ class Distiller:
         x_t: torch.Tensor,
         y_train: torch.Tensor,
         targets_t: torch.Tensor | None,
+        lrs: list[float],
         labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One epoch on the dense path: each member's shuffled data gathered feature-major
@@ -530,7 +540,7 @@ class Distiller:
         lab = None if labelled is None else labelled[order]
         total = torch.zeros(g, device=x_t.device)
         with torch.no_grad():
-            for lo in range(0, n, self.batch_size):
+            for b, lo in enumerate(range(0, n, self.batch_size)):
                 hi = lo + self.batch_size
                 total += dense.step(
                     x_epoch[..., lo:hi],
@@ -539,6 +549,7 @@ class Distiller:
                     p_t[..., lo:hi],
                     loss_fn,
                     None if lab is None else loss_fn.hard_rows(lab[:, lo:hi]).transpose(1, 2),
+                    lr=lrs[b],
                 )
         return total
 
