@@ -213,9 +213,17 @@ class DenseGroup:
             loss.soft_weight,
             hard_weight,
             1,
+            loss.smoothing,
         )
         dz = kd_logit_grad(
-            log_q_t, teacher_probs, log_q1, idx, loss.soft_grad_weight, hard_weight, 1
+            log_q_t,
+            teacher_probs,
+            log_q1,
+            idx,
+            loss.soft_grad_weight,
+            hard_weight,
+            1,
+            loss.smoothing,
         )
         n = len(self.weights)
         _, grad_buf = self._buffers(x.shape[-1])

@@ -302,7 +302,8 @@ class Distiller:
         frozen = torch.zeros(g_count, dtype=torch.bool)
         failed: dict[int, str] = {}
         history: list[dict[str, list[float]]] = []
-        loss_fn = FusedKDLoss(temps, alphas)
+        recipe = self.recipe or Recipe()
+        loss_fn = FusedKDLoss(temps, alphas, recipe.label_smoothing)
         # label -1: an unlabeled row (soft term only; the hard term averages the labelled rows)
         labelled = (y_train >= 0).to(x_train.dtype) if bool((y_train < 0).any()) else None
         y_train = y_train.clamp(min=0)
@@ -311,7 +312,6 @@ class Distiller:
             x_t = x_train.reshape(n_train, -1).t().contiguous()
             targets_t = targets.transpose(1, 2).contiguous() if targets is not None else None
 
-        recipe = self.recipe or Recipe()
         per_epoch = -(-n_train // self.batch_size)
         for epoch in range(1, self.epochs + 1):
             group.train()

@@ -29,6 +29,7 @@ def kd_loss_from_log_probs(
     *,
     temperature: float | torch.Tensor,
     alpha: float | torch.Tensor,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     r"""Hinton's distillation loss with the teacher given as log-probabilities at T.
 
@@ -38,8 +39,9 @@ def kd_loss_from_log_probs(
     Shapes: ``student_logits`` ``[..., B, C]``; ``teacher_log_probs`` broadcastable to it;
     ``labels`` ``[..., B]`` (int64; ``-1`` marks an unlabeled row, which enters the soft term
     only: the hard term is then the mean over the batch's labelled rows, 0 when it has none). ``temperature`` and ``alpha`` are floats or tensors of
-    shape ``[...]`` (one value per group member). Returns a tensor of shape ``[...]``:
-    a scalar for ungrouped inputs, one loss per member otherwise.
+    shape ``[...]`` (one value per group member). ``label_smoothing`` ε smooths the hard
+    term only: its target is ``(1 − ε)·onehot(y) + ε/C`` (``F.cross_entropy``'s). Returns a
+    tensor of shape ``[...]``: a scalar for ungrouped inputs, one loss per member otherwise.
     """
     temperature_t = _as_group_tensor(temperature, student_logits)
     alpha_t = _as_group_tensor(alpha, student_logits)
@@ -52,7 +54,10 @@ def kd_loss_from_log_probs(
     num_classes = student_logits.shape[-1]
     labelled = labels >= 0
     ce = F.cross_entropy(
-        student_logits.reshape(-1, num_classes), labels.clamp(min=0).reshape(-1), reduction="none"
+        student_logits.reshape(-1, num_classes),
+        labels.clamp(min=0).reshape(-1),
+        reduction="none",
+        label_smoothing=label_smoothing,
     ).reshape(labels.shape)
     if bool(labelled.all()):
         hard = ce.mean(dim=-1)
@@ -69,6 +74,7 @@ def kd_loss(
     *,
     temperature: float | torch.Tensor,
     alpha: float | torch.Tensor,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     r"""Knowledge-distillation loss of Hinton, Vinyals & Dean (2015).
 
@@ -96,7 +102,12 @@ def kd_loss(
     t_bc = temperature_t.reshape((*temperature_t.shape, 1, 1))
     teacher_log_probs = F.log_softmax(teacher_logits / t_bc, dim=-1)
     return kd_loss_from_log_probs(
-        student_logits, teacher_log_probs, labels, temperature=temperature, alpha=alpha
+        student_logits,
+        teacher_log_probs,
+        labels,
+        temperature=temperature,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -109,6 +120,7 @@ def kd_forward_parts(
     soft_weight: torch.Tensor,
     hard_weight: torch.Tensor,
     class_dim: int,
+    smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Grouped KD loss ``[G]`` from logits ``z`` (``[G, B, C]`` with ``class_dim = -1``, or
     feature-major ``[G, C, B]`` with ``class_dim = 1``), plus log q_T and log q_1 for the
@@ -119,7 +131,11 @@ def kd_forward_parts(
     log_q1 = F.log_softmax(z, dim=class_dim)
     # per sample: w_s · Σ_c p (log p − log q_T) − w_h · log q_1[y], then the batch mean
     per_sample = (teacher_probs * (teacher_log_probs - log_q_t)).sum(class_dim, keepdim=True)
-    per_sample = per_sample * soft_weight - log_q1.gather(class_dim, idx) * hard_weight
+    nll = log_q1.gather(class_dim, idx)
+    if smoothing:
+        c = log_q1.shape[class_dim]
+        nll = nll * (1.0 - smoothing) + log_q1.sum(class_dim, keepdim=True) * (smoothing / c)
+    per_sample = per_sample * soft_weight - nll * hard_weight
     return per_sample.mean(dim=(-2, -1)), log_q_t, log_q1
 
 
@@ -131,13 +147,19 @@ def kd_logit_grad(
     soft_grad_weight: torch.Tensor,
     hard_weight: torch.Tensor,
     class_dim: int,
+    smoothing: float = 0.0,
 ) -> torch.Tensor:
     """d(per-member loss)/dz in closed form: (alpha T (q_T − p_T) + (1 − alpha)(q_1 −
-    onehot(y))) / B, in the layout of :func:`kd_forward_parts`."""
+    target)) / B with target ``(1 − ε)·onehot(y) + ε/C``, in the layout of
+    :func:`kd_forward_parts`."""
     hard = log_q1.exp()
     hard.scatter_add_(
-        class_dim, idx, torch.full(idx.shape, -1.0, dtype=hard.dtype, device=hard.device)
+        class_dim,
+        idx,
+        torch.full(idx.shape, smoothing - 1.0, dtype=hard.dtype, device=hard.device),
     )
+    if smoothing:
+        hard.sub_(smoothing / log_q1.shape[class_dim])
     grad = log_q_t.exp().sub_(teacher_probs).mul_(soft_grad_weight)
     batch = log_q_t.shape[-1 if class_dim in (1, -2) else -2]
     return grad.add_(hard.mul_(hard_weight)).div_(batch)
@@ -164,12 +186,14 @@ class _FusedKD(torch.autograd.Function):
         soft_weight: torch.Tensor,
         soft_grad_weight: torch.Tensor,
         hard_weight: torch.Tensor,
+        smoothing: float = 0.0,
     ) -> torch.Tensor:
         idx = labels.unsqueeze(-1)
         loss, log_q_t, log_q1 = kd_forward_parts(
-            z, teacher_log_probs, teacher_probs, idx, t_bc, soft_weight, hard_weight, -1
+            z, teacher_log_probs, teacher_probs, idx, t_bc, soft_weight, hard_weight, -1, smoothing
         )
         ctx.save_for_backward(log_q_t, teacher_probs, log_q1, idx, soft_grad_weight, hard_weight)
+        ctx.smoothing = smoothing  # type: ignore[attr-defined]
         return loss
 
     @staticmethod
@@ -177,9 +201,10 @@ class _FusedKD(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight = ctx.saved_tensors  # type: ignore[attr-defined]
-        grad = kd_logit_grad(log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight, -1)
+        smoothing = ctx.smoothing  # type: ignore[attr-defined]
+        grad = kd_logit_grad(log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight, -1, smoothing)
         scale = grad_out.view(-1, 1, 1)
-        return grad.mul_(scale), None, None, None, None, None, None, None
+        return grad.mul_(scale), None, None, None, None, None, None, None, None
 
 
 class FusedKDLoss:
@@ -188,7 +213,10 @@ class FusedKDLoss:
     Same value as :func:`kd_loss_from_log_probs`; its gradient is the closed form above.
     """
 
-    def __init__(self, temperature: torch.Tensor, alpha: torch.Tensor) -> None:
+    def __init__(
+        self, temperature: torch.Tensor, alpha: torch.Tensor, label_smoothing: float = 0.0
+    ) -> None:
+        self.smoothing = float(label_smoothing)  # ε of the hard term's target
         self.t_bc = temperature.view(-1, 1, 1)
         a = alpha.view(-1, 1, 1)
         self.soft_weight = a * self.t_bc**2
@@ -228,6 +256,7 @@ class FusedKDLoss:
             self.soft_weight,
             self.soft_grad_weight,
             self.hard_weight if labelled is None else self.hard_rows(labelled),
+            self.smoothing,
         )
         return loss
 
@@ -239,14 +268,16 @@ def kd_loss_fused(
     *,
     temperature: torch.Tensor,
     alpha: torch.Tensor,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """:func:`kd_loss_from_log_probs` for grouped inputs ``[G, B, C]`` with one temperature and
     alpha per member (tensors ``[G]``); same value, closed-form gradient (faster backward);
-    labels ``-1`` (unlabeled rows) as there."""
+    labels ``-1`` (unlabeled rows) and ``label_smoothing`` as there."""
     unlabeled = labels < 0
+    loss = FusedKDLoss(temperature, alpha, label_smoothing)
     if not bool(unlabeled.any()):
-        return FusedKDLoss(temperature, alpha)(student_logits, teacher_log_probs, labels)
-    return FusedKDLoss(temperature, alpha)(
+        return loss(student_logits, teacher_log_probs, labels)
+    return loss(
         student_logits,
         teacher_log_probs,
         labels.clamp(min=0),

@@ -20,7 +20,8 @@ The learning rate of step ``t`` (0-based, ``S`` steps per epoch, ``E`` epochs,
 * ``onecycle``: torch's ``OneCycleLR`` (cosine annealing, ``pct_start = 0.3``,
   ``div_factor = 25``, ``final_div_factor = 10⁴``, ``max_lr = lr``) over the ``N`` steps.
 
-Optimisers: ``adam`` (Adam, L2 weight decay added to the gradient, as ``torch.optim.Adam``),
+``label_smoothing`` ε smooths the hard-label term's target to ``(1 − ε)·onehot(y) + ε/C``
+(the soft term is the teacher's own). Optimisers: ``adam`` (Adam, L2 weight decay added to the gradient, as ``torch.optim.Adam``),
 ``adamw`` (decoupled weight decay, ``torch.optim.AdamW``), ``sgd`` (``torch.optim.SGD`` with
 ``momentum`` and optionally Nesterov momentum, no dampening).
 """
@@ -59,6 +60,7 @@ class Recipe:
     warmup_epochs: int = 0
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    label_smoothing: float = 0.0  # ε of the hard term's target (kdcore.losses)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -82,6 +84,10 @@ class Recipe:
             raise ParameterError(
                 "warmup_epochs must be 0 with schedule 'onecycle' (it warms up by itself). "
                 f"Got {self.warmup_epochs} instead."
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ParameterError(
+                f"label_smoothing must be in [0, 1). Got {self.label_smoothing} instead."
             )
         if not 0.0 < self.gamma <= 1.0:
             raise ParameterError(f"gamma must be in (0, 1]. Got {self.gamma} instead.")
@@ -117,7 +123,8 @@ class Recipe:
         if sched == "step":
             sched += f" (milestones {list(self.milestones)}, gamma {self.gamma:g})"
         warm = f", warm-up {self.warmup_epochs} epoch(s)" if self.warmup_epochs else ""
-        return f"{opt}, {sched}{warm}"
+        smooth = f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else ""
+        return f"{opt}, {sched}{warm}{smooth}"
 
 
 def _one_cycle(step: int, total: int) -> float:

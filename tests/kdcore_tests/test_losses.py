@@ -139,8 +139,13 @@ def test_ensemble_soft_targets_mean_of_probabilities_and_of_logits() -> None:
         combine_log_probs(members, T, "median")
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("unlabeled", [False, True])
-def test_fused_loss_matches_the_reference_value_and_gradient(unlabeled: bool) -> None:
+def test_fused_loss_matches_the_reference_value_and_gradient(
+    unlabeled: bool, smoothing: float
+) -> None:
+    """The closed-form loss and gradient against autograd through the reference (which
+    smooths with F.cross_entropy's label_smoothing), with unlabeled rows and smoothing."""
     from kdcore import kd_loss_fused
 
     g, b, c = 3, 16, 7
@@ -157,14 +162,15 @@ def test_fused_loss_matches_the_reference_value_and_gradient(unlabeled: bool) ->
     alphas = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
-    ref = kd_loss_from_log_probs(z1, t_lp, y, temperature=temps, alpha=alphas)
-    fused = kd_loss_fused(z2, t_lp, y, temperature=temps, alpha=alphas)
+    kw = {"temperature": temps, "alpha": alphas, "label_smoothing": smoothing}
+    ref = kd_loss_from_log_probs(z1, t_lp, y, **kw)
+    fused = kd_loss_fused(z2, t_lp, y, **kw)
     assert torch.allclose(ref, fused, atol=1e-12)
     (ref * weights).sum().backward()
     (fused * weights).sum().backward()
     assert torch.allclose(z1.grad, z2.grad, atol=1e-12)
     assert torch.autograd.gradcheck(
-        lambda zz: kd_loss_fused(zz, t_lp, y, temperature=temps, alpha=alphas),
+        lambda zz: kd_loss_fused(zz, t_lp, y, **kw),
         (z.clone().requires_grad_(),),
     )
 

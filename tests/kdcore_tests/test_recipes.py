@@ -79,6 +79,7 @@ def test_warmup_rises_linearly_then_the_schedule_runs_over_the_rest() -> None:
         ({"milestones": (3, 2)}, "milestones must be increasing"),
         ({"gamma": 0.0}, "gamma must be in (0, 1]"),
         ({"warmup_epochs": -1}, "warmup_epochs must be >= 0"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be in [0, 1)"),
     ],
 )
 def test_a_bad_recipe_is_refused_with_its_rule(kwargs: dict, fragment: str) -> None:
@@ -96,7 +97,7 @@ RECIPES = [
     Recipe(optimizer="sgd", momentum=0.9, nesterov=True, schedule="cosine", warmup_epochs=1),
     Recipe(optimizer="sgd", momentum=0.0, schedule="step", milestones=(2,), gamma=0.3),
     Recipe(optimizer="adamw", schedule="onecycle"),
-    Recipe(optimizer="adam", schedule="cosine", warmup_epochs=1),
+    Recipe(optimizer="adam", schedule="cosine", warmup_epochs=1, label_smoothing=0.1),
 ]
 
 
