@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.errors import InputError
 from bench.plugins import ensure_entry_points, import_plugins
+from bench.recipe import RecipeFields, check_recipe, read_milestones, recipe_defaults_dropped
 from bench.tasks import TaskConfig, parse_task, task_from_dict
 from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
 from bench.threads import AUTO
@@ -72,14 +73,15 @@ class PluginsConfig:
 
 
 @dataclass(frozen=True)
-class StudentTraining:
-    """``[student]``: the family and how every student trains."""
+class StudentTraining(RecipeFields):
+    """``[student]``: the family and how every student trains (the recipe keys:
+    :mod:`bench.recipe`)."""
 
     family: str = choice("mlp", list_families, help="registered student family")
     epochs: int = number(20, int, 1, 10_000, help="training epochs (best epoch on validation)")
     batch_size: int = number(256, int, 1, 1_000_000, help="mini-batch size")
-    lr: float = number(3e-3, float, 0.0, 1e30, low_open=True, help="Adam learning rate")
-    weight_decay: float = number(0.0, float, 0.0, 1.0, help="Adam weight decay")
+    lr: float = number(3e-3, float, 0.0, 1e30, low_open=True, help="base learning rate")
+    weight_decay: float = number(0.0, float, 0.0, 1.0, help="weight decay (the optimizer's)")
     patience: int = number(0, int, 0, 10_000, help="early stopping on validation (0 = off)")
     grouped: bool = boolean(True, help="train a trial's students as one batched group")
 
@@ -259,6 +261,8 @@ class Suite:
         data = self.to_dict()
         data["budget"]["storage"] = ""
         data["budget"]["artifacts"] = ""
+        for table in ("student", "teacher"):  # as before recipes existed, when left out
+            data[table] = recipe_defaults_dropped(data[table])
         if not self.transfer.active:  # the digest of a suite written before [transfer] existed
             data.pop("transfer")
         text = json.dumps(data, sort_keys=True)
@@ -362,8 +366,10 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
         checkpoint=_path(t, "checkpoint", base_dir),
         checkpoints=_paths(t, "checkpoints", base_dir),
         logits=_path(t, "logits", base_dir),
+        milestones=read_milestones(t),
     )
     t.finish()
+    check_recipe(t, cfg, cfg.epochs)
     if cfg.kind == "ensemble":
         for key in SPECIALIST_KEYS:
             if t.has(key):
@@ -403,8 +409,9 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
 
 
 def _student(t: Table) -> StudentTraining:
-    cfg: StudentTraining = read_fields(StudentTraining, t)
+    cfg: StudentTraining = read_fields(StudentTraining, t, milestones=read_milestones(t))
     t.finish()
+    check_recipe(t, cfg, cfg.epochs)
     return cfg
 
 
@@ -604,11 +611,14 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
     """Rebuild a Suite from :meth:`Suite.to_dict` output (as stored in a manifest)."""
     plugins = PluginsConfig(tuple(data.get("plugins", {}).get("modules", ())))
     import_plugins(plugins.modules, None, "The plugin module of this run")
-    student = StudentTraining(**data["student"])
+    student = StudentTraining(
+        **{**data["student"], "milestones": tuple(data["student"].get("milestones", ()))}
+    )
     ranges = {k: Range(**v) for k, v in data["search"].items()}
     fam = get_family(student.family)
     teacher = dict(data["teacher"])
     teacher["checkpoints"] = tuple(teacher.get("checkpoints", ()))
+    teacher["milestones"] = tuple(teacher.get("milestones", ()))
     return Suite(
         name=data["name"],
         description=data.get("description", ""),

@@ -297,6 +297,7 @@ def _fit(
             patience=st.patience or None,
             device=train_device,
             grouped=st.grouped,
+            recipe=st.recipe(),
         ).fit(
             x,
             y,

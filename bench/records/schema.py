@@ -34,8 +34,8 @@ __all__ = [
 # 3: the legacy width / depth columns dropped (the MLP's are arch_width / arch_depth)
 # 4: phase 'confirm' became 'certify' (fresh seeds, certification columns, [certify] table);
 #    Student-t seed intervals, acc_gap_pi_*
-# 5: [transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...) and
-#    the gap_closed interval
+# 5: [transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...),
+#    the gap_closed interval, the recipe column
 SCHEMA_VERSION = 5
 
 
@@ -855,6 +855,14 @@ COLUMNS: tuple[Column, ...] = (
         "int64",
         "threads",
         "torch threads of this trial's training group ([measure] train_threads; auto: by size)",
+    ),
+    C(
+        "recipe",
+        "string",
+        "-",
+        "how the students trained ([student] optimizer, schedule, warm-up, label smoothing, lr, "
+        "weight decay), e.g. 'sgd (momentum 0.9, nesterov), cosine, warm-up 1 epoch(s), lr "
+        "0.05, weight decay 0.0005'",
     ),
     C("worker", "string", "-", "the process that trained the trial: host:pid"),
     C("retry_of", "Int64", "-", "the trial this one retries (its worker died); NA otherwise"),

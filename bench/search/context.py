@@ -219,7 +219,9 @@ class TaskWorker:
         (``progress``: trials done, of how many)."""
         frozen = study.get_trials(deepcopy=False)[number]
         retry_of = (frozen.system_attrs.get("retry_history") or [None])[0]
-        row = dict(row, worker=self.worker, retry_of=retry_of)
+        st = self.ctx.suite.student
+        recipe = f"{st.recipe().describe()}, lr {st.lr:g}, weight decay {st.weight_decay:g}"
+        row = dict(row, worker=self.worker, retry_of=retry_of, recipe=recipe)
         self.ledger.commit(
             study, number, row, seed_rows, scratch, phase == "search" and self.ctx.pareto
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench.recipe import recipe_defaults_dropped
 from bench.rundir import atomic_write_bytes, atomic_write_text
 from bench.tasks import TaskData
 from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
@@ -29,7 +30,8 @@ def teacher_cache_key(task: TaskData, cfg: TeacherConfig) -> str:
     skip = {"checkpoint", "checkpoints", "logits", "logits_key"}
     if cfg.kind == "ensemble":  # so that ensembles cached before specialists existed stay valid
         skip |= {"kind", *SPECIALIST_KEYS}
-    settings = {k: v for k, v in asdict(cfg).items() if k not in skip}
+    # recipe keys at their defaults left out: caches from before recipes stay valid
+    settings = recipe_defaults_dropped({k: v for k, v in asdict(cfg).items() if k not in skip})
     payload = json.dumps(
         {"task": task.fingerprint(), "teacher": settings, "torch": torch.__version__},
         sort_keys=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.recipe import RecipeFields
 from bench.validation import choice, number, string
 from kdcore import COMBINE_MODES, format_arch
 
@@ -59,8 +60,10 @@ TeacherSource = TrainHere | EnsembleFile | MemberCheckpoints | OfflineLogits
 
 
 @dataclass(frozen=True)
-class TeacherConfig:
-    """The teacher ensemble: trained here, or from files (see :attr:`source`)."""
+class TeacherConfig(RecipeFields):
+    """The teacher ensemble: trained here, or from files (see :attr:`source`); the recipe keys
+    (:mod:`bench.recipe`) are how its members train (a specialist system's generalist too;
+    its specialists train with Adam)."""
 
     # family, arch and the file paths are read by bench.suite (they depend on the source)
     family: str = "seed_teacher"
@@ -68,8 +71,8 @@ class TeacherConfig:
     members: int = number(5, int, 1, 64, help="ensemble size K (trained teachers)")
     epochs: int = number(20, int, 1, 10_000, help="training epochs (best epoch on validation)")
     batch_size: int = number(256, int, 1, 1_000_000, help="mini-batch size")
-    lr: float = number(1e-3, float, 0.0, 10.0, low_open=True, help="Adam learning rate")
-    weight_decay: float = number(0.0, float, 0.0, 1.0, help="Adam weight decay")
+    lr: float = number(1e-3, float, 0.0, 10.0, low_open=True, help="base learning rate")
+    weight_decay: float = number(0.0, float, 0.0, 1.0, help="weight decay (the optimizer's)")
     combine: str = choice("mean_prob", COMBINE_MODES, help="how the members' outputs combine")
     seed: int = number(1000, int, 0, 2**31 - 1, help="member k trains with seed + k")
     checkpoint: str = ""

@@ -41,6 +41,7 @@ def train_members(
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         device=device,
+        recipe=cfg.recipe(),
     ).fit(
         task.x_train,
         task.y_train,

@@ -300,7 +300,7 @@ def test_a_transfer_run_is_the_same_with_two_workers(tmp_path: Path, capsys) -> 
     pd.DataFrame(_raw_rows(200)).to_csv(tmp_path / "u.csv", index=False)
     body = '\n[transfer]\nfraction = 0.3\nomit_classes = [2]\nbias_correction = true\nunlabeled = "u.csv"\n'
     suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY_SUITE.replace("trials = 3", "trials = 4") + body)
+    suite.write_text(TINY_SUITE.replace("trials = 3", "trials = 2") + body)
     tables = []
     for workers in ("1", "2"):
         out = tmp_path / f"r{workers}"
