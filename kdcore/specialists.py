@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcore.exceptions import ParameterError
+from kdcore.recipes import Recipe, make_optimizer
 
 __all__ = [
     "Specialist",
@@ -366,12 +367,14 @@ def train_specialist(
     weight_decay: float = 0.0,
     seed: int = 0,
     device: str = "cpu",
+    recipe: Recipe | None = None,
 ) -> tuple[Specialist, float]:
     """Train one specialist; return it (eval mode, on the CPU) and its validation accuracy.
 
     It starts from the generalist (:func:`init_from_generalist`). Every epoch it sees all
     training examples of its classes and as many others, drawn afresh without replacement
-    (its dustbin), with hard-label cross-entropy and Adam. Its dustbin logit is then shifted
+    (its dustbin), with hard-label cross-entropy and the ``recipe``'s optimiser, schedule and
+    label smoothing (default: Adam at a constant rate). Its dustbin logit is then shifted
     by :func:`dustbin_shift` so it predicts for the natural class mix; the epoch kept is the
     one with the best accuracy on the whole validation split (own classes vs dustbin),
     corrected."""
@@ -392,7 +395,10 @@ def train_specialist(
         net = build_student(family, tuple(x_train.shape[1:]), len(classes) + 1, **arch)
         init_from_generalist(generalist, net, classes)
         model = Specialist(net, len(classes), shift).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        recipe = recipe or Recipe()
+        opt = make_optimizer(list(model.parameters()), recipe, lr, weight_decay, fused=False)
+        per_epoch = -(-(len(own) + n_dust) // batch_size)
+        step = 0
         gen = torch.Generator().manual_seed(seed + 7919)
         xv, yv_d = x_val.to(dev), yv.to(dev)
 
@@ -413,10 +419,15 @@ def train_specialist(
             for lo in range(0, len(rows), batch_size):
                 # The training mix is 1:1, so the dustbin correction is off while training.
                 logits = model.net(xe[lo : lo + batch_size])
-                loss = F.cross_entropy(logits, ye[lo : lo + batch_size])
+                loss = F.cross_entropy(
+                    logits, ye[lo : lo + batch_size], label_smoothing=recipe.label_smoothing
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                for param_group in opt.param_groups:
+                    param_group["lr"] = lr * recipe.lr_factor(step, per_epoch, epochs)
                 opt.step()
+                step += 1
             acc = val_acc()
             if acc > best_acc:
                 best_acc, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}

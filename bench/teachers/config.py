@@ -62,8 +62,8 @@ TeacherSource = TrainHere | EnsembleFile | MemberCheckpoints | OfflineLogits
 @dataclass(frozen=True)
 class TeacherConfig(RecipeFields):
     """The teacher ensemble: trained here, or from files (see :attr:`source`); the recipe keys
-    (:mod:`bench.recipe`) are how its members train (a specialist system's generalist too;
-    its specialists train with Adam)."""
+    (:mod:`bench.recipe`) are how its members train (a specialist system's generalist and
+    specialists too)."""
 
     # family, arch and the file paths are read by bench.suite (they depend on the source)
     family: str = "seed_teacher"

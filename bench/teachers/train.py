@@ -94,6 +94,7 @@ def train_specialist_system(
             weight_decay=cfg.weight_decay,
             seed=cfg.seed + 1 + m,
             device=device,
+            recipe=cfg.recipe(),
         )
         specialists.append(model)
         val_acc.append(acc)

@@ -11,6 +11,7 @@ import torch
 from kdcore import (
     Distiller,
     Member,
+    Recipe,
     SoftTargets,
     SpecialistCombiner,
     TeacherEnsemble,
@@ -201,6 +202,23 @@ def test_a_specialist_starts_from_the_generalist_and_corrects_its_dustbin() -> N
     assert targets.num_classes == 8 and targets.num_members == 2
     lp = targets.log_probs(4.0)
     assert torch.allclose(lp.exp().sum(-1), torch.ones(len(x)), atol=1e-5)
+
+
+def test_a_specialist_trains_with_its_recipe() -> None:
+    """The default recipe is the plain Adam loop; another recipe (SGD, cosine with warm-up,
+    label smoothing) is followed and gives another specialist."""
+    x, y = _blobs(1200, 8, 0)
+    xv, yv = _blobs(400, 8, 1)
+    arch = {"width": 32, "depth": 2}
+    generalist = Distiller(arch=arch, epochs=3).fit(x, y, xv, yv, [Member(0)]).models_[0]
+    args = (generalist, "mlp", arch, [5, 2], x, y, xv, yv)
+    plain, _ = train_specialist(*args, epochs=5, seed=0)
+    same, _ = train_specialist(*args, epochs=5, seed=0, recipe=Recipe())
+    sgd = Recipe(optimizer="sgd", schedule="cosine", warmup_epochs=1, label_smoothing=0.1)
+    other, _ = train_specialist(*args, epochs=5, seed=0, lr=0.05, recipe=sgd)
+    with torch.no_grad():
+        assert torch.equal(plain(xv), same(xv))
+        assert not torch.allclose(plain(xv), other(xv), atol=1e-3)
 
 
 def test_members_of_one_group_can_learn_from_different_teachers() -> None:
