@@ -351,6 +351,8 @@ def init_from_generalist(
     return specialist_net
 
 
+# Long by design: one specialist's epochs (its dustbin drawn afresh, the recipe's steps, the
+# selection on validation) share the loop's state.
 def train_specialist(
     generalist: nn.Module,
     family: str,
