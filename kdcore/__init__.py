@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kdcore._grouped import GroupedModel
+from kdcore.augment import AUGMENT_TEACHERS, Augment, view_inputs, view_targets
 from kdcore.distill import Distiller, Member
 from kdcore.exceptions import (
     DeviceUnavailableError,
@@ -62,10 +63,12 @@ from kdcore.teachers import (
 )
 
 __all__ = [
+    "AUGMENT_TEACHERS",
     "COMBINE_MODES",
     "OPTIMIZERS",
     "SCHEDULES",
     "ArchParam",
+    "Augment",
     "Combiner",
     "DeviceUnavailableError",
     "Distiller",
@@ -116,4 +119,6 @@ __all__ = [
     "solve_specialist_distribution",
     "specialist_objective",
     "train_specialist",
+    "view_inputs",
+    "view_targets",
 ]

@@ -196,11 +196,13 @@ class DenseGroup:
         loss: FusedKDLoss,
         hard_rows: torch.Tensor | None = None,
         lr: float | None = None,
+        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """One optimiser step (the recipe's; at ``lr``, default the base rate) on a
         feature-major batch: ``x`` ``[G, d, B]``, labels ``idx`` ``[G, 1, B]``, teacher targets
         ``[G, C, B]``; ``hard_rows`` ``[G, 1, B]``: per-row hard weights when the batch has
-        unlabeled rows. Returns the per-member losses ``[G]``."""
+        unlabeled rows; ``mix`` (labels2, lam), ``[G, 1, B]`` each: mixup's hard target.
+        Returns the per-member losses ``[G]``."""
         keep: list[torch.Tensor] = []
         z = self.forward(x, keep)
         hard_weight = loss.hard_weight if hard_rows is None else hard_rows
@@ -214,6 +216,7 @@ class DenseGroup:
             hard_weight,
             1,
             loss.smoothing,
+            mix,
         )
         dz = kd_logit_grad(
             log_q_t,
@@ -224,6 +227,7 @@ class DenseGroup:
             hard_weight,
             1,
             loss.smoothing,
+            mix,
         )
         n = len(self.weights)
         _, grad_buf = self._buffers(x.shape[-1])

@@ -26,6 +26,7 @@ import torch
 
 from kdcore._dense import DenseGroup, dense_layers
 from kdcore._grouped import BACKENDS, GroupedModel
+from kdcore.augment import Augment, EpochViews, OnlineTeacher, PixelScale
 from kdcore.exceptions import ParameterError
 from kdcore.families import build_student
 from kdcore.losses import FusedKDLoss
@@ -87,6 +88,7 @@ class Distiller:
         grouped: bool = True,
         backend: str = "auto",
         recipe: Recipe | None = None,
+        augment: Augment | None = None,
     ) -> None:
         self.family = family
         self.arch = arch
@@ -101,6 +103,7 @@ class Distiller:
         self.grouped = grouped
         self.backend = backend
         self.recipe = recipe  # None: Adam at a constant rate (Recipe())
+        self.augment = augment  # None: no augmentation (kdcore.augment)
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters as ``__init__`` takes them: ``Distiller(**d.get_params())``
@@ -116,7 +119,7 @@ class Distiller:
         x_val: torch.Tensor,
         y_val: torch.Tensor,
         members: Sequence[Member],
-        teachers: list[SoftTargets],
+        teachers: list[SoftTargets] | list[OnlineTeacher],
     ) -> None:
         if not members:
             raise ParameterError("fit() needs at least one Member.")
@@ -133,12 +136,31 @@ class Distiller:
                     "Members with alpha > 0 need teacher soft targets (teacher=...); member "
                     f"teacher index {m.teacher} is not among the {len(teachers)} given."
                 )
-        for t in teachers:
-            if len(t) != len(x_train):
+        aug = self.augment if self.augment is not None and self.augment.active else None
+        online = aug is not None and aug.teacher == "online"
+        if aug is not None:
+            aug.check_shape(tuple(x_train.shape[1:]))
+            if aug.mixup > 0 and bool((y_train < 0).any()):
                 raise ParameterError(
-                    f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}."
+                    "mixup needs every training row labelled (mixed hard targets); "
+                    "y_train has unlabeled rows (label -1)."
                 )
-        if len({t.num_classes for t in teachers}) > 1:
+        for t in teachers:
+            if online != (not isinstance(t, SoftTargets)):
+                raise ParameterError(
+                    "augment.teacher = 'online' takes teachers as callables (a batch of inputs "
+                    "-> its SoftTargets), any other fit cached SoftTargets. "
+                    f"Got {type(t).__name__}."
+                )
+            k = aug.views if aug is not None and not online else 1
+            if isinstance(t, SoftTargets) and len(t) != k * len(x_train):
+                views = f" and {k} views of each (kdcore.view_targets)" if k > 1 else ""
+                raise ParameterError(
+                    f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}"
+                    f"{views}."
+                )
+        cached = [t for t in teachers if isinstance(t, SoftTargets)]
+        if len({t.num_classes for t in cached}) > 1:
             raise ParameterError("every teacher must predict the same classes.")
         if len(x_train) != len(y_train) or len(x_val) != len(y_val):
             raise ParameterError("x and y must have the same number of samples.")
@@ -168,8 +190,13 @@ class Distiller:
         y_val: torch.Tensor,
         members: Sequence[Member],
         *,
-        teacher: SoftTargets | Sequence[SoftTargets] | None = None,
+        teacher: SoftTargets
+        | OnlineTeacher
+        | Sequence[SoftTargets]
+        | Sequence[OnlineTeacher]
+        | None = None,
         on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+        pixel_scale: PixelScale = None,
     ) -> Distiller:
         """Train ``members`` (same architecture) at once; select each on validation accuracy.
 
@@ -184,20 +211,27 @@ class Distiller:
         taught by two teachers in one group). ``on_epoch(epoch,
         val_acc)`` is called after every epoch with the per-member validation accuracies; it
         may raise (e.g. ``optuna.TrialPruned``) to abandon the fit.
+
+        With an active ``augment`` (:mod:`kdcore.augment`) every member trains on views of its
+        rows, drawn from its own seeded stream, and learns from the teacher's output on the
+        same view: for ``teacher = "views"`` ``teacher`` holds the outputs on the stored views
+        (:func:`kdcore.view_targets` of ``x_train``), for ``"online"`` it is a callable run on
+        every epoch's views. ``pixel_scale`` ``(mean, scale)`` per feature undoes ``x_train``'s
+        standardisation for the transforms (they move pixels).
         """
         members = list(members)
-        teachers = (
+        teachers: list[Any] = (
             []
             if teacher is None
             else [teacher]
-            if isinstance(teacher, SoftTargets)
+            if isinstance(teacher, SoftTargets) or callable(teacher)
             else list(teacher)
         )
         self._validate(x_train, y_train, x_val, y_val, members, teachers)
         start = time.perf_counter()
         if not self.grouped and len(members) > 1:
             return self._fit_one_by_one(
-                x_train, y_train, x_val, y_val, members, teacher, on_epoch, start
+                x_train, y_train, x_val, y_val, members, teacher, on_epoch, start, pixel_scale
             )
         self._subs: list[Distiller] | None = None
         device = torch.device(self.device)
@@ -205,8 +239,9 @@ class Distiller:
         x_val, y_val = x_val.to(device), y_val.to(device)
         n_train = len(x_train)
         num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
-        if teachers:
-            num_classes = teachers[0].num_classes
+        cached = [t for t in teachers if isinstance(t, SoftTargets)]
+        if cached:
+            num_classes = cached[0].num_classes
         input_shape = tuple(x_train.shape[1:])
         g_count = len(members)
 
@@ -245,7 +280,25 @@ class Distiller:
 
         temps = torch.tensor([m.temperature for m in members], dtype=x_train.dtype, device=device)
         alphas = torch.tensor([m.alpha for m in members], dtype=x_train.dtype, device=device)
-        targets = self._member_targets(members, teachers, n_train, num_classes, x_train, device)
+        aug = self.augment if self.augment is not None and self.augment.active else None
+        views = (
+            EpochViews(
+                aug,
+                x_train,
+                [(m.seed, m.temperature, None if m.is_scratch else m.teacher) for m in members],
+                [t.to(device) if isinstance(t, SoftTargets) else t for t in teachers],
+                pixel_scale,
+                num_classes,
+                self.eval_batch_size,
+            )
+            if aug is not None
+            else None
+        )
+        targets = (
+            None
+            if views is not None
+            else self._member_targets(members, cached, n_train, num_classes, x_train, device)
+        )
         generators = [torch.Generator().manual_seed(m.seed + 7919) for m in members]
         rows = torch.arange(g_count, device=device).unsqueeze(1)
 
@@ -269,6 +322,7 @@ class Distiller:
                 generators,
                 rows,
                 on_epoch,
+                views,
             )
         self.train_time_s_ = time.perf_counter() - start
         return self
@@ -292,6 +346,7 @@ class Distiller:
         generators: list[torch.Generator],
         rows: torch.Tensor,
         on_epoch: Callable[[int, torch.Tensor], None] | None,
+        views: EpochViews | None = None,
     ) -> None:
         device = x_train.device
         n_train, g_count = len(x_train), len(members)
@@ -308,7 +363,7 @@ class Distiller:
         labelled = (y_train >= 0).to(x_train.dtype) if bool((y_train < 0).any()) else None
         y_train = y_train.clamp(min=0)
         live = dense.group_params if dense else lambda: group.params
-        if dense is not None:  # feature-major copies, made once: [d, N] and [G, C, N]
+        if dense is not None and views is None:  # feature-major, made once: [d, N], [G, C, N]
             x_t = x_train.reshape(n_train, -1).t().contiguous()
             targets_t = targets.transpose(1, 2).contiguous() if targets is not None else None
 
@@ -323,23 +378,35 @@ class Distiller:
             order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
                 device
             )
+            y_epoch = y_train[order]
+            lab = None if labelled is None else labelled[order]
+            mix: tuple[torch.Tensor, torch.Tensor] | None = None
+            if views is not None:
+                x_epoch, t_epoch, mix = views.epoch(order, y_train, temps)
             if dense is not None:
+                if views is not None:  # [G, n, ...] -> feature-major [G, d, n]
+                    x_dense = x_epoch.reshape(g_count, n_train, -1).transpose(1, 2).contiguous()
+                    t_dense = None if t_epoch is None else t_epoch.transpose(1, 2).contiguous()
+                else:  # [d, G·N] -> [G, d, N] as a view: the BLAS reads a batch as is
+                    x_dense = x_t.index_select(1, order.reshape(-1)).view(-1, g_count, n_train)
+                    x_dense = x_dense.transpose(0, 1)
+                    t_dense = (
+                        None
+                        if targets_t is None
+                        else targets_t.gather(
+                            2, order.unsqueeze(1).expand(-1, targets_t.shape[1], -1)
+                        )
+                    )
                 loss_sum = self._dense_epoch(
-                    dense, loss_fn, order, x_t, y_train, targets_t, lrs, labelled
+                    dense, loss_fn, x_dense, y_epoch, t_dense, lrs, lab, mix
                 )
             else:
                 assert optimizer is not None
+                if views is None:
+                    x_epoch = x_train[order]
+                    t_epoch = targets[rows, order] if targets is not None else None
                 loss_sum = self._autograd_epoch(
-                    group,
-                    optimizer,
-                    loss_fn,
-                    x_train[order],
-                    y_train[order],
-                    targets,
-                    rows,
-                    order,
-                    lrs,
-                    None if labelled is None else labelled[order],
+                    group, optimizer, loss_fn, x_epoch, y_epoch, t_epoch, lrs, lab, mix
                 )
             n_batches = -(-n_train // self.batch_size)
             train_loss = (loss_sum / n_batches).cpu()
@@ -419,9 +486,10 @@ class Distiller:
         x_val: torch.Tensor,
         y_val: torch.Tensor,
         members: list[Member],
-        teacher: SoftTargets | Sequence[SoftTargets] | None,
+        teacher: Any,
         on_epoch: Callable[[int, torch.Tensor], None] | None,
         start: float,
+        pixel_scale: PixelScale = None,
     ) -> Distiller:
         """``grouped=False``: each member in its own group of one, one after the other (the
         baseline that grouping is measured against); same results, more time."""
@@ -434,6 +502,7 @@ class Distiller:
                 [m],
                 teacher=teacher,
                 on_epoch=on_epoch if i == 0 else None,
+                pixel_scale=pixel_scale,
             )
             for i, m in enumerate(members)
         ]
@@ -480,18 +549,17 @@ class Distiller:
         loss_fn: FusedKDLoss,
         x_epoch: torch.Tensor,
         y_epoch: torch.Tensor,
-        targets: torch.Tensor | None,
-        rows: torch.Tensor,
-        order: torch.Tensor,
+        t_epoch: torch.Tensor | None,
         lrs: list[float],
         labelled: torch.Tensor | None = None,
+        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """One epoch through autograd on the batched or vmap path. The epoch's data are
-        gathered once (``x_epoch``, ``y_epoch``; ``labelled`` ``[G, N]`` when some rows have
-        no label); every batch is then a contiguous slice (a view), so the step itself does no
-        indexing work; batch ``b`` steps at learning rate ``lrs[b]``. Returns the summed batch
-        losses."""
-        t_epoch = targets[rows, order] if targets is not None else None
+        gathered once per member (``x_epoch`` ``[G, N, ...]``, ``y_epoch``, teacher targets
+        ``t_epoch`` ``[G, N, C]``; ``labelled`` ``[G, N]`` when some rows have no label;
+        ``mix`` mixup's second labels and weights ``[G, N]``); every batch is then a
+        contiguous slice (a view), so the step itself does no indexing work; batch ``b``
+        steps at learning rate ``lrs[b]``. Returns the summed batch losses."""
         p_epoch = t_epoch.exp() if t_epoch is not None else None
         params = group.parameters()
         total = torch.zeros(len(x_epoch), device=x_epoch.device)
@@ -499,12 +567,15 @@ class Distiller:
             hi = lo + self.batch_size
             logits = group(x_epoch[:, lo:hi])
             lab = None if labelled is None else labelled[:, lo:hi]
+            mix_b = None if mix is None else (mix[0][:, lo:hi], mix[1][:, lo:hi])
             if t_epoch is not None and p_epoch is not None:
                 losses = loss_fn(
-                    logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi], lab
+                    logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi], lab, mix_b
                 )
             else:
-                losses = loss_fn(logits, torch.zeros_like(logits), y_epoch[:, lo:hi], None, lab)
+                losses = loss_fn(
+                    logits, torch.zeros_like(logits), y_epoch[:, lo:hi], None, lab, mix_b
+                )
             for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
                 p.grad = None
             losses.sum().backward()
@@ -518,27 +589,23 @@ class Distiller:
         self,
         dense: DenseGroup,
         loss_fn: FusedKDLoss,
-        order: torch.Tensor,
-        x_t: torch.Tensor,
-        y_train: torch.Tensor,
-        targets_t: torch.Tensor | None,
+        x_epoch: torch.Tensor,
+        y_epoch: torch.Tensor,
+        t_t: torch.Tensor | None,
         lrs: list[float],
         labelled: torch.Tensor | None = None,
+        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """One epoch on the dense path: each member's shuffled data gathered feature-major
-        once (``x_t`` is ``[d, N]``, ``targets_t`` ``[G, C, N]``), then a step per batch (a
+        """One epoch on the dense path: each member's data gathered feature-major once
+        (``x_epoch`` ``[G, d, N]``, targets ``t_t`` ``[G, C, N]``), then a step per batch (a
         view). Returns the sum of the per-member batch losses."""
-        g, n = order.shape
-        # [d, G·N] -> [G, d, N] as a view: a batch is then a strided matrix the BLAS reads as is
-        x_epoch = x_t.index_select(1, order.reshape(-1)).view(-1, g, n).transpose(0, 1)
-        idx = y_train[order].unsqueeze(1)
-        if targets_t is None:  # scratch only: the soft term weighs 0
-            t_t = x_t.new_zeros(g, dense.num_classes, n)
-        else:
-            t_t = targets_t.gather(2, order.unsqueeze(1).expand(-1, targets_t.shape[1], -1))
+        g, _, n = x_epoch.shape
+        idx = y_epoch.unsqueeze(1)
+        if t_t is None:  # scratch only: the soft term weighs 0
+            t_t = x_epoch.new_zeros(g, dense.num_classes, n)
         p_t = t_t.exp()
-        lab = None if labelled is None else labelled[order]
-        total = torch.zeros(g, device=x_t.device)
+        mix_t = None if mix is None else (mix[0].unsqueeze(1), mix[1].unsqueeze(1))
+        total = torch.zeros(g, device=x_epoch.device)
         with torch.no_grad():
             for b, lo in enumerate(range(0, n, self.batch_size)):
                 hi = lo + self.batch_size
@@ -548,8 +615,11 @@ class Distiller:
                     t_t[..., lo:hi],
                     p_t[..., lo:hi],
                     loss_fn,
-                    None if lab is None else loss_fn.hard_rows(lab[:, lo:hi]).transpose(1, 2),
+                    None
+                    if labelled is None
+                    else loss_fn.hard_rows(labelled[:, lo:hi]).transpose(1, 2),
                     lr=lrs[b],
+                    mix=None if mix_t is None else (mix_t[0][..., lo:hi], mix_t[1][..., lo:hi]),
                 )
         return total
 

@@ -121,17 +121,22 @@ def kd_forward_parts(
     hard_weight: torch.Tensor,
     class_dim: int,
     smoothing: float = 0.0,
+    mix: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Grouped KD loss ``[G]`` from logits ``z`` (``[G, B, C]`` with ``class_dim = -1``, or
     feature-major ``[G, C, B]`` with ``class_dim = 1``), plus log q_T and log q_1 for the
     gradient. ``idx``: the labels with a singleton class dimension; per-member constants
     ``[G, 1, 1]`` (T, alpha·T², 1 − alpha); ``hard_weight`` may also be per row (``[G, B, 1]``,
-    or ``[G, 1, B]`` feature-major: :meth:`FusedKDLoss.hard_rows`)."""
+    or ``[G, 1, B]`` feature-major: :meth:`FusedKDLoss.hard_rows`). ``mix = (idx2, lam)``
+    (mixup, in ``idx``'s layout): the hard target is ``lam·onehot(idx) + (1 − lam)·onehot(idx2)``
+    (before smoothing)."""
     log_q_t = F.log_softmax(z / t_bc, dim=class_dim)
     log_q1 = F.log_softmax(z, dim=class_dim)
     # per sample: w_s · Σ_c p (log p − log q_T) − w_h · log q_1[y], then the batch mean
     per_sample = (teacher_probs * (teacher_log_probs - log_q_t)).sum(class_dim, keepdim=True)
     nll = log_q1.gather(class_dim, idx)
+    if mix is not None:
+        nll = torch.lerp(log_q1.gather(class_dim, mix[0]), nll, mix[1])
     if smoothing:
         c = log_q1.shape[class_dim]
         nll = nll * (1.0 - smoothing) + log_q1.sum(class_dim, keepdim=True) * (smoothing / c)
@@ -148,16 +153,22 @@ def kd_logit_grad(
     hard_weight: torch.Tensor,
     class_dim: int,
     smoothing: float = 0.0,
+    mix: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """d(per-member loss)/dz in closed form: (alpha T (q_T − p_T) + (1 − alpha)(q_1 −
-    target)) / B with target ``(1 − ε)·onehot(y) + ε/C``, in the layout of
-    :func:`kd_forward_parts`."""
+    target)) / B with target ``(1 − ε)·onehot(y) + ε/C`` (``onehot(y)`` mixed as in
+    :func:`kd_forward_parts` under ``mix``), in the layout of :func:`kd_forward_parts`."""
     hard = log_q1.exp()
-    hard.scatter_add_(
-        class_dim,
-        idx,
-        torch.full(idx.shape, smoothing - 1.0, dtype=hard.dtype, device=hard.device),
-    )
+    if mix is None:
+        hard.scatter_add_(
+            class_dim,
+            idx,
+            torch.full(idx.shape, smoothing - 1.0, dtype=hard.dtype, device=hard.device),
+        )
+    else:
+        lam = mix[1].to(hard.dtype).expand(idx.shape)
+        hard.scatter_add_(class_dim, idx, lam * (smoothing - 1.0))
+        hard.scatter_add_(class_dim, mix[0], (1.0 - lam) * (smoothing - 1.0))
     if smoothing:
         hard.sub_(smoothing / log_q1.shape[class_dim])
     grad = log_q_t.exp().sub_(teacher_probs).mul_(soft_grad_weight)
@@ -187,13 +198,28 @@ class _FusedKD(torch.autograd.Function):
         soft_grad_weight: torch.Tensor,
         hard_weight: torch.Tensor,
         smoothing: float = 0.0,
+        mix_labels: torch.Tensor | None = None,
+        mix_lam: torch.Tensor | None = None,
     ) -> torch.Tensor:
         idx = labels.unsqueeze(-1)
+        mix = None
+        if mix_labels is not None and mix_lam is not None:
+            mix = (mix_labels.unsqueeze(-1), mix_lam.unsqueeze(-1).to(z.dtype))
         loss, log_q_t, log_q1 = kd_forward_parts(
-            z, teacher_log_probs, teacher_probs, idx, t_bc, soft_weight, hard_weight, -1, smoothing
+            z,
+            teacher_log_probs,
+            teacher_probs,
+            idx,
+            t_bc,
+            soft_weight,
+            hard_weight,
+            -1,
+            smoothing,
+            mix,
         )
         ctx.save_for_backward(log_q_t, teacher_probs, log_q1, idx, soft_grad_weight, hard_weight)
         ctx.smoothing = smoothing  # type: ignore[attr-defined]
+        ctx.mix = mix  # type: ignore[attr-defined]
         return loss
 
     @staticmethod
@@ -202,9 +228,12 @@ class _FusedKD(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight = ctx.saved_tensors  # type: ignore[attr-defined]
         smoothing = ctx.smoothing  # type: ignore[attr-defined]
-        grad = kd_logit_grad(log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight, -1, smoothing)
+        mix = ctx.mix  # type: ignore[attr-defined]
+        grad = kd_logit_grad(
+            log_q_t, p, log_q1, idx, soft_grad_weight, hard_weight, -1, smoothing, mix
+        )
         scale = grad_out.view(-1, 1, 1)
-        return grad.mul_(scale), None, None, None, None, None, None, None, None
+        return grad.mul_(scale), *([None] * 10)
 
 
 class FusedKDLoss:
@@ -238,9 +267,12 @@ class FusedKDLoss:
         labels: torch.Tensor,
         teacher_probs: torch.Tensor | None = None,
         labelled: torch.Tensor | None = None,
+        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``[G]`` losses; ``labelled`` (``[G, B]``, floats) marks the labelled rows of a batch
-        that has unlabeled ones (their labels may then be any valid class index)."""
+        that has unlabeled ones (their labels may then be any valid class index); ``mix =
+        (labels2, lam)`` (``[G, B]`` each): mixup's hard target ``lam·onehot(labels) + (1 −
+        lam)·onehot(labels2)``."""
         teacher_log_probs = teacher_log_probs.expand_as(student_logits)
         probs = (
             teacher_log_probs.exp()
@@ -257,6 +289,8 @@ class FusedKDLoss:
             self.soft_grad_weight,
             self.hard_weight if labelled is None else self.hard_rows(labelled),
             self.smoothing,
+            None if mix is None else mix[0],
+            None if mix is None else mix[1],
         )
         return loss
 
