@@ -30,6 +30,7 @@ from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, 
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.tasks.base import RawData, split_task
+from bench.augment import channel_scaled
 from bench.transfer import apply_transfer
 
 __all__ = ["write_data_files"]
@@ -108,7 +109,8 @@ def write_data_files(suite: Suite, out: Path) -> list[Path]:
     loaded = []
     for cfg in suite.tasks:  # every task checked before any write
         raw = cfg.load()  # type: ignore[attr-defined]
-        task = apply_transfer(split_task(cfg, raw), suite.transfer, suite.teacher)
+        task = channel_scaled(split_task(cfg, raw), suite)
+        task = apply_transfer(task, suite.transfer, suite.teacher)
         loaded.append((task, raw))
     folders = []
     for task, raw in loaded:

@@ -26,7 +26,7 @@ from bench.tasks import TaskConfig, parse_task, task_from_dict
 from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
 from bench.threads import AUTO
 from bench.validation import Range, Table, boolean, choice, number, read_fields, string
-from kdcore import get_family, list_families
+from kdcore import AUGMENT_TEACHERS, Augment, get_family, list_families
 
 __all__ = [
     "DEFAULT_MAX_GAP_PP",
@@ -182,6 +182,39 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """``[augment]``: views of image rows that a student and its teacher both see
+    (:mod:`kdcore.augment`, :mod:`bench.augment`); the scratch twin sees the same views."""
+
+    random_crop: int = number(0, int, 0, 255, help="pixels of padding for random crops (0 = off)")
+    hflip: bool = boolean(False, help="mirror half the views left to right")
+    mixup: float = number(0.0, float, 0.0, 100.0, help="Beta(a, a) mixing of pairs (0 = off)")
+    teacher: str = choice(
+        "views",
+        AUGMENT_TEACHERS,
+        help="'views': the teacher runs once on K stored views per row; 'online': on every "
+        "epoch's views",
+    )
+    views: int = number(8, int, 1, 1024, help="stored views per row (teacher = 'views')")
+
+    @property
+    def active(self) -> bool:
+        """Whether any transform is on."""
+        return self.random_crop > 0 or self.hflip or self.mixup > 0
+
+    def augment(self, seed: int) -> Augment | None:
+        """kdcore's :class:`~kdcore.Augment` (its stored views seeded by ``seed``), or None."""
+        if not self.active:
+            return None
+        return Augment(self.random_crop, self.hflip, self.mixup, self.teacher, self.views, seed)
+
+    def describe(self) -> str:
+        """The ``augment`` column: ``"none"`` or e.g. ``"crop 1, flip; teacher: 8 views"``."""
+        aug = self.augment(0)
+        return "none" if aug is None else aug.describe()
+
+
+@dataclass(frozen=True)
 class BudgetConfig:
     """``[budget]``: how many trials, how they are sampled, stopped and shared."""
 
@@ -244,6 +277,7 @@ class Suite:
     certify: CertifyConfig = CertifyConfig()
     measure: MeasureConfig = MeasureConfig()
     transfer: TransferConfig = TransferConfig()
+    augment: AugmentConfig = AugmentConfig()
     plugins: PluginsConfig = PluginsConfig()
     description: str = ""
     source: str = field(default="", compare=False)
@@ -265,6 +299,8 @@ class Suite:
             data[table] = recipe_defaults_dropped(data[table])
         if not self.transfer.active:  # the digest of a suite written before [transfer] existed
             data.pop("transfer")
+        if not self.augment.active:  # nor before [augment]
+            data.pop("augment")
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -471,6 +507,12 @@ def _transfer(t: Table, base_dir: Path) -> TransferConfig:
     return cfg
 
 
+def _augment(t: Table) -> AugmentConfig:
+    cfg: AugmentConfig = read_fields(AugmentConfig, t)
+    t.finish()
+    return cfg
+
+
 def _budget(t: Table) -> BudgetConfig:
     cfg: BudgetConfig = read_fields(BudgetConfig, t)
     t.finish()
@@ -580,6 +622,7 @@ def parse_suite(
         certify=_certify(top.table("certify")),
         measure=_measure(top.table("measure")),
         transfer=_transfer(top.table("transfer"), base),
+        augment=_augment(top.table("augment")),
         plugins=plugins,
         source=source,
     )
@@ -642,6 +685,7 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
             runtimes=tuple(data["measure"].get("runtimes", MeasureConfig.runtimes)),
         ),
         transfer=_transfer_from_dict(data.get("transfer")),
+        augment=AugmentConfig(**(data.get("augment") or {})),  # absent: before [augment]
         plugins=plugins,
     )
 

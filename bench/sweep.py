@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
+from bench.augment import channel_scaled, check_augment
 from bench.errors import InputError, is_write_error
 from bench.measure import all_cores
 from bench.plugins import loaded_plugins
@@ -111,7 +112,9 @@ def _preflight(suite: Suite, cache_dir: Path) -> list[tuple[TaskData, LoadedTeac
     """Load and validate every task's data and teacher files; write nothing."""
     out = []
     for cfg in suite.tasks:
-        task = apply_transfer(load_task(cfg), suite.transfer, suite.teacher)
+        task = channel_scaled(load_task(cfg), suite)
+        task = apply_transfer(task, suite.transfer, suite.teacher)
+        check_augment(task, suite)
         loaded = load_teacher(task, suite.teacher, cache_dir)
         if loaded is not None and suite.teacher.source != "train":  # the user's own files
             check_teacher_labels(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.augment import part_teachers, pixel_scale
 from bench.faults import fault_point
 from bench.records import SCHEMA_VERSION
 from bench.stats import (
@@ -286,6 +287,15 @@ def _fit(
     teacher, learn from teacher 1); one fit per run of consecutive slots that learn from the
     same rows (:func:`_training_parts`), joined by :meth:`Distiller.concat`."""
     st = suite.student
+    aug = suite.augment.augment(task.config.seed)
+    scale = pixel_scale(task) if aug is not None else None
+
+    def teachers_of(part: _Part) -> list[Any]:
+        if aug is None:
+            return [t.to(train_device) for t in part.teachers]
+        scratch_only = all(s.member().is_scratch for s in part.slots)
+        return part_teachers(teacher, task, aug, part.kind, part.x, scratch_only, train_device)
+
     fits = [
         Distiller(
             family=st.family,
@@ -298,23 +308,36 @@ def _fit(
             device=train_device,
             grouped=st.grouped,
             recipe=st.recipe(),
+            augment=aug,
         ).fit(
-            x,
-            y,
+            part.x,
+            part.y,
             task.x_val,
             task.y_val,
-            [s.member() for s in slots],
-            teacher=[t.to(train_device) for t in teachers],
+            [s.member() for s in part.slots],
+            teacher=teachers_of(part),
             on_epoch=on_epoch if i == 0 else None,  # the watched members are the first part's
+            pixel_scale=scale,
+            num_classes=task.num_classes,
         )
-        for i, (slots, x, y, teachers) in enumerate(_training_parts(task, teacher, plan))
+        for i, part in enumerate(_training_parts(task, teacher, plan))
     ]
     return fits[0] if len(fits) == 1 else Distiller.concat(fits)
 
 
-def _training_parts(
-    task: TaskData, teacher: PreparedTeacher, plan: GroupPlan
-) -> list[tuple[list[Slot], torch.Tensor, torch.Tensor, list[SoftTargets]]]:
+@dataclass
+class _Part:
+    """Consecutive slots of a group that learn from the same rows (``kind``), with those rows
+    and their teachers' cached targets."""
+
+    kind: str
+    slots: list[Slot]
+    x: torch.Tensor
+    y: torch.Tensor
+    teachers: list[SoftTargets]
+
+
+def _training_parts(task: TaskData, teacher: PreparedTeacher, plan: GroupPlan) -> list[_Part]:
     """The plan's slots in runs that learn from the same rows, with those rows and their
     teacher targets: distilled students learn from the transfer set (its labelled rows and its
     unlabeled ones, label -1), scratch twins from its labelled rows alone, full-data scratch
@@ -345,15 +368,13 @@ def _training_parts(
             [tg.cat(t["unlabeled"]) for tg, t in zip(targets, sources, strict=True)],
         )
 
-    parts: list[tuple[list[Slot], torch.Tensor, torch.Tensor, list[SoftTargets]]] = []
-    kinds: list[str] = []
+    parts: list[_Part] = []
     for slot in plan.slots:
         kind = rows_of(slot.role)
-        if kinds and kinds[-1] == kind:
-            parts[-1][0].append(slot)
+        if parts and parts[-1].kind == kind:
+            parts[-1].slots.append(slot)
         else:
-            kinds.append(kind)
-            parts.append(([slot], *data(kind)))
+            parts.append(_Part(kind, [slot], *data(kind)))
     return parts
 
 

@@ -156,8 +156,7 @@ class Distiller:
             if isinstance(t, SoftTargets) and len(t) != k * len(x_train):
                 views = f" and {k} views of each (kdcore.view_targets)" if k > 1 else ""
                 raise ParameterError(
-                    f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}"
-                    f"{views}."
+                    f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}{views}."
                 )
         cached = [t for t in teachers if isinstance(t, SoftTargets)]
         if len({t.num_classes for t in cached}) > 1:
@@ -197,6 +196,7 @@ class Distiller:
         | None = None,
         on_epoch: Callable[[int, torch.Tensor], None] | None = None,
         pixel_scale: PixelScale = None,
+        num_classes: int | None = None,
     ) -> Distiller:
         """Train ``members`` (same architecture) at once; select each on validation accuracy.
 
@@ -217,7 +217,8 @@ class Distiller:
         same view: for ``teacher = "views"`` ``teacher`` holds the outputs on the stored views
         (:func:`kdcore.view_targets` of ``x_train``), for ``"online"`` it is a callable run on
         every epoch's views. ``pixel_scale`` ``(mean, scale)`` per feature undoes ``x_train``'s
-        standardisation for the transforms (they move pixels).
+        standardisation for the transforms (they move pixels). ``num_classes``: the students'
+        outputs (default: the teacher's, else the largest label + 1).
         """
         members = list(members)
         teachers: list[Any] = (
@@ -231,17 +232,26 @@ class Distiller:
         start = time.perf_counter()
         if not self.grouped and len(members) > 1:
             return self._fit_one_by_one(
-                x_train, y_train, x_val, y_val, members, teacher, on_epoch, start, pixel_scale
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                members,
+                teacher,
+                on_epoch,
+                start,
+                pixel_scale,
+                num_classes,
             )
         self._subs: list[Distiller] | None = None
         device = torch.device(self.device)
         x_train, y_train = x_train.to(device), y_train.to(device)
         x_val, y_val = x_val.to(device), y_val.to(device)
         n_train = len(x_train)
-        num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
         cached = [t for t in teachers if isinstance(t, SoftTargets)]
-        if cached:
-            num_classes = cached[0].num_classes
+        if num_classes is None:
+            num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
+            num_classes = cached[0].num_classes if cached else num_classes
         input_shape = tuple(x_train.shape[1:])
         g_count = len(members)
 
@@ -490,6 +500,7 @@ class Distiller:
         on_epoch: Callable[[int, torch.Tensor], None] | None,
         start: float,
         pixel_scale: PixelScale = None,
+        num_classes: int | None = None,
     ) -> Distiller:
         """``grouped=False``: each member in its own group of one, one after the other (the
         baseline that grouping is measured against); same results, more time."""
@@ -503,6 +514,7 @@ class Distiller:
                 teacher=teacher,
                 on_epoch=on_epoch if i == 0 else None,
                 pixel_scale=pixel_scale,
+                num_classes=num_classes,
             )
             for i, m in enumerate(members)
         ]

@@ -36,7 +36,8 @@ __all__ = [
 #    Student-t seed intervals, acc_gap_pi_*
 # 5: [transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...),
 #    the gap_closed interval, the recipe column
-SCHEMA_VERSION = 5
+# 6: the augment column ([augment])
+SCHEMA_VERSION = 6
 
 
 def version_hint(version: object) -> str:
@@ -863,6 +864,13 @@ COLUMNS: tuple[Column, ...] = (
         "how the students trained ([student] optimizer, schedule, warm-up, label smoothing, lr, "
         "weight decay), e.g. 'sgd (momentum 0.9, nesterov), cosine, warm-up 1 epoch(s), lr "
         "0.05, weight decay 0.0005'",
+    ),
+    C(
+        "augment",
+        "string",
+        "-",
+        "the views students and their teacher saw ([augment]): 'none', or e.g. 'crop 1, flip, "
+        "mixup 0.2; teacher: 8 views' (or 'teacher: online')",
     ),
     C("worker", "string", "-", "the process that trained the trial: host:pid"),
     C("retry_of", "Int64", "-", "the trial this one retries (its worker died); NA otherwise"),

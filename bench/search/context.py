@@ -221,7 +221,8 @@ class TaskWorker:
         retry_of = (frozen.system_attrs.get("retry_history") or [None])[0]
         st = self.ctx.suite.student
         recipe = f"{st.recipe().describe()}, lr {st.lr:g}, weight decay {st.weight_decay:g}"
-        row = dict(row, worker=self.worker, retry_of=retry_of, recipe=recipe)
+        augment = self.ctx.suite.augment.describe()
+        row = dict(row, worker=self.worker, retry_of=retry_of, recipe=recipe, augment=augment)
         self.ledger.commit(
             study, number, row, seed_rows, scratch, phase == "search" and self.ctx.pareto
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.jsonsafe import json_safe
 from kdcore import SoftTargets, TeacherEnsemble
@@ -44,9 +45,12 @@ class PreparedTeacher:
     extra: dict[str, object] = field(default_factory=dict)
     # Specialists: the generalist alone, per split (students taught by it are the baseline).
     reference: dict[str, SoftTargets] | None = None
+    # [augment] (bench.augment): the teacher as callables on views, and its outputs on each
+    # training part's stored views, made once per process
+    views: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
-        heavy = ("ensemble", "cost_model", "targets", "reference")
+        heavy = ("ensemble", "cost_model", "targets", "reference", "views")
         data = {k: v for k, v in vars(self).items() if k not in heavy}
         out: dict[str, object] = json_safe(data)
         return out
