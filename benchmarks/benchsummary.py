@@ -85,6 +85,7 @@ def summarise(data: dict[str, Any]) -> str:
                 )
     lines += _suite_runs(benches)
     lines += _student_lr(benches)
+    lines += _augment(benches)
     grouped = benches.get("test_trial_grouped_per_student", {}).get("extra_info", {})
     if grouped:
         lines.append(
@@ -123,6 +124,42 @@ def _suite_runs(benches: dict[str, Any]) -> list[str]:
             f"{r.get('recommended_params')} params | {r.get('certified')} of "
             f"{r.get('candidates')} | {_fmt(r.get('certify_bound_pp', ''))} | "
             f"{_fmt(r.get('gap_high_pp', ''))} |"
+        )
+    return lines
+
+
+def _augment(benches: dict[str, Any]) -> list[str]:
+    """The consistent-teacher trial (test_bench_augment.py): time per trial by teacher mode."""
+    trials = {n: b for n, b in benches.items() if n.startswith("test_augment_trial_")}
+    if not trials:
+        return []
+    base = trials.get("test_augment_trial_none", {}).get("stats", {}).get("median")
+    lines = [
+        "",
+        "| digits CNN trial (4 seeds + 4 scratch twins) | median s | vs none | distilled test acc | scratch test acc |",
+        "|---|---|---|---|---|",
+    ]
+    for b in trials.values():
+        e, med = b["extra_info"], b["stats"]["median"]
+        ratio = f"{med / base:.2f}×" if base else ""
+        lines.append(
+            f"| {e['mode']} | {med:.3g} | {ratio} | {_fmt(e['distilled_test_acc'])} | "
+            f"{_fmt(e['scratch_test_acc'])} |"
+        )
+    pre = benches.get("test_augment_views_precompute")
+    if pre:
+        e = pre["extra_info"]
+        lines.append(
+            f"\nStored views: the teacher ({e['teacher_members']} members) on {e['rows']:,} views "
+            f"({e['views']} per image) once, {pre['stats']['median']:.3g} s; their outputs hold "
+            f"{e['stored_target_bytes'] / 2**20:.2f} MiB."
+        )
+    alone = trials.get("test_augment_trial_views_one_by_one")
+    views = next((b for n, b in trials.items() if n == "test_augment_trial_views"), None)
+    if alone and views:
+        lines.append(
+            f"Grouping under stored views: {alone['stats']['median'] / views['stats']['median']:.1f}× "
+            "faster than the same members one by one."
         )
     return lines
 
