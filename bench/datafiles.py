@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.augment import channel_scaled
 from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.tasks.base import RawData, split_task
-from bench.augment import channel_scaled
 from bench.transfer import apply_transfer
 
 __all__ = ["write_data_files"]

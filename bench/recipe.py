@@ -9,8 +9,9 @@ leaves them at their defaults as they were before recipes existed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Self
 
 from bench.validation import Table, boolean, choice, number
 from kdcore import OPTIMIZERS, SCHEDULES, Recipe
@@ -43,6 +44,11 @@ class RecipeFields:
 
     def recipe(self) -> Recipe:
         return Recipe(**{k: getattr(self, k) for k in RECIPE_KEYS})
+
+    def with_values(self, values: Mapping[str, float]) -> Self:
+        """The same table with the fields in ``values`` replaced (a trial's sampled keys)."""
+        changes: dict[str, Any] = dict(values)
+        return replace(self, **changes)
 
 
 RECIPE_KEYS = tuple(f.name for f in fields(RecipeFields))

@@ -27,7 +27,7 @@ from bench.suite import SearchSpace
 from bench.validation import Range
 from kdcore import arch_for_size, get_family
 
-__all__ = ["Sizer", "arch_of", "distributions", "pinned", "trial_arch"]
+__all__ = ["Sizer", "arch_of", "distributions", "pinned", "trial_arch", "trial_recipe"]
 
 # the kinds kdbench samples (a family's parameters, size, T, alpha)
 Distribution = optuna.distributions.IntDistribution | optuna.distributions.FloatDistribution
@@ -66,9 +66,15 @@ def trial_arch(
     return arch_of({**trial.params, **derived}, space, family)
 
 
+def trial_recipe(trial: optuna.Trial | FrozenTrial, space: SearchSpace) -> dict[str, float]:
+    """The searched recipe keys of a trial (``{}`` when ``[search]`` samples none): with its
+    architecture, what its training group shares."""
+    return {n: float(trial.params[n]) for n in space.recipe_names}
+
+
 def pinned(dists: dict[str, Distribution], params: dict[str, Any]) -> dict[str, Distribution]:
-    """``dists`` with every architecture-defining parameter (all but T and alpha) fixed to its
-    value in ``params`` (log flag kept, so storages accept it as the same parameter)."""
+    """``dists`` with every parameter a group shares (the architecture, the searched recipe
+    keys: all but T and alpha) fixed to its value in ``params`` (log flag kept, so storages accept it as the same parameter)."""
     out = dict(dists)
     for name, d in dists.items():
         if name in HYPER or name not in params:

@@ -30,7 +30,9 @@ from kdcore import AUGMENT_TEACHERS, Augment, get_family, list_families
 
 __all__ = [
     "DEFAULT_MAX_GAP_PP",
+    "RECIPE_SEARCH",
     "SAFE_NAME",
+    "AugmentConfig",
     "BudgetConfig",
     "CertifyConfig",
     "MeasureConfig",
@@ -103,18 +105,35 @@ class SearchSpace:
     alpha: Range = Range(0.5, 1.0)
     size: Range | None = None
     derived: str | None = None
+    # searched [student] recipe keys (RECIPE_SEARCH): like the architecture, one value per
+    # training group, so every member of a group (scratch twins too) trains with it
+    recipe: tuple[tuple[str, Range], ...] = ()
 
     def ranges(self) -> dict[str, Range]:
         """What Optuna samples: the architecture parameters (less :attr:`derived`), ``size``
-        when given, then T and alpha."""
+        when given, the searched recipe keys, then T and alpha."""
         out = {n: r for n, r in self.arch if n != self.derived}
         if self.size is not None:
             out["size"] = self.size
+        out |= dict(self.recipe)
         return {**out, "temperature": self.temperature, "alpha": self.alpha}
 
     @property
     def arch_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.arch)
+
+    @property
+    def recipe_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.recipe)
+
+
+# [student] recipe keys [search] may sample: (low, high, low_open) of each
+RECIPE_SEARCH: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 10.0, True),
+    "weight_decay": (0.0, 1.0, False),
+    "momentum": (0.0, 0.999, False),
+    "label_smoothing": (0.0, 0.999, False),
+}
 
 
 DEFAULT_MAX_GAP_PP = 0.5
@@ -475,19 +494,25 @@ def _search(t: Table, family: str) -> SearchSpace:
         )
         for p in fam.params
     )
+    recipe = tuple(
+        (name, t.range(name, Range(low, high), float, low, high, low_open=low_open))
+        for name, (low, high, low_open) in RECIPE_SEARCH.items()
+        if name in t.data
+    )
     cfg = SearchSpace(
         arch=arch,
         temperature=t.range("temperature", d.temperature, float, 0.0, 1000.0, low_open=True),
         alpha=t.range("alpha", d.alpha, float, 0.0, 1.0),
         size=size,
         derived=derived,
+        recipe=recipe,
     )
     unknown = sorted(set(t.data) - t.seen)
     if unknown:
         extra = ["size"] if fam.size_param else []
         raise InputError(
             f"Unknown key '{unknown[0]}' in [search]. Valid keys for family {family!r}: "
-            f"{', '.join([*fam.param_names, *extra, 'temperature', 'alpha'])}."
+            f"{', '.join([*fam.param_names, *extra, *RECIPE_SEARCH, 'temperature', 'alpha'])}."
         )
     return cfg
 
@@ -627,6 +652,11 @@ def parse_suite(
         source=source,
     )
     top.finish()
+    if "momentum" in suite.search.recipe_names and student.optimizer != "sgd":
+        raise InputError(
+            "The 'momentum' parameter of [search] must be left out unless [student] optimizer "
+            f"= 'sgd' (the others have none). Got {student.optimizer!r} as the optimizer."
+        )
     b = suite.budget
     if b.fidelity == "halving" and b.min_epochs * b.reduction_factor > student.epochs:
         raise InputError(
@@ -677,6 +707,7 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
             alpha=ranges["alpha"],
             size=ranges.get("size"),
             derived=fam.size_param if "size" in ranges else None,
+            recipe=tuple((n, ranges[n]) for n in RECIPE_SEARCH if n in ranges),
         ),
         budget=BudgetConfig(**data["budget"]),
         certify=CertifyConfig(**data["certify"]),

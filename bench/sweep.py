@@ -162,7 +162,9 @@ def _check_teacher_unchanged(
         )
 
 
-def _replay_configs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+def _replay_configs(run_dir: Path, recipe: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Per task, the search configurations of the run to replay, as params to enqueue (with
+    the recipe keys the replaying suite searches, ``recipe``)."""
     require_run_dir(run_dir, "The '--replay' option")
     trials = read_trials(run_dir)
     search = trials[(trials["phase"] == "search") & (trials["state"] != "duplicate")]
@@ -172,6 +174,7 @@ def _replay_configs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     for _, r in search.iterrows():
         params = {c.removeprefix("arch_"): _plain(r[c]) for c in arch_cols if r[c] == r[c]}
         params |= {"temperature": float(r["temperature"]), "alpha": float(r["alpha"])}
+        params |= {n: float(r[n]) for n in recipe if n in r and r[n] == r[n]}
         out.setdefault(str(r["task"]), []).append(params)
     return out
 
@@ -218,7 +221,11 @@ def run_suite(
         )
     if workers < 1:
         raise InputError(f"The '--workers' option must be an int >= 1. Got {workers} instead.")
-    replay_configs = _replay_configs(Path(replay)) if replay is not None else None
+    replay_configs = (
+        _replay_configs(Path(replay), suite.search.recipe_names)
+        if replay is not None and suite is not None
+        else None
+    )
     previous: Manifest | None = None
     if resume is not None:
         previous = _resumable(resume)

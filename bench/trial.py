@@ -8,6 +8,7 @@ does index arithmetic on the member dimension.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -148,16 +149,35 @@ class ScratchStore:
         self.data: dict[str, dict[str, Any]] = dict(data or {})
 
     @staticmethod
-    def key(family: str, arch: Mapping[str, int | float], seed: int) -> str:
-        return f"{family}:{format_arch(family, arch)}:{seed}"
+    def key(
+        family: str,
+        arch: Mapping[str, int | float],
+        seed: int,
+        recipe: Mapping[str, float] | None = None,
+    ) -> str:
+        """``family:arch:seed``, plus the searched recipe keys of the group when ``[search]``
+        samples some (a scratch twin trains with its group's recipe)."""
+        tail = "".join(f":{k}={v!r}" for k, v in sorted((recipe or {}).items()))
+        return f"{family}:{format_arch(family, arch)}:{seed}{tail}"
 
-    def get(self, family: str, arch: Mapping[str, int | float], seed: int) -> dict[str, Any] | None:
-        return self.data.get(self.key(family, arch, seed))
+    def get(
+        self,
+        family: str,
+        arch: Mapping[str, int | float],
+        seed: int,
+        recipe: Mapping[str, float] | None = None,
+    ) -> dict[str, Any] | None:
+        return self.data.get(self.key(family, arch, seed, recipe))
 
     def put(
-        self, value: dict[str, Any], family: str, arch: Mapping[str, int | float], seed: int
+        self,
+        value: dict[str, Any],
+        family: str,
+        arch: Mapping[str, int | float],
+        seed: int,
+        recipe: Mapping[str, float] | None = None,
     ) -> None:
-        self.data[self.key(family, arch, seed)] = value
+        self.data[self.key(family, arch, seed, recipe)] = value
 
 
 @dataclass
@@ -193,6 +213,7 @@ def run_group(
     train_device: str,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     scratch_seeds: list[int] | None = None,
+    recipe: Mapping[str, float] | None = None,
 ) -> GroupResult:
     """Train one group, evaluate every member on test, count the architecture's FLOPs and
     parameters (its latency is measured once per architecture after the search,
@@ -202,14 +223,16 @@ def run_group(
     members only (looked up in the group's :class:`GroupPlan`): what pruning and halving
     judge a trial by. ``scratch_seeds``: the seeds whose scratch baselines this group trains (default: those
     ``scratch`` lacks); fixing them fixes the group's composition, so a group trained again
-    after a crash is the same group. A trial whose member diverged gets a failed row; the
-    scratch entries of this group are returned (and also put into ``scratch``)."""
+    after a crash is the same group. ``recipe``: the group's searched ``[student]`` recipe
+    keys (``[search] lr`` …), which every member trains with. A trial whose member diverged
+    gets a failed row; the scratch entries of this group are returned (and also put into
+    ``scratch``)."""
     fault_point("group")
     family = suite.student.family
     need_scratch = (
         list(scratch_seeds)
         if scratch_seeds is not None
-        else [s for s in seeds if scratch.get(family, arch, s) is None]
+        else [s for s in seeds if scratch.get(family, arch, s, recipe) is None]
     )
     plan = GroupPlan.build(
         configs,
@@ -220,6 +243,8 @@ def run_group(
     )
     started = time.perf_counter()
     watched = [s.index for s in plan.distilled(configs[0].trial)]
+    if recipe:
+        suite = dataclasses.replace(suite, student=suite.student.with_values(recipe))
     distiller = _fit(
         suite,
         task,
@@ -230,10 +255,21 @@ def run_group(
         None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
     )
     ev = _Evaluation.of(distiller, teacher, task, suite.transfer.bias_correction)
-    new_scratch = _scratch_entries(plan, ev, family, arch)
+    new_scratch = _scratch_entries(plan, ev, family, arch, recipe)
     scratch.data.update(new_scratch)
     group = _Group(
-        run_id, task, teacher, family, arch, seeds, phase, plan, scratch, ev, suite.certify.alpha
+        run_id,
+        task,
+        teacher,
+        family,
+        arch,
+        seeds,
+        phase,
+        plan,
+        scratch,
+        ev,
+        suite.certify.alpha,
+        dict(recipe or {}),
     )
     per_trial_time = (time.perf_counter() - started) / len(configs)
     out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -253,7 +289,11 @@ def run_group(
 
 
 def _scratch_entries(
-    plan: GroupPlan, ev: _Evaluation, family: str, arch: dict[str, int | float]
+    plan: GroupPlan,
+    ev: _Evaluation,
+    family: str,
+    arch: dict[str, int | float],
+    recipe: Mapping[str, float] | None,
 ) -> dict[str, dict[str, Any]]:
     """The group's new scratch baselines (:class:`ScratchStore` entries), its failed ones
     left out: accuracies, and the packed right/wrong bits that pair later trials' KD gains."""
@@ -270,7 +310,7 @@ def _scratch_entries(
         }
         if slot.seed in full:
             value["full_scratch_acc"] = float(ev.right[full[slot.seed].index].mean())
-        out[ScratchStore.key(family, arch, slot.seed)] = value
+        out[ScratchStore.key(family, arch, slot.seed, recipe)] = value
     return out
 
 
@@ -448,6 +488,7 @@ class _Group:
     scratch: ScratchStore
     ev: _Evaluation
     alpha: float  # the certification level: certify_bound is the one-sided 1 - alpha bound
+    recipe: dict[str, float] = field(default_factory=dict)  # the group's searched recipe keys
 
     def file_slot(self, cfg: TrialConfig) -> Slot:
         """The trial's file to ship: its distilled seed with the best validation accuracy."""
@@ -478,7 +519,8 @@ class _Group:
         twins = [
             (s.seed, sc)
             for s in self.plan.distilled(cfg.trial)
-            if (sc := self.scratch.get(self.family, self.arch, s.seed)) and "scratch_right" in sc
+            if (sc := self.scratch.get(self.family, self.arch, s.seed, self.recipe))
+            and "scratch_right" in sc
         ]
         if twins:
             seed, sc = max(twins, key=lambda x: (x[1]["scratch_val_acc"], -x[0]))
@@ -533,7 +575,9 @@ class _Group:
             self._seed_row(base, slot, by_generalist[i] if by_generalist else None)
             for i, slot in enumerate(slots)
         ]
-        scratches = [self.scratch.get(self.family, self.arch, s.seed) or {} for s in slots]
+        scratches = [
+            self.scratch.get(self.family, self.arch, s.seed, self.recipe) or {} for s in slots
+        ]
         scratch_right = (
             np.stack([unpack_bits(sc["scratch_right"], len(ev.y)) for sc in scratches])
             if all("scratch_right" in sc for sc in scratches)
@@ -571,7 +615,7 @@ class _Group:
         self, base: dict[str, Any], slot: Slot, generalist_slot: Slot | None
     ) -> dict[str, Any]:
         ev = self.ev
-        sc = self.scratch.get(self.family, self.arch, slot.seed) or {}
+        sc = self.scratch.get(self.family, self.arch, slot.seed, self.recipe) or {}
         lg = ev.logits[slot.index]
         acc = float((lg.argmax(-1) == ev.y).float().mean())
         gen_acc = (

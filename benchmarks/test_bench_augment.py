@@ -3,7 +3,7 @@ outputs on 8 stored views (FKD-style), and with the teacher run online on every 
 
 One trial = the ``digits_sgd_views`` suite's task (1,078 training images [1, 8, 8], scaled
 per channel) and teacher (3 CNNs of 32 channels × 2 blocks); a CNN student of 8 channels ×
-2 blocks, SGD (Nesterov) with cosine decay after 1 warm-up epoch, lr 0.05, 10 epochs, batch 64,
+2 blocks, SGD (Nesterov) with cosine decay after 1 warm-up epoch, lr 0.02, 10 epochs, batch 64,
 random crops of 1 pixel; 4 distilled seeds (T 4, alpha 0.9) and their 4 scratch twins in one
 group: the members of a trial with ``[budget] seeds = 4``. The stored views' one-off cost (the
 teacher on 8 × 1,078 views) is its own benchmark; their memory is in extra_info. The grouped
@@ -23,7 +23,7 @@ from bench.teachers import load_teacher, prepare_teacher
 from benchmarks.conftest import ROOT
 from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets
 
-EPOCHS, BATCH, LR, T, ALPHA, SEEDS, VIEWS = 10, 64, 0.05, 4.0, 0.9, 4, 8
+EPOCHS, BATCH, LR, T, ALPHA, SEEDS, VIEWS = 10, 64, 0.02, 4.0, 0.9, 4, 8
 ARCH = {"channels": 8, "blocks": 2}
 RECIPE = Recipe(optimizer="sgd", nesterov=True, schedule="cosine", warmup_epochs=1)
 MEMBERS = [Member(s, T, ALPHA) for s in range(SEEDS)] + [Member(s) for s in range(SEEDS)]

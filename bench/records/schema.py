@@ -36,7 +36,8 @@ __all__ = [
 #    Student-t seed intervals, acc_gap_pi_*
 # 5: [transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...),
 #    the gap_closed interval, the recipe column
-# 6: the augment column ([augment])
+# 6: the augment column ([augment]); lr, weight_decay, momentum, label_smoothing (the
+#    trial's recipe, [search] may sample them)
 SCHEMA_VERSION = 6
 
 
@@ -864,6 +865,25 @@ COLUMNS: tuple[Column, ...] = (
         "how the students trained ([student] optimizer, schedule, warm-up, label smoothing, lr, "
         "weight decay), e.g. 'sgd (momentum 0.9, nesterov), cosine, warm-up 1 epoch(s), lr "
         "0.05, weight decay 0.0005'",
+    ),
+    C("lr", "float64", "-", "the students' base learning rate ([student] lr, or [search] lr)"),
+    C(
+        "weight_decay",
+        "float64",
+        "-",
+        "the students' weight decay ([student] weight_decay, or [search] weight_decay)",
+    ),
+    C(
+        "momentum",
+        "float64",
+        "-",
+        "SGD's momentum ([student] momentum, or [search] momentum; unused by adam and adamw)",
+    ),
+    C(
+        "label_smoothing",
+        "float64",
+        "-",
+        "ε of the hard-label term ([student] label_smoothing, or [search] label_smoothing)",
     ),
     C(
         "augment",

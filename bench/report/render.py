@@ -41,7 +41,13 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
     }
     # The capacity axis is read back as the realised size (student / ensemble parameters).
     column = {
-        n: (n if n in ("temperature", "alpha") else "param_ratio" if n == "size" else f"arch_{n}")
+        n: (
+            "param_ratio"
+            if n == "size"
+            else f"arch_{n}"
+            if n in suite.search.arch_names
+            else n  # temperature, alpha and searched recipe keys are columns of their own
+        )
         for n in dists
     }
     rows = trials.query("state == 'complete' and phase == 'search'")

@@ -133,6 +133,7 @@ def _enqueue(w: TaskWorker, search: optuna.Study, cstudy: optuna.Study, gap: flo
         params |= {"temperature": float(r["temperature"]), "alpha": float(r["alpha"])}
         if suite.search.size is not None:
             params["size"] = float(strials[int(r["trial"])].params["size"])
+        params |= {n: float(r[n]) for n in suite.search.recipe_names}
         cstudy.enqueue_trial(
             params, user_attrs={Key.SOURCE_TRIAL: int(r["trial"]), Key.CERTIFY_RANK: rank}
         )

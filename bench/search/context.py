@@ -20,7 +20,7 @@ import torch
 from bench.faults import fault_point
 from bench.space import Distribution, Sizer
 from bench.study import Heartbeat, Key, Ledger, StorageSpec, decode_record, make_sampler, study_name
-from bench.suite import Suite
+from bench.suite import RECIPE_SEARCH, Suite
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
 from bench.threads import ThreadPolicy
@@ -219,7 +219,12 @@ class TaskWorker:
         (``progress``: trials done, of how many)."""
         frozen = study.get_trials(deepcopy=False)[number]
         retry_of = (frozen.system_attrs.get("retry_history") or [None])[0]
+        # the trial's own recipe: the [student] one with the keys [search] sampled
         st = self.ctx.suite.student
+        st = st.with_values(
+            {n: float(frozen.params[n]) for n in RECIPE_SEARCH if n in frozen.params}
+        )
+        row = dict(row, **{n: float(getattr(st, n)) for n in RECIPE_SEARCH})
         recipe = f"{st.recipe().describe()}, lr {st.lr:g}, weight decay {st.weight_decay:g}"
         augment = self.ctx.suite.augment.describe()
         row = dict(row, worker=self.worker, retry_of=retry_of, recipe=recipe, augment=augment)

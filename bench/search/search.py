@@ -28,7 +28,7 @@ from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
 from bench.search.recovery import claim, group_plan, recover
 from bench.search.training import train_trials
-from bench.space import Distribution, distributions, pinned, trial_arch
+from bench.space import Distribution, distributions, pinned, trial_arch, trial_recipe
 from bench.study import AskLock, Heartbeat, Key, final_record, quiet_heartbeat_warning
 
 __all__ = ["POLL_S", "run_search"]
@@ -113,10 +113,12 @@ def _ask_group(
     scratch = w.scratch_store()
     leader = w.ask(study, dists)
     arch = trial_arch(leader, suite.search, family)
+    recipe = trial_recipe(leader, suite.search)
 
     def plan(t: optuna.Trial, size: int, t_arch: dict[str, Any]) -> None:
         w.ledger.set_attr(study, t.number, Key.WORKER, "")  # unclaimed (a retry inherits one)
-        missing = [s for s in seeds if scratch.get(family, t_arch, s) is None]
+        t_recipe = trial_recipe(t, suite.search)
+        missing = [s for s in seeds if scratch.get(family, t_arch, s, t_recipe) is None]
         w.ledger.set_attr(
             study,
             t.number,
@@ -129,15 +131,18 @@ def _ask_group(
     for _ in range(size - 1):
         t = w.ask(study, pinned(dists, leader.params))
         t_arch = trial_arch(t, suite.search, family)
-        if t_arch == arch:
+        if t_arch == arch and trial_recipe(t, suite.search) == recipe:
             w.ledger.set_attr(study, t.number, Key.WORKER, "")
             w.ledger.set_attr(study, t.number, Key.GROUP, {"leader": leader.number})
-        else:  # it popped a queued retry of another architecture: its own group
+        else:  # it popped a queued retry of another architecture (or recipe): its own group
             plan(t, 1, t_arch)
 
 
-def _config_key(row: dict[str, Any]) -> tuple[str, float, float]:
-    return (str(row["arch"]), round(float(row["temperature"]), 12), round(float(row["alpha"]), 12))
+def _config_key(row: dict[str, Any], recipe: tuple[str, ...]) -> tuple[Any, ...]:
+    """What makes two trials the same configuration: architecture, T, alpha and the searched
+    recipe keys."""
+    names = ("temperature", "alpha", *recipe)
+    return (str(row["arch"]), *(round(float(row[n]), 12) for n in names))
 
 
 def _run_asked(
@@ -161,7 +166,9 @@ def _run_asked(
     family = suite.student.family
     by_arch: dict[tuple[Any, ...], list[Any]] = {}
     for t in asked:
-        key = tuple(sorted(trial_arch(t, suite.search, family).items()))
+        key = tuple(sorted(trial_arch(t, suite.search, family).items())) + tuple(
+            sorted(trial_recipe(t, suite.search).items())
+        )
         by_arch.setdefault(key, []).append(t)
     seeds = list(range(suite.budget.seeds))
     for part in by_arch.values():
@@ -176,10 +183,11 @@ def _run_asked(
         dups: list[tuple[Any, dict[str, Any]]] = []
         for t in part:
             label = format_arch(family, trial_arch(t, suite.search, family))
-            config = _config_key(
-                {"arch": label, "temperature": t.params["temperature"], "alpha": t.params["alpha"]}
-            )
-            same = [r for r in recorded if _config_key(r) == config and r["trial"] != t.number]
+            names = suite.search.recipe_names
+            config = _config_key({"arch": label, **t.params}, names)
+            same = [
+                r for r in recorded if _config_key(r, names) == config and r["trial"] != t.number
+            ]
             if same:
                 dups.append((t, same[0]))
             else:

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial
 
 from bench.errors import is_write_error
 from bench.search.context import TaskWorker
-from bench.space import trial_arch
+from bench.space import trial_arch, trial_recipe
 from bench.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
 
 __all__ = ["train_trials"]
@@ -74,6 +74,7 @@ def train_trials(
             train_device=ctx.train_device,
             on_epoch=on_epoch,
             scratch_seeds=scratch_seeds,
+            recipe=trial_recipe(trials[0], ctx.suite.search),
         )
         for row, _ in result.rows:
             row["train_threads"] = n_threads
