@@ -652,10 +652,16 @@ def parse_suite(
         source=source,
     )
     top.finish()
-    if "momentum" in suite.search.recipe_names and student.optimizer != "sgd":
+    searched = dict(suite.search.recipe)
+    if "momentum" in searched and student.optimizer != "sgd":
         raise InputError(
             "The 'momentum' parameter of [search] must be left out unless [student] optimizer "
             f"= 'sgd' (the others have none). Got {student.optimizer!r} as the optimizer."
+        )
+    if "momentum" in searched and student.nesterov and searched["momentum"].low <= 0:
+        raise InputError(
+            "The 'momentum' parameter of [search] must have low > 0 with [student] nesterov = "
+            f"true (Nesterov needs momentum). Got {asdict(searched['momentum'])} instead."
         )
     b = suite.budget
     if b.fidelity == "halving" and b.min_epochs * b.reduction_factor > student.epochs:

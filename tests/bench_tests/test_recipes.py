@@ -13,7 +13,7 @@ from bench.records import read_trials
 from bench.suite import load_suite
 from bench.tasks import load_task
 from bench.teachers.cache import teacher_cache_key
-from tests.bench_tests.conftest import TINY_SUITE, assert_refused
+from tests.bench_tests.conftest import TINY_SUITE, assert_refused, with_certify
 
 STUDENT = "[student]\nepochs = 3\nbatch_size = 128\n"
 TEACHER = "[teacher]\nmembers = 2\nepochs = 3\nbatch_size = 128\n"
@@ -94,3 +94,67 @@ def test_a_run_records_its_recipe_in_every_row_and_in_the_manifest(tmp_path: Pat
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["suite"]["student"]["optimizer"] == "sgd"
     assert manifest["suite"]["teacher"]["schedule"] == "onecycle"
+
+
+SEARCHED = "alpha = { low = 0.5, high = 1.0 }"
+
+
+@pytest.mark.parametrize(
+    ("keys", "fragment"),
+    [
+        (
+            "lr = { low = 0.0, high = 0.1 }",
+            "'lr.low' parameter of [search] must be a number in (0, 10]",
+        ),
+        ("label_smoothing = 1.5", "'label_smoothing' parameter of [search]"),
+        ("momentum = { low = 0.5, high = 0.9 }", "unless [student] optimizer = 'sgd'"),
+        (
+            "schedule = 1",
+            "width, depth, size, lr, weight_decay, momentum, label_smoothing, temperature",
+        ),
+    ],
+)
+def test_bad_searched_recipe_keys_exit_2_with_one_line(
+    keys: str, fragment: str, tmp_path: Path, capsys
+) -> None:
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE.replace(SEARCHED, SEARCHED + "\n" + keys))
+    code = main(["run", str(suite), "--out", str(tmp_path / "r"), "--reports", str(tmp_path / "p")])
+    out, err = capsys.readouterr()
+    assert_refused(code, out, err, fragment, tmp_path / "r")
+
+
+def test_a_searched_learning_rate_is_shared_by_a_group_and_its_scratch_twins(
+    tmp_path: Path, capsys
+) -> None:
+    """lr and weight decay sampled per group: both trials of a group (and their scratch twins)
+    train with the group's values, another group samples its own, and certification trains
+    a candidate again with its trial's values."""
+    space = (
+        "\nlr = { low = 1e-3, high = 3e-2, log = true }\nweight_decay = { low = 0.0, high = 0.01 }"
+    )
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(
+        with_certify(
+            TINY_SUITE.replace(SEARCHED, SEARCHED + space).replace(
+                "trials = 3", "trials = 4\ngroup_size = 2"
+            ),
+            "candidates = 1\nseeds = 2\n",
+        )
+    )
+    code = main(["run", str(suite), "--out", str(tmp_path / "r"), "--reports", str(tmp_path / "p")])
+    assert code == 0, capsys.readouterr().err
+    (run,) = [p for p in (tmp_path / "r").iterdir() if p.name != "teachers"]
+    trials = read_trials(run)
+    search = trials[trials["phase"] == "search"].sort_values("trial")
+    assert (search["state"] == "complete").all()
+    groups = search.groupby(search["trial"] // 2)
+    assert (groups["lr"].nunique() == 1).all() and (groups["scratch_acc"].nunique() == 1).all()
+    assert search["lr"].nunique() == 2 and search["weight_decay"].nunique() == 2
+    for _, r in search.iterrows():
+        assert f"lr {r['lr']:g}, weight decay {r['weight_decay']:g}" in r["recipe"]
+    certified = trials[trials["phase"] == "certify"]
+    source = search.set_index("trial").loc[certified["trial"]]
+    assert list(certified["lr"]) == list(source["lr"])
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["suite"]["search"]["lr"]["log"] is True
