@@ -257,20 +257,8 @@ def run_group(
     ev = _Evaluation.of(distiller, teacher, task, suite.transfer.bias_correction)
     new_scratch = _scratch_entries(plan, ev, family, arch, recipe)
     scratch.data.update(new_scratch)
-    group = _Group(
-        run_id,
-        task,
-        teacher,
-        family,
-        arch,
-        seeds,
-        phase,
-        plan,
-        scratch,
-        ev,
-        suite.certify.alpha,
-        dict(recipe or {}),
-    )
+    args = (run_id, task, teacher, family, arch, seeds, phase, plan, scratch, ev)
+    group = _Group(*args, suite.certify.alpha, dict(recipe or {}))
     per_trial_time = (time.perf_counter() - started) / len(configs)
     out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     weights: dict[int, dict[str, Any]] = {}

@@ -41,12 +41,48 @@ from kdcore import Augment, Distiller, Member, Recipe, SoftTargets, accuracy, vi
 
 SUITES = {"digits": "digits_sgd_views", "mnist5k": "hinton_mnist"}
 CROP = {"digits": 1, "mnist5k": 2}
+SGD_LR = 0.02  # the best of 0.005-0.05 on digits validation (docs/augment.md)
 SGD = Recipe(optimizer="sgd", nesterov=True, schedule="cosine", warmup_epochs=1)
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
     mean, _, low, high = summarise_seeds(values)
     return mean, low, high
+
+
+def _conditions(
+    task: Any, teacher: Any, online: Any, crop: int, views: str
+) -> list[tuple[str, Recipe, float, Augment | None, Any]]:
+    """(name, recipe, lr, augmentation, what the students learn from) of every condition."""
+    scale = pixel_scale(task)
+    clean = teacher.targets["train"]
+    conditions: list[tuple[str, Recipe, float, Augment | None, Any]] = [
+        ("adam", Recipe(), 3e-3, None, clean),
+        ("sgd", SGD, SGD_LR, None, clean),
+    ]
+    ks = [int(v) for v in views.split(",")]
+    # fixed targets: the most views, each paired with the teacher's output on the clean image
+    fixed = clean
+    for _ in range(max(ks) - 1):
+        fixed = fixed.cat(clean)
+    conditions.append(
+        ("sgd+crop fixed", SGD, SGD_LR, Augment(random_crop=crop, views=max(ks)), fixed)
+    )
+    for k in ks:
+        aug = Augment(random_crop=crop, views=k)
+        conditions.append(
+            (
+                f"sgd+crop views {k}",
+                SGD,
+                SGD_LR,
+                aug,
+                view_targets(online, task.x_train, aug, scale),
+            )
+        )
+    conditions.append(
+        ("sgd+crop online", SGD, SGD_LR, Augment(random_crop=crop, teacher="online"), online)
+    )
+    return conditions
 
 
 def main() -> None:
@@ -71,33 +107,11 @@ def main() -> None:
         return ens.cache_outputs({"x": batch})["x"]
 
     scale = pixel_scale(task)
-    crop = CROP[args.task]
-    clean = teacher.targets["train"]
-    conditions: list[tuple[str, Recipe, float, Augment | None, Any]] = [
-        ("adam", Recipe(), 3e-3, None, clean),
-        ("sgd", SGD, 0.02, None, clean),
-    ]
-    ks = [int(v) for v in args.views.split(",")]
-    # fixed targets: the most views, each paired with the teacher's output on the clean image
-    fixed = clean
-    for _ in range(max(ks) - 1):
-        fixed = fixed.cat(clean)
-    conditions.append(
-        ("sgd+crop fixed", SGD, 0.02, Augment(random_crop=crop, views=max(ks)), fixed)
-    )
-    for k in ks:
-        aug = Augment(random_crop=crop, views=k)
-        conditions.append(
-            (f"sgd+crop views {k}", SGD, 0.02, aug, view_targets(online, task.x_train, aug, scale))
-        )
-    conditions.append(
-        ("sgd+crop online", SGD, 0.02, Augment(random_crop=crop, teacher="online"), online)
-    )
-    ensemble_acc = teacher.ensemble_acc
+    conditions = _conditions(task, teacher, online, CROP[args.task], args.views)
     print(
         f"task {args.task}: {len(task.x_train)} train / {len(task.x_test)} test, ensemble "
-        f"{100 * ensemble_acc:.2f} %, {args.seeds} seeds, {args.epochs} epochs, batch 64, "
-        f"T 4, alpha 0.9, crop {crop}, threads {torch.get_num_threads()}"
+        f"{100 * teacher.ensemble_acc:.2f} %, {args.seeds} seeds, {args.epochs} epochs, batch 64, "
+        f"T 4, alpha 0.9, crop {CROP[args.task]}, threads {torch.get_num_threads()}"
     )
     print("| channels × 2 blocks | condition | distilled % [95 %] | scratch % [95 %] | s |")
     print("|---|---|---|---|---|")

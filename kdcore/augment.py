@@ -240,7 +240,12 @@ def view_targets(
     as the teacher of a ``"views"`` fit on ``x``). The teacher runs on ``batch_rows`` views at
     a time."""
     views = view_inputs(x, augment, pixel_scale).reshape(-1, *x.shape[1:])
-    parts = [teacher(views[i : i + batch_rows]) for i in range(0, len(views), batch_rows)]
+    return _run(teacher, views, batch_rows)
+
+
+def _run(teacher: OnlineTeacher, x: torch.Tensor, batch_rows: int) -> SoftTargets:
+    """The teacher on ``x``, ``batch_rows`` rows at a time, as one :class:`SoftTargets`."""
+    parts = [teacher(x[i : i + batch_rows]) for i in range(0, len(x), batch_rows)]
     out = parts[0]
     for p in parts[1:]:
         out = out.cat(p)
@@ -333,13 +338,6 @@ class EpochViews:
                 fn = self.teachers[teacher]
                 assert callable(fn)
                 flat = x_seeds.reshape(s_count * n, *self.shape)
-                parts = [
-                    fn(flat[lo : lo + self.eval_batch_size])
-                    for lo in range(0, len(flat), self.eval_batch_size)
-                ]
-                joined = parts[0]
-                for p in parts[1:]:
-                    joined = joined.cat(p)
-                online[teacher] = joined
+                online[teacher] = _run(fn, flat, self.eval_batch_size)
             out.append(online[teacher].log_probs(t)[i * n : (i + 1) * n].to(x_seeds.device))
         return torch.stack(out)
