@@ -419,11 +419,14 @@ def _card(
         f"- Family `{family}`, architecture {json.dumps(arch)}: {int(row['student_params']):,} parameters, "
         f"{int(row['student_flops']):,} FLOPs per sample (2 per multiply-add, forward pass).",
         f"- Input shape {list(meta.input_shape)}, {meta.num_classes} classes: {', '.join(meta.class_names)}.",
-        "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`)."
+        "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`; "
+        "one mean and scale per image channel when the run augmented)."
         if meta.preprocessing
         else "- Preprocessing: none (the task was run with `scale = false`).",
         f"- Distilled with temperature {fmt.number(row['temperature'], 3)} and alpha {fmt.number(row['alpha'], 3)} "
         f"(alpha · T² · KL(teacher ‖ student) + (1 − alpha) · cross-entropy).",
+        f"- Trained with {row.get('recipe') or 'adam, constant'}; views: "
+        f"{row.get('augment') or 'none'} (the teacher saw the same views).",
         "",
         "## Data",
         f"- Task kind `{meta.config.get('kind')}`"
