@@ -522,7 +522,11 @@ def test_a_suite_plugin_module_registers_a_family_without_editing_kdbench(
     # The wrong key for this family is refused with the family's valid names.
     suite.write_text(suite.read_text().replace("rank = {", "width = {"))
     code, _, err = _cli(["run", str(suite), "--out", str(tmp_path / "r")], capsys)
-    assert code == 2 and "Valid keys for family 'lowrank_suite': rank, temperature, alpha" in err
+    assert (
+        code == 2
+        and "Valid keys for family 'lowrank_suite': rank, lr, weight_decay, momentum, label_smoothing, temperature, alpha"
+        in err
+    )
 
 
 def test_plugin_option_and_a_missing_plugin(tmp_path: Path, capsys) -> None:

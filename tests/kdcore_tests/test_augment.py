@@ -219,7 +219,7 @@ def test_mixup_loss_and_gradient_match_the_mixed_cross_entropy(smoothing: float)
     assert torch.allclose(g_got, g_want)
 
 
-def test_the_dense_path_and_the_batched_path_agree_under_mixup(teacher: TeacherEnsemble) -> None:
+def test_dense_batched_and_vmap_paths_agree_under_mixup(teacher: TeacherEnsemble) -> None:
     x, y = _data(200)
     xv, yv = _data(60, 1)
     aug = Augment(random_crop=1, mixup=0.3, views=2)
@@ -229,11 +229,12 @@ def test_the_dense_path_and_the_batched_path_agree_under_mixup(teacher: TeacherE
         Distiller(
             family="mlp", arch={"width": 10, "depth": 1}, epochs=3, augment=aug, backend=b
         ).fit(x, y, xv, yv, members, teacher=tg)
-        for b in ("dense", "batched")
+        for b in ("dense", "batched", "vmap")
     ]
-    for a, b in zip(fits[0].models_, fits[1].models_, strict=True):
-        for p, q in zip(a.parameters(), b.parameters(), strict=True):
-            assert torch.allclose(p, q, atol=1e-4)
+    for other in fits[1:]:
+        for a, b in zip(fits[0].models_, other.models_, strict=True):
+            for p, q in zip(a.parameters(), b.parameters(), strict=True):
+                assert torch.allclose(p, q, atol=1e-4)
 
 
 def test_bad_augmentation_is_a_one_line_error(teacher: TeacherEnsemble) -> None:
