@@ -4,7 +4,7 @@ training part of a group learns from (:mod:`kdcore.augment` does the views).
 With ``teacher = "views"`` the prepared teacher runs once per process on the K stored views of
 each part's rows (the transfer set, or the training split) and the outputs are kept with it
 (:attr:`PreparedTeacher.views`): every group of the run replays them. Their memory is
-``K · rows · classes · members · 4`` bytes (:func:`views_bytes`), stated in ``docs/augment.md``.
+``K · rows · classes · members · 4`` bytes, stated in ``docs/augment.md``.
 With ``"online"`` the teacher runs on every epoch's views of every distinct seed.
 """
 
@@ -24,7 +24,7 @@ from bench.teachers import PreparedTeacher
 from kdcore import Augment, SoftTargets, TeacherEnsemble, view_targets
 from kdcore.augment import OnlineTeacher, PixelScale
 
-__all__ = ["channel_scaled", "check_augment", "part_teachers", "pixel_scale", "views_bytes"]
+__all__ = ["channel_scaled", "check_augment", "part_teachers", "pixel_scale"]
 
 WHERE = "[augment]"
 
@@ -126,16 +126,6 @@ def pixel_scale(task: TaskData) -> PixelScale:
         torch.from_numpy(task.scaler_mean).float(),
         torch.from_numpy(task.scaler_scale).float(),
     )
-
-
-def views_bytes(teacher: PreparedTeacher) -> int:
-    """Bytes of the stored views' teacher outputs this process holds."""
-    total = 0
-    for key, value in teacher.views.items():
-        if key.startswith("views:"):
-            for t in value:
-                total += int(t.member_log_probs(1.0).numel()) * 4
-    return total
 
 
 def _online(teacher: PreparedTeacher, device: str) -> list[OnlineTeacher]:

@@ -90,6 +90,7 @@ def test_mixup_views_mix_two_views_with_beta_weights() -> None:
     aug = Augment(mixup=0.4, views=1, seed=2)
     views = view_inputs(x, aug)[0]
     draws = stored_views(aug, len(x))
+    assert draws.nbytes == 14 * len(x)  # the draws of one view: 14 bytes, as documented
     lam = draws.lam[0]
     partner = draws.partner[0].long()
     assert torch.allclose(
