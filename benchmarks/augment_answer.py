@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from typing import Any
 
 import torch
 
-from bench.augment import channel_scaled, pixel_scale
+from bench.augment import pixel_scale
 from bench.stats import summarise_seeds
-from bench.suite import load_suite
-from bench.tasks import load_task
-from bench.teachers import load_teacher, prepare_teacher
-from benchmarks.conftest import ROOT
-from kdcore import Augment, Distiller, Member, Recipe, SoftTargets, accuracy, view_targets
+from benchmarks.conftest import augmented_setup
+from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets
 
 SUITES = {"digits": "digits_sgd_views", "mnist5k": "hinton_mnist"}
 CROP = {"digits": 1, "mnist5k": 2}
@@ -93,19 +89,7 @@ def main() -> None:
     ap.add_argument("--channels", default="2,4,8,16")
     ap.add_argument("--views", default="1,2,4,8,16")
     args = ap.parse_args()
-    suite = load_suite(ROOT / "suites" / f"{SUITES[args.task]}.toml")
-    suite = replace(suite, augment=replace(suite.augment, random_crop=CROP[args.task]))
-    task = channel_scaled(load_task(suite.tasks[0]), suite)
-    cache = ROOT / "results" / "teachers"
-    teacher = prepare_teacher(
-        task, suite.teacher, cache, loaded=load_teacher(task, suite.teacher, cache)
-    )
-    ens = teacher.ensemble
-    assert ens is not None
-
-    def online(batch: torch.Tensor) -> SoftTargets:
-        return ens.cache_outputs({"x": batch})["x"]
-
+    task, teacher, online = augmented_setup(SUITES[args.task], CROP[args.task])
     scale = pixel_scale(task)
     conditions = _conditions(task, teacher, online, CROP[args.task], args.views)
     print(

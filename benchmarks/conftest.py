@@ -55,3 +55,28 @@ def digits_setup(threads: int):
         task, suite.teacher, cache, loaded=load_teacher(task, suite.teacher, cache)
     )
     return suite, task, teacher
+
+
+def augmented_setup(suite_name: str, random_crop: int | None = None):  # type: ignore[no-untyped-def]
+    """A suite's task scaled as ``[augment]`` scales it (per channel), its teacher (cached
+    under results/), and that teacher as an online callable on a batch of views.
+    ``random_crop`` turns augmentation on for a suite that has none (the scaling follows)."""
+    from dataclasses import replace
+
+    from bench.augment import channel_scaled
+
+    suite = load_suite(ROOT / "suites" / f"{suite_name}.toml")
+    if random_crop is not None:
+        suite = replace(suite, augment=replace(suite.augment, random_crop=random_crop))
+    task = channel_scaled(load_task(suite.tasks[0]), suite)
+    cache = ROOT / "results" / "teachers"
+    teacher = prepare_teacher(
+        task, suite.teacher, cache, loaded=load_teacher(task, suite.teacher, cache)
+    )
+    ens = teacher.ensemble
+    assert ens is not None
+
+    def online(batch: torch.Tensor):  # type: ignore[no-untyped-def]
+        return ens.cache_outputs({"x": batch})["x"]
+
+    return task, teacher, online

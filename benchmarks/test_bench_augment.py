@@ -14,13 +14,9 @@ speed-up under augmentation.
 from __future__ import annotations
 
 import pytest
-import torch
 
-from bench.augment import channel_scaled, pixel_scale
-from bench.suite import load_suite
-from bench.tasks import load_task
-from bench.teachers import load_teacher, prepare_teacher
-from benchmarks.conftest import ROOT
+from bench.augment import pixel_scale
+from benchmarks.conftest import augmented_setup
 from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets
 
 EPOCHS, BATCH, LR, T, ALPHA, SEEDS, VIEWS = 10, 64, 0.02, 4.0, 0.9, 4, 8
@@ -31,19 +27,7 @@ MEMBERS = [Member(s, T, ALPHA) for s in range(SEEDS)] + [Member(s) for s in rang
 
 @pytest.fixture(scope="module")
 def augment_setup(threads: int):
-    suite = load_suite(ROOT / "suites" / "digits_sgd_views.toml")
-    task = channel_scaled(load_task(suite.tasks[0]), suite)
-    cache = ROOT / "results" / "teachers"
-    teacher = prepare_teacher(
-        task, suite.teacher, cache, loaded=load_teacher(task, suite.teacher, cache)
-    )
-    ens = teacher.ensemble
-    assert ens is not None
-
-    def online(batch: torch.Tensor):  # type: ignore[no-untyped-def]
-        return ens.cache_outputs({"x": batch})["x"]
-
-    return task, teacher, online
+    return augmented_setup("digits_sgd_views")
 
 
 def _fit(task, teacher_arg, augment: Augment | None, grouped: bool = True) -> Distiller:  # type: ignore[no-untyped-def]
