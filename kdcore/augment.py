@@ -279,6 +279,9 @@ class EpochViews:
         self.num_classes = num_classes
         self.eval_batch_size = eval_batch_size
         self.seeds = list(dict.fromkeys(seed for seed, _, _ in members))
+        # the first member of each seed: its shuffle is the seed's (every member of a seed has it)
+        self.first = [next(g for g, m in enumerate(members) if m[0] == s) for s in self.seeds]
+        self.which = [self.seeds.index(m[0]) for m in members]  # member -> its seed's views
         self.streams = {s: np.random.default_rng([s, 7331]) for s in self.seeds}
         self.stored = stored_views(augment, len(x)) if augment.teacher == "views" else None
 
@@ -289,11 +292,10 @@ class EpochViews:
         (None without teachers) and mixup's ``(labels2, lam)`` ``[G, N]`` (None without mixup)
         for an epoch whose member ``g`` visits rows ``order[g]``."""
         n = order.shape[1]
-        first = {s: next(g for g, m in enumerate(self.members) if m[0] == s) for s in self.seeds}
         draws: list[Views] = []
         view_rows: list[torch.Tensor] = []
-        for s in self.seeds:
-            src = order[first[s]].cpu()
+        for s, g in zip(self.seeds, self.first, strict=True):
+            src = order[g].cpu()
             rng = self.streams[s]
             if self.stored is not None:
                 k = torch.from_numpy(rng.integers(0, self.augment.views, size=n))
@@ -301,12 +303,12 @@ class EpochViews:
                 view_rows.append(k * n + src)
             else:
                 draws.append(draw_views(self.augment, (n,), n, rng))
-        rows = order[[first[s] for s in self.seeds]].reshape(-1)
+        rows = order[self.first].reshape(-1)
         flat = Views(*(torch.cat([getattr(d, f.name) for d in draws]) for f in fields(Views)))
         x_seeds = from_pixels(
             apply_views(self.pixels, rows, flat, self.augment), self.pixel_scale
         ).reshape(len(self.seeds), n, *self.shape)
-        which = torch.tensor([self.seeds.index(m[0]) for m in self.members], device=order.device)
+        which = torch.tensor(self.which, device=order.device)
         x_epoch = x_seeds[which]
         mix = None
         if self.augment.mixup > 0:
