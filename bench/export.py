@@ -46,10 +46,12 @@ from bench.formats import (
 )
 from bench.jsonsafe import json_safe
 from bench.pull import write_students
+from bench.recipe import RECIPE_KEYS, recipe_defaults_dropped
 from bench.recommend import Constraints, recommend
 from bench.records import Run, TaskEntry, load_run, read_weights
 from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.study import StorageSpec, open_storage
+from bench.suite import RECIPE_SEARCH
 
 __all__ = ["export_student"]
 
@@ -313,7 +315,14 @@ def _plain(v: Any) -> Any:
 
 
 def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[str, Any]) -> str:
-    st = suite["student"]
+    """The ``[student]`` (the trial's own recipe: the suite's, with the keys ``[search]``
+    sampled for it), ``[augment]`` when the run augmented, and ``[search]`` fixed to the
+    trial's values."""
+    st = dict(suite["student"])
+    st |= {k: float(row[k]) for k in RECIPE_SEARCH if k in row and row[k] == row[k]}
+    recipe = recipe_defaults_dropped({k: st[k] for k in RECIPE_KEYS if k in st})
+    augment = suite.get("augment") or {}
+    on = any(augment.get(k) for k in ("random_crop", "hflip", "mixup"))
     lines = [
         "# The exported student's configuration: paste into a suite to train it again",
         "# (kdbench run SUITE trains students with these fixed values).",
@@ -323,7 +332,9 @@ def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[st
             f"{k} = {json.dumps(st[k])}"
             for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")
         ),
+        *(f"{k} = {json.dumps(v)}" for k, v in recipe.items()),
         "",
+        *(["[augment]", *(f"{k} = {json.dumps(v)}" for k, v in augment.items()), ""] if on else []),
         "[search]",
         *(f"{k} = {json.dumps(v)}" for k, v in arch.items()),
         f"temperature = {float(row['temperature'])!r}",
