@@ -318,30 +318,23 @@ def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[st
     """The ``[student]`` (the trial's own recipe: the suite's, with the keys ``[search]``
     sampled for it), ``[augment]`` when the run augmented, and ``[search]`` fixed to the
     trial's values."""
+    import tomli_w
+
     st = dict(suite["student"])
     st |= {k: float(row[k]) for k in RECIPE_SEARCH if k in row and row[k] == row[k]}
     recipe = recipe_defaults_dropped({k: st[k] for k in RECIPE_KEYS if k in st})
+    student = {"family": family} | {
+        k: st[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")
+    }
     augment = suite.get("augment") or {}
     on = any(augment.get(k) for k in ("random_crop", "hflip", "mixup"))
-    lines = [
-        "# The exported student's configuration: paste into a suite to train it again",
-        "# (kdbench run SUITE trains students with these fixed values).",
-        "[student]",
-        f"family = {json.dumps(family)}",
-        *(
-            f"{k} = {json.dumps(st[k])}"
-            for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")
-        ),
-        *(f"{k} = {json.dumps(v)}" for k, v in recipe.items()),
-        "",
-        *(["[augment]", *(f"{k} = {json.dumps(v)}" for k, v in augment.items()), ""] if on else []),
-        "[search]",
-        *(f"{k} = {json.dumps(v)}" for k, v in arch.items()),
-        f"temperature = {float(row['temperature'])!r}",
-        f"alpha = {float(row['alpha'])!r}",
-        "",
-    ]
-    return "\n".join(lines)
+    search = dict(arch) | {"temperature": float(row["temperature"]), "alpha": float(row["alpha"])}
+    data = {"student": student | recipe} | ({"augment": augment} if on else {}) | {"search": search}
+    header = (
+        "# The exported student's configuration: paste into a suite to train it again\n"
+        "# (kdbench run SUITE trains students with these fixed values).\n"
+    )
+    return header + tomli_w.dumps(data)
 
 
 def _transfer_lines(transfer: dict[str, Any], row: dict[str, Any]) -> list[str]:
