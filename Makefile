@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdbench-installed
 DOCS_STAMP := $(VENV)/.kdbench-docs-installed
 SUITE ?= suites/seed.toml
-# local worker processes for the demo (bench.parallel): the reference machine has 2 cores
+# local worker processes for the demo (bench.run.workers): the reference machine has 2 cores
 WORKERS ?= 2
 
 .PHONY: demo test bench lint typecheck docs install clean

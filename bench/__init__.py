@@ -20,14 +20,14 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Constraints": "bench.recommend",
-    "Recommendation": "bench.recommend",
-    "recommend": "bench.recommend",
+    "Constraints": "bench.decision.recommend",
+    "Recommendation": "bench.decision.recommend",
+    "recommend": "bench.decision.recommend",
     "InputError": "bench.errors",
-    "Suite": "bench.suite",
-    "load_suite": "bench.suite",
-    "parse_suite": "bench.suite",
-    "run_suite": "bench.sweep",
+    "Suite": "bench.config.suite",
+    "load_suite": "bench.config.suite",
+    "parse_suite": "bench.config.suite",
+    "run_suite": "bench.run.sweep",
 }
 
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.durable.interrupts import interrupt
 from bench.errors import InputError
-from bench.interrupts import interrupt
 
 __all__ = ["main"]
 
@@ -48,17 +48,17 @@ def _finite(text: str) -> float:
 
 
 def _load_cli_plugins(args: argparse.Namespace) -> None:
-    from bench.plugins import ensure_entry_points, import_plugins
+    from bench.config.plugins import ensure_entry_points, import_plugins
 
     ensure_entry_points()
     import_plugins(args.plugin or (), Path.cwd(), "The '--plugin' option")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.config.suite import load_suite
     from bench.progress import ProgressPrinter
     from bench.report import build_report
-    from bench.suite import load_suite
-    from bench.sweep import run_suite
+    from bench.run.sweep import run_suite
 
     _load_cli_plugins(args)
     suite = None if args.resume else load_suite(args.suite)
@@ -97,7 +97,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
     from bench.progress import ProgressPrinter
     from bench.records import require_run_dir
     from bench.report import build_report
-    from bench.sweep import run_suite
+    from bench.run.sweep import run_suite
 
     _load_cli_plugins(args)
     if args.max_gap < 0:
@@ -118,7 +118,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
         )
     finally:
         show.close()
-    from bench.recommend import Constraints
+    from bench.decision.recommend import Constraints
 
     cons = Constraints(max_gap_pp=args.max_gap)
     report_dir = build_report(run_dir, Path(args.reports), constraints=cons)
@@ -136,13 +136,15 @@ def _certified_gap(run_dir: Path) -> float:
     return float(rounds[0]) if rounds else 0.5
 
 
-def _print_recommendations(run_dir: Path, cons) -> bool:  # cons: bench.recommend.Constraints
+def _print_recommendations(
+    run_dir: Path, cons
+) -> bool:  # cons: bench.decision.recommend.Constraints
     """Print each task's warnings and recommendation; False when a decision was asked for
     (the suite certifies: ``[certify] candidates`` > 0) and some task's is unmet — exit 1
     for run and certify, as for recommend."""
-    from bench.recommend import recommend
+    from bench.config.suite import suite_from_dict
+    from bench.decision.recommend import recommend
     from bench.records import load_run
-    from bench.suite import suite_from_dict
 
     run = load_run(run_dir)
     asked = suite_from_dict(run.manifest.suite).certify.candidates > 0
@@ -157,9 +159,9 @@ def _print_recommendations(run_dir: Path, cons) -> bool:  # cons: bench.recommen
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    from bench.pull import pull
+    from bench.config.suite import check_safe_name
+    from bench.run.pull import pull
     from bench.study import StorageSpec
-    from bench.suite import check_safe_name
 
     check_safe_name(args.study, "--study", "the command line")
     storage = args.storage
@@ -190,7 +192,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _constraints(args: argparse.Namespace, default_gap: float | None = None):  # -> Constraints
-    from bench.recommend import Constraints
+    from bench.decision.recommend import Constraints
 
     max_gap = args.max_gap
     if max_gap is None and args.min_relative_acc is None:
@@ -221,7 +223,7 @@ def _constraints(args: argparse.Namespace, default_gap: float | None = None):  #
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from bench.export import export_student
+    from bench.ship.export import export_student
 
     cons = _constraints(args, default_gap=_certified_gap(Path(args.run_dir)))
     formats = (
@@ -241,7 +243,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from bench.recommend import recommend
+    from bench.decision.recommend import recommend
     from bench.records import load_run
 
     trials = load_run(args.run_dir).trials
@@ -261,7 +263,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bench.compare import compare_runs, parse_threshold
+    from bench.report.compare import compare_runs, parse_threshold
 
     thresholds = [parse_threshold(t) for t in args.fail]
     text, regressions = compare_runs(
@@ -275,8 +277,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from bench.datafiles import write_data_files
-    from bench.suite import load_suite
+    from bench.config.suite import load_suite
+    from bench.ship.datafiles import write_data_files
 
     _load_cli_plugins(args)
     for folder in write_data_files(load_suite(args.suite), Path(args.out)):
@@ -285,7 +287,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from bench.doctor import diagnose
+    from bench.run.doctor import diagnose
 
     d = diagnose(Path(args.run_dir), repair=args.repair)
     print(d.text())
@@ -313,7 +315,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             )
             print(f"{name:14s} {params or '-':44s} {fam.description}")
     else:
-        from bench.doctor import run_status
+        from bench.run.doctor import run_status
 
         for path in sorted(Path(args.out).glob("*/manifest.json")):
             print(f"{run_status(path.parent):12s} {path.parent}")
@@ -744,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(exc)
     except Exception as exc:
         from bench.errors import is_write_error
-        from bench.sweep import RunInterrupted
+        from bench.run.sweep import RunInterrupted
 
         if isinstance(exc, RunInterrupted):
             return _interrupted(exc)
@@ -763,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted(exc: BaseException) -> int:
-    from bench.sweep import RunInterrupted, RunStopped
+    from bench.run.sweep import RunInterrupted, RunStopped
 
     if isinstance(exc, RunStopped):
         cause = exc.cause.strerror or str(exc.cause)

@@ -12,7 +12,7 @@ import errno
 __all__ = ["WRITE_ERRNOS", "InputError", "is_write_error"]
 
 # The OS errors of a write that the user fixes outside kdbench (space, quota, a read-only or
-# failing disk): the run stops like on a signal and resumes once fixed (bench.sweep.RunStopped).
+# failing disk): the run stops like on a signal and resumes once fixed (bench.run.sweep.RunStopped).
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
 

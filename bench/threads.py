@@ -24,9 +24,10 @@ cores a worker does not use idle at the end of each ask batch (``docs/methodolog
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-__all__ = ["AUTO", "AUTO_MIN_FLOPS", "ThreadPolicy"]
+__all__ = ["AUTO", "AUTO_MIN_FLOPS", "ThreadPolicy", "all_cores"]
 
 AUTO = "auto"
 AUTO_MIN_FLOPS = 30_000
@@ -46,3 +47,11 @@ class ThreadPolicy:
         if self.setting != AUTO:
             return max(1, int(self.setting or self.cores))
         return 1 if flops_per_sample < AUTO_MIN_FLOPS else max(1, self.cores)
+
+
+def all_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -19,7 +19,7 @@ are the suites' runs). Conditions:
 
 The teacher is the ``digits_sgd_views`` suite's (or for mnist5k the ``hinton_mnist`` suite's)
 CNN ensemble, trained once and cached under ``results/teachers``; images are scaled per channel
-(:func:`bench.augment.channel_scaled`).
+(:func:`bench.group.augment.channel_scaled`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from bench.augment import pixel_scale
+from bench.group.augment import pixel_scale
 from bench.stats import summarise_seeds
 from benchmarks.conftest import augmented_setup
 from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets

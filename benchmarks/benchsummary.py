@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.rundir import atomic_write_text
+from bench.durable.rundir import atomic_write_text
 
 __all__ = ["summarise"]
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-from bench.measure import ensemble_forms
-from bench.suite import load_suite
+from bench.config.suite import load_suite
+from bench.latency.measure import ensemble_forms
 from kdcore import TeacherEnsemble, build_student, measure_latencies, measure_latency
 
 STUDENTS = {"w12xd2": (12, 2), "w40xd1": (40, 1), "w120xd3": (120, 3)}

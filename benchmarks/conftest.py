@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.utils import benchmark as tbench
 
-from bench.measure import all_cores
-from bench.suite import load_suite
+from bench.config.suite import load_suite
 from bench.tasks import load_task
 from bench.teachers import load_teacher, prepare_teacher
+from bench.threads import all_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def augmented_setup(suite_name: str, random_crop: int | None = None):  # type: i
     ``random_crop`` turns augmentation on for a suite that has none (the scaling follows)."""
     from dataclasses import replace
 
-    from bench.augment import channel_scaled
+    from bench.group.augment import channel_scaled
 
     suite = load_suite(ROOT / "suites" / f"{suite_name}.toml")
     if random_crop is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.augment import pixel_scale
+from bench.group.augment import pixel_scale
 from benchmarks.conftest import augmented_setup
 from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets
 

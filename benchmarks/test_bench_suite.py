@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
-from bench.recommend import Constraints, recommend
+from bench.config.suite import load_suite
+from bench.decision.recommend import Constraints, recommend
 from bench.records import read_trials
 from bench.report.tables import time_by_size
-from bench.suite import load_suite
-from bench.sweep import run_suite
+from bench.run.sweep import run_suite
 from kdcore import Distiller, Member
 
 ROOT = Path(__file__).resolve().parents[1]

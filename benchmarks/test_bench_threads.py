@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.measure import all_cores
+from bench.threads import all_cores
 from kdcore import Distiller, Member, build_student, count_flops
 
 ROOT = Path(__file__).resolve().parents[1]

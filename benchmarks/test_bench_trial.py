@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.measure import all_cores
-from bench.suite import load_suite
-from bench.sweep import run_suite
+from bench.config.suite import load_suite
+from bench.run.sweep import run_suite
+from bench.threads import all_cores
 from benchmarks.reference import reference_kd_fit
 from kdcore import Distiller, Member, accuracy, build_student, kd_loss_from_log_probs
 

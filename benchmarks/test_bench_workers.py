@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure import all_cores
+from bench.config.suite import load_suite
 from bench.records import read_trials
-from bench.suite import load_suite
-from bench.sweep import run_suite
+from bench.run.sweep import run_suite
+from bench.threads import all_cores
 from bench.validation import Range
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.durable.rundir import atomic_write_bytes, atomic_write_text
 from bench.errors import InputError
 from bench.records.rows import to_frame
 from bench.records.schema import (
@@ -17,7 +18,6 @@ from bench.records.schema import (
     SEED_COLUMNS,
     version_hint,
 )
-from bench.rundir import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "check_schema",

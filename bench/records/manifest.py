@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bench.durable.rundir import atomic_write_text
 from bench.errors import InputError
 from bench.records.schema import SCHEMA_VERSION, version_hint
-from bench.rundir import atomic_write_text
 
 __all__ = ["Manifest", "TaskEntry", "TeacherSummary", "task_entry"]
 
@@ -85,7 +85,7 @@ class TaskEntry:
     data_sha256: str = ""
     data_source: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, list[float]] | None = None
-    transfer: dict[str, Any] = field(default_factory=dict)  # bench.transfer.transfer_summary
+    transfer: dict[str, Any] = field(default_factory=dict)  # bench.group.transfer.transfer_summary
     teacher: TeacherSummary = field(default_factory=TeacherSummary)
     warnings: tuple[str, ...] = ()
     ensemble_latency: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -83,7 +83,7 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "-",
         "'search' (Optuna sweep) or 'certify' (a candidate trained again on fresh seeds and "
-        "tested once; bench.certification)",
+        "tested once; bench.decision.protocol)",
         S,
     ),
     C(

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.durable.rundir import atomic_write_bytes, atomic_write_text, inside
 from bench.report import tables
-from bench.rundir import atomic_write_bytes, atomic_write_text, inside
 
 __all__ = ["Document"]
 

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bench.recommend import candidates, knee
+from bench.decision.recommend import candidates, knee
 from bench.stats import pareto_mask
 
 __all__ = [

@@ -14,13 +14,13 @@ import optuna
 import pandas as pd
 
 from bench import fmt
-from bench.recommend import Constraints, Recommendation, recommend
+from bench.decision.recommend import Constraints, Recommendation, recommend
+from bench.durable.rundir import check_writable, inside
 from bench.records import TaskEntry, TeacherSummary, load_run, task_entry
 from bench.report import plots, tables
 from bench.report.document import Document
 from bench.report.specialists import specialists_section
 from bench.report.transfer import transfer_section
-from bench.rundir import check_writable, inside
 from bench.stats import METHOD
 
 __all__ = ["build_report", "importances_data"]
@@ -30,8 +30,8 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
     """fANOVA importances of the searched parameters (the family's architecture parameters,
     T, alpha) for validation accuracy, computed from the trial table alone (an in-memory
     study rebuilt from the completed search trials)."""
-    from bench.space import distributions
-    from bench.suite import suite_from_dict
+    from bench.config.suite import suite_from_dict
+    from bench.search.space import distributions
 
     suite = suite_from_dict(manifest["suite"])
     dists = {
@@ -78,7 +78,7 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
 def _decision(rec: Recommendation) -> str:
     """The first screen's sentence: what to ship, at which certified tolerance and level, its
     cost, the file's and the recipe's intervals, and whether distillation was needed."""
-    from bench.recommend import Constraints
+    from bench.decision.recommend import Constraints
 
     cons = Constraints(**rec.constraints)
     c = rec.certification

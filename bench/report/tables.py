@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench import fmt
-from bench.recommend import candidates
+from bench.decision.recommend import candidates
 
 __all__ = [
     "failed_table",

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from bench import fmt
-from bench.recommend import candidates
+from bench.decision.recommend import candidates
 from bench.records import TaskEntry
 from bench.report.document import Document
 from bench.stats import share

@@ -3,8 +3,8 @@
 ``context`` (the frozen :class:`TaskContext` and one process's :class:`TaskWorker`) ·
 ``search`` (the budget loop, group asking, duplicates) · ``halving`` (successive halving and
 pruning per epoch) · ``recovery`` (orphaned and unclaimed trials) · ``certify`` (the
-certification rounds, :mod:`bench.certification`) · ``training`` (one group trained, failures as rows) · ``latency``
-(each architecture timed once).
+certification rounds, :mod:`bench.decision.protocol`) · ``training`` (one group trained,
+failures as rows) · ``space`` (the search space as Optuna distributions, the capacity axis).
 """
 
 from bench.search.certify import run_certify
@@ -16,7 +16,6 @@ from bench.search.context import (
     certify_phase,
     worker_id,
 )
-from bench.search.latency import ensemble_latency, time_architectures
 from bench.search.search import run_search
 
 __all__ = [
@@ -25,9 +24,7 @@ __all__ = [
     "TaskContext",
     "TaskWorker",
     "certify_phase",
-    "ensemble_latency",
     "run_certify",
     "run_search",
-    "time_architectures",
     "worker_id",
 ]

@@ -1,12 +1,12 @@
-"""The certification phase (:mod:`bench.certification` states the protocol).
+"""The certification phase (:mod:`bench.decision.protocol` states the protocol).
 
 For each certification round (round 0: the suite's ``[certify] max_gap_pp``; later rounds:
 ``kdbench certify RUN --max-gap X``) the first worker to get there enqueues the candidates
-(:func:`bench.certification.certify_order`, validation only) in the round's study with their
+(:func:`bench.decision.protocol.certify_order`, validation only) in the round's study with their
 rank, and records how many (:attr:`~bench.study.Key.CERTIFY_ENQUEUED`); every worker then
 pops candidates until none is waiting or running. Each candidate trains with the round's
 fresh seeds, is evaluated on the test split once, and keeps the weights of its validation-
-chosen seed (the file :mod:`bench.export` ships).
+chosen seed (the file :mod:`bench.ship.export` ships).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.certification import certify_order, certify_seeds
-from bench.faults import fault_point
+from bench.decision.protocol import certify_order, certify_seeds
+from bench.durable.faults import fault_point
+from bench.group.trial import TrialConfig, failed_row
 from bench.search.context import TaskWorker, certify_phase
 from bench.search.recovery import recover
 from bench.search.search import POLL_S
+from bench.search.space import distributions, trial_arch
 from bench.search.training import train_trials
-from bench.space import distributions, trial_arch
 from bench.study import AskLock, Heartbeat, Key, quiet_heartbeat_warning
 from bench.study.artifacts import put_weights
-from bench.trial import TrialConfig, failed_row
 
 __all__ = ["run_certify"]
 

@@ -17,14 +17,14 @@ from typing import Any
 import optuna
 import torch
 
-from bench.faults import fault_point
-from bench.space import Distribution, Sizer
+from bench.config.suite import RECIPE_SEARCH, Suite
+from bench.durable.faults import fault_point
+from bench.group.trial import ScratchStore
+from bench.search.space import Distribution, Sizer
 from bench.study import Heartbeat, Key, Ledger, StorageSpec, decode_record, make_sampler, study_name
-from bench.suite import RECIPE_SEARCH, Suite
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
 from bench.threads import ThreadPolicy
-from bench.trial import ScratchStore
 
 __all__ = [
     "IdentityMismatch",
@@ -67,7 +67,7 @@ class IdentityMismatch(Exception):
 class TaskContext:
     """One task of a run: the suite, the data, the prepared teacher, the study's name and
     budget. Built once by the supervising process; a worker process rebuilds the same one
-    from its :class:`bench.parallel.WorkerJob`."""
+    from its :class:`bench.run.workers.WorkerJob`."""
 
     suite: Suite
     task: TaskData

@@ -10,19 +10,19 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from bench.group.trial import student_cost
 from bench.search.context import TaskWorker
 from bench.search.recovery import group_plan
-from bench.space import trial_arch
+from bench.search.space import trial_arch
 from bench.stats import pareto_mask
 from bench.study import Key
-from bench.trial import student_cost
 
 __all__ = ["halving_callback", "promoted", "pruning_callback", "rung_epochs"]
 
 
 def pruning_callback(trial: optuna.Trial) -> Callable[[int, torch.Tensor], None]:
     """Report the trial's mean validation accuracy (``val_acc``: its distilled members, as
-    :func:`bench.trial.run_group` selects them through its ``GroupPlan``) each epoch; raise
+    :func:`bench.group.trial.run_group` selects them through its ``GroupPlan``) each epoch; raise
     ``optuna.TrialPruned`` when the pruner says so."""
 
     def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ trial is nobody's orphan, it waits for the next claim.
   worker stopped beating and re-queues them (same parameters); live workers' trials are
   never touched.
 * ``cooperative`` (several local processes on one journal): the supervising process fails
-  and re-queues the trials of a worker that died (:mod:`bench.parallel`); workers touch
+  and re-queues the trials of a worker that died (:mod:`bench.run.workers`); workers touch
   nobody's trials.
 """
 
@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.search.context import TaskWorker
-from bench.space import Distribution, pinned
+from bench.search.space import Distribution, pinned
 from bench.study import Key, decode_record
 
 __all__ = ["Redo", "claim", "group_plan", "recover"]

@@ -23,12 +23,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.faults import fault_point
+from bench.durable.faults import fault_point
 from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
 from bench.search.recovery import claim, group_plan, recover
+from bench.search.space import Distribution, distributions, pinned, trial_arch, trial_recipe
 from bench.search.training import train_trials
-from bench.space import Distribution, distributions, pinned, trial_arch, trial_recipe
 from bench.study import AskLock, Heartbeat, Key, final_record, quiet_heartbeat_warning
 
 __all__ = ["POLL_S", "run_search"]

@@ -12,9 +12,9 @@ import torch
 from optuna.trial import FrozenTrial
 
 from bench.errors import is_write_error
+from bench.group.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
 from bench.search.context import TaskWorker
-from bench.space import trial_arch, trial_recipe
-from bench.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
+from bench.search.space import trial_arch, trial_recipe
 
 __all__ = ["train_trials"]
 

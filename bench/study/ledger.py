@@ -19,8 +19,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.faults import fault_point
-from bench.jsonsafe import json_safe
+from bench.durable.faults import fault_point
+from bench.durable.jsonsafe import json_safe
 
 __all__ = ["Key", "Ledger", "decode_record", "encode_record", "final_record", "json_safe"]
 

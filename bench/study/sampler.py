@@ -16,7 +16,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.faults import fault_point
+from bench.durable.faults import fault_point
 
 __all__ = ["TrialSeededSampler", "make_sampler"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
+from bench.durable.interrupts import deferred_interrupts
 from bench.errors import InputError
-from bench.interrupts import deferred_interrupts
 
 __all__ = ["StorageSpec", "journal_path", "open_storage", "redact", "study_name"]
 
@@ -69,7 +69,7 @@ def _driver_url(url: str) -> str:
 
 class _WholeAppends(JournalFileBackend):
     """A journal file whose appends are never cut by Ctrl-C or SIGTERM
-    (:mod:`bench.interrupts`): the interrupt is raised when the append is complete."""
+    (:mod:`bench.durable.interrupts`): the interrupt is raised when the append is complete."""
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         with deferred_interrupts():

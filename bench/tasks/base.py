@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import faults
+from bench.durable import faults
 from bench.errors import InputError
 from bench.validation import Table
 
@@ -79,7 +79,7 @@ class TaskData:
     source: dict[str, Any] = field(default_factory=dict)
     scaler_mean: np.ndarray | None = None  # per flattened feature, fitted on train; None: scale off
     scaler_scale: np.ndarray | None = None
-    # [transfer] (bench.transfer): the labelled transfer rows (indices into the training
+    # [transfer] (bench.group.transfer): the labelled transfer rows (indices into the training
     # split; None: all of it), the extra unlabeled rows (scaled like train), the omitted classes
     transfer: np.ndarray | None = None
     x_unlabeled: torch.Tensor | None = None
@@ -225,7 +225,7 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
             f"Got: {exc}"
         ) from None
     y_test = y[i_test]
-    if faults.active("permute", "test_labels"):  # a test seam (bench.faults)
+    if faults.active("permute", "test_labels"):  # a test seam (bench.durable.faults)
         y_test = np.random.default_rng(0).permutation(y_test)
     flat = x.reshape(len(x), -1)
     scaler = StandardScaler().fit(flat[i_train]) if cfg.scale else None

@@ -15,9 +15,9 @@ confuses, combined by :class:`kdcore.SpecialistCombiner`; the generalist alone i
 :attr:`PreparedTeacher.reference`, the teacher distilled students are compared against.
 """
 
+from bench.config.teacher import TeacherConfig
 from bench.teachers.analysis import specialist_summary, teacher_warnings
 from bench.teachers.cache import teacher_cache_key
-from bench.teachers.config import TeacherConfig
 from bench.teachers.evaluate import SPLITS, prepare_teacher
 from bench.teachers.load import LoadedTeacher, load_teacher
 from bench.teachers.prepared import PreparedTeacher

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.config.teacher import TeacherConfig
 from bench.tasks import TaskData
-from bench.teachers.config import TeacherConfig
 from bench.teachers.prepared import PreparedTeacher
 from kdcore import SoftTargets, SpecialistCombiner, TeacherEnsemble, count_flops, count_params
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from bench.recipe import recipe_defaults_dropped
-from bench.rundir import atomic_write_bytes, atomic_write_text
+from bench.config.recipe import recipe_defaults_dropped
+from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig
+from bench.durable.rundir import atomic_write_bytes, atomic_write_text
 from bench.tasks import TaskData
-from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
 from kdcore import TeacherEnsemble
 
 __all__ = ["save_ensemble", "teacher_cache_key"]

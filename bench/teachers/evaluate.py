@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
+from bench.config.teacher import TeacherConfig
 from bench.tasks import TaskData, file_sha256
 from bench.teachers.analysis import specialist_summary
 from bench.teachers.cache import save_ensemble, teacher_cache_key
-from bench.teachers.config import TeacherConfig
 from bench.teachers.load import LoadedTeacher, build_member
 from bench.teachers.prepared import PreparedTeacher
 from bench.teachers.train import train_members, train_specialist_system

@@ -14,10 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import InputError
-from bench.tasks import TaskData, file_sha256
-from bench.teachers.cache import teacher_cache_key
-from bench.teachers.config import (
+from bench.config.teacher import (
     EnsembleFile,
     MemberCheckpoints,
     OfflineLogits,
@@ -25,6 +22,9 @@ from bench.teachers.config import (
     TeacherSource,
     TrainHere,
 )
+from bench.errors import InputError
+from bench.tasks import TaskData, file_sha256
+from bench.teachers.cache import teacher_cache_key
 from kdcore import Specialist, SpecialistCombiner, TeacherEnsemble, build_student, format_arch
 from kdcore.teachers import SoftTargets
 

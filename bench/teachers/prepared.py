@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.jsonsafe import json_safe
+from bench.durable.jsonsafe import json_safe
 from kdcore import SoftTargets, TeacherEnsemble
 
 __all__ = ["PreparedTeacher"]
@@ -45,7 +45,7 @@ class PreparedTeacher:
     extra: dict[str, object] = field(default_factory=dict)
     # Specialists: the generalist alone, per split (students taught by it are the baseline).
     reference: dict[str, SoftTargets] | None = None
-    # [augment] (bench.augment): the teacher as callables on views, and its outputs on each
+    # [augment] (bench.group.augment): the teacher as callables on views, and its outputs on each
     # training part's stored views, made once per process
     views: dict[str, Any] = field(default_factory=dict)
 

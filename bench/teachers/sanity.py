@@ -26,9 +26,9 @@ import math
 
 import torch
 
+from bench.config.teacher import TeacherConfig
 from bench.errors import InputError
 from bench.tasks import TaskData
-from bench.teachers.config import TeacherConfig
 from kdcore.teachers import SoftTargets
 
 __all__ = ["check_teacher_labels"]

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import torch
 
+from bench.config.teacher import TeacherConfig
 from bench.errors import InputError
 from bench.tasks import TaskData
-from bench.teachers.config import TeacherConfig
 from kdcore import (
     Distiller,
     Member,

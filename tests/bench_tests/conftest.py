@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.group.trial import arch_cells
 from bench.records import SCHEMA_VERSION, to_frame
-from bench.trial import arch_cells
 
 TINY_SUITE = """
 name = "tiny"
@@ -170,8 +170,8 @@ def make_row(**kw: Any) -> dict[str, Any]:
 
 def make_table(*rows: dict[str, Any]) -> pd.DataFrame:
     """Fixture rows as a trial table; certification rows get ``certified`` as a run's do
-    (fixed-sequence testing, :func:`bench.certification.mark_certified`)."""
-    from bench.certification import mark_certified
+    (fixed-sequence testing, :func:`bench.decision.protocol.mark_certified`)."""
+    from bench.decision.protocol import mark_certified
 
     full = [make_row(**r) for r in rows]
     mark_certified(full)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.augment import channel_scaled
 from bench.cli import main
+from bench.config.suite import load_suite
+from bench.group.augment import channel_scaled
 from bench.records import read_trials
-from bench.suite import load_suite
 from bench.tasks import load_task
 from tests.bench_tests.conftest import TINY_SUITE, assert_refused
 

@@ -18,9 +18,9 @@ import torch
 from sklearn.datasets import make_classification
 
 from bench.cli import main
+from bench.config.suite import load_suite
 from bench.records import read_trials
-from bench.suite import load_suite
-from bench.sweep import run_suite
+from bench.run.sweep import run_suite
 from bench.tasks import FileTask, load_task
 from kdcore import build_student
 from tests.bench_tests.conftest import assert_refused

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.config.suite import load_suite
 from bench.records import read_trials
 from bench.report.tables import time_by_size
+from bench.run.sweep import run_suite
 from bench.search.halving import promoted, rung_epochs
 from bench.study import Key, StorageSpec, journal_path, open_storage
-from bench.suite import load_suite
-from bench.sweep import run_suite
 from kdcore import build_student, count_flops, count_params
 
 CAPACITY = {

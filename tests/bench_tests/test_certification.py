@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import faults
-from bench.certification import certify_order, certify_seeds, fixed_sequence
 from bench.cli import main
+from bench.decision.protocol import certify_order, certify_seeds, fixed_sequence
+from bench.durable import faults
 from bench.records import load_run
 from bench.stats import newcombe_paired, z_of
 from tests.bench_tests.conftest import TINY_SUITE, with_certify
@@ -223,7 +223,7 @@ def test_every_recommendation_exports_and_reloads_to_its_stated_accuracy(
     model.load_state_dict(blob["state_dict"])
     data = load_run(run)
     task = data.manifest.task("tiny")
-    from bench.suite import suite_from_dict
+    from bench.config.suite import suite_from_dict
     from bench.tasks import load_task
 
     loaded = load_task(suite_from_dict(data.manifest.suite).tasks[0])

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.compare import parse_threshold
 from bench.errors import InputError
+from bench.report.compare import parse_threshold
 from tests.bench_tests.conftest import make_run_dir
 
 

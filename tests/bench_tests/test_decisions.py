@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.config.suite import load_suite, parse_suite, suite_from_dict
 from bench.records import load_run
 from bench.report import plots
-from bench.suite import load_suite, parse_suite, suite_from_dict
-from bench.sweep import run_suite
+from bench.run.sweep import run_suite
 from bench.tasks import load_task
 from kdcore import build_student
 from tests.bench_tests.conftest import TINY_SUITE, make_table, with_certify
@@ -110,7 +110,7 @@ def test_export_refuses_a_trial_whose_weights_were_not_kept(
 
 @pytest.mark.slow
 def test_the_reports_first_screen_decides(run: Path, tmp_path: Path) -> None:
-    from bench.recommend import Constraints
+    from bench.decision.recommend import Constraints
     from bench.report import build_report
 
     out = build_report(run, tmp_path / "rep", constraints=Constraints(max_gap_pp=100))
@@ -267,7 +267,7 @@ def test_progress_for_a_student_larger_than_the_ensemble(capsys) -> None:
 
 
 def test_summary_table_shows_cost_and_uncertainty() -> None:
-    from bench.recommend import Constraints, recommend
+    from bench.decision.recommend import Constraints, recommend
     from bench.report.tables import summary_table
 
     rec = recommend(

@@ -1,4 +1,4 @@
-"""Export formats (bench.formats): safetensors with its sidecar, ONNX on raw rows checked in
+"""Export formats (bench.ship.serialize): safetensors with its sidecar, ONNX on raw rows checked in
 onnxruntime, and the model card's loading code, run as written."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.formats import RawInput, available, raw_input_model
+from bench.config.suite import suite_from_dict
+from bench.latency.onnx import RawInput, raw_input_model
 from bench.records import load_run
-from bench.suite import suite_from_dict
+from bench.ship.serialize import available
 from kdcore import build_student
 from tests.bench_tests.conftest import TINY_SUITE, with_certify
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import faults
 from bench.cli import main
+from bench.config.suite import load_suite
+from bench.durable import faults
+from bench.durable.rundir import inside
 from bench.errors import InputError
 from bench.records import SCHEMA_VERSION, read_seeds, read_trials
-from bench.rundir import inside
+from bench.run.sweep import RunInterrupted, run_suite
 from bench.study import redact
-from bench.suite import load_suite
-from bench.sweep import RunInterrupted, run_suite
 from tests.bench_tests.conftest import TINY_SUITE, make_run_dir, with_certify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -463,7 +463,7 @@ def test_kept_weights_live_in_the_artifact_store_and_doctor_reports_a_missing_on
 
 
 def _pull(run: Path, out: Path) -> tuple[Path, list[str]]:
-    from bench.pull import pull
+    from bench.run.pull import pull
     from bench.study import StorageSpec
 
     return pull(StorageSpec(path=str(run / "study.journal")), run.name, out)
@@ -666,7 +666,7 @@ def test_list_runs_shows_each_runs_status(
 
 
 def test_certification_never_picks_an_architecture_twice() -> None:
-    from bench.certification import certify_order
+    from bench.decision.protocol import certify_order
     from tests.bench_tests.conftest import make_table
 
     table = make_table(

@@ -1,5 +1,5 @@
 """Ctrl-C or SIGTERM during a study-journal append: the append completes, then the run stops
-cleanly (bench.interrupts). Found as a FileNotFoundError traceback (exit 1 instead of 143) when
+cleanly (bench.durable.interrupts). Found as a FileNotFoundError traceback (exit 1 instead of 143) when
 SIGTERM landed inside Optuna's journal lock release."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 CHILD = r"""
 import os, signal, sys
 import optuna
-from bench.interrupts import interrupt
+from bench.durable.interrupts import interrupt
 from bench.study import StorageSpec, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.config.suite import load_suite
 from bench.records import read_trials
-from bench.suite import load_suite
 from bench.tasks import load_task
 from bench.teachers.cache import teacher_cache_key
 from tests.bench_tests.conftest import TINY_SUITE, assert_refused, with_certify

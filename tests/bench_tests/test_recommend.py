@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from bench.recommend import Constraints, candidates, capacity_fit, knee, recommend
+from bench.decision.recommend import Constraints, candidates, capacity_fit, knee, recommend
 from tests.bench_tests.conftest import make_table
 
 

@@ -11,12 +11,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from bench import faults
 from bench.cli import main
-from bench.formats import available
+from bench.config.suite import load_suite
+from bench.durable import faults
 from bench.records import COLUMNS, SEED_COLUMNS, read_trials
-from bench.suite import load_suite
-from bench.sweep import run_suite
+from bench.run.sweep import run_suite
+from bench.ship.serialize import available
 
 pytestmark = pytest.mark.slow
 

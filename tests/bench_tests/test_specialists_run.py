@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.config.suite import load_suite
 from bench.records import read_trials
-from bench.suite import load_suite
 from bench.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.config.suite import load_suite, parse_suite
 from bench.errors import InputError
-from bench.suite import load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,7 +210,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
     it, and docs/suite.md names it."""
     from dataclasses import fields
 
-    from bench.suite import (
+    from bench.config.suite import (
         BudgetConfig,
         CertifyConfig,
         MeasureConfig,
@@ -220,7 +220,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
     from bench.teachers import TeacherConfig
     from bench.validation import rule_of
 
-    read_elsewhere = {  # rules that depend on other keys, read by bench.suite itself
+    read_elsewhere = {  # rules that depend on other keys, read by bench.config.suite itself
         TeacherConfig: {"family", "arch", "checkpoint", "checkpoints", "logits", "milestones"},
         StudentTraining: {"milestones"},
         MeasureConfig: {"device", "train_threads", "runtimes"},

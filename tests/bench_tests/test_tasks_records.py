@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.durable.rundir import atomic_write_text
 from bench.errors import InputError
 from bench.records import COLUMNS, read_trials, to_frame, write_trials
-from bench.rundir import atomic_write_text
 from bench.tasks import DigitsTask, FileTask, SyntheticTask, load_task, task_from_file
 
 ROOT = Path(__file__).resolve().parents[2]

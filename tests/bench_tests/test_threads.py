@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.measure import all_cores
 from bench.records import read_trials
-from bench.threads import AUTO_MIN_FLOPS, ThreadPolicy
+from bench.threads import AUTO_MIN_FLOPS, ThreadPolicy, all_cores
 
 
 def test_auto_gives_small_students_one_thread_and_large_ones_every_core() -> None:

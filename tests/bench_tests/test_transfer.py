@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.config.suite import load_suite
+from bench.group.transfer import apply_transfer, choose_bias_shift, read_unlabeled
 from bench.records import read_trials
-from bench.suite import load_suite
-from bench.sweep import run_suite
+from bench.run.sweep import run_suite
 from bench.tasks import load_task
-from bench.transfer import apply_transfer, choose_bias_shift, read_unlabeled
 from tests.bench_tests.conftest import TINY_SUITE, assert_refused
 
 # the tiny suite's task: synthetic, 1,200 rows, 8 features, classes "0", "1", "2"

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from bench import faults
 from bench.cli import main
+from bench.durable import faults
 from bench.records import load_run, read_trials
 from kdcore import build_student, count_params
 from tests.bench_tests.conftest import TINY_SUITE, with_certify

@@ -16,11 +16,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.certification import mark_certified
+from bench.decision.protocol import mark_certified
+from bench.durable.rundir import atomic_write_bytes, check_writable, inside
 from bench.errors import InputError
-from bench.measure import speedups
+from bench.latency.measure import speedups
 from bench.records import SCHEMA_VERSION, SEED_COLUMNS, Manifest, to_frame, write_trials
-from bench.rundir import atomic_write_bytes, check_writable, inside
 from bench.study import Key, StorageSpec, decode_record, final_record, open_storage, study_name
 from bench.study.artifacts import ArtifactProblem, fetch_weights
 
@@ -90,7 +90,7 @@ def rows_of_studies(
     storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All rows of a run: for each task its search study, then its certification studies
-    (``certified`` set by :func:`bench.certification.mark_certified`). Latency —
+    (``certified`` set by :func:`bench.decision.protocol.mark_certified`). Latency —
     the ensemble's (timed once per task) and each architecture's (timed once) — is stored in
     the search study and joined here, once, into the rows of completed students, with the
     speed-ups computed from the ensemble timed in the student's own interleaved pass (same

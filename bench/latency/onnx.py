@@ -1,19 +1,11 @@
-"""The exported student in the formats users deploy: PyTorch, safetensors and ONNX.
+"""ONNX forms of a model and onnxruntime sessions: what ``kdbench export`` ships as
+``student.onnx`` and what the latency pass times in onnxruntime.
 
-* ``torch`` — ``student.pt`` (see :mod:`bench.export`).
-* ``safetensors`` — ``student.safetensors`` (the ``state_dict``, read with
-  ``safetensors.torch.load_file``) and ``student.json`` beside it: ``family``, ``arch``,
-  ``input_shape``, ``num_classes``, ``class_names``, ``preprocessing`` (``mean``/``scale``
-  lists, or null) and ``provenance`` — what ``kdcore.build_student`` needs to rebuild it.
-* ``onnx`` — ``student.onnx``: a model that takes **raw** feature rows ``[batch, *input_shape]``
-  (float32, any batch size: a dynamic batch dimension) and returns logits. The training
-  split's standardisation is part of the graph: folded into the first layer where the model
-  starts with a linear layer on flat features, exactly ``W' = W / scale`` (per input column)
-  and ``b' = b − W'·mean`` (computed in float64); otherwise a standardisation node before the
-  model (a convolution's zero padding would not fold exactly). Exported with
-  ``torch.onnx.export(dynamo=True)`` and checked with onnxruntime after the export.
-
-Which formats can be written depends on what is installed: :func:`available` says why not.
+A model on **raw** feature rows: the training split's standardisation is part of the graph,
+folded into the first layer where the model starts with a linear layer on flat features,
+exactly ``W' = W / scale`` (per input column) and ``b' = b − W'·mean`` (computed in float64);
+otherwise a standardisation node before the model (a convolution's zero padding would not fold
+exactly). Exported with ``torch.onnx.export(dynamo=True)``.
 """
 
 from __future__ import annotations
@@ -21,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import json
 import logging
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,32 +23,25 @@ import torch
 from torch import nn
 
 __all__ = [
-    "FORMATS",
+    "ONNX_PACKAGES",
+    "OrtModel",
     "RawInput",
-    "available",
     "has_dynamic_batch",
     "onnx_bytes",
     "onnx_many",
+    "onnx_missing",
     "onnx_predict",
+    "ort_models",
     "raw_input_model",
-    "safetensors_bytes",
 ]
 
-FORMATS = ("torch", "safetensors", "onnx")
-_NEEDS = {
-    "torch": (),
-    "safetensors": ("safetensors",),
-    "onnx": ("onnx", "onnxscript", "onnxruntime"),
-}
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 
 
-def available() -> dict[str, str | None]:
-    """Each format → None when it can be written here, else why not (the missing packages)."""
-    out: dict[str, str | None] = {}
-    for fmt, mods in _NEEDS.items():
-        missing = [m for m in mods if importlib.util.find_spec(m) is None]
-        out[fmt] = f"needs {', '.join(missing)} (pip install 'kdbench[onnx]')" if missing else None
-    return out
+def onnx_missing() -> str | None:
+    """None when ONNX export and onnxruntime work here, else what is missing."""
+    missing = [m for m in ONNX_PACKAGES if importlib.util.find_spec(m) is None]
+    return f"needs {', '.join(missing)} (pip install 'kdbench[onnx]')" if missing else None
 
 
 class RawInput(nn.Module):
@@ -104,16 +89,6 @@ def raw_input_model(
             lin.bias.copy_((b - w @ mean).to(torch.float32))
         return folded, "folded"
     return RawInput(model, mean, scale).eval(), "node"
-
-
-def safetensors_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[bytes, str]:
-    """``student.safetensors`` (contiguous CPU tensors; metadata names the sidecar) and the
-    ``student.json`` sidecar text."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    data = save(tensors, metadata={"format": "pt", "sidecar": "student.json"})
-    return data, json.dumps(meta, indent=2) + "\n"
 
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int | None = None) -> bytes:
@@ -220,3 +195,62 @@ def _quiet(name: str) -> Any:
         yield
     finally:
         log.setLevel(level)
+
+
+class OrtModel:
+    """A model exported to ONNX and run by onnxruntime on the CPU, called like a module on a
+    torch tensor (the numpy view of an input is made once per input tensor, as a caller
+    holding numpy rows would have them). ``graphs``: batch size → ONNX model (None: a graph
+    with a dynamic batch, for every batch size)."""
+
+    def __init__(self, graphs: Mapping[int | None, bytes], threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.sessions = {
+            b: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"])
+            for b, g in graphs.items()
+        }
+        self._x: torch.Tensor | None = None
+        self._run: Any = None
+        self._feed: dict[str, Any] = {}
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        if x is not self._x:
+            session = self.sessions.get(None) or self.sessions[int(x.shape[0])]
+            self._x, self._run, self._feed = x, session.run, {"x": x.numpy()}
+        return self._run(None, self._feed)[0]
+
+
+def ort_models(
+    models: Mapping[str, nn.Module], input_shape: tuple[int, ...], threads: int, batch: int
+) -> tuple[dict[str, OrtModel], dict[str, str]]:
+    """Each model exported to ONNX with the exporter ``kdbench export`` ships with (all at once
+    by :func:`onnx_many`; else one by one, :func:`onnx_bytes`: one
+    graph with a dynamic batch, or, for a model whose code fixes the batch, one graph per
+    timed batch size) in an onnxruntime session with ``threads`` threads; and, per model
+    that could not be exported, why."""
+    out: dict[str, OrtModel] = {}
+    errors: dict[str, str] = {}
+    try:  # one joint export (fast); one by one when a model breaks it
+        return {
+            n: OrtModel({None: g}, threads) for n, g in onnx_many(dict(models), input_shape).items()
+        }, {}
+    except Exception:  # the one-by-one path below names each model's failure
+        pass
+    for name, model in models.items():
+        try:
+            graph = onnx_bytes(model, input_shape)
+            graphs: dict[int | None, bytes] = (
+                {None: graph}
+                if has_dynamic_batch(graph)
+                else {b: onnx_bytes(model, input_shape, b) for b in (1, batch)}
+            )
+            out[name] = OrtModel(graphs, threads)
+        except Exception as exc:  # a plug-in family torch.onnx cannot export: NaN, and why
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            errors[name] = f"ONNX export failed: {type(exc).__name__}: {first[:200]}"
+    return out, errors

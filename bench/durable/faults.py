@@ -35,7 +35,7 @@ __all__ = ["ENV", "active", "count", "fault_point", "reset"]
 
 ENV = "KDBENCH_FAULT"
 WORKER_ENV = "KDBENCH_FAULT_WORKER"  # only the worker process with this index
-INDEX_ENV = "KDBENCH_WORKER_INDEX"  # set by bench.parallel in each worker process
+INDEX_ENV = "KDBENCH_WORKER_INDEX"  # set by bench.run.workers in each worker process
 _counts: dict[str, int] = {}
 
 

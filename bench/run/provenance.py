@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import all_cores
 from bench.stats import METHOD
+from bench.threads import all_cores
 
 __all__ = ["CONVENTIONS", "git_info", "machine_info", "package_versions"]
 

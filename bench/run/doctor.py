@@ -15,10 +15,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.durable.rundir import RunLock
 from bench.errors import InputError
-from bench.pull import kept_students, rows_of_studies, weights_bytes, write_students, write_views
 from bench.records import Manifest, check_tables, check_weights, to_frame
-from bench.rundir import RunLock
+from bench.run.pull import (
+    kept_students,
+    rows_of_studies,
+    weights_bytes,
+    write_students,
+    write_views,
+)
 from bench.study import Key
 from bench.study.artifacts import ArtifactProblem
 

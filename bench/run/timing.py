@@ -1,9 +1,9 @@
 """Latency after the search, in one interleaved pass on one quiet host: the ensemble (loop and
 fused forms) and every trained architecture not timed yet, block by block in rotating order
-(:func:`bench.measure.latency_pass`), so drift hits all of them alike. Each architecture's
+(:func:`bench.latency.measure.latency_pass`), so drift hits all of them alike. Each architecture's
 record (:attr:`~bench.study.Key.LATENCY` + ``<family>:<arch label>``) keeps the ensemble's
 p50s from its own pass, the host and the pass id; the first pass's ensemble statistics are
-the task's (:attr:`~bench.study.Key.ENSEMBLE_LATENCY`). :mod:`bench.pull` joins them into the
+the task's (:attr:`~bench.study.Key.ENSEMBLE_LATENCY`). :mod:`bench.run.pull` joins them into the
 rows, and a speed-up is always a ratio of two numbers from one pass on one host."""
 
 from __future__ import annotations
@@ -16,21 +16,20 @@ from typing import Any
 
 from torch import nn
 
-from bench.faults import fault_point
-from bench.jsonsafe import json_safe
-from bench.measure import (
-    OrtModel,
+from bench.config.suite import MeasureConfig
+from bench.durable.faults import fault_point
+from bench.durable.jsonsafe import json_safe
+from bench.latency.measure import (
     architecture_model,
     ensemble_forms,
     ensemble_latency_columns,
     latency_pass,
-    ort_models,
     student_latency_columns,
 )
+from bench.latency.onnx import OrtModel, onnx_missing, ort_models
 from bench.search.context import TaskWorker
-from bench.space import arch_of
+from bench.search.space import arch_of
 from bench.study import Key, final_record
-from bench.suite import MeasureConfig
 
 __all__ = ["ensemble_latency", "time_architectures"]
 
@@ -112,18 +111,19 @@ def _ort(
     """What each runtime of ``[measure] runtimes`` measured (for the manifest), the
     onnxruntime sessions to time (every model exported; none when onnxruntime is not
     installed or not asked) and the models that could not be exported, with why."""
-    from bench.formats import available
-
     runtimes = {"torch": f"measured: eager PyTorch, {cfg.threads} thread(s)"}
     if "onnxruntime" not in cfg.runtimes:
         return {**runtimes, "onnxruntime": "not asked ([measure] runtimes)"}, {}, {}
-    missing = available()["onnx"]
+    missing = onnx_missing()
     if missing is not None:
         return {**runtimes, "onnxruntime": f"not measured: {missing}"}, {}, {}
     from importlib.metadata import version
 
     ort, errors = ort_models(
-        {n: m for n, m in models.items() if isinstance(m, nn.Module)}, input_shape, cfg
+        {n: m for n, m in models.items() if isinstance(m, nn.Module)},
+        input_shape,
+        cfg.threads,
+        cfg.batch,
     )
     runtimes["onnxruntime"] = (
         f"measured: onnxruntime {version('onnxruntime')} (CPU, {cfg.threads} intra-op "

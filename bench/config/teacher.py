@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.recipe import RecipeFields
+from bench.config.recipe import RecipeFields
 from bench.validation import choice, number, string
 from kdcore import COMBINE_MODES, format_arch
 
@@ -62,10 +62,10 @@ TeacherSource = TrainHere | EnsembleFile | MemberCheckpoints | OfflineLogits
 @dataclass(frozen=True)
 class TeacherConfig(RecipeFields):
     """The teacher ensemble: trained here, or from files (see :attr:`source`); the recipe keys
-    (:mod:`bench.recipe`) are how its members train (a specialist system's generalist and
+    (:mod:`bench.config.recipe`) are how its members train (a specialist system's generalist and
     specialists too)."""
 
-    # family, arch and the file paths are read by bench.suite (they depend on the source)
+    # family, arch and the file paths are read by bench.config.suite (they depend on the source)
     family: str = "seed_teacher"
     arch: dict[str, Any] = field(default_factory=dict)
     members: int = number(5, int, 1, 64, help="ensemble size K (trained teachers)")

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.config.suite import Suite
 from bench.errors import InputError
-from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
 from kdcore import Augment, SoftTargets, TeacherEnsemble, view_targets

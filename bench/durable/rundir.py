@@ -16,8 +16,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.durable.faults import fault_point
 from bench.errors import InputError
-from bench.faults import fault_point
 
 __all__ = ["RunLock", "atomic_write_bytes", "atomic_write_text", "check_writable", "inside"]
 

@@ -1,6 +1,6 @@
 """``--workers N``: N local processes on one task's study, this process supervising.
 
-Each worker is a fresh interpreter (``python -m bench.parallel``: no fork after torch has
+Each worker is a fresh interpreter (``python -m bench.run.workers``: no fork after torch has
 started threads, no dependence on how this process was started) with ``cores // N`` torch
 threads, so N × threads ≤ cores. Its job (the suite, the storage, the budget) arrives on
 stdin — the storage URL is never written to disk — and its progress comes back as JSON
@@ -36,9 +36,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from bench.durable.faults import INDEX_ENV
+from bench.durable.interrupts import interrupt
 from bench.errors import InputError, is_write_error
-from bench.faults import INDEX_ENV
-from bench.interrupts import interrupt
 from bench.search import IdentityMismatch, Progress, TaskWorker
 from bench.study import Key, StorageSpec
 from bench.threads import ThreadPolicy
@@ -105,7 +105,7 @@ def _spawn(index: int) -> subprocess.Popen:
     """A worker process: it imports, says ``imported``, then reads its job from stdin."""
     env = {**os.environ, INDEX_ENV: str(index), "PYTHONPATH": _pythonpath()}
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.parallel"],
+        [sys.executable, "-m", "bench.run.workers"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -118,7 +118,7 @@ class Prestarted:
 
     Their interpreter start-up and imports (about 4 s of CPU each on the 2-core machine)
     overlap the teacher's evaluation and FLOP count (latency is timed after the search, when
-    every worker is done: :mod:`bench.search.latency`). (Started before the teacher's training instead, their imports beside
+    every worker is done: :mod:`bench.run.timing`). (Started before the teacher's training instead, their imports beside
     its two training threads cost more than they saved: 67.7 s vs about 57 s end to end.)
     :func:`run_workers` hands them their job; :meth:`release` stops unused ones."""
 
@@ -291,9 +291,9 @@ def _child_main() -> int:
 
         import torch
 
+        from bench.config.suite import suite_from_dict
         from bench.search import TaskContext, run_certify, run_search
         from bench.study import open_storage
-        from bench.suite import suite_from_dict
         from bench.tasks import task_from_file
         from bench.teachers import load_teacher, prepare_teacher
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.decision.recommend import Constraints, candidates, recommend
 from bench.errors import InputError
-from bench.recommend import Constraints, candidates, recommend
 from bench.records import BETTER, COLUMN_NAMES, COLUMNS, load_run
 from bench.report.tables import markdown_table
 

@@ -10,101 +10,28 @@ NaN.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 from torch import nn
 
-from bench.suite import MeasureConfig
+from bench.config.suite import MeasureConfig
+from bench.latency.onnx import OrtModel
+from bench.threads import all_cores
 from kdcore import LatencyResult, TeacherEnsemble, measure_latencies
 
 __all__ = [
-    "OrtModel",
-    "all_cores",
     "architecture_model",
     "ensemble_forms",
     "ensemble_latency_columns",
     "latency_pass",
-    "ort_models",
     "speedups",
     "student_latency_columns",
 ]
 
 
-def all_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _inputs(input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
     return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(batch))
-
-
-class OrtModel:
-    """A model exported to ONNX and run by onnxruntime on the CPU, called like a module on a
-    torch tensor (the numpy view of an input is made once per input tensor, as a caller
-    holding numpy rows would have them). ``graphs``: batch size → ONNX model (None: a graph
-    with a dynamic batch, for every batch size)."""
-
-    def __init__(self, graphs: Mapping[int | None, bytes], threads: int) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.sessions = {
-            b: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"])
-            for b, g in graphs.items()
-        }
-        self._x: torch.Tensor | None = None
-        self._run: Any = None
-        self._feed: dict[str, Any] = {}
-
-    def __call__(self, x: torch.Tensor) -> Any:
-        if x is not self._x:
-            session = self.sessions.get(None) or self.sessions[int(x.shape[0])]
-            self._x, self._run, self._feed = x, session.run, {"x": x.numpy()}
-        return self._run(None, self._feed)[0]
-
-
-def ort_models(
-    models: Mapping[str, nn.Module], input_shape: tuple[int, ...], cfg: MeasureConfig
-) -> tuple[dict[str, OrtModel], dict[str, str]]:
-    """Each model exported to ONNX with the exporter ``kdbench export`` ships with (all at once
-    by :func:`bench.formats.onnx_many`; else one by one, :func:`bench.formats.onnx_bytes`: one
-    graph with a dynamic batch, or, for a model whose code fixes the batch, one graph per
-    timed batch size) in an onnxruntime session with ``cfg.threads`` threads; and, per model
-    that could not be exported, why."""
-    from bench.formats import has_dynamic_batch, onnx_bytes, onnx_many
-
-    out: dict[str, OrtModel] = {}
-    errors: dict[str, str] = {}
-    try:  # one joint export (fast); one by one when a model breaks it
-        return {
-            n: OrtModel({None: g}, cfg.threads)
-            for n, g in onnx_many(dict(models), input_shape).items()
-        }, {}
-    except Exception:  # the one-by-one path below names each model's failure
-        pass
-    for name, model in models.items():
-        try:
-            graph = onnx_bytes(model, input_shape)
-            graphs: dict[int | None, bytes] = (
-                {None: graph}
-                if has_dynamic_batch(graph)
-                else {b: onnx_bytes(model, input_shape, b) for b in (1, cfg.batch)}
-            )
-            out[name] = OrtModel(graphs, cfg.threads)
-        except Exception as exc:  # a plug-in family torch.onnx cannot export: NaN, and why
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            errors[name] = f"ONNX export failed: {type(exc).__name__}: {first[:200]}"
-    return out, errors
 
 
 def latency_pass(

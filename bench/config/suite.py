@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.config.plugins import ensure_entry_points, import_plugins
+from bench.config.recipe import RecipeFields, check_recipe, read_milestones, recipe_defaults_dropped
+from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig
 from bench.errors import InputError
-from bench.plugins import ensure_entry_points, import_plugins
-from bench.recipe import RecipeFields, check_recipe, read_milestones, recipe_defaults_dropped
 from bench.tasks import TaskConfig, parse_task, task_from_dict
-from bench.teachers.config import SPECIALIST_KEYS, TeacherConfig
 from bench.threads import AUTO
 from bench.validation import Range, Table, boolean, choice, number, read_fields, string
 from kdcore import AUGMENT_TEACHERS, Augment, get_family, list_families
@@ -77,7 +77,7 @@ class PluginsConfig:
 @dataclass(frozen=True)
 class StudentTraining(RecipeFields):
     """``[student]``: the family and how every student trains (the recipe keys:
-    :mod:`bench.recipe`)."""
+    :mod:`bench.config.recipe`)."""
 
     family: str = choice("mlp", list_families, help="registered student family")
     epochs: int = number(20, int, 1, 10_000, help="training epochs (best epoch on validation)")
@@ -141,7 +141,7 @@ DEFAULT_MAX_GAP_PP = 0.5
 
 @dataclass(frozen=True)
 class CertifyConfig:
-    """``[certify]``: the size decision, certified once on the test split (bench.certification).
+    """``[certify]``: the size decision, certified once on the test split (bench.decision.protocol).
 
     Validation orders up to ``candidates`` configurations of the validation capacity frontier
     (one per architecture, largest first); each is trained again with ``seeds`` fresh seeds
@@ -177,7 +177,7 @@ class TransferConfig:
     The transfer set is a stratified, seeded ``fraction`` of each class of the training split,
     less the classes in ``omit_classes``, plus the rows of the ``unlabeled`` file (without
     labels: they enter the distillation loss through the soft term only). The scratch twin
-    trains on the transfer set's labelled rows alone (:mod:`bench.transfer`)."""
+    trains on the transfer set's labelled rows alone (:mod:`bench.group.transfer`)."""
 
     fraction: float = number(
         1.0,
@@ -203,7 +203,7 @@ class TransferConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     """``[augment]``: views of image rows that a student and its teacher both see
-    (:mod:`kdcore.augment`, :mod:`bench.augment`); the scratch twin sees the same views."""
+    (:mod:`kdcore.augment`, :mod:`bench.group.augment`); the scratch twin sees the same views."""
 
     random_crop: int = number(0, int, 0, 255, help="pixels of padding for random crops (0 = off)")
     hflip: bool = boolean(False, help="mirror half the views left to right")

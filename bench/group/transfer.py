@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.config.suite import TransferConfig
 from bench.errors import InputError
-from bench.suite import TransferConfig
 from bench.tasks import TaskData
 from bench.tasks.files import FORMATS, FileTask, file_sha256
 from bench.teachers import TeacherConfig

@@ -11,7 +11,7 @@ Writes into DIR:
   to ``input_shape``, take the argmax of the logits: on the task's test split this gives
   exactly the test accuracy the card states for this file (tested).
 * ``student.safetensors`` + ``student.json`` and ``student.onnx`` (raw rows in, checked with
-  onnxruntime on the test split): :mod:`bench.formats`.
+  onnxruntime on the test split): :mod:`bench.ship.serialize`.
 * ``student.toml`` — the configuration as a suite fragment to copy.
 * ``MODEL_CARD.md`` — data, teacher, accuracy with its interval, FLOPs, latency, how each
   was measured, and code that loads each format written (a test runs it).
@@ -34,24 +34,17 @@ import numpy as np
 import torch
 
 from bench import fmt
+from bench.config.recipe import RECIPE_KEYS, recipe_defaults_dropped
+from bench.config.suite import RECIPE_SEARCH
+from bench.decision.recommend import Constraints, recommend
+from bench.durable.jsonsafe import json_safe
+from bench.durable.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.errors import InputError
-from bench.formats import (
-    FORMATS,
-    available,
-    has_dynamic_batch,
-    onnx_bytes,
-    onnx_predict,
-    raw_input_model,
-    safetensors_bytes,
-)
-from bench.jsonsafe import json_safe
-from bench.pull import write_students
-from bench.recipe import RECIPE_KEYS, recipe_defaults_dropped
-from bench.recommend import Constraints, recommend
+from bench.latency.onnx import has_dynamic_batch, onnx_bytes, onnx_predict, raw_input_model
 from bench.records import Run, TaskEntry, load_run, read_weights
-from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
+from bench.run.pull import write_students
+from bench.ship.serialize import FORMATS, available, safetensors_bytes
 from bench.study import StorageSpec, open_storage
-from bench.suite import RECIPE_SEARCH
 
 __all__ = ["export_student"]
 
@@ -111,7 +104,7 @@ def export_student(
     formats: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write the student of ``run_dir`` (recommended, or ``trial``) into ``out_dir`` in
-    ``formats`` (default: every one of :data:`bench.formats.FORMATS` whose dependencies are
+    ``formats`` (default: every one of :data:`bench.ship.serialize.FORMATS` whose dependencies are
     installed); return the files written."""
     chosen_formats = _formats(formats)
     run = load_run(run_dir)
@@ -241,7 +234,7 @@ def _formats(formats: Sequence[str] | None) -> list[str]:
 
 def _raw_test(run: Run, task: str, meta: TaskEntry) -> tuple[np.ndarray, np.ndarray] | str:
     """The task's test rows unscaled, as the run split them, or why they cannot be read."""
-    from bench.suite import suite_from_dict
+    from bench.config.suite import suite_from_dict
     from bench.tasks.base import split_task
 
     try:
@@ -377,7 +370,7 @@ def _card(
     files: list[str],
     checks: list[str],
 ) -> str:
-    from bench.recommend import warnings_for
+    from bench.decision.recommend import warnings_for
 
     m = run.manifest
     teacher = meta.teacher

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.augment import part_teachers, pixel_scale
-from bench.faults import fault_point
+from bench.config.suite import Suite
+from bench.durable.faults import fault_point
+from bench.group.augment import part_teachers, pixel_scale
+from bench.group.transfer import choose_bias_shift, shift_logits
 from bench.records import SCHEMA_VERSION
 from bench.stats import (
     file_gap,
@@ -33,10 +35,8 @@ from bench.stats import (
     summarise_seeds,
     unpack_bits,
 )
-from bench.suite import Suite
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
-from bench.transfer import choose_bias_shift, shift_logits
 from kdcore import (
     Distiller,
     Member,
@@ -217,7 +217,7 @@ def run_group(
 ) -> GroupResult:
     """Train one group, evaluate every member on test, count the architecture's FLOPs and
     parameters (its latency is measured once per architecture after the search,
-    :mod:`bench.search.latency`).
+    :mod:`bench.run.timing`).
 
     ``on_epoch(epoch, val_acc)`` sees the validation accuracy of the first trial's distilled
     members only (looked up in the group's :class:`GroupPlan`): what pruning and halving
@@ -369,7 +369,7 @@ def _training_parts(task: TaskData, teacher: PreparedTeacher, plan: GroupPlan) -
     """The plan's slots in runs that learn from the same rows, with those rows and their
     teacher targets: distilled students learn from the transfer set (its labelled rows and its
     unlabeled ones, label -1), scratch twins from its labelled rows alone, full-data scratch
-    baselines from the whole training split ([transfer], :mod:`bench.transfer`). Without a
+    baselines from the whole training split ([transfer], :mod:`bench.group.transfer`). Without a
     transfer set every slot learns from the training split: one part, one fit."""
     sources = [teacher.targets] + ([teacher.reference] if teacher.reference is not None else [])
 
@@ -486,7 +486,7 @@ class _Group:
         )
 
     def file_cells(self, cfg: TrialConfig) -> dict[str, Any]:
-        """The shipped file's own claim (:mod:`bench.certification`): its paired test gap with
+        """The shipped file's own claim (:mod:`bench.decision.protocol`): its paired test gap with
         Newcombe's 95 % interval and the one-sided ``1 − alpha`` bound certification tests;
         the same for the scratch twin chosen the same way among the same fresh seeds."""
         ev = self.ev

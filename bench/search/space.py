@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from bench.config.suite import SearchSpace
 from bench.errors import InputError
 from bench.study.ledger import Key
-from bench.suite import SearchSpace
 from bench.validation import Range
 from kdcore import arch_for_size, get_family
 

@@ -6,10 +6,10 @@
 2. **The run folder** (a local run): created (never overwritten) or resumed, and locked
    (``run.lock``: a second process on it is refused). Its study is a journal file inside it.
    With ``--storage URL`` (several hosts) the studies live in the database and the run folder
-   is pulled from it at the end (``bench.pull``).
+   is pulled from it at the end (``bench.run.pull``).
 3. **Per task**: the teacher (trained once or loaded; outputs cached once per split), then
    the search and certification phases (:mod:`bench.search`), in this process or in ``--workers N``
-   local processes (:mod:`bench.parallel`). After every committed trial the tables are rebuilt
+   local processes (:mod:`bench.run.workers`). After every committed trial the tables are rebuilt
    from the study.
 4. An interrupted run (SIGINT, SIGTERM) leaves its trials' records in the study; ``--resume``
    continues exactly where it stopped.
@@ -30,27 +30,26 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from bench.augment import channel_scaled, check_augment
+from bench.config.plugins import loaded_plugins
+from bench.config.suite import Suite, check_safe_name, suite_from_dict
+from bench.durable.rundir import RunLock, check_writable, inside
 from bench.errors import InputError, is_write_error
-from bench.measure import all_cores
-from bench.plugins import loaded_plugins
-from bench.provenance import CONVENTIONS, git_info, machine_info, package_versions
-from bench.pull import pull, rows_of_studies, write_students, write_views
+from bench.group.augment import channel_scaled, check_augment
+from bench.group.transfer import apply_transfer, transfer_summary
 from bench.records import Manifest, read_trials, require_run_dir
-from bench.rundir import RunLock, check_writable, inside
+from bench.run.provenance import CONVENTIONS, git_info, machine_info, package_versions
+from bench.run.pull import pull, rows_of_studies, write_students, write_views
+from bench.run.timing import ensemble_latency, time_architectures
 from bench.search import (
     IdentityMismatch,
     Progress,
     TaskContext,
     TaskWorker,
-    ensemble_latency,
     run_certify,
     run_search,
-    time_architectures,
 )
 from bench.study import Key, StorageSpec, journal_path, open_storage, redact, study_name
 from bench.study.artifacts import resolve_location
-from bench.suite import Suite, check_safe_name, suite_from_dict
 from bench.tasks import TaskData, load_task
 from bench.teachers import (
     LoadedTeacher,
@@ -60,11 +59,10 @@ from bench.teachers import (
     teacher_warnings,
 )
 from bench.teachers.sanity import check_teacher_labels
-from bench.threads import AUTO, ThreadPolicy
-from bench.transfer import apply_transfer, transfer_summary
+from bench.threads import AUTO, ThreadPolicy, all_cores
 
 if TYPE_CHECKING:
-    from bench.parallel import Prestarted
+    from bench.run.workers import Prestarted
 from kdcore import select_device
 
 __all__ = ["RunInterrupted", "RunStopped", "new_run_id", "run_suite"]
@@ -358,7 +356,7 @@ def _run_tasks(
             t1 = time.perf_counter()
             log.info("[%s] teacher ready and measured in %.1f s", task.name, t1 - t0)
             if ctx.workers > 1:
-                from bench.parallel import run_workers
+                from bench.run.workers import run_workers
 
                 ready = ctx.prestarted.take() if ctx.prestarted is not None else []
                 ctx.prestarted = None
@@ -458,9 +456,9 @@ class _Run:
         self.prestarted: Prestarted | None = None  # the next task's workers, started early
 
     def prestart(self) -> None:
-        """Start the local workers now (once per task; see bench.parallel.Prestarted)."""
+        """Start the local workers now (once per task; see bench.run.workers.Prestarted)."""
         if self.workers > 1 and self.prestarted is None:
-            from bench.parallel import Prestarted
+            from bench.run.workers import Prestarted
 
             self.prestarted = Prestarted(self.workers)
 
@@ -537,7 +535,7 @@ class _Run:
             if hook is not None:
                 hook(task.name, e, n, suite.teacher.members)
             # The last epoch of the whole teacher (a specialist system trains its specialists
-            # after the generalist's epochs): start the workers (bench.parallel.Prestarted).
+            # after the generalist's epochs): start the workers (bench.run.workers.Prestarted).
             if e == n and suite.teacher.kind != "specialists":
                 self.prestart()
 

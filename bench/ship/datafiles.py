@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.augment import channel_scaled
-from bench.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
-from bench.suite import Suite
+from bench.config.suite import Suite
+from bench.durable.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
+from bench.group.augment import channel_scaled
+from bench.group.transfer import apply_transfer
 from bench.tasks import TaskData
 from bench.tasks.base import RawData, split_task
-from bench.transfer import apply_transfer
 
 __all__ = ["write_data_files"]
 

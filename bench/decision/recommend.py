@@ -1,5 +1,5 @@
 """The student-size decision, from a run's trial table alone: chosen among *certified*
-students only (:mod:`bench.certification` states the protocol and its guarantee).
+students only (:mod:`bench.decision.protocol` states the protocol and its guarantee).
 
 Rule. The requested tolerance is ``--max-gap PP`` (and/or ``--min-relative-acc R``, as the
 gap ``ensemble_acc · (1 − R)``), against the ensemble (``against="best-member"``: against the
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from bench import fmt
-from bench.certification import certify_seeds
-from bench.jsonsafe import json_safe
+from bench.decision.protocol import certify_seeds
+from bench.durable.jsonsafe import json_safe
 
 __all__ = ["Constraints", "Recommendation", "candidates", "capacity_fit", "knee", "recommend"]
 
@@ -278,10 +278,10 @@ def capacity_fit(params: np.ndarray, error: np.ndarray) -> tuple[float, float, f
 
 def knee(frame: pd.DataFrame) -> dict[str, Any] | None:
     """The knee of the *validation* capacity frontier (one configuration per architecture,
-    :func:`bench.certification.validation_frontier`): the point farthest from the chord
+    :func:`bench.decision.protocol.validation_frontier`): the point farthest from the chord
     joining its smallest and largest student, on validation accuracy against log(params)
     (Kneedle-style). Test columns are not read."""
-    from bench.certification import validation_frontier
+    from bench.decision.protocol import validation_frontier
 
     env = validation_frontier(frame[frame["phase"] == "search"]) if len(frame) else frame
     if len(env) < 3:
@@ -509,7 +509,7 @@ def _extrapolate(frame: pd.DataFrame, gap_pp: float, n_boot: int = 200) -> dict[
     ``1 − ensemble_acc + acc_gap_ci_high`` and solve for ``1 − ensemble_acc + gap``; a
     bootstrap over the points (``n_boot`` refits) gives its 95 % interval. Descriptive only:
     nothing is chosen from it."""
-    from bench.certification import validation_frontier
+    from bench.decision.protocol import validation_frontier
 
     front = validation_frontier(frame[frame["phase"] == "search"])
     n = len(front)
