@@ -8,7 +8,7 @@ SUITE ?= suites/seed.toml
 # local worker processes for the demo (bench.run.workers): the reference machine has 2 cores
 WORKERS ?= 2
 
-.PHONY: demo test bench lint typecheck docs install clean
+.PHONY: demo test bench lint typecheck docs install clean kdcore-alone
 
 install: $(STAMP)
 
@@ -48,5 +48,15 @@ $(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# kdcore by itself: a fresh virtualenv with kdcore, torch and numpy only (docs/api.md); pip's
+# cache and the local torch wheel make it quick
+# (installed from a copy: pip builds a local folder in place, leaving build/ and an egg-info)
+kdcore-alone:
+	rm -rf .venv-kdcore
+	$(PY) -m venv .venv-kdcore
+	mkdir -p .venv-kdcore/src && cp -r kdcore .venv-kdcore/src/kdcore
+	.venv-kdcore/bin/python -m pip install -q -c constraints.txt .venv-kdcore/src/kdcore
+	.venv-kdcore/bin/python tests/kdcore_alone.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site
+	rm -rf $(VENV) .venv-kdcore .pytest_cache .ruff_cache .mypy_cache site

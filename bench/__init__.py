@@ -12,6 +12,8 @@ __all__ = [
     "Constraints",
     "InputError",
     "Recommendation",
+    "RunHooks",
+    "RunOptions",
     "Suite",
     "load_suite",
     "parse_suite",
@@ -28,6 +30,8 @@ _WHERE = {
     "load_suite": "bench.config.suite",
     "parse_suite": "bench.config.suite",
     "run_suite": "bench.run.sweep",
+    "RunOptions": "bench.run.options",
+    "RunHooks": "bench.run.options",
 }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.config import DEFAULT_MAX_GAP
 from bench.durable.interrupts import interrupt
 from bench.errors import InputError
 
@@ -58,30 +59,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.config.suite import load_suite
     from bench.progress import ProgressPrinter
     from bench.report import build_report
+    from bench.run.options import RunHooks, RunOptions
     from bench.run.sweep import run_suite
 
     _load_cli_plugins(args)
     suite = None if args.resume else load_suite(args.suite)
-    if args.trials is not None and args.trials < 1:
-        raise InputError(f"The '--trials' option must be an int >= 1. Got {args.trials} instead.")
+    options = RunOptions(
+        out_root=Path(args.out),
+        trials=args.trials,
+        resume=args.resume,
+        replay=args.replay,
+        cache_dir=Path(args.cache) if args.cache else None,
+        reports_root=Path(args.reports),
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
+        max_gap=_fraction(args.max_gap),
+    )
     show = ProgressPrinter(quiet=args.quiet)
+    hooks = RunHooks(show.trial, show.teacher_epoch, show.message)
     try:
-        run_dir = run_suite(
-            suite,
-            out_root=Path(args.out),
-            trials=args.trials,
-            resume=args.resume,
-            replay=args.replay,
-            cache_dir=Path(args.cache) if args.cache else None,
-            reports_root=Path(args.reports),
-            storage=args.storage,
-            study=args.study,
-            workers=args.workers,
-            on_progress=show.trial,
-            on_teacher_epoch=show.teacher_epoch,
-            on_message=show.message,
-            max_gap_pp=args.max_gap,
-        )
+        run_dir = run_suite(suite, options, hooks)
     finally:
         show.close()
     print(f"run folder: {run_dir}")
@@ -94,55 +92,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:
+    from bench.decision.recommend import Constraints
     from bench.progress import ProgressPrinter
     from bench.records import require_run_dir
     from bench.report import build_report
+    from bench.run.options import RunHooks, RunOptions
     from bench.run.sweep import run_suite
 
     _load_cli_plugins(args)
-    if args.max_gap < 0:
-        raise InputError(
-            f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
-        )
     run_dir = require_run_dir(Path(args.run_dir), "The RUN_DIR argument of certify")
+    gap = _fraction(args.max_gap)
+    options = RunOptions(
+        resume=run_dir,
+        cache_dir=Path(args.cache) if args.cache else None,
+        workers=args.workers,
+        certify_gap=gap,
+    )
     show = ProgressPrinter(quiet=args.quiet)
     try:
-        run_dir = run_suite(
-            None,
-            resume=run_dir,
-            cache_dir=Path(args.cache) if args.cache else None,
-            workers=args.workers,
-            on_progress=show.trial,
-            on_message=show.message,
-            certify_gap_pp=args.max_gap,
-        )
+        run_dir = run_suite(None, options, RunHooks(show.trial, None, show.message))
     finally:
         show.close()
-    from bench.decision.recommend import Constraints
-
-    cons = Constraints(max_gap_pp=args.max_gap)
+    cons = Constraints(max_gap=gap)
     report_dir = build_report(run_dir, Path(args.reports), constraints=cons)
     met = _print_recommendations(run_dir, cons)
     print(f"report: {report_dir / 'report.html'}")
     return 0 if met else 1
 
 
+def _fraction(pp: float | None) -> float | None:
+    """A tolerance given in percentage points at the command line, as the fraction kdbench
+    computes with (the one place the unit changes on the way in)."""
+    return None if pp is None else pp / 100
+
+
 def _certified_gap(run_dir: Path) -> float:
     """The tolerance a run certified first (its suite's or its --max-gap), the decision shown
-    when no --max-gap is given; 0.5 pp for a run that certified nothing."""
+    when no --max-gap is given; the default tolerance for a run that certified nothing."""
     from bench.records import Manifest, require_run_dir
 
     rounds = Manifest.read(require_run_dir(run_dir, "The RUN_DIR argument")).certify_rounds
-    return float(rounds[0]) if rounds else 0.5
+    return float(rounds[0]) if rounds else DEFAULT_MAX_GAP
 
 
-def _print_recommendations(
-    run_dir: Path, cons
-) -> bool:  # cons: bench.decision.recommend.Constraints
+def _print_recommendations(run_dir: Path, cons) -> bool:  # cons: Constraints
     """Print each task's warnings and recommendation; False when a decision was asked for
     (the suite certifies: ``[certify] candidates`` > 0) and some task's is unmet — exit 1
     for run and certify, as for recommend."""
     from bench.config.suite import suite_from_dict
+    from bench.decision import claims
     from bench.decision.recommend import recommend
     from bench.records import load_run
 
@@ -154,7 +152,7 @@ def _print_recommendations(
             print(f"[{task}] WARNING: {w}")
         rec = recommend(run.trials, cons, task)
         met = met and (rec.met or not asked)
-        print(rec.text())
+        print(claims.text(rec))
     return met
 
 
@@ -192,26 +190,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _constraints(args: argparse.Namespace, default_gap: float | None = None):  # -> Constraints
+    """The decision's constraints from the options (``default_gap``: a fraction, used when
+    neither --max-gap nor --min-relative-acc is given)."""
     from bench.decision.recommend import Constraints
 
-    max_gap = args.max_gap
+    max_gap = _fraction(args.max_gap)
     if max_gap is None and args.min_relative_acc is None:
         if default_gap is None:
             raise InputError(
                 f"The '{args.command}' command needs --max-gap PP or --min-relative-acc R (or both). Got neither."
             )
         max_gap = default_gap
-    args.max_gap = max_gap
-    if args.max_gap is not None and args.max_gap < 0:
-        raise InputError(
-            f"The '--max-gap' option must be a number of percentage points >= 0. Got {args.max_gap} instead."
-        )
-    if args.min_relative_acc is not None and not 0 < args.min_relative_acc <= 1:
-        raise InputError(
-            f"The '--min-relative-acc' option must be a fraction in (0, 1], e.g. 0.99. Got {args.min_relative_acc} instead."
-        )
     return Constraints(
-        max_gap_pp=args.max_gap,
+        max_gap=max_gap,
         min_relative_acc=args.min_relative_acc,
         against=getattr(args, "against", "ensemble"),
         max_latency_ms=getattr(args, "max_latency_ms", None),
@@ -243,6 +234,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    from bench.decision import claims
     from bench.decision.recommend import recommend
     from bench.records import load_run
 
@@ -256,9 +248,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     cons = _constraints(args)
     recs = [recommend(trials, cons, t) for t in tasks]
     if args.json:
-        print("[" + ",\n".join(r.to_json() for r in recs) + "]")
+        print("[" + ",\n".join(claims.to_json(r) for r in recs) + "]")
     else:
-        print("\n\n".join(r.text() for r in recs))
+        print("\n\n".join(claims.text(r) for r in recs))
     return 0 if all(r.met for r in recs) else 1
 
 
@@ -270,7 +262,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         Path(args.run_a),
         Path(args.run_b),
         thresholds,
-        constraints=_constraints(args, default_gap=0.5),
+        constraints=_constraints(args, default_gap=DEFAULT_MAX_GAP),
     )
     print(text)
     return 1 if regressions else 0
@@ -503,7 +495,8 @@ def _run_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> 
     )
     _quality_options(
         run,
-        " (default: the suite's [certify] max_gap_pp, else 0.5): certified, printed and reported",
+        " (default: the suite's [certify] max_gap_pp, else "
+        f"{DEFAULT_MAX_GAP * 100:g}): certified, printed and reported",
     )
     run.set_defaults(func=_cmd_run)
 
@@ -585,7 +578,9 @@ def _report_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
     rep.add_argument(
         "--reports", default="reports", metavar="DIR", help="where reports go (default: reports)"
     )
-    _quality_options(rep, " (default: the tolerance the run certified, else 0.5)")
+    _quality_options(
+        rep, f" (default: the tolerance the run certified, else {DEFAULT_MAX_GAP * 100:g})"
+    )
     rep.set_defaults(func=_cmd_report)
 
 
@@ -632,7 +627,9 @@ def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         "dependencies are installed; onnx: raw rows in, checked with onnxruntime)",
     )
     _quality_options(
-        exp, " (default: the tolerance the run certified, else 0.5) for choosing the student"
+        exp,
+        f" (default: the tolerance the run certified, else {DEFAULT_MAX_GAP * 100:g}) for "
+        "choosing the student",
     )
     _cost_options(exp)
     exp.set_defaults(func=_cmd_export)
@@ -654,7 +651,7 @@ def _compare_parser(command: Callable[[str, str, str], argparse.ArgumentParser])
         metavar="METRIC:THRESHOLD",
         help="a result column and how much worse B may be: N%% (relative), Npp (percentage points) or N (the column's unit); repeatable",
     )
-    _quality_options(cmp_, " (default 0.5) for each run's recommendation")
+    _quality_options(cmp_, f" (default {DEFAULT_MAX_GAP * 100:g}) for each run's recommendation")
     cmp_.set_defaults(func=_cmd_compare)
 
 

@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 from bench import fmt
+from bench.decision.claims import progress_certified
 
 __all__ = ["ProgressPrinter"]
 
@@ -94,7 +95,6 @@ class ProgressPrinter:
         best = ""
         if p.best is not None:
             best = f" | best val {fmt.pct(p.best['student_val_acc'])} % (#{p.best['trial']} {p.best['arch']})"
-        label = "trials" if p.phase == "search" else "certified"
         if self.tty:
             bar = self._bar_for(key, p.total, f"[{p.task}] {p.phase}", "trial")
             bar.update(p.done - bar.n)
@@ -103,8 +103,13 @@ class ProgressPrinter:
                 self.close()
         else:
             eta_text = "" if eta != eta else f", ETA {_clock(eta)}"
+            count = (
+                f"{p.done}/{p.total} trials"
+                if p.phase == "search"
+                else progress_certified(p.done, p.total)
+            )
             self._print(
-                f"[{p.task}] {p.done}/{p.total} {label}, {_clock(now - self._t0)} elapsed{eta_text} | "
+                f"[{p.task}] {count}, {_clock(now - self._t0)} elapsed{eta_text} | "
                 f"{_trial_text(p.row)}{best}"
             )
 

@@ -33,7 +33,8 @@ import torch
 from bench.group.augment import pixel_scale
 from bench.stats import summarise_seeds
 from benchmarks.conftest import augmented_setup
-from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets
+from kdcore import Distiller, Member, Recipe, accuracy
+from kdcore.augment import Augment, view_targets
 
 SUITES = {"digits": "digits_sgd_views", "mnist5k": "hinton_mnist"}
 CROP = {"digits": 1, "mnist5k": 2}

@@ -24,7 +24,8 @@ from torch.utils import benchmark
 
 from bench.config.suite import load_suite
 from bench.latency.measure import ensemble_forms
-from kdcore import TeacherEnsemble, build_student, measure_latencies, measure_latency
+from kdcore import TeacherEnsemble, build_student
+from kdcore.latency import measure_latencies, measure_latency
 
 STUDENTS = {"w12xd2": (12, 2), "w40xd1": (40, 1), "w120xd3": (120, 3)}
 

@@ -17,7 +17,8 @@ import pytest
 
 from bench.group.augment import pixel_scale
 from benchmarks.conftest import augmented_setup
-from kdcore import Augment, Distiller, Member, Recipe, accuracy, view_targets
+from kdcore import Distiller, Member, Recipe, accuracy
+from kdcore.augment import Augment, view_targets
 
 EPOCHS, BATCH, LR, T, ALPHA, SEEDS, VIEWS = 10, 64, 0.02, 4.0, 0.9, 4, 8
 ARCH = {"channels": 8, "blocks": 2}

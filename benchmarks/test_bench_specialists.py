@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from kdcore import solve_specialist_distribution
+from kdcore.specialists import solve_specialist_distribution
 
 
 def test_bench_specialist_solver_10k_x_10_x_50(benchmark) -> None:

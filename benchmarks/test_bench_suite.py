@@ -29,9 +29,11 @@ from typing import Any
 import pytest
 
 from bench.config.suite import load_suite
+from bench.decision import claims
 from bench.decision.recommend import Constraints, recommend
 from bench.records import read_trials
 from bench.report.tables import time_by_size
+from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
 from kdcore import Distiller, Member
 
@@ -51,9 +53,9 @@ def _run_dir(out: Path) -> Path:
 def _summary(run: Path) -> dict[str, Any]:
     trials = read_trials(run)
     manifest = json.loads((run / "manifest.json").read_text())
-    rec = recommend(trials, Constraints(max_gap_pp=0.5))
+    rec = recommend(trials, Constraints(max_gap=0.005))
     chosen = rec.chosen or {}
-    at_today = recommend(trials, Constraints(max_gap_pp=TODAY_GAP_HIGH_PP)).chosen
+    at_today = recommend(trials, Constraints(max_gap=TODAY_GAP_HIGH_PP / 100)).chosen
     spent = time_by_size(trials, "seed")
     return {
         "timings_s": manifest["tasks"]["seed"].get("timings_s"),
@@ -61,9 +63,9 @@ def _summary(run: Path) -> dict[str, Any]:
         "recommended_arch": chosen.get("arch"),
         "gap_high_pp": round(100 * float(chosen["acc_gap_ci_high"]), 3) if chosen else None,
         "certify_bound_pp": round(100 * float(chosen["certify_bound"]), 3) if chosen else None,
-        "certified": (rec.certification or {}).get("certified"),
-        "candidates": (rec.certification or {}).get("candidates"),
-        "verdict": rec.verdict,
+        "certified": (rec.certification.certified if rec.certification else None),
+        "candidates": (rec.certification.candidates if rec.certification else None),
+        "verdict": claims.verdict(rec),
         "params_at_todays_bound": int(at_today["student_params"]) if at_today else None,
         "as_small_as_today": bool(at_today and at_today["student_params"] <= TODAY_PARAMS),
         "pruned": int((trials["state"] == "pruned").sum()),
@@ -122,7 +124,9 @@ def test_seed_new_vs_today(benchmark, seed_setup, pair: dict[str, Any], path: st
         )
         workers, replay = 1, pair["new"]
     run = benchmark.pedantic(
-        lambda: run_suite(suite, out_root=out, cache_dir=cache, workers=workers, replay=replay),
+        lambda: run_suite(
+            suite, RunOptions(out_root=out, cache_dir=cache, workers=workers, replay=replay)
+        ),
         rounds=1,
         iterations=1,
     )

@@ -17,6 +17,7 @@ import pytest
 
 from bench.config.suite import load_suite
 from bench.records import read_trials
+from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
 from bench.threads import all_cores
 from bench.validation import Range
@@ -52,7 +53,8 @@ def test_workers_trials_per_minute(benchmark, seed_setup, worker_runs, workers: 
     cache = ROOT / "results" / "teachers"
     run_dir = benchmark.pedantic(
         lambda: run_suite(
-            _small_suite(), out_root=out, cache_dir=cache, workers=workers, replay=replay
+            _small_suite(),
+            RunOptions(out_root=out, cache_dir=cache, workers=workers, replay=replay),
         ),
         rounds=1,
         iterations=1,

@@ -19,8 +19,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 
@@ -40,6 +40,10 @@ __all__ = ["Distiller", "Member"]
 DISTILLER_BACKENDS = (*BACKENDS, "dense")
 
 log = logging.getLogger(__name__)
+
+Teacher = SoftTargets | OnlineTeacher
+# A student: a registered family name (kdcore.families), or a callable returning a fresh module
+Family = str | Callable[..., torch.nn.Module]
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,17 @@ class Distiller:
     * ``failed_`` — ``{member index: reason}`` for members whose loss became non-finite
     * ``history_`` — per epoch: mean train loss and validation accuracy per member
     * ``train_time_s_`` — wall time of the whole group's training
+
+    ``family`` is a registered family name (built with ``arch`` by
+    :func:`kdcore.build_student` for the data's input shape and class count) or any callable
+    returning a fresh ``nn.Module`` (called as ``family(**arch)`` once per member, under the
+    member's seed; every call must build the same architecture).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 — keyword-only hyper-parameters, as the estimator contract has them
         self,
         *,
-        family: str = "mlp",
+        family: Family = "mlp",
         arch: dict[str, int | float] | None = None,
         epochs: int = 20,
         batch_size: int = 256,
@@ -112,63 +121,20 @@ class Distiller:
         return {name: getattr(self, name) for name in names if name != "self"}
 
     # ------------------------------------------------------------------ validation
-    def _validate(
-        self,
-        x_train: torch.Tensor,
-        y_train: torch.Tensor,
-        x_val: torch.Tensor,
-        y_val: torch.Tensor,
-        members: Sequence[Member],
-        teachers: list[SoftTargets] | list[OnlineTeacher],
-    ) -> None:
-        if not members:
-            raise ParameterError("fit() needs at least one Member.")
-        for m in members:
-            if not 0.0 <= m.alpha <= 1.0:
-                raise ParameterError(f"Member alpha must be in [0, 1]. Got {m.alpha} instead.")
-            if not m.temperature > 0:
-                raise ParameterError(
-                    f"Member temperature must be > 0. Got {m.temperature} instead."
-                )
-        for m in members:
-            if not m.is_scratch and not 0 <= m.teacher < len(teachers):
-                raise ParameterError(
-                    "Members with alpha > 0 need teacher soft targets (teacher=...); member "
-                    f"teacher index {m.teacher} is not among the {len(teachers)} given."
-                )
-        aug = self.augment if self.augment is not None and self.augment.active else None
-        online = aug is not None and aug.teacher == "online"
-        if aug is not None:
-            aug.check_shape(tuple(x_train.shape[1:]))
-            if aug.mixup > 0 and bool((y_train < 0).any()):
-                raise ParameterError(
-                    "mixup needs every training row labelled (mixed hard targets); "
-                    "y_train has unlabeled rows (label -1)."
-                )
-        for t in teachers:
-            if online != (not isinstance(t, SoftTargets)):
-                raise ParameterError(
-                    "augment.teacher = 'online' takes teachers as callables (a batch of inputs "
-                    "-> its SoftTargets), any other fit cached SoftTargets. "
-                    f"Got {type(t).__name__}."
-                )
-            k = aug.views if aug is not None and not online else 1
-            if isinstance(t, SoftTargets) and len(t) != k * len(x_train):
-                views = f" and {k} views of each (kdcore.view_targets)" if k > 1 else ""
-                raise ParameterError(
-                    f"teacher targets cover {len(t)} samples but x_train has {len(x_train)}{views}."
-                )
-        cached = [t for t in teachers if isinstance(t, SoftTargets)]
-        if len({t.num_classes for t in cached}) > 1:
-            raise ParameterError("every teacher must predict the same classes.")
-        if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+    def _active_augment(self) -> Augment | None:
+        return self.augment if self.augment is not None and self.augment.active else None
+
+    def _validate(self, d: _Data, members: Sequence[Member]) -> None:
+        self._validate_members(members, d.teachers)
+        self._validate_teachers(d)
+        if len(d.x_train) != len(d.y_train) or len(d.x_val) != len(d.y_val):
             raise ParameterError("x and y must have the same number of samples.")
-        if bool((y_train < -1).any()) or bool((y_val < 0).any()):
+        if bool((d.y_train < -1).any()) or bool((d.y_val < 0).any()):
             raise ParameterError(
                 "labels must be class indices >= 0 (y_train may mark an unlabeled row with -1). "
-                f"Got min y_train {int(y_train.min())}, min y_val {int(y_val.min())}."
+                f"Got min y_train {int(d.y_train.min())}, min y_val {int(d.y_val.min())}."
             )
-        if bool((y_train < 0).any()) and not teachers:
+        if bool((d.y_train < 0).any()) and not d.teachers:
             raise ParameterError("unlabeled rows (label -1) need teacher soft targets.")
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
@@ -178,10 +144,52 @@ class Distiller:
                 f"backend must be one of {DISTILLER_BACKENDS}. Got {self.backend!r} instead."
             )
 
+    @staticmethod
+    def _validate_members(members: Sequence[Member], teachers: list[Teacher]) -> None:
+        if not members:
+            raise ParameterError("fit() needs at least one Member.")
+        for m in members:
+            if not 0.0 <= m.alpha <= 1.0:
+                raise ParameterError(f"Member alpha must be in [0, 1]. Got {m.alpha} instead.")
+            if not m.temperature > 0:
+                raise ParameterError(
+                    f"Member temperature must be > 0. Got {m.temperature} instead."
+                )
+            if not m.is_scratch and not 0 <= m.teacher < len(teachers):
+                raise ParameterError(
+                    "Members with alpha > 0 need teacher soft targets (teacher=...); member "
+                    f"teacher index {m.teacher} is not among the {len(teachers)} given."
+                )
+
+    def _validate_teachers(self, d: _Data) -> None:
+        aug = self._active_augment()
+        online = aug is not None and aug.teacher == "online"
+        if aug is not None:
+            aug.check_shape(tuple(d.x_train.shape[1:]))
+            if aug.mixup > 0 and bool((d.y_train < 0).any()):
+                raise ParameterError(
+                    "mixup needs every training row labelled (mixed hard targets); "
+                    "y_train has unlabeled rows (label -1)."
+                )
+        for t in d.teachers:
+            if online != (not isinstance(t, SoftTargets)):
+                raise ParameterError(
+                    "augment.teacher = 'online' takes teachers as callables (a batch of inputs "
+                    "-> its SoftTargets), any other fit cached SoftTargets. "
+                    f"Got {type(t).__name__}."
+                )
+            k = aug.views if aug is not None and not online else 1
+            if isinstance(t, SoftTargets) and len(t) != k * len(d.x_train):
+                views = f" and {k} views of each (kdcore.view_targets)" if k > 1 else ""
+                raise ParameterError(
+                    f"teacher targets cover {len(t)} samples but x_train has "
+                    f"{len(d.x_train)}{views}."
+                )
+        if len({t.num_classes for t in d.teachers if isinstance(t, SoftTargets)}) > 1:
+            raise ParameterError("every teacher must predict the same classes.")
+
     # ------------------------------------------------------------------ training
-    # Long by design: the epoch loop shares its state (best parameters, stale and frozen
-    # members, failures, history) across every step; the epochs themselves are methods.
-    def fit(
+    def fit(  # noqa: PLR0913 — the data (four tensors) and the members, then keyword-only options
         self,
         x_train: torch.Tensor,
         y_train: torch.Tensor,
@@ -189,11 +197,7 @@ class Distiller:
         y_val: torch.Tensor,
         members: Sequence[Member],
         *,
-        teacher: SoftTargets
-        | OnlineTeacher
-        | Sequence[SoftTargets]
-        | Sequence[OnlineTeacher]
-        | None = None,
+        teacher: Teacher | Sequence[Teacher] | None = None,
         on_epoch: Callable[[int, torch.Tensor], None] | None = None,
         pixel_scale: PixelScale = None,
         num_classes: int | None = None,
@@ -215,68 +219,87 @@ class Distiller:
         With an active ``augment`` (:mod:`kdcore.augment`) every member trains on views of its
         rows, drawn from its own seeded stream, and learns from the teacher's output on the
         same view: for ``teacher = "views"`` ``teacher`` holds the outputs on the stored views
-        (:func:`kdcore.view_targets` of ``x_train``), for ``"online"`` it is a callable run on
-        every epoch's views. ``pixel_scale`` ``(mean, scale)`` per feature undoes ``x_train``'s
-        standardisation for the transforms (they move pixels). ``num_classes``: the students'
-        outputs (default: the teacher's, else the largest label + 1).
+        (:func:`kdcore.augment.view_targets` of ``x_train``), for ``"online"`` it is a callable
+        run on every epoch's views. ``pixel_scale`` ``(mean, scale)`` per feature undoes
+        ``x_train``'s standardisation for the transforms (they move pixels). ``num_classes``:
+        the students' outputs (default: the teacher's, else the largest label + 1).
         """
         members = list(members)
-        teachers: list[Any] = (
+        teachers: list[Teacher] = (
             []
             if teacher is None
             else [teacher]
             if isinstance(teacher, SoftTargets) or callable(teacher)
             else list(teacher)
         )
-        self._validate(x_train, y_train, x_val, y_val, members, teachers)
+        data = _Data(x_train, y_train, x_val, y_val, teachers, pixel_scale, num_classes)
+        self._validate(data, members)
         start = time.perf_counter()
         if not self.grouped and len(members) > 1:
-            return self._fit_one_by_one(
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                members,
-                teacher,
-                on_epoch,
-                start,
-                pixel_scale,
-                num_classes,
+            # the baseline grouping is measured against: each member a group of one, in turn
+            solo = Distiller(**(self.get_params() | {"grouped": True}))
+            self._join(
+                [
+                    Distiller(**solo.get_params()).fit(
+                        x_train,
+                        y_train,
+                        x_val,
+                        y_val,
+                        [m],
+                        teacher=teacher,
+                        on_epoch=on_epoch if i == 0 else None,
+                        pixel_scale=pixel_scale,
+                        num_classes=num_classes,
+                    )
+                    for i, m in enumerate(members)
+                ]
             )
-        self._subs: list[Distiller] | None = None
-        device = torch.device(self.device)
-        x_train, y_train = x_train.to(device), y_train.to(device)
-        x_val, y_val = x_val.to(device), y_val.to(device)
-        n_train = len(x_train)
-        cached = [t for t in teachers if isinstance(t, SoftTargets)]
-        if num_classes is None:
-            num_classes = int(max(y_train.max().item(), y_val.max().item())) + 1
-            num_classes = cached[0].num_classes if cached else num_classes
-        input_shape = tuple(x_train.shape[1:])
-        g_count = len(members)
+        else:
+            self._subs: list[Distiller] | None = None
+            run = self._setup(data.to(torch.device(self.device)), members)
+            # Dropout (if any) draws from the global RNG: fork it and seed it from the group's
+            # seeds so every fit is reproducible and leaves the caller's RNG state untouched.
+            device = run.x_train.device
+            with torch.random.fork_rng(
+                devices=[device.index or 0] if device.type == "cuda" else []
+            ):
+                torch.manual_seed(run.seed)
+                self._train(run, on_epoch)
+        self.train_time_s_ = time.perf_counter() - start
+        return self
 
+    def _build(self, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+        if callable(self.family):
+            return self.family(**(self.arch or {}))
+        return build_student(self.family, input_shape, num_classes, **(self.arch or {}))
+
+    def _setup(self, d: _Data, members: list[Member]) -> _Run:
+        """The group ready to train: one module per member (built under its seed), stacked;
+        the dense path or an optimiser; per-member constants, targets and shuffling streams."""
+        device = d.x_train.device
+        cached = [t for t in d.teachers if isinstance(t, SoftTargets)]
+        num_classes = d.num_classes
+        if num_classes is None:
+            num_classes = int(max(d.y_train.max().item(), d.y_val.max().item())) + 1
+            num_classes = cached[0].num_classes if cached else num_classes
         modules = []
         for m in members:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(m.seed)
-                modules.append(
-                    build_student(self.family, input_shape, num_classes, **(self.arch or {}))
-                )
+                modules.append(self._build(tuple(d.x_train.shape[1:]), num_classes))
         layers = dense_layers(modules[0]) if self.backend in ("auto", "dense") else None
         if self.backend == "dense" and layers is None:
             raise ParameterError(
                 "backend='dense' covers [Flatten] (Linear ReLU [Dropout])* Linear stacks with "
-                f"biases; {self.family!r} students are not one. Use backend='auto'."
+                f"biases; {_name(self.family)} students are not one. Use backend='auto'."
             )
         group = GroupedModel(modules, backend="auto" if layers else self.backend)
         group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
         group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
-        group_seed = sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31
+        seed = sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31
         recipe = self.recipe or Recipe()
         dense = (
-            DenseGroup(
-                group, layers, self.lr, self.weight_decay, self.fused_adam, group_seed, recipe
-            )
+            DenseGroup(group, layers, self.lr, self.weight_decay, self.fused_adam, seed, recipe)
             if layers
             else None
         )
@@ -287,17 +310,17 @@ class Distiller:
                 group.parameters(), recipe, self.lr, self.weight_decay, self.fused_adam
             )
         )
-
-        temps = torch.tensor([m.temperature for m in members], dtype=x_train.dtype, device=device)
-        alphas = torch.tensor([m.alpha for m in members], dtype=x_train.dtype, device=device)
-        aug = self.augment if self.augment is not None and self.augment.active else None
+        aug = self._active_augment()
         views = (
             EpochViews(
                 aug,
-                x_train,
+                d.x_train,
                 [(m.seed, m.temperature, None if m.is_scratch else m.teacher) for m in members],
-                [t.to(device) if isinstance(t, SoftTargets) else t for t in teachers],
-                pixel_scale,
+                cast(
+                    "list[SoftTargets] | list[OnlineTeacher]",
+                    [t.to(device) if isinstance(t, SoftTargets) else t for t in d.teachers],
+                ),
+                d.pixel_scale,
                 num_classes,
                 self.eval_batch_size,
             )
@@ -307,152 +330,90 @@ class Distiller:
         targets = (
             None
             if views is not None
-            else self._member_targets(members, cached, n_train, num_classes, x_train, device)
-        )
-        generators = [torch.Generator().manual_seed(m.seed + 7919) for m in members]
-        rows = torch.arange(g_count, device=device).unsqueeze(1)
-
-        # Dropout (if any) draws from the global RNG: fork it and seed it from the group's seeds
-        # so every fit is reproducible and leaves the caller's RNG state untouched.
-        cuda_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(group_seed)
-            self._train(
-                group,
-                dense,
-                optimizer,
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                members,
-                temps,
-                alphas,
-                targets,
-                generators,
-                rows,
-                on_epoch,
-                views,
+            else self._member_targets(
+                members, cached, len(d.x_train), num_classes, d.x_train, device
             )
-        self.train_time_s_ = time.perf_counter() - start
-        return self
+        )
+        dtype = d.x_train.dtype
+        return _Run(
+            group=group,
+            dense=dense,
+            optimizer=optimizer,
+            members=members,
+            temps=torch.tensor([m.temperature for m in members], dtype=dtype, device=device),
+            alphas=torch.tensor([m.alpha for m in members], dtype=dtype, device=device),
+            targets=targets,
+            generators=[torch.Generator().manual_seed(m.seed + 7919) for m in members],
+            rows=torch.arange(len(members), device=device).unsqueeze(1),
+            views=views,
+            recipe=recipe,
+            seed=seed,
+            x_train=d.x_train,
+            y_train=d.y_train,
+            x_val=d.x_val,
+            y_val=d.y_val,
+        )
 
-    # Long by design: the loop over epochs keeps the selection state (best parameters, stale,
-    # frozen and failed members, history) in locals shared by every epoch; an epoch's steps
-    # are the two *_epoch methods.
-    def _train(
-        self,
-        group: GroupedModel,
-        dense: DenseGroup | None,
-        optimizer: torch.optim.Optimizer | None,
-        x_train: torch.Tensor,
-        y_train: torch.Tensor,
-        x_val: torch.Tensor,
-        y_val: torch.Tensor,
-        members: list[Member],
-        temps: torch.Tensor,
-        alphas: torch.Tensor,
-        targets: torch.Tensor | None,
-        generators: list[torch.Generator],
-        rows: torch.Tensor,
-        on_epoch: Callable[[int, torch.Tensor], None] | None,
-        views: EpochViews | None = None,
-    ) -> None:
-        device = x_train.device
-        n_train, g_count = len(x_train), len(members)
-        best_params = {k: v.detach().clone() for k, v in group.params.items()}
-        best_acc = torch.full((g_count,), -1.0, device=device)
-        best_epoch = torch.zeros(g_count, dtype=torch.long)
-        stale = torch.zeros(g_count, dtype=torch.long)
-        frozen = torch.zeros(g_count, dtype=torch.bool)
-        failed: dict[int, str] = {}
-        history: list[dict[str, list[float]]] = []
-        recipe = self.recipe or Recipe()
-        loss_fn = FusedKDLoss(temps, alphas, recipe.label_smoothing)
+    def _train(self, r: _Run, on_epoch: Callable[[int, torch.Tensor], None] | None) -> None:
+        """The epochs: a fresh permutation per member, one pass (dense or autograd), the
+        validation accuracy, and the per-member selection (:class:`_Selection`)."""
+        n_train, g_count = len(r.x_train), len(r.members)
+        sel = _Selection.start(r.group.params, g_count, r.x_train.device)
+        loss_fn = FusedKDLoss(r.temps, r.alphas, r.recipe.label_smoothing)
         # label -1: an unlabeled row (soft term only; the hard term averages the labelled rows)
-        labelled = (y_train >= 0).to(x_train.dtype) if bool((y_train < 0).any()) else None
-        y_train = y_train.clamp(min=0)
-        live = dense.group_params if dense else lambda: group.params
-        if dense is not None and views is None:  # feature-major, made once: [d, N], [G, C, N]
-            x_t = x_train.reshape(n_train, -1).t().contiguous()
-            targets_t = targets.transpose(1, 2).contiguous() if targets is not None else None
-
+        labelled = (r.y_train >= 0).to(r.x_train.dtype) if bool((r.y_train < 0).any()) else None
+        y_train = r.y_train.clamp(min=0)
+        live = r.dense.group_params if r.dense else lambda: r.group.params
+        feature_major = self._feature_major(r) if r.dense is not None and r.views is None else None
         per_epoch = -(-n_train // self.batch_size)
         for epoch in range(1, self.epochs + 1):
-            group.train()
+            r.group.train()
             first = (epoch - 1) * per_epoch
             lrs = [
-                self.lr * recipe.lr_factor(first + b, per_epoch, self.epochs)
+                self.lr * r.recipe.lr_factor(first + b, per_epoch, self.epochs)
                 for b in range(per_epoch)
             ]
-            order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(
-                device
+            order = torch.stack([torch.randperm(n_train, generator=g) for g in r.generators]).to(
+                r.x_train.device
             )
-            y_epoch = y_train[order]
-            lab = None if labelled is None else labelled[order]
-            mix: tuple[torch.Tensor, torch.Tensor] | None = None
-            if views is not None:
-                x_epoch, t_epoch, mix = views.epoch(order, y_train, temps)
-            if dense is not None:
-                if views is not None:  # [G, n, ...] -> feature-major [G, d, n]
-                    x_dense = x_epoch.reshape(g_count, n_train, -1).transpose(1, 2).contiguous()
-                    t_dense = None if t_epoch is None else t_epoch.transpose(1, 2).contiguous()
-                else:  # [d, G·N] -> [G, d, N] as a view: the BLAS reads a batch as is
-                    x_dense = x_t.index_select(1, order.reshape(-1)).view(-1, g_count, n_train)
-                    x_dense = x_dense.transpose(0, 1)
-                    t_dense = (
-                        None
-                        if targets_t is None
-                        else targets_t.gather(
-                            2, order.unsqueeze(1).expand(-1, targets_t.shape[1], -1)
-                        )
-                    )
-                loss_sum = self._dense_epoch(
-                    dense, loss_fn, x_dense, y_epoch, t_dense, lrs, lab, mix
-                )
+            batch = _Epoch(
+                order, y_train[order], lrs, None if labelled is None else labelled[order]
+            )
+            if r.views is not None:
+                batch.x, batch.t, batch.mix = r.views.epoch(order, y_train, r.temps)
+            if r.dense is not None:
+                loss_sum = self._dense_epoch(r, loss_fn, batch, feature_major)
             else:
-                assert optimizer is not None
-                if views is None:
-                    x_epoch = x_train[order]
-                    t_epoch = targets[rows, order] if targets is not None else None
-                loss_sum = self._autograd_epoch(
-                    group, optimizer, loss_fn, x_epoch, y_epoch, t_epoch, lrs, lab, mix
-                )
-            n_batches = -(-n_train // self.batch_size)
-            train_loss = (loss_sum / n_batches).cpu()
-            val_acc = self._accuracy(group, x_val, y_val, dense).cpu()
-            for g in range(g_count):
-                if g not in failed and not math.isfinite(float(train_loss[g])):
-                    failed[g] = f"diverged: non-finite training loss at epoch {epoch}"
-                    frozen[g] = True
-            improved = (val_acc > best_acc.cpu()) & ~frozen
-            if bool(improved.any()):
-                mask_dev = improved.to(device)
-                for k, v in live().items():
-                    shape = (g_count,) + (1,) * (v.dim() - 1)
-                    best_params[k] = torch.where(mask_dev.view(shape), v.detach(), best_params[k])
-                best_acc = torch.where(mask_dev, val_acc.to(device), best_acc)
-                best_epoch[improved] = epoch
-            stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
+                loss_sum = self._autograd_epoch(r, loss_fn, batch)
+            train_loss = (loss_sum / per_epoch).cpu()
+            val_acc = self._accuracy(r.group, r.x_val, r.y_val, r.dense).cpu()
+            sel.update(epoch, train_loss, val_acc, live())
             if self.patience is not None:
-                frozen |= stale >= self.patience
-            history.append({"train_loss": train_loss.tolist(), "val_acc": val_acc.tolist()})
+                sel.frozen |= sel.stale >= self.patience
             if on_epoch is not None:
                 on_epoch(epoch, val_acc)
-            if bool(frozen.all()):
+            if bool(sel.frozen.all()):
                 break
 
-        if dense is not None:
-            group.params = {k: v.detach() for k, v in dense.group_params().items()}
-        self._group = group
-        self._best_params = best_params
-        self.models_ = [group.member(g, best_params) for g in range(g_count)]
-        self.members_ = members
-        self.val_acc_ = best_acc.cpu().tolist()
-        self.best_epoch_ = best_epoch.tolist()
-        self.failed_ = failed
-        self.history_ = history
-        self.epochs_run_ = len(history)
+        if r.dense is not None:
+            r.group.params = {k: v.detach() for k, v in r.dense.group_params().items()}
+        self._group = r.group
+        self._best_params = sel.best_params
+        self.models_ = [r.group.member(g, sel.best_params) for g in range(g_count)]
+        self.members_ = r.members
+        self.val_acc_ = sel.best_acc.cpu().tolist()
+        self.best_epoch_ = sel.best_epoch.tolist()
+        self.failed_ = sel.failed
+        self.history_ = sel.history
+        self.epochs_run_ = len(sel.history)
+
+    @staticmethod
+    def _feature_major(r: _Run) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The dense path's data, feature-major and made once: ``[d, N]`` inputs and
+        ``[G, C, N]`` targets."""
+        x_t = r.x_train.reshape(len(r.x_train), -1).t().contiguous()
+        t_t = r.targets.transpose(1, 2).contiguous() if r.targets is not None else None
+        return x_t, t_t
 
     @classmethod
     def concat(cls, fits: Sequence[Distiller]) -> Distiller:
@@ -462,18 +423,24 @@ class Distiller:
         if not fits:
             raise ParameterError("concat needs at least one fitted Distiller. Got none.")
         out = cls(**fits[0].get_params())
-        out._subs = list(fits)
-        out.models_ = [m for f in fits for m in f.models_]
-        out.members_ = [m for f in fits for m in f.members_]
-        out.val_acc_ = [a for f in fits for a in f.val_acc_]
-        out.best_epoch_ = [e for f in fits for e in f.best_epoch_]
-        out.failed_ = {}
+        out._join(fits)
+        out.train_time_s_ = sum(f.train_time_s_ for f in fits)
+        return out
+
+    def _join(self, fits: Sequence[Distiller]) -> None:
+        """Take the fitted state of ``fits``, member after member."""
+        self._subs = list(fits)
+        self.models_ = [m for f in fits for m in f.models_]
+        self.members_ = [m for f in fits for m in f.members_]
+        self.val_acc_ = [a for f in fits for a in f.val_acc_]
+        self.best_epoch_ = [e for f in fits for e in f.best_epoch_]
+        self.failed_ = {}
         offset = 0
         for f in fits:
-            out.failed_ |= {offset + i: why for i, why in f.failed_.items()}
+            self.failed_ |= {offset + i: why for i, why in f.failed_.items()}
             offset += len(f.members_)
-        out.epochs_run_ = max(f.epochs_run_ for f in fits)
-        out.history_ = [
+        self.epochs_run_ = max(f.epochs_run_ for f in fits)
+        self.history_ = [
             {
                 k: [
                     v
@@ -484,56 +451,8 @@ class Distiller:
                 ]
                 for k in ("train_loss", "val_acc")
             }
-            for e in range(out.epochs_run_)
-        ]
-        out.train_time_s_ = sum(f.train_time_s_ for f in fits)
-        return out
-
-    def _fit_one_by_one(
-        self,
-        x_train: torch.Tensor,
-        y_train: torch.Tensor,
-        x_val: torch.Tensor,
-        y_val: torch.Tensor,
-        members: list[Member],
-        teacher: Any,
-        on_epoch: Callable[[int, torch.Tensor], None] | None,
-        start: float,
-        pixel_scale: PixelScale = None,
-        num_classes: int | None = None,
-    ) -> Distiller:
-        """``grouped=False``: each member in its own group of one, one after the other (the
-        baseline that grouping is measured against); same results, more time."""
-        subs = [
-            Distiller(**(self.get_params() | {"grouped": True})).fit(
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                [m],
-                teacher=teacher,
-                on_epoch=on_epoch if i == 0 else None,
-                pixel_scale=pixel_scale,
-                num_classes=num_classes,
-            )
-            for i, m in enumerate(members)
-        ]
-        self._subs = subs
-        self.models_ = [s.models_[0] for s in subs]
-        self.members_ = members
-        self.val_acc_ = [s.val_acc_[0] for s in subs]
-        self.best_epoch_ = [s.best_epoch_[0] for s in subs]
-        self.failed_ = {i: s.failed_[0] for i, s in enumerate(subs) if 0 in s.failed_}
-        self.epochs_run_ = max(s.epochs_run_ for s in subs)
-        self.history_ = [
-            {
-                k: [s.history_[e][k][0] if e < len(s.history_) else float("nan") for s in subs]
-                for k in ("train_loss", "val_acc")
-            }
             for e in range(self.epochs_run_)
         ]
-        self.train_time_s_ = time.perf_counter() - start
-        return self
 
     def _member_targets(
         self,
@@ -554,69 +473,78 @@ class Distiller:
             ]
         )
 
-    def _autograd_epoch(
-        self,
-        group: GroupedModel,
-        optimizer: torch.optim.Optimizer,
-        loss_fn: FusedKDLoss,
-        x_epoch: torch.Tensor,
-        y_epoch: torch.Tensor,
-        t_epoch: torch.Tensor | None,
-        lrs: list[float],
-        labelled: torch.Tensor | None = None,
-        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    def _autograd_epoch(self, r: _Run, loss_fn: FusedKDLoss, e: _Epoch) -> torch.Tensor:
         """One epoch through autograd on the batched or vmap path. The epoch's data are
-        gathered once per member (``x_epoch`` ``[G, N, ...]``, ``y_epoch``, teacher targets
-        ``t_epoch`` ``[G, N, C]``; ``labelled`` ``[G, N]`` when some rows have no label;
-        ``mix`` mixup's second labels and weights ``[G, N]``); every batch is then a
-        contiguous slice (a view), so the step itself does no indexing work; batch ``b``
-        steps at learning rate ``lrs[b]``. Returns the summed batch losses."""
+        gathered once per member (``x`` ``[G, N, ...]``, teacher targets ``t`` ``[G, N, C]``;
+        ``labelled`` ``[G, N]`` when some rows have no label; ``mix`` mixup's second labels
+        and weights ``[G, N]``); every batch is then a contiguous slice (a view), so the step
+        itself does no indexing work; batch ``b`` steps at learning rate ``lrs[b]``. Returns
+        the summed batch losses."""
+        assert r.optimizer is not None
+        if r.views is None:
+            e.x = r.x_train[e.order]
+            e.t = (
+                r.targets[torch.arange(len(r.members), device=e.order.device).unsqueeze(1), e.order]
+                if r.targets is not None
+                else None
+            )
+        x_epoch, t_epoch = e.x, e.t
+        assert x_epoch is not None
         p_epoch = t_epoch.exp() if t_epoch is not None else None
-        params = group.parameters()
+        params = r.group.parameters()
         total = torch.zeros(len(x_epoch), device=x_epoch.device)
         for b, lo in enumerate(range(0, x_epoch.shape[1], self.batch_size)):
             hi = lo + self.batch_size
-            logits = group(x_epoch[:, lo:hi])
-            lab = None if labelled is None else labelled[:, lo:hi]
-            mix_b = None if mix is None else (mix[0][:, lo:hi], mix[1][:, lo:hi])
+            logits = r.group(x_epoch[:, lo:hi])
+            lab = None if e.labelled is None else e.labelled[:, lo:hi]
+            mix_b = None if e.mix is None else (e.mix[0][:, lo:hi], e.mix[1][:, lo:hi])
             if t_epoch is not None and p_epoch is not None:
                 losses = loss_fn(
-                    logits, t_epoch[:, lo:hi], y_epoch[:, lo:hi], p_epoch[:, lo:hi], lab, mix_b
+                    logits, t_epoch[:, lo:hi], e.y[:, lo:hi], p_epoch[:, lo:hi], lab, mix_b
                 )
             else:
-                losses = loss_fn(
-                    logits, torch.zeros_like(logits), y_epoch[:, lo:hi], None, lab, mix_b
-                )
+                losses = loss_fn(logits, torch.zeros_like(logits), e.y[:, lo:hi], None, lab, mix_b)
             for p in params:  # cheaper than optimizer.zero_grad() for a handful of tensors
                 p.grad = None
             losses.sum().backward()
-            for param_group in optimizer.param_groups:
-                param_group["lr"] = lrs[b]
-            optimizer.step()
+            for param_group in r.optimizer.param_groups:
+                param_group["lr"] = e.lrs[b]
+            r.optimizer.step()
             total += losses.detach()
         return total
 
     def _dense_epoch(
         self,
-        dense: DenseGroup,
+        r: _Run,
         loss_fn: FusedKDLoss,
-        x_epoch: torch.Tensor,
-        y_epoch: torch.Tensor,
-        t_t: torch.Tensor | None,
-        lrs: list[float],
-        labelled: torch.Tensor | None = None,
-        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
+        e: _Epoch,
+        feature_major: tuple[torch.Tensor, torch.Tensor | None] | None,
     ) -> torch.Tensor:
         """One epoch on the dense path: each member's data gathered feature-major once
-        (``x_epoch`` ``[G, d, N]``, targets ``t_t`` ``[G, C, N]``), then a step per batch (a
-        view). Returns the sum of the per-member batch losses."""
+        (``[G, d, N]`` inputs, ``[G, C, N]`` targets), then a step per batch (a view). Returns
+        the sum of the per-member batch losses."""
+        dense = r.dense
+        assert dense is not None
+        g_count, n_train = e.order.shape
+        if feature_major is None:  # views: [G, n, ...] -> feature-major [G, d, n]
+            assert e.x is not None
+            x_epoch = e.x.reshape(g_count, n_train, -1).transpose(1, 2).contiguous()
+            t_t = None if e.t is None else e.t.transpose(1, 2).contiguous()
+        else:  # [d, G·N] -> [G, d, N] as a view: the BLAS reads a batch as is
+            x_t, targets_t = feature_major
+            x_epoch = x_t.index_select(1, e.order.reshape(-1)).view(-1, g_count, n_train)
+            x_epoch = x_epoch.transpose(0, 1)
+            t_t = (
+                None
+                if targets_t is None
+                else targets_t.gather(2, e.order.unsqueeze(1).expand(-1, targets_t.shape[1], -1))
+            )
         g, _, n = x_epoch.shape
-        idx = y_epoch.unsqueeze(1)
+        idx = e.y.unsqueeze(1)
         if t_t is None:  # scratch only: the soft term weighs 0
             t_t = x_epoch.new_zeros(g, dense.num_classes, n)
         p_t = t_t.exp()
-        mix_t = None if mix is None else (mix[0].unsqueeze(1), mix[1].unsqueeze(1))
+        mix_t = None if e.mix is None else (e.mix[0].unsqueeze(1), e.mix[1].unsqueeze(1))
         total = torch.zeros(g, device=x_epoch.device)
         with torch.no_grad():
             for b, lo in enumerate(range(0, n, self.batch_size)):
@@ -628,9 +556,9 @@ class Distiller:
                     p_t[..., lo:hi],
                     loss_fn,
                     None
-                    if labelled is None
-                    else loss_fn.hard_rows(labelled[:, lo:hi]).transpose(1, 2),
-                    lr=lrs[b],
+                    if e.labelled is None
+                    else loss_fn.hard_rows(e.labelled[:, lo:hi]).transpose(1, 2),
+                    lr=e.lrs[b],
                     mix=None if mix_t is None else (mix_t[0][..., lo:hi], mix_t[1][..., lo:hi]),
                 )
         return total
@@ -677,3 +605,118 @@ class Distiller:
             return self._predict(self._group, x.to(next(iter(live.values())).device)).cpu()
         finally:
             self._group.params = live
+
+
+def _name(family: Family) -> str:
+    return repr(family) if isinstance(family, str) else getattr(family, "__name__", repr(family))
+
+
+@dataclass
+class _Data:
+    """What :meth:`Distiller.fit` trains on."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    teachers: list[Teacher]
+    pixel_scale: PixelScale
+    num_classes: int | None
+
+    def to(self, device: torch.device) -> _Data:
+        return _Data(
+            self.x_train.to(device),
+            self.y_train.to(device),
+            self.x_val.to(device),
+            self.y_val.to(device),
+            self.teachers,
+            self.pixel_scale,
+            self.num_classes,
+        )
+
+
+@dataclass
+class _Run:
+    """A group ready to train (:meth:`Distiller._setup`): its stacked model, the dense path or
+    an optimiser, per-member constants, teacher targets and shuffling streams, and the data."""
+
+    group: GroupedModel
+    dense: DenseGroup | None
+    optimizer: torch.optim.Optimizer | None
+    members: list[Member]
+    temps: torch.Tensor
+    alphas: torch.Tensor
+    targets: torch.Tensor | None  # [G, N, C] log-probabilities at each member's T
+    generators: list[torch.Generator]
+    rows: torch.Tensor  # [G, 1]: member indices, to gather each member's targets
+    views: EpochViews | None
+    recipe: Recipe
+    seed: int  # the group's seed: dropout's RNG and the dense path's
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+@dataclass
+class _Epoch:
+    """One epoch's order and data per member (``x``/``t`` filled by the pass or the views)."""
+
+    order: torch.Tensor  # [G, N]
+    y: torch.Tensor
+    lrs: list[float]
+    labelled: torch.Tensor | None
+    x: torch.Tensor | None = None
+    t: torch.Tensor | None = None
+    mix: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass
+class _Selection:
+    """Per member: the parameters of its best validation epoch, that epoch, how many epochs
+    since it improved, whether it is frozen (diverged, or out of patience), and the history."""
+
+    best_params: dict[str, torch.Tensor]
+    best_acc: torch.Tensor
+    best_epoch: torch.Tensor
+    stale: torch.Tensor
+    frozen: torch.Tensor
+    failed: dict[int, str] = field(default_factory=dict)
+    history: list[dict[str, list[float]]] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, params: dict[str, torch.Tensor], g_count: int, device: torch.device
+    ) -> _Selection:
+        return cls(
+            best_params={k: v.detach().clone() for k, v in params.items()},
+            best_acc=torch.full((g_count,), -1.0, device=device),
+            best_epoch=torch.zeros(g_count, dtype=torch.long),
+            stale=torch.zeros(g_count, dtype=torch.long),
+            frozen=torch.zeros(g_count, dtype=torch.bool),
+        )
+
+    def update(
+        self,
+        epoch: int,
+        train_loss: torch.Tensor,
+        val_acc: torch.Tensor,
+        live: dict[str, torch.Tensor],
+    ) -> None:
+        """After ``epoch``: a non-finite loss fails (and freezes) its member; a member more
+        accurate on validation than ever keeps this epoch's parameters."""
+        g_count = len(val_acc)
+        for g in range(g_count):
+            if g not in self.failed and not math.isfinite(float(train_loss[g])):
+                self.failed[g] = f"diverged: non-finite training loss at epoch {epoch}"
+                self.frozen[g] = True
+        improved = (val_acc > self.best_acc.cpu()) & ~self.frozen
+        if bool(improved.any()):
+            mask = improved.to(self.best_acc.device)
+            for k, v in live.items():
+                shape = (g_count,) + (1,) * (v.dim() - 1)
+                self.best_params[k] = torch.where(mask.view(shape), v.detach(), self.best_params[k])
+            self.best_acc = torch.where(mask, val_acc.to(mask.device), self.best_acc)
+            self.best_epoch[improved] = epoch
+        self.stale = torch.where(improved, torch.zeros_like(self.stale), self.stale + 1)
+        self.history.append({"train_loss": train_loss.tolist(), "val_acc": val_acc.tolist()})

@@ -154,7 +154,7 @@ class StudentFamily:
 _FAMILIES: dict[str, StudentFamily] = {}
 
 
-def register_family(
+def register_family(  # noqa: PLR0913 — a family's declaration, its options keyword-only
     name: str,
     build: Callable[..., nn.Module],
     params: Sequence[ArchParam] = (),
@@ -212,6 +212,7 @@ def register_family(
 
 
 def get_family(name: str) -> StudentFamily:
+    """The registered family ``name``; :class:`UnknownNameError` lists the valid names."""
     try:
         return _FAMILIES[name]
     except KeyError:
@@ -220,6 +221,7 @@ def get_family(name: str) -> StudentFamily:
 
 
 def list_families() -> list[str]:
+    """The names of every registered family, sorted."""
     return sorted(_FAMILIES)
 
 

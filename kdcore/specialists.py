@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,7 @@ from kdcore.recipes import Recipe, make_optimizer
 __all__ = [
     "Specialist",
     "SpecialistCombiner",
+    "SpecialistTraining",
     "cluster_classes",
     "dustbin_shift",
     "init_from_generalist",
@@ -351,25 +353,28 @@ def init_from_generalist(
     return specialist_net
 
 
-# Long by design: one specialist's epochs (its dustbin drawn afresh, the recipe's steps, the
-# selection on validation) share the loop's state.
+@dataclass(frozen=True)
+class SpecialistTraining:
+    """How one specialist trains (:func:`train_specialist`); ``recipe`` None: Adam at a
+    constant rate (:class:`kdcore.Recipe`)."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    recipe: Recipe | None = None
+
+
 def train_specialist(
     generalist: nn.Module,
     family: str,
     arch: dict[str, int | float],
     classes: Sequence[int],
-    x_train: torch.Tensor,
-    y_train: torch.Tensor,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
-    *,
-    epochs: int = 10,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    device: str = "cpu",
-    recipe: Recipe | None = None,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    how: SpecialistTraining | None = None,
 ) -> tuple[Specialist, float]:
     """Train one specialist; return it (eval mode, on the CPU) and its validation accuracy.
 
@@ -379,9 +384,14 @@ def train_specialist(
     label smoothing (default: Adam at a constant rate). Its dustbin logit is then shifted
     by :func:`dustbin_shift` so it predicts for the natural class mix; the epoch kept is the
     one with the best accuracy on the whole validation split (own classes vs dustbin),
-    corrected."""
+    corrected. ``train`` and ``val`` are ``(x, y)`` of the whole splits; ``how``: epochs,
+    batch size, learning rate, weight decay, seed, device and recipe
+    (:class:`SpecialistTraining`)."""
     from kdcore.families import build_student
 
+    how = how or SpecialistTraining()
+    (x_train, y_train), (x_val, y_val) = train, val
+    epochs, batch_size, lr, seed = how.epochs, how.batch_size, how.lr, how.seed
     classes = [int(c) for c in classes]
     num_classes = int(max(int(y_train.max()), int(y_val.max()))) + 1
     lookup = torch.full((num_classes,), len(classes), dtype=torch.long)
@@ -391,14 +401,14 @@ def train_specialist(
     other = torch.nonzero(yt == len(classes)).flatten()
     n_dust = min(len(own), len(other))
     shift = dustbin_shift(len(own), len(other)) - dustbin_shift(len(own), n_dust)
-    dev = torch.device(device)
+    dev = torch.device(how.device)
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         net = build_student(family, tuple(x_train.shape[1:]), len(classes) + 1, **arch)
         init_from_generalist(generalist, net, classes)
         model = Specialist(net, len(classes), shift).to(dev)
-        recipe = recipe or Recipe()
-        opt = make_optimizer(list(model.parameters()), recipe, lr, weight_decay, fused=False)
+        recipe = how.recipe or Recipe()
+        opt = make_optimizer(list(model.parameters()), recipe, lr, how.weight_decay, fused=False)
         per_epoch = -(-(len(own) + n_dust) // batch_size)
         step = 0
         gen = torch.Generator().manual_seed(seed + 7919)

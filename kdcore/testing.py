@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
+from kdcore.cost import count_flops, count_params
 from kdcore.distill import Distiller, Member
 from kdcore.exceptions import FamilyCheckError
 from kdcore.families import as_input_shape, build_student, get_family
-from kdcore.metrics import count_flops, count_params
 from kdcore.teachers import SoftTargets
 
 __all__ = ["FamilyCheckError", "FamilyReport", "check_family"]

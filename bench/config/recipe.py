@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Self
 
 from bench.validation import Table, boolean, choice, number
-from kdcore import OPTIMIZERS, SCHEDULES, Recipe
+from kdcore import Recipe
+from kdcore.recipes import OPTIMIZERS, SCHEDULES
 
 __all__ = [
     "RECIPE_KEYS",

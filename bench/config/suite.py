@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.config import DEFAULT_MAX_GAP
 from bench.config.plugins import ensure_entry_points, import_plugins
 from bench.config.recipe import RecipeFields, check_recipe, read_milestones, recipe_defaults_dropped
 from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig
@@ -26,10 +27,10 @@ from bench.errors import InputError
 from bench.tasks import TaskConfig, parse_task, task_from_dict
 from bench.threads import AUTO
 from bench.validation import Range, Table, boolean, choice, number, read_fields, string
-from kdcore import AUGMENT_TEACHERS, Augment, get_family, list_families
+from kdcore import get_family, list_families
+from kdcore.augment import AUGMENT_TEACHERS, Augment
 
 __all__ = [
-    "DEFAULT_MAX_GAP_PP",
     "RECIPE_SEARCH",
     "SAFE_NAME",
     "AugmentConfig",
@@ -136,9 +137,6 @@ RECIPE_SEARCH: dict[str, tuple[float, float, bool]] = {
 }
 
 
-DEFAULT_MAX_GAP_PP = 0.5
-
-
 @dataclass(frozen=True)
 class CertifyConfig:
     """``[certify]``: the size decision, certified once on the test split (bench.decision.protocol).
@@ -158,15 +156,21 @@ class CertifyConfig:
         0.0,
         0.5,
         low_open=True,
-        help="family-wise error: P(certifying a student whose true gap exceeds max_gap_pp)",
+        help="family-wise error: P(certifying a student whose true gap exceeds the tolerance)",
     )
     max_gap_pp: float | None = number(
         None,
         float,
         0.0,
         100.0,
-        help="the tolerance certified, in pp (default: the run's --max-gap, else 0.5)",
+        help="the tolerance certified, in pp (default: the run's --max-gap, else "
+        f"{DEFAULT_MAX_GAP * 100:g})",
     )
+
+    @property
+    def max_gap(self) -> float | None:
+        """The tolerance certified, a fraction (the suite file states it in pp)."""
+        return None if self.max_gap_pp is None else self.max_gap_pp / 100
 
 
 @dataclass(frozen=True)
@@ -326,13 +330,15 @@ class Suite:
     def with_budget(self, **changes: Any) -> Suite:
         return replace(self, budget=replace(self.budget, **changes))
 
-    def with_certify_gap(self, max_gap_pp: float | None) -> Suite:
+    def with_certify_gap(self, max_gap: float | None) -> Suite:
         """The suite with its certified tolerance resolved: ``[certify] max_gap_pp`` when the
-        suite gives it, else ``max_gap_pp`` (the run's --max-gap), else 0.5 pp."""
+        suite gives it, else ``max_gap`` (the run's --max-gap, a fraction), else
+        :data:`bench.config.DEFAULT_MAX_GAP`."""
         if self.certify.max_gap_pp is not None:
             return self
-        gap = DEFAULT_MAX_GAP_PP if max_gap_pp is None else float(max_gap_pp)
-        return replace(self, certify=replace(self.certify, max_gap_pp=gap))
+        gap = DEFAULT_MAX_GAP if max_gap is None else float(max_gap)
+        # the suite keeps the file's unit (pp), rounded so 0.003 is stored as 0.3, not 0.30…04
+        return replace(self, certify=replace(self.certify, max_gap_pp=round(gap * 100, 12)))
 
 
 # ---------------------------------------------------------------------- sections
@@ -610,8 +616,8 @@ def parse_suite(
     top.seen.update({"task", "tasks"})
     if "confirm" in data:
         raise InputError(
-            "The [confirm] table was replaced by [certify] (the decision is certified on fresh "
-            "seeds, in an order validation chose): rename it, with top_k -> candidates and "
+            "The [confirm] table was replaced by [certify] (certification trains fresh seeds, in "
+            "an order validation chose): rename it, with top_k -> candidates and "
             "seeds -> seeds; max_val_gap_pp has no successor (validation's frontier sets the "
             f"order), see docs/methodology.md. Got [confirm] = {data['confirm']!r} instead."
         )

@@ -12,7 +12,8 @@ from typing import Any
 
 from bench.config.recipe import RecipeFields
 from bench.validation import choice, number, string
-from kdcore import COMBINE_MODES, format_arch
+from kdcore.families import format_arch
+from kdcore.teachers import COMBINE_MODES
 
 __all__ = [
     "SPECIALIST_KEYS",

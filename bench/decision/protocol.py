@@ -12,8 +12,9 @@
    best *validation* accuracy, and its paired test gap to the ensemble gets Newcombe's
    interval. Its one-sided ``1 − alpha`` upper bound (``certify_bound``) is the test
    statistic of H₀: "this file's true gap exceeds the tolerance".
-3. **Fixed-sequence testing** (:func:`fixed_sequence`): reject H₀ down the ordered list, each
-   at level ``alpha``, stopping at the first candidate that does not pass. Because the order
+3. **Fixed-sequence testing** (:func:`fixed_sequence`, :func:`round_marks` once the round is
+   complete): reject H₀ down the ordered list, each at level ``alpha``, stopping at the first
+   candidate that does not pass. Because the order
    is fixed before the test split is read, the probability of certifying *any* student whose
    true gap exceeds the tolerance is at most ``alpha`` (family-wise), with no multiplicity
    correction (Westfall & Krishen 2001; Angelopoulos et al. 2021, "Learn then Test").
@@ -31,13 +32,15 @@ from typing import Any
 
 import pandas as pd
 
+from bench.fmt import to_float
+
 __all__ = [
     "ABOVE",
     "CERTIFY_SEED_BASE",
     "certify_order",
     "certify_seeds",
     "fixed_sequence",
-    "mark_certified",
+    "round_marks",
     "validation_frontier",
 ]
 
@@ -66,14 +69,14 @@ def validation_frontier(search: pd.DataFrame) -> pd.DataFrame:
     return best[keep]
 
 
-def certify_order(search: pd.DataFrame, n: int, max_gap_pp: float) -> pd.DataFrame:
+def certify_order(search: pd.DataFrame, n: int, max_gap: float) -> pd.DataFrame:
     """The candidates to certify, in the order they are tested (largest first), chosen on
     validation columns only (``student_val_acc``, ``ensemble_val_acc``, ``student_params``)."""
     front = validation_frontier(search).reset_index(drop=True)
     if front.empty or n <= 0:
         return front.iloc[:0]
-    val_gap = (front["ensemble_val_acc"] - front["student_val_acc"]) * 100
-    meets = [i for i, g in enumerate(val_gap) if g <= max_gap_pp + 1e-12]
+    val_gap = front["ensemble_val_acc"] - front["student_val_acc"]
+    meets = [i for i, g in enumerate(val_gap) if g <= max_gap + 1e-14]
     guess = meets[0] if meets else len(front) - 1
     top = min(len(front) - 1, guess + ABOVE)
     low = max(0, top - n + 1)
@@ -91,39 +94,35 @@ def fixed_sequence(bounds: Sequence[float], max_gap: float) -> list[bool]:
     return out
 
 
-def mark_certified(rows: Iterable[dict[str, Any]]) -> None:
-    """Set ``certified`` and ``scratch_certified`` on the certification rows (in place), per
-    task and round, by fixed-sequence testing in ``certify_rank`` order; the same against the
-    best member (``*_best_member``: a second family of claims, each at level ``alpha``, in the
-    same validation order, so the order still owes nothing to the test split)."""
-    rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for r in rows:
-        if (
-            r.get("phase") == "certify"
-            and r.get("state") != "duplicate"
-            and r.get("certify_round") is not None
-            and r.get("certify_rank") is not None
-        ):
-            rounds.setdefault((str(r["task"]), int(r["certify_round"])), []).append(r)
-    for part in rounds.values():
-        part.sort(key=lambda r: int(r["certify_rank"]))
-        tol = float(part[0]["certify_max_gap_pp"]) / 100
-        ok = [r.get("state") == "complete" for r in part]
-        for col, bound in (
-            ("certified", "certify_bound"),
-            ("scratch_certified", "scratch_certify_bound"),
-            ("certified_best_member", "certify_bound_best_member"),
-            ("scratch_certified_best_member", "scratch_certify_bound_best_member"),
-        ):
-            passed = fixed_sequence(
-                [_num(r.get(bound)) if o else math.nan for r, o in zip(part, ok, strict=True)], tol
-            )
-            for r, p in zip(part, passed, strict=True):
-                r[col] = p
+MARKS = (
+    ("certified", "certify_bound"),
+    ("scratch_certified", "scratch_certify_bound"),
+    ("certified_best_member", "certify_bound_best_member"),
+    ("scratch_certified_best_member", "scratch_certify_bound_best_member"),
+)
 
 
-def _num(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
+def round_marks(rows: Iterable[dict[str, Any]], candidates: int) -> dict[int, dict[str, bool]]:
+    """The marks of one complete certification round: for each of its ``candidates`` (by
+    trial), ``certified`` and ``scratch_certified`` by fixed-sequence testing in
+    ``certify_rank`` order at the round's tolerance; the same against the best member
+    (``*_best_member``: a second family of claims, each at level ``alpha``, in the same
+    validation order, so the order still owes nothing to the test split). A rank with no
+    completed row (a failed or lost candidate) fails, and so does every rank after it."""
+    by_rank = {
+        int(r["certify_rank"]): r
+        for r in rows
+        if r.get("state") != "duplicate" and r.get("certify_rank") is not None
+    }
+    part = [by_rank.get(k) for k in range(candidates)]
+    tol = next((float(r["certify_max_gap"]) for r in part if r is not None), math.nan)
+    out: dict[int, dict[str, bool]] = {int(r["trial"]): {} for r in part if r is not None}
+    for col, bound in MARKS:
+        bounds = [
+            to_float(r.get(bound)) if r is not None and r.get("state") == "complete" else math.nan
+            for r in part
+        ]
+        for r, passed in zip(part, fixed_sequence(bounds, tol), strict=True):
+            if r is not None:
+                out[int(r["trial"])][col] = passed
+    return out

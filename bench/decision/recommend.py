@@ -1,47 +1,58 @@
 """The student-size decision, from a run's trial table alone: chosen among *certified*
 students only (:mod:`bench.decision.protocol` states the protocol and its guarantee).
 
-Rule. The requested tolerance is ``--max-gap PP`` (and/or ``--min-relative-acc R``, as the
-gap ``ensemble_acc · (1 − R)``), against the ensemble (``against="best-member"``: against the
-member best on validation, with the certify rows' paired bounds to that member, certified by
-the same fixed-sequence test in the same order). Of the task's certification rounds, the
-one with the largest tolerance at most the requested one is used (chosen before any result
-is looked at; a later round comes from ``kdbench certify RUN --max-gap X``); its certified
-students — each one's shipped file has a one-sided ``1 − alpha`` gap bound within the round's
-tolerance, by fixed-sequence testing in validation's order — all hold together with
-probability at least ``1 − alpha``. Of those within every cost constraint the cheapest by the
-chosen cost (FLOPs unless a latency constraint makes latency the cost) is recommended, ties
-broken by the smaller bound, then fewer parameters. With no round at or below the request,
-or none certified, nothing is recommended and the text says what to run. The scratch twins,
-certified the same way, say whether distillation is needed at that tolerance.
+Rule. The requested tolerance is ``max_gap`` (a fraction; ``--max-gap PP`` at the command
+line) and/or ``min_relative_acc`` R (as the gap ``ensemble_acc · (1 − R)``), against the
+ensemble (``against="best-member"``: against the member best on validation, with the certify
+rows' paired bounds to that member, certified by the same fixed-sequence test in the same
+order). Of the task's certification rounds, the one with the largest tolerance at most the
+requested one is used (chosen before any result is looked at; a later round comes from
+``kdbench certify RUN --max-gap X``); its certified students — each one's shipped file has a
+one-sided ``1 − alpha`` gap bound within the round's tolerance, by fixed-sequence testing in
+validation's order — all hold together with probability at least ``1 − alpha``. Of those
+within every cost constraint the cheapest by the chosen cost (FLOPs unless a latency
+constraint makes latency the cost) is recommended, ties broken by the smaller bound, then
+fewer parameters. With no round at or below the request, or none certified, nothing is
+recommended. The scratch twins, certified the same way, say whether distillation is needed
+at that tolerance.
+
+This module decides and returns facts (:class:`Recommendation`); every sentence about them
+is worded in :mod:`bench.decision.claims`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench import fmt
+from bench.decision.curve import extrapolate, knee
 from bench.decision.protocol import certify_seeds
-from bench.durable.jsonsafe import json_safe
+from bench.errors import InputError
 
-__all__ = ["Constraints", "Recommendation", "candidates", "capacity_fit", "knee", "recommend"]
+__all__ = ["OUTCOMES", "Constraints", "Recommendation", "RoundInfo", "candidates", "recommend"]
 
-MIN_SEEDS = 3
-MIN_TEST = 1000
+EPS = 1e-11  # tolerances compared as fractions
+
+# What the rule found, in the order it looks:
+OUTCOMES = (
+    "no_trials",  # no completed trial
+    "no_round",  # nothing was certified (no round, or the run did not finish one)
+    "not_at_tolerance",  # every round's tolerance is looser than the request
+    "none_certified",  # the round used certified no candidate
+    "over_cost",  # candidates are certified, none within the cost limits
+    "chosen",  # the recommendation
+)
 
 
 @dataclass(frozen=True)
 class Constraints:
-    """What the user asks for. Gaps in percentage points (pp); latency in ms; the relative
-    accuracy as a fraction of the reference's (0.99 = 99 %)."""
+    """What the user asks for: gaps are fractions (0.005 = 0.5 pp), latency in ms, the
+    relative accuracy a fraction of the reference's (0.99 = 99 %)."""
 
-    max_gap_pp: float | None = None
+    max_gap: float | None = None
     min_relative_acc: float | None = None
     against: str = "ensemble"  # or "best-member"
     max_latency_ms: float | None = None
@@ -51,8 +62,18 @@ class Constraints:
     batch: str = "1"  # "1" or "N" (the suite's large batch)
 
     def __post_init__(self) -> None:
-        if self.max_gap_pp is None and self.min_relative_acc is None:
-            raise ValueError("give max_gap_pp or min_relative_acc (or both)")
+        if self.max_gap is None and self.min_relative_acc is None:
+            raise ValueError("give max_gap or min_relative_acc (or both)")
+        if self.max_gap is not None and not 0 <= self.max_gap <= 1:
+            raise InputError(
+                "The '--max-gap' option must be a number of percentage points in [0, 100]. "
+                f"Got {self.max_gap * 100:g} instead."
+            )
+        if self.min_relative_acc is not None and not 0 < self.min_relative_acc <= 1:
+            raise InputError(
+                "The '--min-relative-acc' option must be a fraction in (0, 1], e.g. 0.99. Got "
+                f"{self.min_relative_acc} instead."
+            )
 
     def latency_column(self) -> str:
         return f"latency_{self.device}_b{'1' if self.batch == '1' else 'N'}_p50_ms"
@@ -63,134 +84,68 @@ class Constraints:
     def has_cost_limit(self) -> bool:
         return any(v is not None for v in (self.max_latency_ms, self.max_flops, self.max_params))
 
-    def describe(self) -> str:
-        parts = []
-        if self.max_gap_pp is not None:
-            parts.append(f"max gap {self.max_gap_pp:.2f} pp")
+    def requested_gap(self, reference_acc: float) -> float:
+        """The tolerance asked for, a fraction: ``max_gap``, and ``min_relative_acc`` R as the
+        gap ``reference_acc · (1 − R)``; the smaller when both are given."""
+        gaps = [] if self.max_gap is None else [float(self.max_gap)]
         if self.min_relative_acc is not None:
-            parts.append(f"at least {self.min_relative_acc * 100:g} % of the reference's accuracy")
-        text = " and ".join(parts) + f" vs {self.against}"
-        if self.max_latency_ms is not None:
-            text += f", max {self.device.upper()} latency {self.max_latency_ms:g} ms at batch {self.batch}"
-        for value, label in ((self.max_flops, "FLOPs"), (self.max_params, "params")):
-            if value is not None:
-                text += f", max {value:g} {label}"
-        return text
+            gaps.append(reference_acc * (1 - self.min_relative_acc))
+        return min(gaps)
 
 
-def _public(v: Any) -> Any:
-    """``v`` without its private (``_``-prefixed) keys, at every depth."""
-    if isinstance(v, dict):
-        return {k: _public(x) for k, x in v.items() if not str(k).startswith("_")}
-    if isinstance(v, list | tuple):
-        return [_public(x) for x in v]
-    return v
+@dataclass(frozen=True)
+class RoundInfo:
+    """The certification round a decision used."""
+
+    round: int
+    max_gap: float
+    alpha: float
+    seeds: int
+    seed_list: list[int]
+    candidates: int
+    certified: int
 
 
-@dataclass
+@dataclass(frozen=True)
+class ScratchFacts:
+    """What the scratch twins' certification says at the recommended size: the smallest
+    certified scratch twin no larger than it (``smaller``), the recommended row's own twin's
+    bound, and the first failed scratch candidate ranked before that twin (``stopped_at``)."""
+
+    smaller: dict[str, Any] | None
+    twin_bound: float
+    stopped_at: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Recommendation:
+    """The facts of one task's decision (:data:`OUTCOMES`); rows are the trial table's."""
+
     task: str
     met: bool
-    constraints: dict[str, Any]
-    gap_basis: str
+    constraints: Constraints
+    want: float  # the tolerance asked for (a fraction), against the reference
+    outcome: str
     cost_column: str
-    chosen: dict[str, Any] | None
-    closest: dict[str, Any] | None
-    knee: dict[str, Any] | None
-    extrapolation: dict[str, Any] | None
-    n_candidates: int
-    best_within_cost: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    certification: dict[str, Any] | None = None  # the round used: tolerance, alpha, seeds, …
-    verdict: str = ""  # is distillation needed at this tolerance?
-    suggest: str = ""  # the command that would certify what was asked
+    chosen: dict[str, Any] | None = None
+    closest: dict[str, Any] | None = None
+    n_candidates: int = 0
+    certification: RoundInfo | None = None
+    rounds_done: tuple[float, ...] = ()  # every round's tolerance (outcome not_at_tolerance)
+    knee: dict[str, Any] | None = None
+    extrapolation: dict[str, Any] | None = None
+    latency_measured: bool = True  # False: the latency limit's column is NaN everywhere
+    latency_hosts: tuple[str, ...] = ()
+    n_over_cost: int = 0  # certified students outside the cost limits (outcome over_cost)
+    scratch: ScratchFacts | None = None
+    ensemble_acc: float = math.nan
+    best_member_acc: float = math.nan
 
-    def to_dict(self) -> dict[str, Any]:
-        """Strict-JSON-safe: NaN becomes null; rows keep their public columns plus gap_bound."""
-        return json_safe(_public(asdict(self)))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
-
-    def text(self) -> str:
-        c = Constraints(**self.constraints)
-        lines = [f"[{self.task}] {c.describe()}"]
-        cert = self.certification
-        if cert is not None:
-            lines.append(
-                f"Certified at {cert['max_gap_pp']:g} pp (alpha {cert['alpha']:g}, "
-                f"{cert['seeds']} fresh seeds {cert['seed_list']}): {cert['certified']} of "
-                f"{cert['candidates']} candidates."
-            )
-        if self.chosen is not None:
-            lines.append("Recommended student: " + _describe(self.chosen, self.cost_column))
-        else:
-            lines.append("No certified student meets the constraints.")
-            if self.closest is not None:
-                lines.append("Closest: " + _describe(self.closest, self.cost_column))
-            if self.best_within_cost is not None:
-                lines.append(
-                    "Best within the cost limits: "
-                    + _describe(self.best_within_cost, self.cost_column)
-                )
-            if self.extrapolation is not None:
-                lines.append(
-                    "Extrapolation (fit err_hi = a·params^-b + c): "
-                    f"{self.extrapolation['message']}."
-                )
-        if self.verdict:
-            lines.append(self.verdict)
-        if self.knee is not None:
-            lines.append(
-                f"Knee of the validation capacity curve: {int(self.knee['student_params']):,} "
-                f"params ({self.knee['arch']})."
-            )
-        lines.append(f"Decided by: {self.gap_basis}.")
-        if self.suggest:
-            lines.append(self.suggest)
-        lines += [f"WARNING: {w}" for w in self.warnings]
-        lines += self.notes
-        return "\n".join(lines)
-
-
-def _describe(r: dict[str, Any], cost_column: str) -> str:
-    """One student as the CLI and the report state it: the shipped file's claim first, then
-    the recipe's (mean over the fresh seeds, with its interval and a prediction interval for
-    one more training run)."""
-    parts = [
-        f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
-        f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
-        f"params {int(r['student_params']):,} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
-        f"FLOPs {int(r['student_flops']):,}",
-    ]
-    if not fmt.is_missing(r.get("file_gap")):
-        parts.append(
-            f"the file (seed {int(r['file_seed'])}): accuracy {fmt.pct(r['file_acc'])} %, gap "
-            f"{fmt.pct(r['file_gap'])} pp, 95 % interval [{fmt.pct(r['file_gap_ci_low'])}, "
-            f"{fmt.pct(r['file_gap_ci_high'])}] pp, certified bound "
-            f"{fmt.pct(r['certify_bound'])} pp"
-        )
-    parts.append(
-        f"the recipe: accuracy {fmt.pct(r['student_acc'])} % [{fmt.pct(r['student_acc_ci_low'])}, "
-        f"{fmt.pct(r['student_acc_ci_high'])}] vs ensemble {fmt.pct(r['ensemble_acc'])} % "
-        f"(gap {fmt.pct(r['acc_gap'])} pp, 95 % interval [{fmt.pct(r['acc_gap_ci_low'])}, "
-        f"{fmt.pct(r['acc_gap_ci_high'])}] pp; one more training run: "
-        f"[{fmt.pct(r.get('acc_gap_pi_low'))}, {fmt.pct(r.get('acc_gap_pi_high'))}] pp; on "
-        f"{fmt.count(r.get('n_test'))} test examples)"
-    )
-    parts.append(
-        f"scratch {fmt.pct(r['scratch_acc'])} % (KD gain {fmt.pct(r['kd_gain'], signed=True)} pp)"
-    )
-    lat = r.get("latency_cpu_b1_p50_ms")
-    if not fmt.is_missing(lat):
-        parts.append(
-            f"CPU b1 p50 {fmt.ms(lat)} ({fmt.number(r.get('speedup_cpu_b1'), 2)}x faster than "
-            "the faster ensemble form)"
-        )
-    if cost_column.startswith("latency_gpu"):
-        parts.append(f"GPU p50 {fmt.ms(r.get(cost_column))}")
-    return "; ".join(parts)
+    @property
+    def tighter(self) -> bool:
+        """The round used certified a tighter tolerance than asked."""
+        c = self.certification
+        return c is not None and c.max_gap < self.want - EPS
 
 
 def candidates(trials: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
@@ -206,102 +161,21 @@ def candidates(trials: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     return pd.concat([search, cert]).sort_index().copy()
 
 
-def requested_gap_pp(constraints: Constraints, ensemble_acc: float) -> float:
-    """The tolerance asked for, in pp: ``--max-gap``, and ``--min-relative-acc R`` as the gap
-    ``ensemble_acc · (1 − R)``; the smaller when both are given."""
-    gaps = []
-    if constraints.max_gap_pp is not None:
-        gaps.append(float(constraints.max_gap_pp))
-    if constraints.min_relative_acc is not None:
-        gaps.append(100 * ensemble_acc * (1 - constraints.min_relative_acc))
-    return min(gaps)
-
-
-def warnings_for(row: dict[str, Any] | None, frame: pd.DataFrame) -> list[str]:
-    """What a careful practitioner would say about a recommendation."""
-    out: list[str] = []
-    if row is not None:
-        if int(row["n_seeds"]) < MIN_SEEDS:
-            out.append(
-                f"it rests on {int(row['n_seeds'])} seed(s), fewer than {MIN_SEEDS}: certify "
-                "with more ([certify] seeds)."
-            )
-        n_test = row.get("n_test", math.nan)
-        if not fmt.is_missing(n_test) and int(n_test) < MIN_TEST:
-            out.append(
-                f"it rests on {int(n_test):,} test examples, fewer than about {MIN_TEST:,}: its "
-                "interval is wide; more data (or a larger test_fraction) narrows it."
-            )
-        if not fmt.is_missing(row.get("param_ratio")) and float(row["param_ratio"]) > 1:
-            out.append(
-                f"this 'student' has {float(row['param_ratio']):.1f}x the ensemble's parameters: "
-                "it is not a compression."
-            )
-    if len(frame):
-        ens, best = float(frame["ensemble_acc"].iloc[0]), float(frame["best_member_acc"].iloc[0])
-        if ens <= best:
-            out.append(
-                f"the ensemble ({ens * 100:.2f} %) is no better than its best member "
-                f"({best * 100:.2f} %) on test: distilling the ensemble adds nothing over distilling "
-                "that one member."
-            )
-    return out
-
-
-def capacity_fit(params: np.ndarray, error: np.ndarray) -> tuple[float, float, float] | None:
-    """Least-squares fit of error = a · params^(−b) + c (b > 0, c ≥ 0); None if it fails."""
-    from scipy.optimize import curve_fit
-
-    x, y = np.asarray(params, float), np.asarray(error, float)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
-    x, y = x[ok], y[ok]
-    if len(np.unique(x)) < 4:
-        return None
-    scale = x.min()
-
-    def f(p: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-        return a * (p / scale) ** (-b) + c
-
-    try:
-        (a, b, c), _ = curve_fit(
-            f,
-            x,
-            y,
-            p0=(max(y.max() - y.min(), 1e-3), 0.5, max(y.min(), 0.0)),
-            bounds=([0.0, 1e-3, 0.0], [np.inf, 5.0, 1.0]),
-            maxfev=20000,
-        )
-    except (RuntimeError, ValueError):
-        return None
-    return float(a) * scale ** float(b), float(b), float(c)
-
-
-def knee(frame: pd.DataFrame) -> dict[str, Any] | None:
-    """The knee of the *validation* capacity frontier (one configuration per architecture,
-    :func:`bench.decision.protocol.validation_frontier`): the point farthest from the chord
-    joining its smallest and largest student, on validation accuracy against log(params)
-    (Kneedle-style). Test columns are not read."""
-    from bench.decision.protocol import validation_frontier
-
-    env = validation_frontier(frame[frame["phase"] == "search"]) if len(frame) else frame
-    if len(env) < 3:
-        return env.iloc[-1].to_dict() if len(env) else None
-    x = np.log10(env["student_params"].to_numpy(float))
-    y = env["student_val_acc"].to_numpy(float)
-    xn = (x - x[0]) / (x[-1] - x[0]) if x[-1] > x[0] else x * 0
-    yn = (y - y[0]) / (y[-1] - y[0]) if y[-1] > y[0] else y * 0
-    return env.iloc[int(np.argmax(yn - xn))].to_dict()
-
-
-def _empty(task: str, cons: dict[str, Any], cost: str, note: str) -> Recommendation:
-    return Recommendation(
-        task, False, cons, "nothing to decide on", cost, None, None, None, None, 0, notes=[note]
+def _against_best_member(cert: pd.DataFrame) -> pd.DataFrame:
+    """The certify rows with their claims against the best member in the claim columns: the
+    same rounds, order and level, the paired bounds to that member."""
+    return cert.assign(
+        certified=cert.get("certified_best_member"),
+        certify_bound=cert.get("certify_bound_best_member"),
+        scratch_certified=cert.get("scratch_certified_best_member"),
+        scratch_certify_bound=cert.get("scratch_certify_bound_best_member"),
     )
 
 
-# Long by design: the decision rule read top to bottom (the round, the certified set, the cost
-# constraints, the ranking, the verdict, then what to say when nothing qualifies), as
-# docs/methodology.md states it.
+def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column].fillna(False).astype(bool)
+
+
 def recommend(
     trials: pd.DataFrame, constraints: Constraints, task: str | None = None
 ) -> Recommendation:
@@ -311,262 +185,112 @@ def recommend(
         if not tasks:
             raise ValueError("the trial table is empty")
         task = tasks[0]
-    cons = asdict(constraints)
     cost = constraints.cost_column()
     mine = trials[trials["task"] == task]
     done = mine[mine["state"] == "complete"]
+    base: dict[str, Any] = {"task": task, "constraints": constraints, "cost_column": cost}
     if done.empty:
-        return _empty(task, cons, cost, "No completed trial: nothing to recommend.")
-    k = knee(mine)
-    ens_acc = float(done["ensemble_acc"].iloc[0])
-    want = requested_gap_pp(constraints, ens_acc)
+        return Recommendation(**base, met=False, want=math.nan, outcome="no_trials")
+    ens, best = float(done["ensemble_acc"].iloc[0]), float(done["best_member_acc"].iloc[0])
+    base |= {"ensemble_acc": ens, "best_member_acc": best, "knee": knee(mine)}
     cert = done[done["phase"] == "certify"].copy()
-    run_hint = f"kdbench certify RUN --max-gap {want:g}"
     if constraints.against == "best-member":
-        # The same rounds, order and level; the claims are the paired bounds to the member.
-        want = requested_gap_pp(constraints, float(done["best_member_acc"].iloc[0]))
-        cert = cert.assign(
-            certified=cert.get("certified_best_member"),
-            certify_bound=cert.get("certify_bound_best_member"),
-            scratch_certified=cert.get("scratch_certified_best_member"),
-            scratch_certify_bound=cert.get("scratch_certify_bound_best_member"),
-        )
-        run_hint = f"kdbench certify RUN --max-gap {want:g}"
+        cert = _against_best_member(cert)
+    want = constraints.requested_gap(best if constraints.against == "best-member" else ens)
+    base["want"] = want
     if cert.empty:
         return Recommendation(
-            task,
-            False,
-            cons,
-            "no certification round in this run",
-            cost,
-            None,
-            None,
-            k,
-            _extrapolate(mine, want),
-            0,
-            notes=["This run certified nothing ([certify] candidates = 0, or it did not finish)."],
-            suggest=f"To certify: {run_hint}",
+            **base, met=False, outcome="no_round", extrapolation=extrapolate(mine, want)
         )
-    rounds = cert.groupby("certify_round")["certify_max_gap_pp"].first().sort_index().to_dict()
-    usable = [r for r, g in rounds.items() if g <= want + 1e-9]
+    rounds = cert.groupby("certify_round")["certify_max_gap"].first().sort_index().to_dict()
+    usable = [r for r, g in rounds.items() if g <= want + EPS]
     if not usable:
-        closest = cert.sort_values("certify_bound").iloc[0].to_dict()
-        done_at = ", ".join(f"{g:g}" for g in sorted(set(rounds.values())))
         return Recommendation(
-            task,
-            False,
-            cons,
-            f"certified only at {done_at} pp",
-            cost,
-            None,
-            closest,
-            k,
-            _extrapolate(mine, want),
-            0,
-            warnings=warnings_for(closest, done),
-            notes=[f"No student is certified at {want:g} pp: this run certified at {done_at} pp."],
-            suggest=f"To certify at {want:g} pp on fresh seeds: {run_hint}",
+            **base,
+            met=False,
+            outcome="not_at_tolerance",
+            closest=cert.sort_values("certify_bound").iloc[0].to_dict(),
+            rounds_done=tuple(sorted(set(rounds.values()))),
+            extrapolation=extrapolate(mine, want),
         )
     use = max(usable, key=lambda r: (rounds[r], r))
-    gap = float(rounds[use])
     part = cert[cert["certify_round"] == use].sort_values("certify_rank")
-    alpha = float(part["certify_alpha"].iloc[0])
-    info = {
-        "round": int(use),
-        "max_gap_pp": gap,
-        "alpha": alpha,
-        "seeds": int(part["n_seeds"].iloc[0]),
-        "seed_list": certify_seeds(int(use), int(part["n_seeds"].iloc[0])),
-        "candidates": len(part),
-        "certified": int(part["certified"].fillna(False).astype(bool).sum()),
+    seeds = int(part["n_seeds"].iloc[0])
+    base |= {
+        "n_candidates": len(part),
+        "certification": RoundInfo(
+            round=int(use),
+            max_gap=float(rounds[use]),
+            alpha=float(part["certify_alpha"].iloc[0]),
+            seeds=seeds,
+            seed_list=certify_seeds(int(use), seeds),
+            candidates=len(part),
+            certified=int(_flag(part, "certified").sum()),
+        ),
     }
-    basis = (
-        f"certification round {use}: the shipped file's one-sided {100 * (1 - alpha):g} % gap "
-        f"bound to the {constraints.against.replace('-', ' ')} within {gap:g} pp, fixed-sequence testing down {len(part)} validation-ordered "
-        f"candidates on {info['seeds']} fresh seeds (family-wise error <= {alpha:g})"
-    )
-    notes: list[str] = []
-    if gap < want - 1e-9:
-        notes.append(
-            f"Certified at {gap:g} pp, tighter than the {want:g} pp asked: a smaller student may "
-            f"be certified at {want:g} pp."
-        )
-    certified = part[part["certified"].fillna(False).astype(bool)].copy()
-    ok_cost = pd.Series(True, index=certified.index)
-    if constraints.max_latency_ms is not None:
-        col = constraints.latency_column()
-        if certified[col].isna().all() if len(certified) else True:
-            notes.append(
-                f"{col} was not measured in this run (no {constraints.device.upper()}); the "
-                "latency constraint cannot be met."
-            )
-        ok_cost &= certified[col] <= constraints.max_latency_ms
-        hosts = sorted(certified.get("latency_host", pd.Series(dtype=str)).dropna().unique())
-        if len(hosts) > 1:
-            notes.append(
-                f"The certified students were timed on {len(hosts)} hosts ({', '.join(hosts)}; "
-                "column latency_host): their latencies are not comparable with each other, "
-                "though each speed-up is (one pass, one host)."
-            )
-    if constraints.max_flops is not None:
-        ok_cost &= certified["student_flops"] <= constraints.max_flops
-    if constraints.max_params is not None:
-        ok_cost &= certified["student_params"] <= constraints.max_params
+    certified = part[_flag(part, "certified")].copy()
+    ok_cost, base["latency_measured"], base["latency_hosts"] = _within_cost(certified, constraints)
     feasible = certified[ok_cost].sort_values(
         [cost, "certify_bound", "student_params"], kind="mergesort"
     )
-    verdict = _verdict(part, feasible.iloc[0].to_dict() if len(feasible) else None, gap)
-    suggest = f"To certify at {want:g} pp on fresh seeds: {run_hint}" if gap < want - 1e-9 else ""
-    if not feasible.empty:
+    if len(feasible):
         chosen = feasible.iloc[0].to_dict()
         return Recommendation(
-            task,
-            True,
-            cons,
-            basis,
-            cost,
-            chosen,
-            None,
-            k,
-            None,
-            len(part),
-            warnings=warnings_for(chosen, done),
-            notes=notes,
-            certification=info,
-            verdict=verdict,
-            suggest=suggest,
+            **base, met=True, outcome="chosen", chosen=chosen, scratch=_scratch(part, chosen)
         )
     if len(certified):
-        closest = certified.sort_values([cost, "certify_bound"]).iloc[0].to_dict()
-        notes.append(
-            f"{len(certified)} student(s) are certified but none meets the cost limits; the "
-            "closest is the cheapest of them."
+        return Recommendation(
+            **base,
+            met=False,
+            outcome="over_cost",
+            closest=certified.sort_values([cost, "certify_bound"]).iloc[0].to_dict(),
+            n_over_cost=len(certified),
         )
-        extra = None
-    else:
-        closest = part.sort_values("certify_rank").iloc[0].to_dict()
-        notes.append(
-            f"The first candidate in validation's order (the largest, {int(closest['student_params']):,} "
-            f"params) was not certified at {gap:g} pp (bound "
-            f"{fmt.pct(closest.get('certify_bound'))} pp), so none is."
-        )
-        extra = _extrapolate(mine, gap)
     return Recommendation(
-        task,
-        False,
-        cons,
-        basis,
-        cost,
-        None,
-        closest,
-        k,
-        extra,
-        len(part),
-        warnings=warnings_for(closest, done),
-        notes=notes,
-        certification=info,
-        verdict=verdict,
-        suggest=suggest,
+        **base,
+        met=False,
+        outcome="none_certified",
+        closest=part.iloc[0].to_dict(),
+        extrapolation=extrapolate(mine, base["certification"].max_gap),
     )
 
 
-def _verdict(part: pd.DataFrame, chosen: dict[str, Any] | None, gap: float) -> str:
-    """Is distillation needed at this tolerance? From the scratch twins' certification."""
-    if chosen is None or "scratch_certified" not in part.columns:
-        return ""
-    sc = part[part["scratch_certified"].fillna(False).astype(bool)]
-    size = int(chosen["student_params"])
-    smaller = sc[sc["student_params"] <= size]
-    if len(smaller):
-        best = smaller.sort_values("student_params").iloc[0]
-        return (
-            f"Distillation is not needed at {gap:g} pp: a student of {int(best['student_params']):,} "
-            f"params trained from scratch on hard labels is certified too (bound "
-            f"{fmt.pct(best['scratch_certify_bound'])} pp)."
-        )
+def _within_cost(
+    certified: pd.DataFrame, constraints: Constraints
+) -> tuple[pd.Series, bool, tuple[str, ...]]:
+    """Which certified students meet the cost limits; whether the latency limit's column was
+    measured at all, and on which hosts (a latency limit only)."""
+    ok = pd.Series(True, index=certified.index)
+    measured, hosts = True, ()
+    if constraints.max_latency_ms is not None:
+        col = constraints.latency_column()
+        measured = bool(len(certified)) and not certified[col].isna().all()
+        ok &= certified[col] <= constraints.max_latency_ms
+        found = certified.get("latency_host", pd.Series(dtype=str)).dropna().unique()
+        hosts = tuple(sorted(found))
+    if constraints.max_flops is not None:
+        ok &= certified["student_flops"] <= constraints.max_flops
+    if constraints.max_params is not None:
+        ok &= certified["student_params"] <= constraints.max_params
+    return ok, measured, hosts
+
+
+def _scratch(part: pd.DataFrame, chosen: dict[str, Any]) -> ScratchFacts | None:
+    """The scratch twins' certification at the chosen student's size."""
+    if "scratch_certified" not in part.columns:
+        return None
+    passed = _flag(part, "scratch_certified")
+    smaller = part[passed & (part["student_params"] <= int(chosen["student_params"]))]
     twin = part[part["trial"] == chosen["trial"]]
     bound = float(twin["scratch_certify_bound"].iloc[0]) if len(twin) else math.nan
-    why = f"its file's bound {fmt.pct(bound)} pp"
-    if bound <= gap / 100:  # it passes alone: a larger scratch student failed before it
-        failed = part[~part["scratch_certified"].fillna(False).astype(bool)]
-        first = failed.iloc[0] if len(failed) else None
-        if first is not None and int(first["certify_rank"]) < int(twin["certify_rank"].iloc[0]):
-            why += (
-                f", within the tolerance alone, but the scratch sequence stopped earlier, at "
-                f"{int(first['student_params']):,} params (bound "
-                f"{fmt.pct(first['scratch_certify_bound'])} pp)"
-            )
-    return (
-        f"Distillation is needed at {gap:g} pp: the same student trained from scratch is not "
-        f"certified ({why})."
+    failed = part[~passed]
+    stopped = None
+    if len(twin) and len(failed):
+        first = failed.iloc[0]
+        if int(first["certify_rank"]) < int(twin["certify_rank"].iloc[0]):
+            stopped = first.to_dict()
+    return ScratchFacts(
+        smaller=smaller.sort_values("student_params").iloc[0].to_dict() if len(smaller) else None,
+        twin_bound=bound,
+        stopped_at=stopped,
     )
-
-
-def _extrapolate(frame: pd.DataFrame, gap_pp: float, n_boot: int = 200) -> dict[str, Any]:
-    """The size at which the capacity curve of validation-chosen configurations (one per
-    architecture on the validation frontier; their search rows' test bounds) reaches the
-    tolerance: fit ``err_hi = a · params^(−b) + c`` to the upper error bound
-    ``1 − ensemble_acc + acc_gap_ci_high`` and solve for ``1 − ensemble_acc + gap``; a
-    bootstrap over the points (``n_boot`` refits) gives its 95 % interval. Descriptive only:
-    nothing is chosen from it."""
-    from bench.decision.protocol import validation_frontier
-
-    front = validation_frontier(frame[frame["phase"] == "search"])
-    n = len(front)
-    if n < 4:
-        return {
-            "params_needed": None,
-            "n_points": n,
-            "message": "too few distinct sizes on the validation frontier to fit a capacity curve",
-        }
-    ens = float(front["ensemble_acc"].iloc[0])
-    x = front["student_params"].to_numpy(float)
-    y = (1 - ens + front["acc_gap_ci_high"]).to_numpy(float)
-    target = 1 - ens + gap_pp / 100
-
-    def solve(xx: np.ndarray, yy: np.ndarray) -> float | None:
-        fit = capacity_fit(xx, yy)
-        if fit is None or target <= fit[2]:
-            return None
-        a, b, c = fit
-        return float((a / (target - c)) ** (1 / b))
-
-    needed = solve(x, y)
-    lo, hi = float(x.min()), float(x.max())
-    if needed is None:
-        fit = capacity_fit(x, y)
-        level = (1 - fit[2]) * 100 if fit is not None else math.nan
-        return {
-            "params_needed": None,
-            "n_points": n,
-            "message": (
-                f"the fitted curve of the upper error bound levels off at {level:.2f} % accuracy, "
-                f"short of the {(1 - target) * 100:.2f} % a {gap_pp:g} pp bound needs: no size of "
-                "this family is predicted to be certified (with this test set; a larger test "
-                "set narrows the bound)"
-            ),
-        }
-    rng = np.random.default_rng(0)
-    boots = [solve(x[i], y[i]) for i in (rng.integers(0, n, n) for _ in range(n_boot))]
-    got = np.array([b for b in boots if b is not None], float)
-    ci = (
-        (float(np.percentile(got, 2.5)), float(np.percentile(got, 97.5)))
-        if len(got) >= 20
-        else (math.nan, math.nan)
-    )
-    where = "below" if needed < lo else "above" if needed > hi else "inside"
-    return {
-        "params_needed": needed,
-        "params_needed_ci": list(ci),
-        "n_points": n,
-        "times_largest": needed / hi,
-        "extrapolated": where != "inside",
-        "position": where,
-        "message": (
-            f"the upper error bound of the validation frontier ({n} sizes) reaches {gap_pp:g} pp "
-            f"at about {needed:,.0f} parameters (95 % bootstrap interval "
-            f"{fmt.count(ci[0])}–{fmt.count(ci[1])}), {where} the trained range "
-            f"{lo:,.0f}–{hi:,.0f}"
-            + ("; outside it, treat it as a guess" if where != "inside" else "")
-        ),
-    }

@@ -2,7 +2,9 @@
 
 Every file kdbench writes goes through :func:`atomic_write_bytes` (temporary file in the same
 folder, fsync, rename), and every path built from a user-given name goes through
-:func:`inside` (resolved, and refused unless it stays inside its root).
+:func:`inside` (resolved, and refused unless it stays inside its root). A run folder is named
+by the UTC time and the suite (:func:`new_run_id`), created and never overwritten
+(:func:`new_run_dir`), and locked by the process that writes it (:class:`RunLock`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pathlib import Path
 from bench.durable.faults import fault_point
 from bench.errors import InputError
 
-__all__ = ["RunLock", "atomic_write_bytes", "atomic_write_text", "check_writable", "inside"]
+__all__ = [
+    "RunLock",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_writable",
+    "inside",
+    "new_run_dir",
+    "new_run_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,29 @@ def inside(root: Path, *parts: str) -> Path:
         joined = "/".join(parts)
         raise InputError(f"The path {joined!r} must stay inside {base}. Got {path} instead.")
     return path
+
+
+def new_run_id(suite_name: str, now: datetime | None = None) -> str:
+    """``<UTC time>_<suite name>``, e.g. ``20261122T193131Z_seed``."""
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}_{suite_name}"
+
+
+def new_run_dir(out_root: Path, suite_name: str) -> tuple[Path, str]:
+    """A new run folder under ``out_root`` and its id; a name taken already (two runs in one
+    second) gets a suffix ``-2``, ``-3``…: a run folder is never overwritten."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(suite_name)
+    run_dir = inside(out_root, run_id)
+    suffix = 1
+    while True:
+        try:
+            run_dir.mkdir(parents=False, exist_ok=False)
+            return run_dir, run_id
+        except FileExistsError:
+            suffix += 1
+            run_id = f"{new_run_id(suite_name)}-{suffix}"
+            run_dir = inside(out_root, run_id)
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -21,8 +21,8 @@ from bench.config.suite import Suite
 from bench.errors import InputError
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
-from kdcore import Augment, SoftTargets, TeacherEnsemble, view_targets
-from kdcore.augment import OnlineTeacher, PixelScale
+from kdcore import SoftTargets, TeacherEnsemble
+from kdcore.augment import Augment, OnlineTeacher, PixelScale, view_targets
 
 __all__ = ["channel_scaled", "check_augment", "part_teachers", "pixel_scale"]
 

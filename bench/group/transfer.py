@@ -166,53 +166,12 @@ def read_unlabeled(path: str, task: TaskData) -> torch.Tensor:
         raise _fail("unlabeled", "an existing file", path)
     cfg = task.config
     per_row = math.prod(task.input_shape)
+    got: object
     if fmt == "npz":
-        key = cfg.x_key if isinstance(cfg, FileTask) else "X"
-        try:
-            with np.load(file, allow_pickle=False) as archive:
-                if key not in archive.files:
-                    raise _fail(
-                        "unlabeled", f"an NPZ file with the feature array {key!r}", sorted(archive)
-                    )
-                x = archive[key]
-        except InputError:
-            raise
-        except Exception as exc:
-            raise _fail(
-                "unlabeled", "a valid NPZ archive of plain arrays", f"{path}: {exc}"
-            ) from None
-        if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
-            raise _fail("unlabeled", f"an NPZ array {key!r} of numbers [N, ...]", list(x.shape))
-        x = x.reshape(len(x), -1).astype(np.float64)
-        what = f"{per_row} features per row"
-        got: object = f"{x.shape[1]} per row in {path}"
+        x = _unlabeled_npz(file, cfg.x_key if isinstance(cfg, FileTask) else "X")
+        what, got = f"{per_row} features per row", f"{x.shape[1]} per row in {path}"
     else:
-        import pandas as pd
-
-        try:
-            frame = pd.read_csv(file) if fmt == "csv" else pd.read_parquet(file)
-        except Exception as exc:
-            raise _fail(
-                "unlabeled", f"a valid {fmt} file", f"{path}: {type(exc).__name__}"
-            ) from None
-        frame.columns = [str(c) for c in frame.columns]
-        target = cfg.target if isinstance(cfg, FileTask) else "target"
-        names = task.source.get("features")
-        if names is not None:
-            missing = [n for n in names if n not in frame.columns]
-            what = f"the feature columns of task '{task.name}'"
-            got = f"{path} without column {missing[0]!r}" if missing else None
-            columns = list(names)
-        else:
-            columns = [c for c in frame.columns if c != target]
-            what = f"{per_row} feature columns (those of task '{task.name}')"
-            got = f"{len(columns)} in {path}" if len(columns) != per_row else None
-        if got is not None:
-            raise _fail("unlabeled", f"a file with {what}", got)
-        numeric = frame[columns].apply(pd.api.types.is_numeric_dtype)
-        if not numeric.all():
-            raise _fail("unlabeled", "a file of numeric features", f"column {columns[0]!r}")
-        x = frame[columns].to_numpy(dtype=np.float64)
+        x, what, got = _unlabeled_table(file, fmt, task, per_row)
     if x.shape[1] != per_row:
         raise _fail("unlabeled", f"a file with {what}", got)
     if len(x) == 0:
@@ -223,6 +182,56 @@ def read_unlabeled(path: str, task: TaskData) -> torch.Tensor:
     if task.scaler_mean is not None and task.scaler_scale is not None:
         x = (x - task.scaler_mean) / task.scaler_scale
     return torch.as_tensor(x, dtype=torch.float32).reshape(len(x), *task.input_shape)
+
+
+def _unlabeled_npz(file: Path, key: str) -> np.ndarray:
+    """The NPZ feature array ``key``, flattened per row."""
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            if key not in archive.files:
+                raise _fail(
+                    "unlabeled", f"an NPZ file with the feature array {key!r}", sorted(archive)
+                )
+            x = archive[key]
+    except InputError:
+        raise
+    except Exception as exc:
+        raise _fail("unlabeled", "a valid NPZ archive of plain arrays", f"{file}: {exc}") from None
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+        raise _fail("unlabeled", f"an NPZ array {key!r} of numbers [N, ...]", list(x.shape))
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def _unlabeled_table(
+    file: Path, fmt: str, task: TaskData, per_row: int
+) -> tuple[np.ndarray, str, object]:
+    """A CSV / Parquet file's feature columns (those of the task, by name where the task is a
+    table; else every column but the target), what the file had to hold, and what it did."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(file) if fmt == "csv" else pd.read_parquet(file)
+    except Exception as exc:
+        raise _fail("unlabeled", f"a valid {fmt} file", f"{file}: {type(exc).__name__}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    cfg = task.config
+    target = cfg.target if isinstance(cfg, FileTask) else "target"
+    names = task.source.get("features")
+    got: object
+    if names is not None:
+        missing = [n for n in names if n not in frame.columns]
+        what = f"the feature columns of task '{task.name}'"
+        got = f"{file} without column {missing[0]!r}" if missing else None
+        columns = list(names)
+    else:
+        columns = [c for c in frame.columns if c != target]
+        what = f"{per_row} feature columns (those of task '{task.name}')"
+        got = f"{len(columns)} in {file}" if len(columns) != per_row else None
+    if got is not None:
+        raise _fail("unlabeled", f"a file with {what}", got)
+    if not frame[columns].apply(pd.api.types.is_numeric_dtype).all():
+        raise _fail("unlabeled", "a file of numeric features", f"column {columns[0]!r}")
+    return frame[columns].to_numpy(dtype=np.float64), what, got
 
 
 def shift_logits(logits: torch.Tensor, omitted: tuple[int, ...], shift: float) -> torch.Tensor:

@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from bench.config.suite import MeasureConfig
+from bench.fmt import to_float
 from bench.latency.onnx import OrtModel
 from bench.threads import all_cores
-from kdcore import LatencyResult, TeacherEnsemble, measure_latencies
+from kdcore import TeacherEnsemble
+from kdcore.latency import LatencyResult, measure_latencies
 
 __all__ = [
     "architecture_model",
@@ -151,13 +153,10 @@ def ensemble_latency_columns(
 
 def speedups(row: dict[str, object]) -> dict[str, float]:
     """Ensemble / student latency at batch 1 against each ensemble form and the faster one."""
-    nan = float("nan")
+    nan = math.nan
 
     def ratio(a: object, b: object) -> float:
-        try:
-            a_f, b_f = float(a), float(b)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return nan
+        a_f, b_f = to_float(a), to_float(b)
         return a_f / b_f if b_f > 0 else nan
 
     student = row.get("latency_cpu_b1_p50_ms")

@@ -15,7 +15,7 @@ import importlib.util
 import io
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -98,12 +98,7 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int | None
     shapes) may not get (:func:`has_dynamic_batch`); else that batch size, fixed."""
     example = torch.zeros(2 if batch is None else batch, *input_shape)
     dynamic = None if batch is not None else ({0: torch.export.Dim("batch")},)
-    with (
-        contextlib.redirect_stdout(io.StringIO()),
-        warnings.catch_warnings(),
-        _quiet("torch"),
-    ):
-        warnings.simplefilter("ignore")
+    with _quiet_export():
         program = torch.onnx.export(
             model.eval(),
             (example,),
@@ -139,12 +134,7 @@ def onnx_many(models: dict[str, nn.Module], input_shape: tuple[int, ...]) -> dic
     names = list(models)
     outputs = [f"logits_{i}" for i in range(len(names))]
     example = torch.zeros(2, *input_shape)
-    with (
-        contextlib.redirect_stdout(io.StringIO()),
-        warnings.catch_warnings(),
-        _quiet("torch"),
-    ):
-        warnings.simplefilter("ignore")
+    with _quiet_export():
         program = torch.onnx.export(
             _Many([models[n].eval() for n in names]),
             (example,),
@@ -187,12 +177,15 @@ def onnx_predict(data: bytes, x: np.ndarray, batch: int = 4096) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Any:
-    log = logging.getLogger(name)
+def _quiet_export() -> Iterator[None]:
+    """torch.onnx.export without its noise: it prints its steps, warns, and logs its guards."""
+    log = logging.getLogger("torch")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         log.setLevel(level)
 

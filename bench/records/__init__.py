@@ -8,7 +8,7 @@ the integrity checks of a whole folder.
 from bench.records.integrity import Run, check_tables, check_weights, load_run, read_weights
 from bench.records.io import read_seeds, read_trials, require_run_dir, write_trials
 from bench.records.manifest import Manifest, TaskEntry, TeacherSummary, task_entry
-from bench.records.rows import to_frame
+from bench.records.rows import row_arch, to_frame
 from bench.records.schema import (
     ARCH_PREFIX,
     BETTER,
@@ -18,7 +18,6 @@ from bench.records.schema import (
     SCHEMA_VERSION,
     SEED_COLUMNS,
     Column,
-    arch_columns,
     columns_markdown,
 )
 
@@ -35,7 +34,6 @@ __all__ = [
     "Run",
     "TaskEntry",
     "TeacherSummary",
-    "arch_columns",
     "check_tables",
     "check_weights",
     "columns_markdown",
@@ -44,6 +42,7 @@ __all__ = [
     "read_trials",
     "read_weights",
     "require_run_dir",
+    "row_arch",
     "task_entry",
     "to_frame",
     "write_trials",

@@ -9,24 +9,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bench.durable.jsonsafe import json_safe
 from bench.durable.rundir import atomic_write_text
 from bench.errors import InputError
+from bench.fmt import to_float
 from bench.records.schema import SCHEMA_VERSION, version_hint
 
 __all__ = ["Manifest", "TaskEntry", "TeacherSummary", "task_entry"]
 
 
-def _float(v: Any) -> float:
-    """A number of the manifest (JSON null for NaN) as a float."""
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _typed(cls: type, data: Mapping[str, Any], floats: frozenset[str]) -> dict[str, Any]:
     known = {f.name for f in fields(cls)}
-    return {k: (_float(v) if k in floats else v) for k, v in data.items() if k in known}
+    return {k: (to_float(v) if k in floats else v) for k, v in data.items() if k in known}
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ class TeacherSummary:
         )
         values = _typed(cls, data, floats)
         for name in ("member_val_acc", "member_test_acc"):
-            values[name] = tuple(_float(v) for v in values.get(name) or ())
+            values[name] = tuple(to_float(v) for v in values.get(name) or ())
         return cls(**values)
 
 
@@ -128,7 +122,7 @@ class Manifest:
     git: dict[str, Any] = field(default_factory=dict)
     conventions: dict[str, Any] = field(default_factory=dict)
     train_device: str = "cpu"
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
     study_storage: str = "study.journal"  # a journal file name, or the RDB URL (redacted)
     study: str = ""  # the studies' base name: <study>:<task>[:certify[-N]]
     mode: str = "exclusive"  # exclusive (local run folder) | shared (RDB) | cooperative
@@ -136,12 +130,12 @@ class Manifest:
     plugins: dict[str, str] = field(default_factory=dict)
     n_trials: int = 0
     pulled_from: str = ""
-    certify_rounds: list[float] = field(default_factory=list)  # tolerance (pp) per round
+    certify_rounds: list[float] = field(default_factory=list)  # each round's tolerance (a fraction)
 
     def write(self, run_dir: Path) -> None:
-        atomic_write_text(
-            Path(run_dir) / "manifest.json", json.dumps(asdict(self), indent=2, default=str)
-        )
+        """``manifest.json`` in strict JSON (NaN as null), atomically."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        atomic_write_text(Path(run_dir) / "manifest.json", text)
 
     @classmethod
     def read(cls, run_dir: Path) -> Manifest:
@@ -173,11 +167,18 @@ class Manifest:
         absent = [k for k in required if k not in data]
         if absent:
             raise InputError(f"The manifest {where} must have the key {absent[0]!r}. It does not.")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values["tasks"] = {
+            name: entry if isinstance(entry, TaskEntry) else TaskEntry.from_dict(entry or {})
+            for name, entry in (data.get("tasks") or {}).items()
+        }
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest as strict-JSON-ready values (NaN as None)."""
+        out: dict[str, Any] = json_safe(asdict(self))
+        return out
 
     def task(self, name: str) -> TaskEntry:
         """The typed entry of task ``name`` (empty when the manifest has none)."""
-        return TaskEntry.from_dict(self.tasks.get(name) or {})
+        return self.tasks.get(name) or TaskEntry()

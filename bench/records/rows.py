@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 
 from bench.records.schema import ARCH_PREFIX, COLUMNS, Column
+from kdcore import get_family
 
-__all__ = ["to_frame"]
+__all__ = ["row_arch", "to_frame"]
 
 
 def _insert_arch(names: list[str], arch_cols: list[str]) -> list[str]:
@@ -62,3 +63,11 @@ def _as_dtype(col: pd.Series, dtype: str) -> pd.Series:
 
 def _missing(v: Any) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def row_arch(row: Mapping[str, Any], family: str | None = None) -> dict[str, int | float]:
+    """The architecture a row describes: its family's parameters (``family``, default the
+    row's), each from its ``arch_<name>`` cell as the kind the family declares (a table cell
+    may hold a numpy scalar, or a float where the column is nullable)."""
+    fam = get_family(str(family or row["family"]))
+    return {p.name: p.kind(row[f"{ARCH_PREFIX}{p.name}"]) for p in fam.params}

@@ -13,7 +13,6 @@ e.g. ``channels 16 × blocks 2``) and one ``arch_<name>`` column per architectur
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import NamedTuple
 
 __all__ = [
@@ -21,35 +20,39 @@ __all__ = [
     "BETTER",
     "COLUMNS",
     "COLUMN_NAMES",
+    "HIGHER_IS_BETTER",
     "KEY_COLUMNS",
+    "NOT_JUDGED",
     "SCHEMA_VERSION",
     "SEED_COLUMNS",
     "Column",
-    "arch_columns",
     "columns_markdown",
 ]
 
-# 2: arch / arch_<name> columns, width and depth nullable, nullable teacher cost, family in
-#    seeds, worker and retry_of, state 'duplicate'
-# 3: the legacy width / depth columns dropped (the MLP's are arch_width / arch_depth)
-# 4: phase 'confirm' became 'certify' (fresh seeds, certification columns, [certify] table);
-#    Student-t seed intervals, acc_gap_pi_*
-# 5: [transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...),
-#    the gap_closed interval, the recipe column
-# 6: the augment column ([augment]); lr, weight_decay, momentum, label_smoothing (the
-#    trial's recipe, [search] may sample them)
-SCHEMA_VERSION = 6
+# What each schema version changed (version_hint quotes it to a user holding an older folder).
+CHANGES = {
+    2: "arch / arch_<name> columns, nullable width, depth and teacher cost, family in seeds, "
+    "worker and retry_of, state 'duplicate'",
+    3: "the legacy width / depth columns dropped (the MLP's are arch_width / arch_depth)",
+    4: "the decision certified on fresh seeds: phase 'confirm' became 'certify', the [certify] "
+    "table, Student-t seed intervals, acc_gap_pi_*",
+    5: "[transfer] columns (transfer_rows, omitted_acc*, bias_shift, full_scratch_acc, ...), "
+    "the gap_closed interval, the recipe column",
+    6: "the augment column ([augment]); lr, weight_decay, momentum, label_smoothing (the "
+    "trial's recipe, which [search] may sample)",
+    7: "tolerances are fractions: certify_max_gap (was certify_max_gap_pp) and the manifest's "
+    "certify_rounds",
+}
+SCHEMA_VERSION = max(CHANGES)
 
 
 def version_hint(version: object) -> str:
     """Why a file of another schema version cannot be read, and what to do about it."""
     if isinstance(version, int) and version < SCHEMA_VERSION:
+        since = "; ".join(f"schema {v}: {CHANGES[v]}" for v in sorted(CHANGES) if v > version)
         return (
-            f"it was written by an older kdbench (schema {version}; schema 5 added the "
-            "[transfer] columns, schema 4 certifies the "
-            "decision on fresh seeds and replaced the [confirm] phase by [certify], schema 3 "
-            "dropped the legacy width/depth columns): run the suite again with this kdbench, "
-            "or read the folder with the kdbench that wrote it"
+            f"it was written by an older kdbench (schema {version}; since then, {since}): run "
+            "the suite again with this kdbench, or read the folder with the kdbench that wrote it"
         )
     return "it was written by another kdbench version"
 
@@ -756,7 +759,7 @@ COLUMNS: tuple[Column, ...] = (
         "-",
         "certify rows: the place in the tested order (0 = first, the largest; validation chose it)",
     ),
-    C("certify_max_gap_pp", "float64", "pp", "certify rows: the tolerance the round certifies"),
+    C("certify_max_gap", "float64", "fraction", "certify rows: the tolerance the round certifies"),
     C("certify_alpha", "float64", "-", "certify rows: the family-wise error level of the round"),
     C(
         "file_seed",
@@ -788,7 +791,7 @@ COLUMNS: tuple[Column, ...] = (
         "certified",
         "boolean",
         "-",
-        "certify rows: certified by fixed-sequence testing at certify_max_gap_pp and "
+        "certify rows: certified by fixed-sequence testing at certify_max_gap and "
         "certify_alpha (every earlier rank passed too)",
     ),
     C("scratch_file_seed", "Int64", "-", "certify rows: the scratch twin's validation-chosen seed"),
@@ -804,8 +807,8 @@ COLUMNS: tuple[Column, ...] = (
         "scratch_certified",
         "boolean",
         "-",
-        "certify rows: the scratch twin certified the same way (then distillation is not "
-        "needed at this size and tolerance)",
+        "certify rows: the scratch twin certified the same way (fixed-sequence, its own "
+        "family of claims)",
     ),
     C(
         "certify_bound_best_member",
@@ -819,7 +822,7 @@ COLUMNS: tuple[Column, ...] = (
         "boolean",
         "-",
         "certify rows: certified against the best member by fixed-sequence testing in the "
-        "same validation order, at certify_max_gap_pp and certify_alpha",
+        "same validation order, at certify_max_gap and certify_alpha",
     ),
     C(
         "scratch_certify_bound_best_member",
@@ -905,7 +908,7 @@ SEED_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.per_seed)
 # and a test walks every numeric column of COLUMNS): "higher", "lower", or "-" for settings and
 # identifiers, which are not judged. Accuracies, their intervals, gains and speed are higher;
 # costs, gaps, bounds, errors, latencies and their spread are lower.
-_HIGHER = [
+HIGHER_IS_BETTER = [
     "student_acc",
     "student_acc_ci_low",
     "student_acc_ci_high",
@@ -958,7 +961,7 @@ _HIGHER = [
     "file_acc",
     "scratch_file_acc",
 ]
-_NEUTRAL = [
+NOT_JUDGED = [
     "schema_version",
     "trial",
     "temperature",
@@ -977,7 +980,7 @@ _NEUTRAL = [
     "latency_batch_n",
     "certify_round",
     "certify_rank",
-    "certify_max_gap_pp",
+    "certify_max_gap",
     "certify_alpha",
     "file_seed",
     "scratch_file_seed",
@@ -986,18 +989,13 @@ _NEUTRAL = [
     "retry_of",
 ]
 BETTER: dict[str, str] = {
-    c.name: "higher" if c.name in _HIGHER else "-" if c.name in _NEUTRAL else "lower"
+    c.name: "higher" if c.name in HIGHER_IS_BETTER else "-" if c.name in NOT_JUDGED else "lower"
     for c in COLUMNS
     if c.dtype not in ("string", "bool", "boolean")
 }
 ARCH_PREFIX = "arch_"
 # the columns every row of trials has; a row without one was cut short
 KEY_COLUMNS = ("schema_version", "run_id", "task", "trial", "phase", "state")
-
-
-def arch_columns(family_params: Iterable[str]) -> list[str]:
-    """The ``arch_<name>`` columns of a family's architecture parameters."""
-    return [ARCH_PREFIX + name for name in family_params]
 
 
 def columns_markdown() -> str:

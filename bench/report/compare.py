@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.config import DEFAULT_MAX_GAP
+from bench.decision import claims
 from bench.decision.recommend import Constraints, candidates, recommend
 from bench.errors import InputError
 from bench.records import BETTER, COLUMN_NAMES, COLUMNS, load_run
@@ -120,12 +122,11 @@ def compare_runs(
     run_a: Path,
     run_b: Path,
     thresholds: list[Threshold],
-    max_gap_pp: float = 0.5,
     constraints: Constraints | None = None,
 ) -> tuple[str, list[str]]:
     """Return the comparison text and the list of regressions (empty = pass). Fractions are
     shown in percentage points, with a Δ (B − A) column per metric."""
-    cons = constraints or Constraints(max_gap_pp=max_gap_pp)
+    cons = constraints or Constraints(max_gap=DEFAULT_MAX_GAP)
     a, b = (
         load_run(run_a, "The RUN_A argument").trials,
         load_run(run_b, "The RUN_B argument").trials,
@@ -203,21 +204,11 @@ def _compare_recommendations(
     for task in tasks:
         ra = recommend(a, cons, task) if task in set(a["task"]) else None
         rb = recommend(b, cons, task) if task in set(b["task"]) else None
-        for label, rec in (("A", ra), ("B", rb)):
-            if rec is None:
-                lines.append(f"[{task}] {label}: task not in run")
-            elif rec.chosen is None:
-                lines.append(f"[{task}] {label}: no student meets {cons.describe()}")
-            else:
-                r = rec.chosen
-                lines.append(
-                    f"[{task}] {label}: {r['arch']}, "
-                    f"{int(r['student_params']):,} params, acc {r['student_acc'] * 100:.2f} %, gap {r['acc_gap'] * 100:.2f} pp"
-                )
+        lines += [claims.compare_line(task, label, rec) for label, rec in (("A", ra), ("B", rb))]
         if ra is None or rb is None:
             continue
         if ra.met and not rb.met:
-            regressions.append(f"[{task}] B has no student meeting {cons.describe()}; A has")
+            regressions.append(f"[{task}] B has no student meeting {claims.describe(cons)}; A has")
             lines.append(f"[FAIL] [{task}] recommendation lost in B")
         if ra.chosen is not None and rb.chosen is not None:
             for t in thresholds:

@@ -14,7 +14,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bench.decision.recommend import candidates, knee
+from bench import fmt
+from bench.decision.curve import knee
+from bench.decision.recommend import candidates
 from bench.stats import pareto_mask
 
 __all__ = [
@@ -122,10 +124,13 @@ def draw_pareto(
     *,
     xlabel: str,
     best_member_gap_pp: float | None = None,
-    max_gap_pp: float | None = None,
+    max_gap: float | None = None,
 ) -> Axes:
     dom, front = data[~data["on_front"]], data[data["on_front"]]
-    yerr = lambda d: [d["gap_pp"] - d["gap_low_pp"], d["gap_high_pp"] - d["gap_pp"]]  # noqa: E731
+
+    def yerr(d):
+        return [d["gap_pp"] - d["gap_low_pp"], d["gap_high_pp"] - d["gap_pp"]]
+
     ax.errorbar(
         dom["cost"],
         dom["gap_pp"],
@@ -160,15 +165,16 @@ def draw_pareto(
     ax.axhline(0.0, color=ENSEMBLE, lw=1.5, label="ensemble (gap 0)")
     if best_member_gap_pp is not None and not math.isnan(best_member_gap_pp):
         ax.axhline(best_member_gap_pp, color=MEMBER, ls="--", lw=1.2, label="best single teacher")
-    if max_gap_pp is not None:
-        ax.axhline(max_gap_pp, color=PICK, ls=":", lw=1, label=f"tolerance {max_gap_pp:g} pp")
+    if max_gap is not None:
+        tol_pp = max_gap * 100  # the plot's axis is in percentage points
+        ax.axhline(tol_pp, color=PICK, ls=":", lw=1, label=f"tolerance {tol_pp:g} pp")
     log_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy gap to ensemble (pp, lower is better)")
     if len(data):  # every point shown; intervals that would flatten the plot are clipped, marked
         ylim = frame_limits(data["gap_pp"], data["gap_low_pp"], data["gap_high_pp"], 0.0)
-        if max_gap_pp is not None:
-            ylim = (ylim[0], max(ylim[1], max_gap_pp + 0.1))
+        if max_gap is not None:
+            ylim = (ylim[0], max(ylim[1], max_gap * 100 + 0.1))
         ax.set_ylim(*ylim)
         mark_clipped(ax, data["cost"], data["gap_low_pp"], data["gap_high_pp"], ylim)
     ax.grid(True, which="both", alpha=0.3)
@@ -306,14 +312,14 @@ def draw_capacity(
                 alpha=0.15,
             )
     ax.axhline(
-        ensemble_acc * 100, color=ENSEMBLE, lw=1.5, label=f"ensemble {ensemble_acc * 100:.2f} %"
+        ensemble_acc * 100, color=ENSEMBLE, lw=1.5, label=f"ensemble {fmt.pct(ensemble_acc)} %"
     )
     ax.axhline(
         best_member_acc * 100,
         color=MEMBER,
         ls="--",
         lw=1.2,
-        label=f"best single teacher {best_member_acc * 100:.2f} %",
+        label=f"best single teacher {fmt.pct(best_member_acc)} %",
     )
     if knee_params is not None:
         ax.axvline(

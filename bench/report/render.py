@@ -14,6 +14,8 @@ import optuna
 import pandas as pd
 
 from bench import fmt
+from bench.config import DEFAULT_MAX_GAP
+from bench.decision import claims
 from bench.decision.recommend import Constraints, Recommendation, recommend
 from bench.durable.rundir import check_writable, inside
 from bench.records import TaskEntry, TeacherSummary, load_run, task_entry
@@ -75,53 +77,6 @@ def importances_data(trials: pd.DataFrame, manifest: dict[str, Any], task: str) 
     return pd.DataFrame({"param": list(imp), "importance": list(imp.values())})
 
 
-def _decision(rec: Recommendation) -> str:
-    """The first screen's sentence: what to ship, at which certified tolerance and level, its
-    cost, the file's and the recipe's intervals, and whether distillation was needed."""
-    from bench.decision.recommend import Constraints
-
-    cons = Constraints(**rec.constraints)
-    c = rec.certification
-    certified = (
-        f"Certified at {c['max_gap_pp']:g} pp with family-wise error {c['alpha']:g} on "
-        f"{c['seeds']} fresh seeds ({', '.join(map(str, c['seed_list']))}): {c['certified']} of "
-        f"{c['candidates']} validation-ordered candidates. "
-        if c is not None
-        else ""
-    )
-    if rec.chosen is None:
-        text = certified + f"No certified student meets {cons.describe()}."
-        near = rec.closest
-        if near is not None and not fmt.is_missing(near.get("certify_bound")):
-            text += (
-                f" Closest: {near['arch']} ({int(near['student_params']):,} params), its file's "
-                f"certified bound {fmt.pct(near['certify_bound'])} pp."
-            )
-        if rec.suggest:
-            text += " " + rec.suggest + "."
-        return text + (" " + rec.verdict if rec.verdict else "")
-    r = rec.chosen
-    return (
-        certified + f"Ship {r['arch']} (trial {int(r['trial'])}, seed {int(r['file_seed'])}; T "
-        f"{r['temperature']:.2f}, alpha {r['alpha']:.2f}). Cost: {int(r['student_params']):,} "
-        f"parameters ({fmt.ratio(r.get('param_ratio'))} of the ensemble), "
-        f"{int(r['student_flops']):,} FLOPs per sample, CPU latency "
-        f"{fmt.ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — "
-        f"{fmt.number(r.get('speedup_cpu_b1'), 2)}× faster than the faster ensemble form. "
-        f"The file: accuracy {fmt.pct(r['file_acc'])} % against the ensemble's "
-        f"{fmt.pct(r['ensemble_acc'])} %, gap {fmt.pct(r['file_gap'])} pp, 95 % interval "
-        f"[{fmt.pct(r['file_gap_ci_low'])}, {fmt.pct(r['file_gap_ci_high'])}] pp (certified "
-        f"bound {fmt.pct(r['certify_bound'])} pp). The recipe over {int(r['n_seeds'])} seeds: gap "
-        f"{fmt.pct(r['acc_gap'])} pp [{fmt.pct(r['acc_gap_ci_low'])}, "
-        f"{fmt.pct(r['acc_gap_ci_high'])}]; one more training run: "
-        f"[{fmt.pct(r.get('acc_gap_pi_low'))}, {fmt.pct(r.get('acc_gap_pi_high'))}] pp; "
-        f"{fmt.pct(r['kd_gain'], signed=True)} pp over the same student trained without "
-        f"distillation [{fmt.pct(r['kd_gain_ci_low'], signed=True)}, "
-        f"{fmt.pct(r['kd_gain_ci_high'], signed=True)}]. {rec.verdict} Measured on "
-        f"{int(r['n_test']):,} test examples. `kdbench export` writes this file."
-    )
-
-
 def suite_toml(suite: dict[str, Any]) -> str:
     """The suite as run, as TOML to copy into a file (the storage URL is already redacted)."""
     import tomli_w
@@ -156,14 +111,13 @@ INTERVALS = (
 def build_report(
     run_dir: Path,
     reports_root: Path = Path("reports"),
-    max_gap_pp: float | None = None,
     constraints: Constraints | None = None,
 ) -> Path:
     """Render the report of ``run_dir`` into ``reports_root/<run_id>/`` and return that folder.
 
     The first screen is the decision: per task, what to ship, its cost and its uncertainty,
     the warnings, a summary table and the Pareto set with the recommended row marked."""
-    cons = constraints or Constraints(max_gap_pp=0.5 if max_gap_pp is None else max_gap_pp)
+    cons = constraints or Constraints(max_gap=DEFAULT_MAX_GAP)
     run = load_run(run_dir)
     manifest = run.manifest.to_dict()
     trials = run.trials
@@ -176,11 +130,11 @@ def build_report(
     doc.heading(1, title)
     tasks = list(dict.fromkeys(trials["task"])) if len(trials) else []
     recs = {t: recommend(trials, cons, t) for t in tasks}
-    doc.heading(2, f"Decision ({cons.describe()})")
+    doc.heading(2, f"Decision ({claims.describe(cons)})")
     for task, rec in recs.items():
         entry = task_entry(manifest, task)
-        doc.para(f"[{task}] {_decision(rec)}", "rec" if rec.met else "norec")
-        for w in [*entry.warnings, *rec.warnings]:
+        doc.para(f"[{task}] {claims.report_decision(rec)}", "rec" if rec.met else "norec")
+        for w in [*entry.warnings, *claims.warnings(rec)]:
             doc.para(f"[{task}] WARNING: {w}", "warn")
     doc.table(tables.summary_table(recs))
     doc.para(
@@ -273,7 +227,7 @@ def _task_section(
     doc.heading(2, f"Task '{task}'")
     _task_intro(doc, entry)
     doc.heading(3, "Recommendation in full")
-    doc.pre(rec.text())
+    doc.pre(claims.text(rec))
     sub = trials[trials["task"] == task]
     _decision_plots(doc, sub, manifest, task, rec, cons, f"{task}_" if multi else "")
     spec = entry.teacher.specialists
@@ -367,7 +321,7 @@ def _decision_plots(
                 ax,
                 xlabel=label,
                 best_member_gap_pp=best_member_gap,
-                max_gap_pp=cons.max_gap_pp,
+                max_gap=cons.max_gap,
             ),
             name,
             f"accuracy gap vs {label.split(' (')[0]}",

@@ -30,12 +30,12 @@ def specialists_section(
     doc.heading(3, "Specialists: the generalist against generalist + specialists")
     doc.para(
         f"Generalist: one network ({teacher.arch}), test accuracy "
-        f"{spec['generalist_acc'] * 100:.2f} %. Generalist + {len(sizes)} specialists (class "
+        f"{fmt.pct(spec['generalist_acc'])} %. Generalist + {len(sizes)} specialists (class "
         f"clusters of sizes {', '.join(map(str, sizes))} from K-means on the covariance of the "
         f"generalist's predictions; each specialist started from the generalist and trained on "
         f"half its classes, half dustbin, dustbin logit corrected), combined per example by "
         f"the KL problem over the specialists active for the generalist's top-{spec['top_n']} "
-        f"classes: {spec['system_acc'] * 100:.2f} %. Difference "
+        f"classes: {fmt.pct(spec['system_acc'])} %. Difference "
         f"{(spec['system_acc'] - spec['generalist_acc']) * 100:+.2f} pp, 95 % interval "
         f"[{spec['system_gain_ci_low'] * 100:+.2f}, {spec['system_gain_ci_high'] * 100:+.2f}] pp "
         f"(Newcombe's corrected paired interval on {spec['n_test']:,} test examples)."

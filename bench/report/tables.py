@@ -73,7 +73,7 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
         if r is None:
             rows.append({"task": task, "ship": "none meets the constraints"})
             continue
-        c = rec.certification or {}
+        c = rec.certification
         rows.append(
             {
                 "task": task,
@@ -83,8 +83,7 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
                 "FLOPs": int(r["student_flops"]),
                 "CPU b1 p50 ms": r.get("latency_cpu_b1_p50_ms", math.nan),
                 "speed-up vs faster ensemble form": r.get("speedup_cpu_b1", math.nan),
-                "certified at pp (alpha)": f"{c.get('max_gap_pp', math.nan):g} "
-                f"({c.get('alpha', math.nan):g})",
+                "certified at pp (alpha)": f"{c.max_gap * 100:g} ({c.alpha:g})" if c else "",
                 "file gap pp [95 %]": f"{fmt.pct(r.get('file_gap'))} "
                 + fmt.interval(r.get("file_gap_ci_low"), r.get("file_gap_ci_high")),
                 "certified bound pp": r.get("certify_bound", math.nan) * 100,
@@ -113,11 +112,14 @@ def certification_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFra
     part = trials[
         (trials["task"] == task)
         & (trials["phase"] == "certify")
-        & (trials["certify_round"] == c["round"])
+        & (trials["certify_round"] == c.round)
         & (trials["state"] != "duplicate")
     ].sort_values("certify_rank")
     pick = int(rec.chosen["trial"]) if rec.chosen is not None else None
-    yes = lambda v: "yes" if v is True or v == 1 else "no"  # noqa: E731
+
+    def yes(v):
+        return "yes" if v is True or v == 1 else "no"
+
     return pd.DataFrame(
         {
             "rank": part["certify_rank"].astype("Int64"),

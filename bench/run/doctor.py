@@ -87,6 +87,31 @@ def _study_rows(run_dir: Path, manifest: dict | None):  # -> (rows, seeds, manif
     return rows, seeds, stored
 
 
+def _journal(
+    d: Diagnosis, run_dir: Path, manifest: Manifest | None, repair: bool
+) -> tuple[list[dict] | None, list[dict] | None, dict | None]:
+    """The study journal checked (a torn last line is cut on repair) and read: its rows, seed
+    rows and the manifest copy it holds (all None when there is none or it is unreadable)."""
+    journal = run_dir / "study.journal"
+    if not journal.is_file():
+        if manifest is not None and manifest.mode != "shared":
+            d.notes.append("no study.journal (interrupted before the first study was created?)")
+        return None, None, None
+    if _journal_tail_torn(journal):
+        d.damaged.append("study.journal: its last line is incomplete (a crash while writing it)")
+        d.recoverable.append("study.journal: cut the incomplete last line (one operation lost)")
+        if repair:
+            shutil.copy2(journal, journal.with_suffix(".journal.bak"))
+            data = journal.read_bytes()
+            journal.write_bytes(data[: data.rfind(b"\n") + 1])
+    try:
+        return _study_rows(run_dir, manifest.to_dict() if manifest else None)
+    except Exception as exc:
+        d.damaged.append(f"study.journal: cannot be read ({type(exc).__name__}: {exc})")
+        d.lost.append("the study journal is unreadable: the trial records it held are lost")
+        return None, None, None
+
+
 def diagnose(run_dir: Path, repair: bool = False) -> Diagnosis:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -99,25 +124,7 @@ def diagnose(run_dir: Path, repair: bool = False) -> Diagnosis:
         manifest = Manifest.read(run_dir)
     except InputError as exc:
         d.damaged.append(f"manifest.json: {exc}")
-    journal = run_dir / "study.journal"
-    rows = seeds = stored = None
-    if journal.is_file():
-        if _journal_tail_torn(journal):
-            d.damaged.append(
-                "study.journal: its last line is incomplete (a crash while writing it)"
-            )
-            d.recoverable.append("study.journal: cut the incomplete last line (one operation lost)")
-            if repair:
-                shutil.copy2(journal, journal.with_suffix(".journal.bak"))
-                data = journal.read_bytes()
-                journal.write_bytes(data[: data.rfind(b"\n") + 1])
-        try:
-            rows, seeds, stored = _study_rows(run_dir, manifest.to_dict() if manifest else None)
-        except Exception as exc:
-            d.damaged.append(f"study.journal: cannot be read ({type(exc).__name__}: {exc})")
-            d.lost.append("the study journal is unreadable: the trial records it held are lost")
-    elif manifest is not None and manifest.mode != "shared":
-        d.notes.append("no study.journal (interrupted before the first study was created?)")
+    rows, seeds, stored = _journal(d, run_dir, manifest, repair)
     if manifest is None and stored is not None:
         d.recoverable.append("manifest.json: rebuilt from the copy kept in the study")
         if repair:

@@ -16,7 +16,6 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.decision.protocol import mark_certified
 from bench.durable.rundir import atomic_write_bytes, check_writable, inside
 from bench.errors import InputError
 from bench.latency.measure import speedups
@@ -90,7 +89,8 @@ def rows_of_studies(
     storage: optuna.storages.BaseStorage, base: str, tasks: Iterable[str], run_id: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All rows of a run: for each task its search study, then its certification studies
-    (``certified`` set by :func:`bench.decision.protocol.mark_certified`). Latency —
+    (``certified`` and the other marks as the round stored them once complete,
+    :func:`bench.decision.protocol.round_marks`). Latency —
     the ensemble's (timed once per task) and each architecture's (timed once) — is stored in
     the search study and joined here, once, into the rows of completed students, with the
     speed-ups computed from the ensemble timed in the student's own interleaved pass (same
@@ -123,6 +123,9 @@ def rows_of_studies(
                 study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
             )
             r, s = study_rows(study, {"run_id": run_id, "task": task, "phase": phase})
+            marks = json.loads(summaries[name].user_attrs.get(Key.CERTIFIED) or "{}")
+            for row in r:  # a round's marks exist once it is complete (search.certify)
+                row.update(marks.get(str(row.get("trial")), {}))
             for row in r:
                 if row.get("state") not in ("complete", "duplicate"):
                     continue
@@ -138,7 +141,6 @@ def rows_of_studies(
                         row.update(speedups(row))
             rows += r
             seeds += s
-    mark_certified(rows)
     return rows, seeds
 
 

@@ -40,8 +40,7 @@ from bench.durable.faults import INDEX_ENV
 from bench.durable.interrupts import interrupt
 from bench.errors import InputError, is_write_error
 from bench.search import IdentityMismatch, Progress, TaskWorker
-from bench.study import Key, StorageSpec
-from bench.threads import ThreadPolicy
+from bench.study import Key
 
 __all__ = ["Prestarted", "WorkerJob", "run_workers"]
 
@@ -51,34 +50,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class WorkerJob:
-    """What a worker process needs to rebuild the supervisor's
-    :class:`~bench.search.TaskContext`, sent as one JSON document on its stdin (so the
-    storage URL is never written to disk)."""
+    """What a worker process needs, sent as one JSON document on its stdin (so the storage
+    URL is never written to disk): the supervisor's :class:`~bench.search.TaskContext` in its
+    portable form, the loaded task as a tensor file, the teacher cache the supervisor filled,
+    and the worker's torch threads."""
 
-    suite_source: str  # the suite file (its folder holds the suite's plug-ins)
-    suite: dict[str, Any]  # unredacted: the worker connects with it
-    task: str
-    task_file: str  # the loaded task as a tensor file (:meth:`bench.tasks.TaskData.save`)
-    spec: StorageSpec
-    base: str
-    run_id: str
-    cache: str  # the teacher cache the supervisor filled
-    n_trials: int
-    device: str
-    threads: int  # torch threads of the worker process
-    replay: list[dict[str, Any]] | None
-    policy: ThreadPolicy
-    certify_rounds: list[float]
+    context: dict[str, Any]  # TaskContext.portable()
+    task_file: str  # the loaded task (:meth:`bench.tasks.TaskData.save`)
+    cache: str
+    threads: int
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> WorkerJob:
-        data = json.loads(text)
-        data["spec"] = StorageSpec(**data["spec"])
-        data["policy"] = ThreadPolicy(**data["policy"])
-        return cls(**data)
+        return cls(**json.loads(text))
 
 
 def _retry_dead(run: TaskWorker, worker: str) -> int:
@@ -144,8 +131,6 @@ class Prestarted:
         self.procs = []
 
 
-# Long by design: one supervision loop whose nested start/handle share the selector, the
-# worker table, the restart budget and the failure flag; split, they would pass all four.
 def run_workers(
     run: TaskWorker,
     n: int,
@@ -156,7 +141,6 @@ def run_workers(
 ) -> None:
     """Run this task's search and certification in ``n`` worker processes (``ready``: ones
     :class:`Prestarted` started, used first unless they died)."""
-    ready = list(ready or [])
     ctx = run.ctx
     per = max(1, threads // n)
     if n > threads:
@@ -165,104 +149,120 @@ def run_workers(
     # The loaded task as a tensor file: a worker reads it in milliseconds and does not import
     # scikit-learn (about 1.8 s of each worker's start-up on the 2-core machine).
     ctx.task.save(scratch_dir / "task.pt")
-    job = WorkerJob(
-        suite_source=ctx.suite.source,
-        suite=ctx.suite.to_dict(),
-        task=ctx.task.name,
-        task_file=str(scratch_dir / "task.pt"),
-        spec=ctx.spec,
-        base=ctx.base,
-        run_id=ctx.run_id,
-        cache=str(cache),
-        n_trials=ctx.n_trials,
-        device=ctx.train_device,
-        threads=per,
-        replay=ctx.replay,
-        policy=ThreadPolicy(ctx.suite.measure.train_threads, threads),
-        certify_rounds=list(ctx.certify_rounds),
-    ).to_json()
-    selector = selectors.DefaultSelector()
-    procs: dict[int, subprocess.Popen] = {}
-    started, restarts = 0, 0
-    failure: str | None = None
-    write_failure: OSError | None = None  # a worker's full disk: the run stops
+    job = WorkerJob(ctx.portable(), str(scratch_dir / "task.pt"), str(cache), per).to_json()
+    boss = _Supervisor(run, job, n, list(ready or []), on_progress)
+    try:
+        for _ in range(n):
+            boss.start()
+        boss.watch()
+    except KeyboardInterrupt:
+        boss.stop_all()  # SIGTERM: each worker stops like on Ctrl-C; its trials stay RUNNING
+        raise
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+    if boss.failure is not None:
+        raise InputError(boss.failure)
+    if boss.write_failure is not None:  # the run stops as if this process had failed to write
+        raise boss.write_failure
+    if not run.study("search").user_attrs.get(Key.DONE):
+        raise RuntimeError("the workers ended before the task was done (see the log above)")
 
-    def start() -> None:
-        nonlocal started
-        p = ready.pop(0) if ready else _spawn(started)
-        if p.poll() is not None:  # a prestarted one that died while importing
-            p = _spawn(started)
+
+class _Supervisor:
+    """The worker processes of one task, watched from this process: each gets the job on its
+    stdin; its progress lines come back on its stdout; a worker that dies has its RUNNING
+    trials failed and re-queued and is replaced (at most ``n`` replacements in all); an input
+    error or a full disk in any worker stops them all."""
+
+    def __init__(
+        self,
+        run: TaskWorker,
+        job: str,
+        n: int,
+        ready: list[subprocess.Popen],
+        on_progress: Callable[[Progress], None],
+    ) -> None:
+        self.run, self.job, self.n, self.ready, self.on_progress = run, job, n, ready, on_progress
+        self.selector = selectors.DefaultSelector()
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.started = 0
+        self.restarts = 0
+        self.failure: str | None = None
+        self.write_failure: OSError | None = None  # a worker's full disk: the run stops
+
+    def start(self) -> None:
+        """One more worker: a prestarted one (unless it died while importing), else new."""
+        p = self.ready.pop(0) if self.ready else _spawn(self.started)
+        if p.poll() is not None:
+            p = _spawn(self.started)
         assert p.stdin is not None and p.stdout is not None
-        p.stdin.write(job)
+        p.stdin.write(self.job)
         p.stdin.close()
-        selector.register(p.stdout, selectors.EVENT_READ, p)
-        procs[p.pid] = p
-        started += 1
+        self.selector.register(p.stdout, selectors.EVENT_READ, p)
+        self.procs[p.pid] = p
+        self.started += 1
 
-    def handle(line: str) -> None:
-        nonlocal failure, write_failure
+    def handle(self, line: str) -> None:
+        """One protocol line from a worker."""
         msg = json.loads(line)
-        if msg["kind"] == "imported":  # a prestarted worker nobody waited for
-            return
-        if msg["kind"] == "ready":
+        kind = msg["kind"]
+        if kind == "ready":
             log.info(
                 "worker %s ready after %.1f s, %s thread(s)",
                 msg["index"],
                 msg["seconds"],
                 msg["threads"],
             )
-        elif msg["kind"] == "progress":
-            on_progress(Progress(**msg["progress"]))
-        elif msg["kind"] == "input_error":
-            failure = msg["text"]
-        elif msg["kind"] == "write_error":
-            write_failure = OSError(msg["errno"], msg["text"])
+        elif kind == "progress":
+            self.on_progress(Progress(**msg["progress"]))
+        elif kind == "input_error":
+            self.failure = msg["text"]
+        elif kind == "write_error":
+            self.write_failure = OSError(msg["errno"], msg["text"])
+        # "imported": a prestarted worker nobody waited for
 
-    for _ in range(n):
-        start()
-    try:
-        while procs:
-            for key, _ in selector.select(timeout=0.5):
+    @property
+    def stopping(self) -> bool:
+        return self.failure is not None or self.write_failure is not None
+
+    def watch(self) -> None:
+        """Read every worker's lines until all have exited."""
+        while self.procs:
+            for key, _ in self.selector.select(timeout=0.5):
                 line = key.fileobj.readline()  # type: ignore[union-attr]
                 if line:
-                    handle(line)
+                    self.handle(line)
                 else:
-                    selector.unregister(key.fileobj)
-            for pid, p in list(procs.items()):
-                if p.poll() is None:
-                    continue
-                for line in p.stdout or ():  # what it wrote just before exiting
-                    handle(line)
-                del procs[pid]
-                if p.returncode == 0 or failure is not None or write_failure is not None:
-                    continue
-                lost = 0 if ctx.spec.shared else _retry_dead(run, f"{socket.gethostname()}:{pid}")
-                log.warning(
-                    "worker %s exited with code %s; %d of its trials re-queued",
-                    pid,
-                    p.returncode,
-                    lost,
-                )
-                if restarts < n:
-                    restarts += 1
-                    start()
-            if failure is not None or write_failure is not None:
-                for p in procs.values():
+                    self.selector.unregister(key.fileobj)
+            for pid, p in list(self.procs.items()):
+                if p.poll() is not None:
+                    self.reap(pid, p)
+            if self.stopping:
+                for p in self.procs.values():
                     p.terminate()
-    except KeyboardInterrupt:
-        for p in procs.values():
-            p.terminate()  # SIGTERM: each worker stops like on Ctrl-C; its trials stay RUNNING
-        for p in procs.values():
+
+    def reap(self, pid: int, p: subprocess.Popen) -> None:
+        """A worker exited: read what it wrote just before; a crash re-queues its trials and
+        starts a replacement."""
+        for line in p.stdout or ():
+            self.handle(line)
+        del self.procs[pid]
+        if p.returncode == 0 or self.stopping:
+            return
+        shared = self.run.ctx.spec.shared
+        lost = 0 if shared else _retry_dead(self.run, f"{socket.gethostname()}:{pid}")
+        log.warning(
+            "worker %s exited with code %s; %d of its trials re-queued", pid, p.returncode, lost
+        )
+        if self.restarts < self.n:
+            self.restarts += 1
+            self.start()
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.terminate()
+        for p in self.procs.values():
             p.wait(timeout=30)
-        raise
-    finally:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-    if failure is not None:
-        raise InputError(failure)
-    if write_failure is not None:  # the run stops as if this process had failed to write
-        raise write_failure
-    if not run.study("search").user_attrs.get(Key.DONE):
-        raise RuntimeError("the workers ended before the task was done (see the log above)")
 
 
 def _pythonpath() -> str:
@@ -291,7 +291,6 @@ def _child_main() -> int:
 
         import torch
 
-        from bench.config.suite import suite_from_dict
         from bench.search import TaskContext, run_certify, run_search
         from bench.study import open_storage
         from bench.tasks import task_from_file
@@ -305,31 +304,20 @@ def _child_main() -> int:
         job = WorkerJob.from_json(text)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         torch.set_num_threads(job.threads)
-        if job.suite_source:
-            sys.path.insert(0, str(Path(job.suite_source).resolve().parent))  # plug-ins
-        suite = suite_from_dict(job.suite)
-        cfg = next(t for t in suite.tasks if t.name == job.task)
+        source = job.context["suite_source"]
+        if source:
+            sys.path.insert(0, str(Path(source).resolve().parent))  # plug-ins
+        suite = TaskContext.portable_suite(job.context)
+        cfg = next(t for t in suite.tasks if t.name == job.context["task"])
         task = task_from_file(Path(job.task_file), cfg)
         cache = Path(job.cache)
         loaded = load_teacher(task, suite.teacher, cache)
-        teacher = prepare_teacher(task, suite.teacher, cache, job.device, loaded)
-        ctx = TaskContext(
-            suite=suite,
-            task=task,
-            teacher=teacher,
-            run_id=job.run_id,
-            base=job.base,
-            spec=job.spec,
-            train_device=job.device,
-            n_trials=job.n_trials,
-            replay=job.replay,
-            threads=job.policy,
-            certify_rounds=tuple(job.certify_rounds),
-        )
+        teacher = prepare_teacher(task, suite.teacher, cache, job.context["train_device"], loaded)
+        ctx = TaskContext.from_portable(job.context, suite, task, teacher)
         run = TaskWorker(
             ctx,
-            open_storage(job.spec),
-            mode="shared" if job.spec.shared else "cooperative",
+            open_storage(ctx.spec),
+            mode="shared" if ctx.spec.shared else "cooperative",
             on_commit=lambda p: send({"kind": "progress", "progress": asdict(p)}),
         )
         ready = {"index": os.environ.get(INDEX_ENV), "threads": torch.get_num_threads()}

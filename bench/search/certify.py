@@ -6,7 +6,9 @@ For each certification round (round 0: the suite's ``[certify] max_gap_pp``; lat
 rank, and records how many (:attr:`~bench.study.Key.CERTIFY_ENQUEUED`); every worker then
 pops candidates until none is waiting or running. Each candidate trains with the round's
 fresh seeds, is evaluated on the test split once, and keeps the weights of its validation-
-chosen seed (the file :mod:`bench.ship.export` ships).
+chosen seed (the file :mod:`bench.ship.export` ships). When no candidate waits or runs, the
+round is certified (:func:`bench.decision.protocol.round_marks`) and its marks are stored with
+its study (:attr:`~bench.study.Key.CERTIFIED`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.decision.protocol import certify_order, certify_seeds
+from bench.decision.protocol import certify_order, certify_seeds, round_marks
 from bench.durable.faults import fault_point
-from bench.group.trial import TrialConfig, failed_row
+from bench.group.plan import TrialConfig
+from bench.group.rows import failed_row
 from bench.search.context import TaskWorker, certify_phase
 from bench.search.recovery import recover
 from bench.search.search import POLL_S
-from bench.search.space import distributions, trial_arch
-from bench.search.training import train_trials
+from bench.search.space import distributions, row_params
+from bench.search.trials import train_trials
 from bench.study import AskLock, Heartbeat, Key, quiet_heartbeat_warning
 from bench.study.artifacts import put_weights
 
@@ -101,6 +104,7 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
                             w.ledger.set_attr(cstudy, t.number, Key.WORKER, w.worker)
                 if t is None:
                     if not running:
+                        _mark(w, cstudy, total)
                         break
                     time.sleep(POLL_S)  # the last candidates are other workers' to finish
                     continue
@@ -114,8 +118,13 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
         hb.stop()
 
 
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+def _mark(w: TaskWorker, cstudy: optuna.Study, total: int) -> None:
+    """The round is complete (no candidate waits or runs): certify by fixed-sequence testing
+    and store the marks with the round's study (every worker that gets here writes the same
+    marks)."""
+    marks = round_marks(w.ledger.final_rows(cstudy), total)
+    cstudy.set_user_attr(Key.CERTIFIED, json.dumps({str(k): v for k, v in marks.items()}))
+    fault_point("write")
 
 
 def _enqueue(w: TaskWorker, search: optuna.Study, cstudy: optuna.Study, gap: float) -> None:
@@ -123,17 +132,12 @@ def _enqueue(w: TaskWorker, search: optuna.Study, cstudy: optuna.Study, gap: flo
     frame = pd.DataFrame([r for r in w.ledger.final_rows(search) if r["state"] == "complete"])
     chosen = certify_order(frame, suite.certify.candidates, gap) if len(frame) else frame
     present = {t.user_attrs.get(Key.SOURCE_TRIAL) for t in cstudy.get_trials(deepcopy=False)}
-    # The derived parameter is not a param: the same size solves to the same arch.
-    names = [n for n in suite.search.arch_names if n != suite.search.derived]
     strials = search.get_trials(deepcopy=False)
     for rank, (_, r) in enumerate(chosen.iterrows()):
         if int(r["trial"]) in present:
             continue
-        params = {n: _plain(r[f"arch_{n}"]) for n in names}
-        params |= {"temperature": float(r["temperature"]), "alpha": float(r["alpha"])}
-        if suite.search.size is not None:
-            params["size"] = float(strials[int(r["trial"])].params["size"])
-        params |= {n: float(r[n]) for n in suite.search.recipe_names}
+        size = strials[int(r["trial"])].params.get("size")
+        params = row_params(r, suite.search, suite.student.family, size)
         cstudy.enqueue_trial(
             params, user_attrs={Key.SOURCE_TRIAL: int(r["trial"]), Key.CERTIFY_RANK: rank}
         )
@@ -157,20 +161,14 @@ def _certify_one(
     cells = {
         "certify_round": round_,
         "certify_rank": int(t.user_attrs.get(Key.CERTIFY_RANK, -1)),
-        "certify_max_gap_pp": gap,
+        "certify_max_gap": gap,
         "certify_alpha": suite.certify.alpha,
     }
     done_sources = {r["trial"] for r in w.ledger.final_rows(cstudy)}
     if source in done_sources:  # two workers took the same candidate: keep the first
         row = failed_row(
-            ctx.run_id,
-            ctx.task,
-            ctx.teacher,
-            suite.student.family,
-            trial_arch(t, suite.search, suite.student.family),
-            TrialConfig(source, float(t.params["temperature"]), float(t.params["alpha"])),
-            seeds,
-            "certify",
+            ctx.group_spec(t, seeds, "certify"),
+            TrialConfig.of(source, t.params),
             "duplicate",
             f"trial {source} was already certified in this round",
         )

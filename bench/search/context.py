@@ -5,22 +5,25 @@ task's studies: the storage, its recovery mode, who it is, whom it tells about p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
-from bench.config.suite import RECIPE_SEARCH, Suite
+from bench.config.suite import RECIPE_SEARCH, Suite, suite_from_dict
 from bench.durable.faults import fault_point
-from bench.group.trial import ScratchStore
-from bench.search.space import Distribution, Sizer
+from bench.group.plan import GroupSpec
+from bench.group.scratch import ScratchStore
+from bench.search.space import Distribution, Sizer, trial_arch, trial_recipe
 from bench.study import Heartbeat, Key, Ledger, StorageSpec, decode_record, make_sampler, study_name
 from bench.tasks import TaskData
 from bench.teachers import PreparedTeacher
@@ -79,7 +82,7 @@ class TaskContext:
     n_trials: int
     replay: list[dict[str, Any]] | None = None
     threads: ThreadPolicy = field(default_factory=ThreadPolicy)
-    certify_rounds: tuple[float, ...] = ()  # the tolerance (pp) of each certification round
+    certify_rounds: tuple[float, ...] = ()  # each certification round's tolerance (a fraction)
 
     @property
     def gpu(self) -> torch.device | None:
@@ -110,6 +113,66 @@ class TaskContext:
 
     def study_name(self, phase: str = "search") -> str:
         return study_name(self.base, self.task.name, phase)
+
+    def group_spec(
+        self, trial: optuna.Trial | FrozenTrial, seeds: list[int], phase: str
+    ) -> GroupSpec:
+        """The training group of ``trial`` (its architecture and searched recipe values)."""
+        family = self.suite.student.family
+        return GroupSpec(
+            run_id=self.run_id,
+            task=self.task,
+            teacher=self.teacher,
+            family=family,
+            arch=trial_arch(trial, self.suite.search, family),
+            seeds=tuple(seeds),
+            phase=phase,
+            recipe=trial_recipe(trial, self.suite.search),
+        )
+
+    def portable(self) -> dict[str, Any]:
+        """Everything but the task's tensors and the teacher, as JSON-ready values: what a
+        worker process receives to rebuild this context (:meth:`from_portable`) around the
+        task and teacher it loads itself. The suite is unredacted: the worker connects with
+        its storage URL (sent on a pipe, never written to disk)."""
+        return {
+            "suite": self.suite.to_dict(),
+            "suite_source": self.suite.source,
+            "task": self.task.name,
+            "run_id": self.run_id,
+            "base": self.base,
+            "spec": asdict(self.spec),
+            "train_device": self.train_device,
+            "n_trials": self.n_trials,
+            "replay": self.replay,
+            "threads": asdict(self.threads),
+            "certify_rounds": list(self.certify_rounds),
+        }
+
+    @staticmethod
+    def portable_suite(data: dict[str, Any]) -> Suite:
+        """The suite of a :meth:`portable` context (with the file it came from)."""
+        return dataclasses.replace(suite_from_dict(data["suite"]), source=data["suite_source"])
+
+    @classmethod
+    def from_portable(
+        cls, data: dict[str, Any], suite: Suite, task: TaskData, teacher: PreparedTeacher
+    ) -> TaskContext:
+        """The context :meth:`portable` described, around ``suite`` (its
+        :meth:`portable_suite`), the task and the teacher this process loaded."""
+        return cls(
+            suite=suite,
+            task=task,
+            teacher=teacher,
+            run_id=data["run_id"],
+            base=data["base"],
+            spec=StorageSpec(**data["spec"]),
+            train_device=data["train_device"],
+            n_trials=int(data["n_trials"]),
+            replay=data["replay"],
+            threads=ThreadPolicy(**data["threads"]),
+            certify_rounds=tuple(float(g) for g in data["certify_rounds"]),
+        )
 
 
 @dataclass

@@ -10,7 +10,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from bench.group.trial import student_cost
+from bench.group.cost import student_cost
 from bench.search.context import TaskWorker
 from bench.search.recovery import group_plan
 from bench.search.space import trial_arch
@@ -22,7 +22,7 @@ __all__ = ["halving_callback", "promoted", "pruning_callback", "rung_epochs"]
 
 def pruning_callback(trial: optuna.Trial) -> Callable[[int, torch.Tensor], None]:
     """Report the trial's mean validation accuracy (``val_acc``: its distilled members, as
-    :func:`bench.group.trial.run_group` selects them through its ``GroupPlan``) each epoch; raise
+    :func:`bench.group.train.run_group` selects them through its ``GroupPlan``) each epoch; raise
     ``optuna.TrialPruned`` when the pruner says so."""
 
     def on_epoch(epoch: int, val_acc: torch.Tensor) -> None:

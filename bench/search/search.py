@@ -28,7 +28,7 @@ from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
 from bench.search.recovery import claim, group_plan, recover
 from bench.search.space import Distribution, distributions, pinned, trial_arch, trial_recipe
-from bench.search.training import train_trials
+from bench.search.trials import train_trials
 from bench.study import AskLock, Heartbeat, Key, final_record, quiet_heartbeat_warning
 
 __all__ = ["POLL_S", "run_search"]
@@ -159,7 +159,7 @@ def _run_asked(
     A trial whose configuration (architecture, T, alpha) a completed trial of an earlier
     batch already has is not trained again: it is recorded as a ``duplicate`` row that copies
     the original."""
-    from kdcore import format_arch
+    from kdcore.families import format_arch
 
     ctx = w.ctx
     suite = ctx.suite

@@ -14,7 +14,8 @@ parameter, so every trial still carries its whole architecture.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,11 +24,21 @@ from optuna.trial import FrozenTrial
 
 from bench.config.suite import SearchSpace
 from bench.errors import InputError
+from bench.records import row_arch
 from bench.study.ledger import Key
 from bench.validation import Range
-from kdcore import arch_for_size, get_family
+from kdcore import get_family
+from kdcore.families import arch_for_size
 
-__all__ = ["Sizer", "arch_of", "distributions", "pinned", "trial_arch", "trial_recipe"]
+__all__ = [
+    "Sizer",
+    "arch_of",
+    "distributions",
+    "pinned",
+    "row_params",
+    "trial_arch",
+    "trial_recipe",
+]
 
 # the kinds kdbench samples (a family's parameters, size, T, alpha)
 Distribution = optuna.distributions.IntDistribution | optuna.distributions.FloatDistribution
@@ -70,6 +81,24 @@ def trial_recipe(trial: optuna.Trial | FrozenTrial, space: SearchSpace) -> dict[
     """The searched recipe keys of a trial (``{}`` when ``[search]`` samples none): with its
     architecture, what its training group shares."""
     return {n: float(trial.params[n]) for n in space.recipe_names}
+
+
+def row_params(
+    row: Mapping[str, Any], space: SearchSpace, family: str, size: float | None = None
+) -> dict[str, Any]:
+    """A recorded configuration as the params of ``space`` (what ``enqueue_trial`` takes to
+    train it again): its architecture, T, alpha and the recipe keys ``space`` searches. With a
+    capacity axis the derived parameter is not a param: ``size`` is, and it solves to the same
+    architecture (``size``: the trial's sampled one; default the row's realised
+    ``param_ratio``, whose target is exactly its parameter count)."""
+    arch = row_arch(row, family)
+    params: dict[str, Any] = {n: v for n, v in arch.items() if n != space.derived}
+    if space.size is not None:
+        params["size"] = float(size if size is not None else row["param_ratio"])
+    params |= {"temperature": float(row["temperature"]), "alpha": float(row["alpha"])}
+    return params | {
+        n: float(row[n]) for n in space.recipe_names if n in row and not math.isnan(row[n])
+    }
 
 
 def pinned(dists: dict[str, Distribution], params: dict[str, Any]) -> dict[str, Distribution]:

@@ -34,14 +34,16 @@ import numpy as np
 import torch
 
 from bench import fmt
+from bench.config import DEFAULT_MAX_GAP
 from bench.config.recipe import RECIPE_KEYS, recipe_defaults_dropped
 from bench.config.suite import RECIPE_SEARCH
+from bench.decision import claims
 from bench.decision.recommend import Constraints, recommend
 from bench.durable.jsonsafe import json_safe
 from bench.durable.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.errors import InputError
 from bench.latency.onnx import has_dynamic_batch, onnx_bytes, onnx_predict, raw_input_model
-from bench.records import Run, TaskEntry, load_run, read_weights
+from bench.records import Run, TaskEntry, load_run, read_weights, row_arch
 from bench.run.pull import write_students
 from bench.ship.serialize import FORMATS, available, safetensors_bytes
 from bench.study import StorageSpec, open_storage
@@ -55,7 +57,7 @@ def _pick(run: Run, task: str, trial: int | None, constraints: Constraints) -> d
         rec = recommend(run.trials, constraints, task)
         if rec.chosen is None:
             raise InputError(
-                f"The run {run.run_dir} must have a student meeting {constraints.describe()} to "
+                f"The run {run.run_dir} must have a student meeting {claims.describe(constraints)} to "
                 "export it. It has none: choose one with --trial N, or relax the constraints."
             )
         return rec.chosen
@@ -116,7 +118,7 @@ def export_student(
             f"The '--task' option must name a task of this run ({', '.join(tasks)}). Got {task!r} instead."
         )
     check_writable(Path(out_dir), "The output folder (--out)")
-    row = _pick(run, task, trial, constraints or Constraints(max_gap_pp=0.5))
+    row = _pick(run, task, trial, constraints or Constraints(max_gap=DEFAULT_MAX_GAP))
     number = int(row["trial"])
     seed = int(row["file_seed"])
     weights = _weights_file(run, task, number, seed)
@@ -124,11 +126,7 @@ def export_student(
     meta = run.manifest.task(task)
     suite = run.manifest.suite
     family = str(row["family"])
-    arch = {
-        c.removeprefix("arch_"): _plain(row[c])
-        for c in row
-        if c.startswith("arch_") and c != "arch"
-    }
+    arch = row_arch(row, family)
     file_acc = _file_acc(run, task, number, seed)
     prep = meta.preprocessing
     blob = _blob(run, task, row, arch, state, meta, file_acc)
@@ -148,9 +146,7 @@ def export_student(
         files["student.onnx"], check = _onnx(run, task, meta, family, arch, state, file_acc)
         checks.append(check)
     files["student.toml"] = _toml(suite, family, arch, row)
-    files["MODEL_CARD.md"] = _card(
-        run, task, row, seed, file_acc, meta, family, arch, list(files), checks
-    )
+    files["MODEL_CARD.md"] = _card(run, task, row, file_acc, meta, list(files), checks)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -291,7 +287,7 @@ def _onnx(
         )
     return data, (
         f"`student.onnx` takes raw rows {batching}, {prep}. Checked: onnxruntime "
-        f"{_version('onnxruntime')} on the {len(y):,} raw test rows gives {acc * 100:.2f} %, "
+        f"{_version('onnxruntime')} on the {len(y):,} raw test rows gives {fmt.pct(acc)} %, "
         "this card's accuracy."
     )
 
@@ -300,11 +296,6 @@ def _version(module: str) -> str:
     from importlib.metadata import version
 
     return version(module)
-
-
-def _plain(v: Any) -> Any:
-    v = v.item() if hasattr(v, "item") else v
-    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _toml(suite: dict[str, Any], family: str, arch: dict[str, Any], row: dict[str, Any]) -> str:
@@ -362,23 +353,24 @@ def _card(
     run: Run,
     task: str,
     row: dict[str, Any],
-    seed: int,
     file_acc: float,
     meta: TaskEntry,
-    family: str,
-    arch: dict[str, Any],
     files: list[str],
     checks: list[str],
 ) -> str:
-    from bench.decision.recommend import warnings_for
-
+    seed, family = int(row["file_seed"]), str(row["family"])
+    arch = row_arch(row, family)
     m = run.manifest
     teacher = meta.teacher
-    pct = lambda v: fmt.pct(v) + " %"  # noqa: E731
-    pp = lambda v: fmt.pct(v, signed=True) + " pp"  # noqa: E731
+
+    def pct(v):
+        return fmt.pct(v) + " %"
+
+    def pp(v):
+        return fmt.pct(v, signed=True) + " pp"
+
     source = meta.data_source
-    frame = run.trials[(run.trials["task"] == task) & (run.trials["state"] == "complete")]
-    warnings = warnings_for(row, frame)
+    warnings = claims.warnings_for(row, float(row["ensemble_acc"]), float(row["best_member_acc"]))
     lines = [
         f"# Model card: {row['arch']} ({family}), distilled by kdbench",
         "",
@@ -387,26 +379,7 @@ def _card(
         "one with the best validation accuracy).",
         "",
         "## The claim",
-        (
-            f"- **Certified**: this file's gap to the ensemble is at most "
-            f"{float(row['certify_max_gap_pp']):g} pp with probability at least "
-            f"{1 - float(row['certify_alpha']):g} (one-sided bound "
-            f"{pp(row['certify_bound'])}; fixed-sequence testing down the candidates validation "
-            "ordered; the test split read once)."
-            if _true(row.get("certified"))
-            else f"- **Not certified** at {float(row['certify_max_gap_pp']):g} pp (one-sided "
-            f"bound {pp(row['certify_bound'])}): exported on request."
-        ),
-        *(
-            [
-                f"- **Certified against the best member** (chosen on validation; test "
-                f"accuracy {pct(row['best_member_acc'])}): gap at most "
-                f"{float(row['certify_max_gap_pp']):g} pp (one-sided bound "
-                f"{pp(row['certify_bound_best_member'])}, paired on the same test examples)."
-            ]
-            if _true(row.get("certified_best_member"))
-            else []
-        ),
+        *claims.card_claim(row),
         f"- This file's gap: {pp(row['file_gap'])}, 95 % interval [{pp(row['file_gap_ci_low'])}, "
         f"{pp(row['file_gap_ci_high'])}] (Newcombe's paired interval).",
         f"- Training this recipe again gives a gap in [{pp(row.get('acc_gap_pi_low'))}, "
@@ -517,8 +490,3 @@ def _loading(files: list[str], checks: list[str]) -> list[str]:
             out += [f"{title}:", "", "```python", code.rstrip("\n"), "```", ""]
     out += [f"- {c}" for c in checks]
     return [*out, ""] if checks else out
-
-
-def _true(v: object) -> bool:
-    """A nullable boolean cell: NA (an older table's missing column) is not true."""
-    return not fmt.is_missing(v) and bool(v)

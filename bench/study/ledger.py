@@ -44,6 +44,9 @@ class Key(StrEnum):
     IDENTITY = "kdbench_identity"  # search study: suite digest + data/teacher fingerprints
     DONE = "kdbench_done"  # search study: True once the task's search and certification are done
     CERTIFY_ENQUEUED = "kdbench_certify_enqueued"  # certify study: number of candidates
+    # certify study, once every candidate is done: {trial: {"certified": bool, ...}} by
+    # fixed-sequence testing (bench.decision.protocol.round_marks)
+    CERTIFIED = "kdbench_certified"
     LATENCY = "kdbench_latency:"  # search study, a prefix: + "<family>:<arch label>"
     ENSEMBLE_LATENCY = "kdbench_ensemble_latency"  # search study: {"columns", "detail", ...}
 

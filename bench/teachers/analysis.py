@@ -10,7 +10,8 @@ import numpy as np
 from bench.config.teacher import TeacherConfig
 from bench.tasks import TaskData
 from bench.teachers.prepared import PreparedTeacher
-from kdcore import SoftTargets, SpecialistCombiner, TeacherEnsemble, count_flops, count_params
+from kdcore import SoftTargets, TeacherEnsemble, count_flops, count_params
+from kdcore.specialists import SpecialistCombiner
 
 __all__ = ["specialist_summary", "teacher_warnings"]
 

@@ -16,15 +16,8 @@ from bench.teachers.cache import save_ensemble, teacher_cache_key
 from bench.teachers.load import LoadedTeacher, build_member
 from bench.teachers.prepared import PreparedTeacher
 from bench.teachers.train import train_members, train_specialist_system
-from kdcore import (
-    SoftTargets,
-    TeacherEnsemble,
-    accuracy,
-    count_flops,
-    count_params,
-    expected_calibration_error,
-    mean_max_prob,
-)
+from kdcore import SoftTargets, TeacherEnsemble, accuracy, count_flops, count_params
+from kdcore.metrics import expected_calibration_error, mean_max_prob
 
 __all__ = ["SPLITS", "prepare_teacher"]
 

@@ -25,7 +25,9 @@ from bench.config.teacher import (
 from bench.errors import InputError
 from bench.tasks import TaskData, file_sha256
 from bench.teachers.cache import teacher_cache_key
-from kdcore import Specialist, SpecialistCombiner, TeacherEnsemble, build_student, format_arch
+from kdcore import TeacherEnsemble, build_student
+from kdcore.families import format_arch
+from kdcore.specialists import Specialist, SpecialistCombiner
 from kdcore.teachers import SoftTargets
 
 __all__ = ["LoadedTeacher", "build_member", "load_ensemble_file", "load_teacher"]

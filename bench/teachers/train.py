@@ -11,11 +11,10 @@ import torch
 from bench.config.teacher import TeacherConfig
 from bench.errors import InputError
 from bench.tasks import TaskData
-from kdcore import (
-    Distiller,
-    Member,
+from kdcore import Distiller, Member, TeacherEnsemble
+from kdcore.specialists import (
     SpecialistCombiner,
-    TeacherEnsemble,
+    SpecialistTraining,
     cluster_classes,
     train_specialist,
 )
@@ -79,15 +78,7 @@ def train_specialist_system(
         )
     specialists, val_acc = [], []
     for m, classes in enumerate(sets):
-        model, acc = train_specialist(
-            generalist,
-            cfg.member_family,
-            dict(cfg.arch),
-            classes,
-            task.x_train,
-            task.y_train,
-            task.x_val,
-            task.y_val,
+        how = SpecialistTraining(
             epochs=cfg.specialist_epochs,
             batch_size=cfg.batch_size,
             lr=cfg.lr,
@@ -95,6 +86,15 @@ def train_specialist_system(
             seed=cfg.seed + 1 + m,
             device=device,
             recipe=cfg.recipe(),
+        )
+        model, acc = train_specialist(
+            generalist,
+            cfg.member_family,
+            dict(cfg.arch),
+            classes,
+            (task.x_train, task.y_train),
+            (task.x_val, task.y_val),
+            how,
         )
         specialists.append(model)
         val_acc.append(acc)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.group.trial import arch_cells
+from bench.group.rows import arch_cells
 from bench.records import SCHEMA_VERSION, to_frame
 
 TINY_SUITE = """
@@ -148,7 +148,7 @@ def make_row(**kw: Any) -> dict[str, Any]:
     if row["phase"] == "certify":  # the shipped file: the recipe's mean, the same half-width
         row.setdefault("certify_round", 0)
         row.setdefault("certify_rank", row["trial"])
-        row.setdefault("certify_max_gap_pp", 0.5)
+        row.setdefault("certify_max_gap", 0.005)
         row.setdefault("certify_alpha", 0.05)
         row.setdefault("file_seed", 1000)
         row.setdefault("file_acc", row["student_acc"])
@@ -170,11 +170,18 @@ def make_row(**kw: Any) -> dict[str, Any]:
 
 def make_table(*rows: dict[str, Any]) -> pd.DataFrame:
     """Fixture rows as a trial table; certification rows get ``certified`` as a run's do
-    (fixed-sequence testing, :func:`bench.decision.protocol.mark_certified`)."""
-    from bench.decision.protocol import mark_certified
+    (fixed-sequence testing per complete round, :func:`bench.decision.protocol.round_marks`)."""
+    from bench.decision.protocol import round_marks
 
     full = [make_row(**r) for r in rows]
-    mark_certified(full)
+    rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in full:
+        if r["phase"] == "certify":
+            rounds.setdefault((r["task"], int(r["certify_round"])), []).append(r)
+    for part in rounds.values():
+        marks = round_marks(part, 1 + max(int(r["certify_rank"]) for r in part))
+        for r in part:
+            r.update(marks.get(int(r["trial"]), {}))
     return to_frame(full)
 
 

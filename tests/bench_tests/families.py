@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdcore import ArchParam, TeacherModel, register_family
+from kdcore import ArchParam, register_family
+from kdcore.families import TeacherModel
 
 FORWARD_CALLS = {"n": 0}
 

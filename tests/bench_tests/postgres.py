@@ -51,7 +51,10 @@ def throwaway_postgres() -> Iterator[str]:
         shutil.chown(sock, "postgres")
         shutil.chown(pwfile, "postgres")
     port = _free_port()
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+
+    def run(*cmd):
+        return subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)
+
     try:
         run(
             initdb,

@@ -20,6 +20,7 @@ from sklearn.datasets import make_classification
 from bench.cli import main
 from bench.config.suite import load_suite
 from bench.records import read_trials
+from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
 from bench.tasks import FileTask, load_task
 from kdcore import build_student
@@ -119,8 +120,7 @@ def test_csv_parquet_and_npz_give_the_same_ensemble_and_students(tmp_path: Path)
         suite_file.write_text(_suite_text(f'kind = "file"\npath = "{path.name}"\ntarget = "label"'))
         run = run_suite(
             load_suite(suite_file),
-            out_root=tmp_path / f"out_{fmt}",
-            cache_dir=tmp_path / f"cache_{fmt}",  # each trains its own teacher
+            RunOptions(out_root=tmp_path / f"out_{fmt}", cache_dir=tmp_path / f"cache_{fmt}"),
         )
         tables.append(read_trials(run))
         manifest = json.loads((run / "manifest.json").read_text())
@@ -389,7 +389,9 @@ def test_the_same_teacher_as_checkpoints_and_as_offline_logits(tmp_path: Path, c
     def run(name: str, teacher: str) -> pd.DataFrame:
         suite = tmp_path / f"{name}.toml"
         suite.write_text(_suite_text(task_text, teacher))
-        out = run_suite(load_suite(suite), out_root=tmp_path / name, cache_dir=tmp_path / "cache")
+        out = run_suite(
+            load_suite(suite), RunOptions(out_root=tmp_path / name, cache_dir=tmp_path / "cache")
+        )
         return read_trials(out), json.loads((out / "manifest.json").read_text())
 
     base, _ = run("trained", trained)

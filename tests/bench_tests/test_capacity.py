@@ -14,6 +14,7 @@ import torch
 from bench.config.suite import load_suite
 from bench.records import read_trials
 from bench.report.tables import time_by_size
+from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
 from bench.search.halving import promoted, rung_epochs
 from bench.study import Key, StorageSpec, journal_path, open_storage
@@ -69,8 +70,8 @@ def runs(tmp_path_factory) -> tuple[Path, Path, Path]:
     suite = tmp / "cap.toml"
     suite.write_text(text)
     cache = tmp / "cache"
-    a = run_suite(load_suite(suite), out_root=tmp / "a", cache_dir=cache)
-    b = run_suite(load_suite(suite), out_root=tmp / "b", cache_dir=cache)
+    a = run_suite(load_suite(suite), RunOptions(out_root=tmp / "a", cache_dir=cache))
+    b = run_suite(load_suite(suite), RunOptions(out_root=tmp / "b", cache_dir=cache))
     return suite, a, b
 
 
@@ -175,3 +176,23 @@ def _search_study(run: Path) -> optuna.Study:
     storage = open_storage(StorageSpec(path=str(journal_path(run))))
     (name,) = [s.study_name for s in storage.get_all_studies() if ":certify" not in s.study_name]
     return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_a_replay_of_a_sized_suite_trains_the_same_architectures(runs, tmp_path: Path) -> None:
+    """--replay enqueues each recorded configuration as the space's own params: the size (its
+    realised parameter ratio, which solves to the same width) rather than the derived width,
+    which is not a parameter of a sized space and used to be dropped (the replay then drew
+    fresh sizes)."""
+    suite, run, _ = runs
+    other = tmp_path / "other.toml"  # another sampler seed: nothing to draw the same sizes
+    other.write_text(suite.read_text().replace("[budget]\n", "[budget]\nsampler_seed = 7\n", 1))
+    opts = RunOptions(out_root=tmp_path, cache_dir=suite.parent / "cache", replay=run)
+    again = read_trials(run_suite(load_suite(other), opts))
+    first = read_trials(run)
+    cols = ["arch", "temperature", "alpha"]
+    search = [
+        f[f["phase"] == "search"].sort_values("trial")[cols].reset_index(drop=True)
+        for f in (first, again)
+    ]
+    pd.testing.assert_frame_equal(search[0], search[1])

@@ -17,6 +17,7 @@ from bench.cli import main
 from bench.config.suite import load_suite, parse_suite, suite_from_dict
 from bench.records import load_run
 from bench.report import plots
+from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
 from bench.tasks import load_task
 from kdcore import build_student
@@ -31,7 +32,7 @@ def run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("decisions")
     suite = tmp / "tiny.toml"
     suite.write_text(SUITE)
-    return run_suite(load_suite(suite), out_root=tmp / "results")
+    return run_suite(load_suite(suite), RunOptions(out_root=tmp / "results"))
 
 
 def _refuse(name: str) -> None:
@@ -113,7 +114,7 @@ def test_the_reports_first_screen_decides(run: Path, tmp_path: Path) -> None:
     from bench.decision.recommend import Constraints
     from bench.report import build_report
 
-    out = build_report(run, tmp_path / "rep", constraints=Constraints(max_gap_pp=100))
+    out = build_report(run, tmp_path / "rep", constraints=Constraints(max_gap=1.0))
     md = (out / "report.md").read_text()
     first_screen = md[: md.index("![")]  # everything before the first plot
     assert first_screen.index("## Decision") < first_screen.index("Pareto set")
@@ -271,8 +272,8 @@ def test_summary_table_shows_cost_and_uncertainty() -> None:
     from bench.report.tables import summary_table
 
     rec = recommend(
-        make_table({"trial": 0, "phase": "certify", "certify_max_gap_pp": 5.0}),
-        Constraints(max_gap_pp=5),
+        make_table({"trial": 0, "phase": "certify", "certify_max_gap": 0.05}),
+        Constraints(max_gap=0.05),
     )
     row = summary_table({"t": rec}).iloc[0]
     assert row["FLOPs"] == 2000 and row["speed-up vs faster ensemble form"] == pytest.approx(4.0)

@@ -19,6 +19,7 @@ from bench.durable import faults
 from bench.durable.rundir import inside
 from bench.errors import InputError
 from bench.records import SCHEMA_VERSION, read_seeds, read_trials
+from bench.run.options import RunOptions
 from bench.run.sweep import RunInterrupted, run_suite
 from bench.study import redact
 from tests.bench_tests.conftest import TINY_SUITE, make_run_dir, with_certify
@@ -138,9 +139,11 @@ def reference(tmp_path_factory):
     suite = tmp / "tiny.toml"
     suite.write_text(WITH_CERTIFY)
     cache = tmp / "cache"
-    run_suite(load_suite(suite), out_root=tmp / "warm", cache_dir=cache)  # caches the teacher
+    run_suite(
+        load_suite(suite), RunOptions(out_root=tmp / "warm", cache_dir=cache)
+    )  # caches the teacher
     faults.reset()
-    run = run_suite(load_suite(suite), out_root=tmp / "r", cache_dir=cache)
+    run = run_suite(load_suite(suite), RunOptions(out_root=tmp / "r", cache_dir=cache))
     writes = faults.count("write")
     assert writes <= WRITES, f"a run now makes {writes} writes: raise WRITES to test every one"
     return suite, cache, read_trials(run), read_seeds(run)
@@ -166,7 +169,7 @@ def _same_as_reference(run: Path, reference) -> None:
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
-WRITES = 42  # an upper bound on the durable writes of one WITH_CERTIFY run (checked above)
+WRITES = 43  # an upper bound on the durable writes of one WITH_CERTIFY run (checked above)
 
 
 @pytest.mark.slow
@@ -180,14 +183,14 @@ def test_stopping_after_any_write_then_resume_equals_an_uninterrupted_run(
     suite, cache, _, _ = reference
     monkeypatch.setenv(faults.ENV, f"interrupt@write#{k}")
     try:
-        run_suite(load_suite(suite), out_root=tmp_path / "r", cache_dir=cache)
+        run_suite(load_suite(suite), RunOptions(out_root=tmp_path / "r", cache_dir=cache))
         stopped = False
     except RunInterrupted:
         stopped = True
     monkeypatch.delenv(faults.ENV)
     (run,) = _runs(tmp_path / "r")
     if stopped:
-        run_suite(None, resume=run, cache_dir=cache)
+        run_suite(None, RunOptions(resume=run, cache_dir=cache))
     _same_as_reference(run, reference)
 
 
@@ -224,7 +227,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(
     )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     (run,) = _runs(out)
-    run_suite(None, resume=run, cache_dir=cache)
+    run_suite(None, RunOptions(resume=run, cache_dir=cache))
     _same_as_reference(run, reference)
 
 
@@ -254,7 +257,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(
     assert f"a write to {run} failed (No space left on device" in err
     assert f"resume with `kdbench run --resume {run}`" in err
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
-    run_suite(None, resume=run, cache_dir=cache)
+    run_suite(None, RunOptions(resume=run, cache_dir=cache))
     _same_as_reference(run, reference)
 
 
@@ -270,7 +273,9 @@ def test_kill_9_while_caching_the_teacher_then_resume(
     )
     assert crashed.returncode == -signal.SIGKILL
     (run,) = _runs(out)
-    run_suite(None, resume=run, cache_dir=cache)  # the teacher is trained again, identically
+    run_suite(
+        None, RunOptions(resume=run, cache_dir=cache)
+    )  # the teacher is trained again, identically
     _same_as_reference(run, reference)
 
 
@@ -279,11 +284,14 @@ def test_extending_a_finished_run_continues_the_search(reference, tmp_path: Path
     """--resume --trials 5 of a 3-trial run samples what a 5-trial run samples."""
     suite, cache, _, _ = reference
     plain = load_suite(suite).with_budget(trials=5)
-    full = run_suite(plain, out_root=tmp_path / "full", cache_dir=cache)
-    three = run_suite(plain, out_root=tmp_path / "ext", cache_dir=cache, trials=3)
-    run_suite(None, resume=three, cache_dir=cache, trials=5)
+    full = run_suite(plain, RunOptions(out_root=tmp_path / "full", cache_dir=cache))
+    three = run_suite(plain, RunOptions(out_root=tmp_path / "ext", cache_dir=cache, trials=3))
+    run_suite(None, RunOptions(resume=three, cache_dir=cache, trials=5))
     cols = ["trial", "arch", "temperature", "alpha", "student_acc"]
-    search = lambda f: f[f["phase"] == "search"].sort_values("trial").reset_index(drop=True)[cols]  # noqa: E731
+
+    def search(f):
+        return f[f["phase"] == "search"].sort_values("trial").reset_index(drop=True)[cols]
+
     assert len(search(read_trials(three))) == 5
     pd.testing.assert_frame_equal(search(read_trials(three)), search(read_trials(full)))
 
@@ -626,7 +634,7 @@ def test_signals_leave_a_clean_message_naming_the_real_run_folder(
     )
     assert "RUN_DIR" not in err and "Traceback" not in err
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
-    run_suite(None, resume=run, trials=3)
+    run_suite(None, RunOptions(resume=run, trials=3))
 
 
 @pytest.mark.slow
@@ -643,7 +651,9 @@ def test_a_second_process_on_the_same_run_folder_is_refused_until_the_first_dies
     finally:
         proc.kill()  # kill -9: its lock is now stale
         proc.wait()
-    run_suite(None, resume=run, trials=3)  # the dead process's lock is stale: taken over
+    run_suite(
+        None, RunOptions(resume=run, trials=3)
+    )  # the dead process's lock is stale: taken over
     assert len(read_trials(run)) >= 3
 
 

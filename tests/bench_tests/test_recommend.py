@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from bench.decision.recommend import Constraints, candidates, capacity_fit, knee, recommend
+from bench.decision import claims
+from bench.decision.curve import capacity_fit, knee
+from bench.decision.recommend import Constraints, candidates, recommend
 from tests.bench_tests.conftest import make_table
 
 
@@ -30,12 +32,12 @@ def test_the_cheapest_certified_student_is_recommended() -> None:
         _cert(1, 1000, 0.968, certify_rank=1),
         _cert(0, 250, 0.90, certify_rank=2),  # too far: not certified
     )
-    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    rec = recommend(table, Constraints(max_gap=0.005))
     assert rec.met and rec.chosen is not None and rec.chosen["trial"] == 1
-    text = rec.text()
+    text = claims.text(rec)
     assert "Recommended student: width" in text and "Certified at 0.5 pp" in text
-    assert "fixed-sequence testing" in rec.gap_basis
-    assert rec.certification is not None and rec.certification["certified"] == 2
+    assert "fixed-sequence testing" in claims.basis(rec)
+    assert rec.certification is not None and rec.certification.certified == 2
 
 
 def test_fixed_sequence_testing_stops_at_the_first_failure() -> None:
@@ -46,7 +48,7 @@ def test_fixed_sequence_testing_stops_at_the_first_failure() -> None:
         _cert(1, 1000, 0.960, certify_rank=1),  # fails
         _cert(2, 250, 0.969, certify_rank=2),  # would pass alone
     )
-    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    rec = recommend(table, Constraints(max_gap=0.005))
     assert rec.chosen["trial"] == 0
     cert = table[table["phase"] == "certify"].set_index("trial")["certified"]
     assert cert.to_dict() == {0: True, 1: False, 2: False}
@@ -57,38 +59,38 @@ def test_search_rows_are_never_recommended() -> None:
         {"trial": 0, "student_params": 100, "student_acc": 0.97},  # search: great on test
         _cert(1, 4000, 0.969, certify_rank=0),
     )
-    assert recommend(table, Constraints(max_gap_pp=0.5)).chosen["trial"] == 1
+    assert recommend(table, Constraints(max_gap=0.005)).chosen["trial"] == 1
     only_search = make_table({"trial": 0, "student_acc": 0.97})
-    rec = recommend(only_search, Constraints(max_gap_pp=0.5))
-    assert not rec.met and "kdbench certify RUN --max-gap 0.5" in rec.text()
+    rec = recommend(only_search, Constraints(max_gap=0.005))
+    assert not rec.met and "kdbench certify RUN --max-gap 0.5" in claims.text(rec)
 
 
 def test_a_tolerance_not_certified_says_how_to_certify_it() -> None:
-    table = make_table(_cert(0, 4000, 0.969, certify_max_gap_pp=1.0))
-    tighter = recommend(table, Constraints(max_gap_pp=0.5))
+    table = make_table(_cert(0, 4000, 0.969, certify_max_gap=0.01))
+    tighter = recommend(table, Constraints(max_gap=0.005))
     assert not tighter.met
-    assert "certified at 1 pp" in tighter.text() and "kdbench certify RUN --max-gap 0.5" in (
-        tighter.text()
+    assert "certified at 1 pp" in claims.text(tighter) and "kdbench certify RUN --max-gap 0.5" in (
+        claims.text(tighter)
     )
-    looser = recommend(table, Constraints(max_gap_pp=2.0))
-    assert looser.met and any("tighter than the 2 pp asked" in n for n in looser.notes)
-    assert "kdbench certify RUN --max-gap 2" in looser.text()
+    looser = recommend(table, Constraints(max_gap=0.02))
+    assert looser.met and any("tighter than the 2 pp asked" in n for n in claims.notes(looser))
+    assert "kdbench certify RUN --max-gap 2" in claims.text(looser)
 
 
 def test_the_round_with_the_largest_tolerance_within_the_request_is_used() -> None:
     table = make_table(
-        _cert(0, 4000, 0.969, certify_max_gap_pp=0.5, certify_round=0),
-        _cert(0, 4000, 0.969, certify_max_gap_pp=1.0, certify_round=1, certify_rank=0),
-        _cert(1, 500, 0.962, certify_max_gap_pp=1.0, certify_round=1, certify_rank=1),
+        _cert(0, 4000, 0.969, certify_max_gap=0.005, certify_round=0),
+        _cert(0, 4000, 0.969, certify_max_gap=0.01, certify_round=1, certify_rank=0),
+        _cert(1, 500, 0.962, certify_max_gap=0.01, certify_round=1, certify_rank=1),
     )
-    rec = recommend(table, Constraints(max_gap_pp=1.0))
-    assert rec.certification["round"] == 1 and rec.chosen["trial"] == 1
-    assert recommend(table, Constraints(max_gap_pp=0.7)).certification["round"] == 0
+    rec = recommend(table, Constraints(max_gap=0.01))
+    assert rec.certification.round == 1 and rec.chosen["trial"] == 1
+    assert recommend(table, Constraints(max_gap=0.007)).certification.round == 0
 
 
 def test_relative_accuracy_is_a_tolerance_too() -> None:
     # ensemble 97 %: 99 % of it allows a gap of 0.97 pp; certified at 1 pp is too loose
-    table = make_table(_cert(0, 4000, 0.965, certify_max_gap_pp=0.9))
+    table = make_table(_cert(0, 4000, 0.965, certify_max_gap=0.009))
     assert recommend(table, Constraints(min_relative_acc=0.99)).met
     assert not recommend(table, Constraints(min_relative_acc=0.995)).met
 
@@ -98,13 +100,13 @@ def test_cost_limits_choose_within_the_certified_set() -> None:
         _cert(0, 4000, 0.969, certify_rank=0, latency_cpu_b1_p50_ms=0.5),
         _cert(1, 1000, 0.968, certify_rank=1, latency_cpu_b1_p50_ms=0.4),
     )
-    rec = recommend(table, Constraints(max_gap_pp=0.5, max_latency_ms=0.45))
+    rec = recommend(table, Constraints(max_gap=0.005, max_latency_ms=0.45))
     assert rec.chosen["trial"] == 1 and rec.cost_column == "latency_cpu_b1_p50_ms"
-    none = recommend(table, Constraints(max_gap_pp=0.5, max_flops=100))
+    none = recommend(table, Constraints(max_gap=0.005, max_flops=100))
     assert not none.met and none.closest["trial"] == 1
-    assert any("none meets the cost limits" in n for n in none.notes)
-    gpu = recommend(table, Constraints(max_gap_pp=0.5, max_latency_ms=1.0, device="gpu"))
-    assert not gpu.met and any("not measured" in n for n in gpu.notes)
+    assert any("none meets the cost limits" in n for n in claims.notes(none))
+    gpu = recommend(table, Constraints(max_gap=0.005, max_latency_ms=1.0, device="gpu"))
+    assert not gpu.met and any("not measured" in n for n in claims.notes(gpu))
 
 
 def test_a_latency_limit_over_students_timed_on_two_hosts_says_so() -> None:
@@ -112,11 +114,11 @@ def test_a_latency_limit_over_students_timed_on_two_hosts_says_so() -> None:
         _cert(0, 4000, 0.969, certify_rank=0, latency_cpu_b1_p50_ms=0.5, latency_host="a"),
         _cert(1, 1000, 0.968, certify_rank=1, latency_cpu_b1_p50_ms=0.4, latency_host="b"),
     ]
-    rec = recommend(make_table(*rows), Constraints(max_gap_pp=0.5, max_latency_ms=1.0))
-    assert rec.met and any("timed on 2 hosts (a, b" in n for n in rec.notes)
+    rec = recommend(make_table(*rows), Constraints(max_gap=0.005, max_latency_ms=1.0))
+    assert rec.met and any("timed on 2 hosts (a, b" in n for n in claims.notes(rec))
     rows[1]["latency_host"] = "a"
-    one = recommend(make_table(*rows), Constraints(max_gap_pp=0.5, max_latency_ms=1.0))
-    assert not any("hosts" in n for n in one.notes)
+    one = recommend(make_table(*rows), Constraints(max_gap=0.005, max_latency_ms=1.0))
+    assert not any("hosts" in n for n in claims.notes(one))
 
 
 def test_against_the_best_member_the_paired_member_bounds_are_certified() -> None:
@@ -128,10 +130,10 @@ def test_against_the_best_member_the_paired_member_bounds_are_certified() -> Non
         _cert(1, 1000, 0.958, certify_rank=1),
         _cert(2, 250, 0.90, certify_rank=2),
     )
-    assert recommend(table, Constraints(max_gap_pp=0.5)).chosen["trial"] == 0
-    rec = recommend(table, Constraints(max_gap_pp=0.5, against="best-member"))
+    assert recommend(table, Constraints(max_gap=0.005)).chosen["trial"] == 0
+    rec = recommend(table, Constraints(max_gap=0.005, against="best-member"))
     assert rec.met and rec.chosen["trial"] == 1
-    assert "bound to the best member" in rec.gap_basis
+    assert "bound to the best member" in claims.basis(rec)
     cert = table[table["phase"] == "certify"].set_index("trial")
     assert cert["certified_best_member"].to_dict() == {0: True, 1: True, 2: False}
     # a member bound that fails at the first rank certifies nothing (fixed sequence)
@@ -139,11 +141,11 @@ def test_against_the_best_member_the_paired_member_bounds_are_certified() -> Non
         _cert(0, 4000, 0.969, certify_rank=0, certify_bound_best_member=0.02),
         _cert(1, 1000, 0.958, certify_rank=1),
     )
-    assert not recommend(worse, Constraints(max_gap_pp=0.5, against="best-member")).met
+    assert not recommend(worse, Constraints(max_gap=0.005, against="best-member")).met
     # --min-relative-acc is relative to the member: 99.5 % of 96 % asks 0.48 pp, tighter than
     # the round's 0.5 pp; 99 % asks 0.96 pp, which the 0.5 pp round serves
     tight = recommend(table, Constraints(min_relative_acc=0.995, against="best-member"))
-    assert not tight.met and "kdbench certify RUN --max-gap 0.48" in tight.text()
+    assert not tight.met and "kdbench certify RUN --max-gap 0.48" in claims.text(tight)
     rel = recommend(table, Constraints(min_relative_acc=0.99, against="best-member"))
     assert rel.met and rel.chosen["trial"] == 1
 
@@ -153,15 +155,15 @@ def test_the_verdict_says_whether_distillation_is_needed() -> None:
         _cert(0, 4000, 0.969, certify_rank=0, scratch_acc=0.95),
         _cert(1, 1000, 0.968, certify_rank=1, scratch_acc=0.95),
     )
-    rec = recommend(needed, Constraints(max_gap_pp=0.5))
-    assert rec.verdict.startswith("Distillation is needed at 0.5 pp")
+    rec = recommend(needed, Constraints(max_gap=0.005))
+    assert claims.verdict(rec).startswith("Distillation is needed at 0.5 pp")
     not_needed = make_table(
         _cert(0, 4000, 0.969, certify_rank=0, scratch_acc=0.969),
         _cert(1, 1000, 0.968, certify_rank=1, scratch_acc=0.968),
     )
-    rec = recommend(not_needed, Constraints(max_gap_pp=0.5))
-    assert "Distillation is not needed at 0.5 pp" in rec.text()
-    assert "1,000 params trained from scratch" in rec.verdict
+    rec = recommend(not_needed, Constraints(max_gap=0.005))
+    assert "Distillation is not needed at 0.5 pp" in claims.text(rec)
+    assert "1,000 params trained from scratch" in claims.verdict(rec)
 
 
 def test_nothing_certified_extrapolates_from_the_validation_frontier() -> None:
@@ -180,8 +182,8 @@ def test_nothing_certified_extrapolates_from_the_validation_frontier() -> None:
         }
         for i, (p, e) in enumerate(zip(params, bound, strict=True))
     ]
-    rows.append(_cert(9, 10000, 0.90, ensemble_acc=0.985, certify_max_gap_pp=0.0))
-    rec = recommend(make_table(*rows), Constraints(max_gap_pp=0.0))
+    rows.append(_cert(9, 10000, 0.90, ensemble_acc=0.985, certify_max_gap=0.0))
+    rec = recommend(make_table(*rows), Constraints(max_gap=0.0))
     assert not rec.met
     e = rec.extrapolation
     assert e is not None and e["position"] == "above" and e["params_needed"] > 10000
@@ -189,7 +191,9 @@ def test_nothing_certified_extrapolates_from_the_validation_frontier() -> None:
     assert math.isclose(e["params_needed"], expected, rel_tol=0.2)
     lo, hi = e["params_needed_ci"]
     assert lo <= e["params_needed"] <= hi
-    assert "above the trained range" in rec.text() and "treat it as a guess" in rec.text()
+    assert "above the trained range" in claims.text(rec) and "treat it as a guess" in claims.text(
+        rec
+    )
 
 
 def test_capacity_fit_recovers_a_power_law() -> None:
@@ -212,13 +216,13 @@ def test_a_certification_row_replaces_its_search_row_in_the_tables() -> None:
 
 def test_recommendations_on_few_seeds_or_small_test_sets_carry_warnings() -> None:
     table = make_table(_cert(0, 1000, 0.969, n_seeds=2, n_test=114, half_ci=0.001))
-    rec = recommend(table, Constraints(max_gap_pp=0.5))
+    rec = recommend(table, Constraints(max_gap=0.005))
     assert rec.met
-    text = rec.text()
+    text = claims.text(rec)
     assert "WARNING: it rests on 2 seed(s), fewer than 3" in text
     assert "WARNING: it rests on 114 test examples, fewer than about 1,000" in text
-    clean = recommend(make_table(_cert(0, 1000, 0.969)), Constraints(max_gap_pp=0.5))
-    assert clean.warnings == []
+    clean = recommend(make_table(_cert(0, 1000, 0.969)), Constraints(max_gap=0.005))
+    assert claims.warnings(clean) == []
 
 
 def test_warnings_for_a_weak_ensemble_and_a_student_larger_than_it() -> None:
@@ -230,21 +234,21 @@ def test_warnings_for_a_weak_ensemble_and_a_student_larger_than_it() -> None:
             ensemble_acc=0.96,
             best_member_acc=0.965,
             ensemble_params=100_000,
-            certify_max_gap_pp=1.0,
+            certify_max_gap=0.01,
         )
     )
-    rec = recommend(table, Constraints(max_gap_pp=1))
-    assert any("no better than its best member" in w for w in rec.warnings)
-    assert any("3.0x the ensemble's parameters" in w for w in rec.warnings)
-    assert "3.0x (larger than the ensemble)" in rec.text()
+    rec = recommend(table, Constraints(max_gap=0.01))
+    assert any("no better than its best member" in w for w in claims.warnings(rec))
+    assert any("3.0x the ensemble's parameters" in w for w in claims.warnings(rec))
+    assert "3.0x (larger than the ensemble)" in claims.text(rec)
 
 
 def test_json_is_strict_and_has_no_private_keys() -> None:
     rec = recommend(
         make_table(_cert(0, 1000, 0.969, latency_gpu_b1_p50_ms=float("nan"))),
-        Constraints(max_gap_pp=0.5),
+        Constraints(max_gap=0.005),
     )
-    text = rec.to_json()
+    text = claims.to_json(rec)
 
     def refuse(name: str) -> None:
         raise ValueError(name)

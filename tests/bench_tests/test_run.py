@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.config.suite import load_suite
 from bench.durable import faults
 from bench.records import COLUMNS, SEED_COLUMNS, read_trials
+from bench.run.options import RunHooks, RunOptions
 from bench.run.sweep import run_suite
 from bench.ship.serialize import available
 
@@ -147,8 +148,8 @@ def test_teacher_runs_once_per_split_and_never_inside_a_trial(tiny_suite, tmp_pa
     seen: list[int] = []
     run_dir = run_suite(
         suite,
-        out_root=tmp_path / "results",
-        on_progress=lambda p: seen.append(families.FORWARD_CALLS["n"]),
+        RunOptions(out_root=tmp_path / "results"),
+        RunHooks(on_progress=lambda p: seen.append(families.FORWARD_CALLS["n"])),
     )
     assert len(seen) == 3  # one progress event per trial
     assert seen[0] > 0 and len(set(seen)) == 1  # the teacher ran before the trials, never in them

@@ -69,7 +69,10 @@ def test_seeds_that_disagree_widen_the_interval() -> None:
     ens = rng.random(n) < 0.97
     steady = np.stack([rng.random(n) < 0.95] * 4)
     shaky = np.stack([rng.random(n) < p for p in (0.90, 0.95, 0.96, 0.99)])
-    w = lambda o: o["student_acc_ci_high"] - o["student_acc_ci_low"]  # noqa: E731
+
+    def w(o):
+        return o["student_acc_ci_high"] - o["student_acc_ci_low"]
+
     assert w(paired_intervals(shaky, ens, None)) > 2 * w(paired_intervals(steady, ens, None))
 
 

@@ -77,6 +77,12 @@ def test_a_saved_task_reads_back_the_same_for_local_workers(tmp_path: Path) -> N
             assert (a is None and b is None) or (a == b).all()
 
 
+def test_the_direction_lists_name_real_columns() -> None:
+    from bench.records.schema import COLUMN_NAMES, HIGHER_IS_BETTER, NOT_JUDGED
+
+    assert set(HIGHER_IS_BETTER) | set(NOT_JUDGED) <= set(COLUMN_NAMES)
+
+
 def test_the_docs_show_exactly_the_result_columns() -> None:
     from bench.records import columns_markdown
 
@@ -141,7 +147,8 @@ def test_a_table_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -
     write_trials(old, tmp_path)
     with pytest.raises(
         InputError,
-        match=r"older kdbench \(schema 2; schema 5 added .*schema 4 certifies .*schema 3 dropped .*width",
+        match=r"older kdbench \(schema 2; since then, schema 3: .*width.*schema 4: .*certif.*"
+        r"schema 7: tolerances are fractions",
     ):
         read_trials(tmp_path)
 

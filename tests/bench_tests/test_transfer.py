@@ -14,6 +14,7 @@ from bench.cli import main
 from bench.config.suite import load_suite
 from bench.group.transfer import apply_transfer, choose_bias_shift, read_unlabeled
 from bench.records import read_trials
+from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
 from bench.tasks import load_task
 from tests.bench_tests.conftest import TINY_SUITE, assert_refused
@@ -264,8 +265,7 @@ def test_unlabeled_rows_change_the_distilled_students_and_never_the_scratch_twin
     for name in ("a", "b"):
         run = run_suite(
             load_suite(tmp_path / f"{name}.toml"),
-            out_root=tmp_path / name,
-            reports_root=tmp_path / f"rep_{name}",
+            RunOptions(out_root=tmp_path / name, reports_root=tmp_path / f"rep_{name}"),
         )
         rows[name] = read_trials(run).sort_values("trial").reset_index(drop=True)
     a, b = rows["a"], rows["b"]

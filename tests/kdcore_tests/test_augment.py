@@ -8,17 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdcore import (
-    Augment,
-    Distiller,
-    Member,
-    ParameterError,
-    SoftTargets,
-    TeacherEnsemble,
-    view_inputs,
-    view_targets,
-)
-from kdcore.augment import EpochViews, stored_views
+from kdcore import Distiller, Member, ParameterError, SoftTargets, TeacherEnsemble
+from kdcore.augment import Augment, EpochViews, stored_views, view_inputs, view_targets
 from kdcore.losses import FusedKDLoss
 
 SHAPE = (1, 8, 8)

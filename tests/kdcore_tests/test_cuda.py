@@ -8,17 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdcore import (
-    Distiller,
-    Member,
-    SoftTargets,
-    TeacherEnsemble,
-    TeacherModel,
-    build_student,
-    count_flops,
-    measure_latencies,
-    measure_latency,
-)
+from kdcore import Distiller, Member, SoftTargets, TeacherEnsemble, build_student, count_flops
+from kdcore.families import TeacherModel
+from kdcore.latency import measure_latencies, measure_latency
 
 pytestmark = [
     pytest.mark.gpu,

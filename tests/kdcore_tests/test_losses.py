@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdcore import combine_log_probs, kd_loss, kd_loss_from_log_probs
+from kdcore import kd_loss
+from kdcore.losses import kd_loss_from_log_probs
+from kdcore.teachers import combine_log_probs
 
 
 def _logits(
@@ -146,7 +148,7 @@ def test_fused_loss_matches_the_reference_value_and_gradient(
 ) -> None:
     """The closed-form loss and gradient against autograd through the reference (which
     smooths with F.cross_entropy's label_smoothing), with unlabeled rows and smoothing."""
-    from kdcore import kd_loss_fused
+    from kdcore.losses import kd_loss_fused
 
     g, b, c = 3, 16, 7
     z = torch.randn(g, b, c, dtype=torch.float64, generator=torch.Generator().manual_seed(50)) * 3

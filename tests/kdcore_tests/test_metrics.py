@@ -7,15 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdcore import (
-    accuracy,
-    agreement,
-    expected_calibration_error,
-    kl_to_teacher,
-    measure_latencies,
-    measure_latency,
-    select_device,
-)
+from kdcore import accuracy, agreement, kl_to_teacher
+from kdcore.latency import measure_latencies, measure_latency, select_device
+from kdcore.metrics import expected_calibration_error
 
 
 class _BusyWait(nn.Module):

@@ -9,18 +9,15 @@ from torch import nn
 from kdcore import (
     ArchParam,
     SoftTargets,
-    StudentModel,
     TeacherEnsemble,
-    TeacherModel,
     build_student,
     count_flops,
     count_params,
-    format_arch,
     get_family,
     list_families,
-    mlp,
     register_family,
 )
+from kdcore.families import StudentModel, TeacherModel, format_arch, mlp
 
 
 def test_seed_teacher_size_and_flops_match_the_notes() -> None:
@@ -201,7 +198,7 @@ def test_arch_for_size_picks_the_nearest_count_on_a_log_scale(
 ) -> None:
     import math
 
-    from kdcore import arch_for_size
+    from kdcore.families import arch_for_size
 
     arch = arch_for_size(family, shape, 10, target, **fixed)
     assert {k: v for k, v in arch.items() if k != name} == fixed
@@ -216,7 +213,7 @@ def test_arch_for_size_picks_the_nearest_count_on_a_log_scale(
 
 
 def test_arch_for_size_refuses_a_family_without_a_size_parameter() -> None:
-    from kdcore import arch_for_size
+    from kdcore.families import arch_for_size
 
     with pytest.raises(ValueError, match="declares no size_param"):
         arch_for_size("seed_teacher", (20,), 2, 1000)

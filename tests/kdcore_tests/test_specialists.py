@@ -8,20 +8,16 @@ import math
 import pytest
 import torch
 
-from kdcore import (
-    Distiller,
-    Member,
-    Recipe,
-    SoftTargets,
+from kdcore import Distiller, Member, Recipe, SoftTargets, TeacherEnsemble, build_student
+from kdcore.specialists import (
     SpecialistCombiner,
-    TeacherEnsemble,
-    build_student,
+    SpecialistTraining,
     cluster_classes,
+    init_from_generalist,
     solve_specialist_distribution,
     specialist_objective,
     train_specialist,
 )
-from kdcore.specialists import init_from_generalist
 
 
 def _instance(n: int, m: int, c: int, size: int, seed: int, p_active: float = 0.5):
@@ -187,13 +183,15 @@ def test_a_specialist_starts_from_the_generalist_and_corrects_its_dustbin() -> N
     with torch.no_grad():
         assert torch.allclose(net(xv)[:, :2], generalist(xv)[:, classes], atol=1e-6)
     spec, val_acc = train_specialist(
-        generalist, "mlp", arch, classes, x, y, xv, yv, epochs=3, seed=0
+        generalist, "mlp", arch, classes, (x, y), (xv, yv), SpecialistTraining(epochs=3)
     )
     n_own = int(torch.isin(y, torch.tensor(classes)).sum())
     assert float(spec.dustbin_bias[-1]) == pytest.approx(math.log((len(y) - n_own) / n_own))
     assert float(spec.dustbin_bias[:-1].abs().sum()) == 0.0
     assert 0.0 <= val_acc <= 1.0
-    again, _ = train_specialist(generalist, "mlp", arch, classes, x, y, xv, yv, epochs=3, seed=0)
+    again, _ = train_specialist(
+        generalist, "mlp", arch, classes, (x, y), (xv, yv), SpecialistTraining(epochs=3)
+    )
     with torch.no_grad():
         assert torch.equal(spec(xv), again(xv))  # seeded
     # the system is a teacher like any ensemble: combiner protocol, soft targets at any T
@@ -211,11 +209,11 @@ def test_a_specialist_trains_with_its_recipe() -> None:
     xv, yv = _blobs(400, 8, 1)
     arch = {"width": 32, "depth": 2}
     generalist = Distiller(arch=arch, epochs=3).fit(x, y, xv, yv, [Member(0)]).models_[0]
-    args = (generalist, "mlp", arch, [5, 2], x, y, xv, yv)
-    plain, _ = train_specialist(*args, epochs=5, seed=0)
-    same, _ = train_specialist(*args, epochs=5, seed=0, recipe=Recipe())
+    args = (generalist, "mlp", arch, [5, 2], (x, y), (xv, yv))
+    plain, _ = train_specialist(*args, SpecialistTraining(epochs=5))
+    same, _ = train_specialist(*args, SpecialistTraining(epochs=5, recipe=Recipe()))
     sgd = Recipe(optimizer="sgd", schedule="cosine", warmup_epochs=1, label_smoothing=0.1)
-    other, _ = train_specialist(*args, epochs=5, seed=0, lr=0.05, recipe=sgd)
+    other, _ = train_specialist(*args, SpecialistTraining(epochs=5, lr=0.05, recipe=sgd))
     with torch.no_grad():
         assert torch.equal(plain(xv), same(xv))
         assert not torch.allclose(plain(xv), other(xv), atol=1e-3)

@@ -12,9 +12,11 @@ import torch
 from optuna.trial import FrozenTrial
 
 from bench.errors import is_write_error
-from bench.group.trial import GroupResult, TrialConfig, failed_row, run_group, student_cost
+from bench.group.cost import student_cost
+from bench.group.plan import TrialConfig
+from bench.group.rows import failed_row
+from bench.group.train import GroupResult, run_group
 from bench.search.context import TaskWorker
-from bench.search.space import trial_arch, trial_recipe
 
 __all__ = ["train_trials"]
 
@@ -47,34 +49,20 @@ def train_trials(
     ``source`` maps a trial number to the trial its rows are recorded under (a certification trial
     records the search trial it certifies)."""
     ctx = w.ctx
-    family = ctx.suite.student.family
-    arch = trial_arch(trials[0], ctx.suite.search, family)
-    configs = [
-        TrialConfig(
-            (source or {}).get(t.number, t.number),
-            float(t.params["temperature"]),
-            float(t.params["alpha"]),
-        )
-        for t in trials
-    ]
+    spec = ctx.group_spec(trials[0], seeds, phase)
+    configs = [TrialConfig.of((source or {}).get(t.number, t.number), t.params) for t in trials]
     started = time.perf_counter()
     n_threads = torch.get_num_threads()
     try:
-        n_threads = _set_threads(w, arch)  # inside: a family may fail to build it
+        n_threads = _set_threads(w, spec.arch)  # inside: a family may fail to build it
         result = run_group(
             ctx.suite,
-            ctx.run_id,
-            ctx.task,
-            ctx.teacher,
-            w.scratch_store(),
-            arch,
+            spec,
             configs,
-            seeds,
-            phase,
+            w.scratch_store(),
             train_device=ctx.train_device,
             on_epoch=on_epoch,
             scratch_seeds=scratch_seeds,
-            recipe=trial_recipe(trials[0], ctx.suite.search),
         )
         for row, _ in result.rows:
             row["train_threads"] = n_threads
@@ -86,24 +74,9 @@ def train_trials(
             raise
         log.warning("trials %s failed: %s", [c.trial for c in configs], exc)
         state, reason = "fail", f"{type(exc).__name__}: {exc}"
+    spent = (time.perf_counter() - started) / len(configs)
     rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
-        (
-            failed_row(
-                ctx.run_id,
-                ctx.task,
-                ctx.teacher,
-                family,
-                arch,
-                c,
-                seeds,
-                phase,
-                state,
-                reason,
-                (time.perf_counter() - started) / len(configs),
-            )
-            | {"train_threads": n_threads},
-            [],
-        )
+        (failed_row(spec, c, state, reason, spent) | {"train_threads": n_threads}, [])
         for c in configs
     ]
     return GroupResult(rows, {})

@@ -1,0 +1,423 @@
+"""Every sentence kdbench prints about a decision: the CLI's recommendation, ``recommend
+--json``'s ``verdict`` and notes, the report's first screen, the model card's claim, the
+progress line of certification, and ``compare``'s line per run.
+
+The rule (:mod:`bench.decision.recommend`) returns facts; this module words them, and no
+other module words a decision (``tests/bench_tests/decision/test_claims.py`` checks it).
+Tolerances arrive as fractions and are printed in percentage points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+from bench import fmt
+from bench.decision.recommend import Constraints, Recommendation
+from bench.durable.jsonsafe import json_safe
+
+__all__ = [
+    "MIN_SEEDS",
+    "MIN_TEST",
+    "basis",
+    "card_claim",
+    "compare_line",
+    "describe",
+    "describe_student",
+    "notes",
+    "progress_certified",
+    "report_decision",
+    "suggestion",
+    "text",
+    "to_dict",
+    "to_json",
+    "verdict",
+    "warnings",
+    "warnings_for",
+]
+
+MIN_SEEDS = 3
+MIN_TEST = 1000
+
+
+def pp(fraction: float) -> str:
+    """A tolerance in percentage points as the user typed it (``0.005`` → ``0.5``)."""
+    return f"{fraction * 100:g}"
+
+
+def describe(c: Constraints) -> str:
+    """The request in words: ``max gap 0.50 pp vs ensemble, max CPU latency …``."""
+    parts = []
+    if c.max_gap is not None:
+        parts.append(f"max gap {fmt.pct(c.max_gap)} pp")
+    if c.min_relative_acc is not None:
+        parts.append(f"at least {c.min_relative_acc * 100:g} % of the reference's accuracy")
+    text = " and ".join(parts) + f" vs {c.against}"
+    if c.max_latency_ms is not None:
+        text += f", max {c.device.upper()} latency {c.max_latency_ms:g} ms at batch {c.batch}"
+    for value, label in ((c.max_flops, "FLOPs"), (c.max_params, "params")):
+        if value is not None:
+            text += f", max {value:g} {label}"
+    return text
+
+
+def describe_student(r: dict[str, Any], cost_column: str) -> str:
+    """One student as the CLI and the report state it: the shipped file's claim first, then
+    the recipe's (mean over the fresh seeds, with its interval and a prediction interval for
+    one more training run)."""
+    parts = [
+        f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
+        f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
+        f"params {int(r['student_params']):,} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
+        f"FLOPs {int(r['student_flops']):,}",
+    ]
+    if not fmt.is_missing(r.get("file_gap")):
+        parts.append(
+            f"the file (seed {int(r['file_seed'])}): accuracy {fmt.pct(r['file_acc'])} %, gap "
+            f"{fmt.pct(r['file_gap'])} pp, 95 % interval [{fmt.pct(r['file_gap_ci_low'])}, "
+            f"{fmt.pct(r['file_gap_ci_high'])}] pp, certified bound "
+            f"{fmt.pct(r['certify_bound'])} pp"
+        )
+    parts.append(
+        f"the recipe: accuracy {fmt.pct(r['student_acc'])} % [{fmt.pct(r['student_acc_ci_low'])}, "
+        f"{fmt.pct(r['student_acc_ci_high'])}] vs ensemble {fmt.pct(r['ensemble_acc'])} % "
+        f"(gap {fmt.pct(r['acc_gap'])} pp, 95 % interval [{fmt.pct(r['acc_gap_ci_low'])}, "
+        f"{fmt.pct(r['acc_gap_ci_high'])}] pp; one more training run: "
+        f"[{fmt.pct(r.get('acc_gap_pi_low'))}, {fmt.pct(r.get('acc_gap_pi_high'))}] pp; on "
+        f"{fmt.count(r.get('n_test'))} test examples)"
+    )
+    parts.append(
+        f"scratch {fmt.pct(r['scratch_acc'])} % (KD gain {fmt.pct(r['kd_gain'], signed=True)} pp)"
+    )
+    lat = r.get("latency_cpu_b1_p50_ms")
+    if not fmt.is_missing(lat):
+        parts.append(
+            f"CPU b1 p50 {fmt.ms(lat)} ({fmt.number(r.get('speedup_cpu_b1'), 2)}x faster than "
+            "the faster ensemble form)"
+        )
+    if cost_column.startswith("latency_gpu"):
+        parts.append(f"GPU p50 {fmt.ms(r.get(cost_column))}")
+    return "; ".join(parts)
+
+
+def warnings_for(
+    row: dict[str, Any] | None, ensemble_acc: float, best_member_acc: float
+) -> list[str]:
+    """What a careful practitioner would say about a student (and its teacher)."""
+    out: list[str] = []
+    if row is not None:
+        if int(row["n_seeds"]) < MIN_SEEDS:
+            out.append(
+                f"it rests on {int(row['n_seeds'])} seed(s), fewer than {MIN_SEEDS}: certify "
+                "with more ([certify] seeds)."
+            )
+        n_test = row.get("n_test", math.nan)
+        if not fmt.is_missing(n_test) and int(n_test) < MIN_TEST:
+            out.append(
+                f"it rests on {int(n_test):,} test examples, fewer than about {MIN_TEST:,}: its "
+                "interval is wide; more data (or a larger test_fraction) narrows it."
+            )
+        if not fmt.is_missing(row.get("param_ratio")) and float(row["param_ratio"]) > 1:
+            out.append(
+                f"this 'student' has {float(row['param_ratio']):.1f}x the ensemble's parameters: "
+                "it is not a compression."
+            )
+    if not math.isnan(ensemble_acc) and ensemble_acc <= best_member_acc:
+        out.append(
+            f"the ensemble ({fmt.pct(ensemble_acc)} %) is no better than its best member "
+            f"({fmt.pct(best_member_acc)} %) on test: distilling the ensemble adds nothing "
+            "over distilling that one member."
+        )
+    return out
+
+
+def warnings(rec: Recommendation) -> list[str]:
+    """The warnings about a recommendation (about the student shown: chosen, else closest)."""
+    if rec.outcome in ("no_trials", "no_round"):
+        return []
+    return warnings_for(rec.chosen or rec.closest, rec.ensemble_acc, rec.best_member_acc)
+
+
+def _hint(rec: Recommendation) -> str:
+    return f"kdbench certify RUN --max-gap {pp(rec.want)}"
+
+
+def suggestion(rec: Recommendation) -> str:
+    """The command that would certify what was asked, when this run did not."""
+    if rec.outcome == "no_round":
+        return f"To certify: {_hint(rec)}"
+    if rec.outcome == "not_at_tolerance" or (rec.outcome != "no_trials" and rec.tighter):
+        return f"To certify at {pp(rec.want)} pp on fresh seeds: {_hint(rec)}"
+    return ""
+
+
+def basis(rec: Recommendation) -> str:
+    """What the decision rests on."""
+    if rec.outcome == "no_trials":
+        return "nothing to decide on"
+    if rec.outcome == "no_round":
+        return "no certification round in this run"
+    if rec.outcome == "not_at_tolerance":
+        return f"certified only at {', '.join(pp(g) for g in rec.rounds_done)} pp"
+    c = rec.certification
+    assert c is not None
+    against = rec.constraints.against.replace("-", " ")
+    return (
+        f"certification round {c.round}: the shipped file's one-sided {100 * (1 - c.alpha):g} % "
+        f"gap bound to the {against} within {pp(c.max_gap)} pp, fixed-sequence testing down "
+        f"{c.candidates} validation-ordered candidates on {c.seeds} fresh seeds (family-wise "
+        f"error <= {c.alpha:g})"
+    )
+
+
+def notes(rec: Recommendation) -> list[str]:
+    """What the reader should know besides the decision itself."""
+    if rec.outcome == "no_trials":
+        return ["No completed trial: nothing to recommend."]
+    if rec.outcome == "no_round":
+        return ["This run certified nothing ([certify] candidates = 0, or it did not finish)."]
+    if rec.outcome == "not_at_tolerance":
+        done_at = ", ".join(pp(g) for g in rec.rounds_done)
+        return [
+            f"No student is certified at {pp(rec.want)} pp: this run certified at {done_at} pp."
+        ]
+    c = rec.certification
+    assert c is not None
+    out: list[str] = []
+    if rec.tighter:
+        out.append(
+            f"Certified at {pp(c.max_gap)} pp, tighter than the {pp(rec.want)} pp asked: a "
+            f"smaller student may be certified at {pp(rec.want)} pp."
+        )
+    cons = rec.constraints
+    if cons.max_latency_ms is not None and not rec.latency_measured:
+        out.append(
+            f"{cons.latency_column()} was not measured in this run (no {cons.device.upper()}); "
+            "the latency constraint cannot be met."
+        )
+    if len(rec.latency_hosts) > 1:
+        out.append(
+            f"The certified students were timed on {len(rec.latency_hosts)} hosts "
+            f"({', '.join(rec.latency_hosts)}; column latency_host): their latencies are not "
+            "comparable with each other, though each speed-up is (one pass, one host)."
+        )
+    if rec.outcome == "over_cost":
+        out.append(
+            f"{rec.n_over_cost} student(s) are certified but none meets the cost limits; the "
+            "closest is the cheapest of them."
+        )
+    if rec.outcome == "none_certified" and rec.closest is not None:
+        first = rec.closest
+        out.append(
+            f"The first candidate in validation's order (the largest, "
+            f"{int(first['student_params']):,} params) was not certified at {pp(c.max_gap)} pp "
+            f"(bound {fmt.pct(first.get('certify_bound'))} pp), so none is."
+        )
+    return out
+
+
+def verdict(rec: Recommendation) -> str:
+    """Is distillation needed at this tolerance? From the scratch twins' certification."""
+    s, c = rec.scratch, rec.certification
+    if s is None or c is None or rec.chosen is None:
+        return ""
+    gap = pp(c.max_gap)
+    if s.smaller is not None:
+        return (
+            f"Distillation is not needed at {gap} pp: a student of "
+            f"{int(s.smaller['student_params']):,} params trained from scratch on hard labels is "
+            f"certified too (bound {fmt.pct(s.smaller['scratch_certify_bound'])} pp)."
+        )
+    why = f"its file's bound {fmt.pct(s.twin_bound)} pp"
+    if s.twin_bound <= c.max_gap and s.stopped_at is not None:
+        why += (
+            f", within the tolerance alone, but the scratch sequence stopped earlier, at "
+            f"{int(s.stopped_at['student_params']):,} params (bound "
+            f"{fmt.pct(s.stopped_at['scratch_certify_bound'])} pp)"
+        )
+    return (
+        f"Distillation is needed at {gap} pp: the same student trained from scratch is not "
+        f"certified ({why})."
+    )
+
+
+def _extrapolation(e: dict[str, Any]) -> str:
+    gap = pp(e["max_gap"])
+    if e["params_needed"] is None:
+        if e["n_points"] < 4:
+            return "too few distinct sizes on the validation frontier to fit a capacity curve"
+        return (
+            f"the fitted curve of the upper error bound levels off at {fmt.pct(e['level'])} % "
+            f"accuracy, short of the {fmt.pct(e['target'])} % a {gap} pp bound needs: no size "
+            "of this family is predicted to be certified (with this test set; a larger test set "
+            "narrows the bound)"
+        )
+    lo, hi = e["trained_range"]
+    ci = e["params_needed_ci"]
+    where = e["position"]
+    return (
+        f"the upper error bound of the validation frontier ({e['n_points']} sizes) reaches "
+        f"{gap} pp at about {e['params_needed']:,.0f} parameters (95 % bootstrap interval "
+        f"{fmt.count(ci[0])}–{fmt.count(ci[1])}), {where} the trained range {lo:,.0f}–{hi:,.0f}"
+        + ("; outside it, treat it as a guess" if where != "inside" else "")
+    )
+
+
+def text(rec: Recommendation) -> str:
+    """The recommendation as the CLI prints it."""
+    lines = [f"[{rec.task}] {describe(rec.constraints)}"]
+    c = rec.certification
+    if c is not None:
+        lines.append(
+            f"Certified at {pp(c.max_gap)} pp (alpha {c.alpha:g}, {c.seeds} fresh seeds "
+            f"{c.seed_list}): {c.certified} of {c.candidates} candidates."
+        )
+    if rec.chosen is not None:
+        lines.append("Recommended student: " + describe_student(rec.chosen, rec.cost_column))
+    else:
+        lines.append("No certified student meets the constraints.")
+        if rec.closest is not None:
+            lines.append("Closest: " + describe_student(rec.closest, rec.cost_column))
+        if rec.extrapolation is not None:
+            lines.append(
+                "Extrapolation (fit err_hi = a·params^-b + c): "
+                f"{_extrapolation(rec.extrapolation)}."
+            )
+    if v := verdict(rec):
+        lines.append(v)
+    if rec.knee is not None:
+        lines.append(
+            f"Knee of the validation capacity curve: {int(rec.knee['student_params']):,} "
+            f"params ({rec.knee['arch']})."
+        )
+    lines.append(f"Decided by: {basis(rec)}.")
+    if s := suggestion(rec):
+        lines.append(s)
+    lines += [f"WARNING: {w}" for w in warnings(rec)]
+    lines += notes(rec)
+    return "\n".join(lines)
+
+
+def _public(v: Any) -> Any:
+    """``v`` without its private (``_``-prefixed) keys, at every depth."""
+    if isinstance(v, dict):
+        return {k: _public(x) for k, x in v.items() if not str(k).startswith("_")}
+    if isinstance(v, list | tuple):
+        return [_public(x) for x in v]
+    return v
+
+
+def to_dict(rec: Recommendation) -> dict[str, Any]:
+    """``recommend --json``: the facts and their sentences, strict-JSON-safe (NaN → null)."""
+    data = asdict(rec)
+    if rec.extrapolation is not None:
+        data["extrapolation"]["message"] = _extrapolation(rec.extrapolation)
+    data |= {
+        "gap_basis": basis(rec),
+        "verdict": verdict(rec),
+        "notes": notes(rec),
+        "warnings": warnings(rec),
+        "suggest": suggestion(rec),
+    }
+    out: dict[str, Any] = json_safe(_public(data))
+    return out
+
+
+def to_json(rec: Recommendation) -> str:
+    return json.dumps(to_dict(rec), indent=2, allow_nan=False)
+
+
+def report_decision(rec: Recommendation) -> str:
+    """The report's first-screen sentence: what to ship, at which certified tolerance and
+    level, its cost, the file's and the recipe's intervals, and whether distillation was
+    needed."""
+    c = rec.certification
+    certified = (
+        f"Certified at {pp(c.max_gap)} pp with family-wise error {c.alpha:g} on "
+        f"{c.seeds} fresh seeds ({', '.join(map(str, c.seed_list))}): {c.certified} of "
+        f"{c.candidates} validation-ordered candidates. "
+        if c is not None
+        else ""
+    )
+    v = verdict(rec)
+    if rec.chosen is None:
+        out = certified + f"No certified student meets {describe(rec.constraints)}."
+        near = rec.closest
+        if near is not None and not fmt.is_missing(near.get("certify_bound")):
+            out += (
+                f" Closest: {near['arch']} ({int(near['student_params']):,} params), its file's "
+                f"certified bound {fmt.pct(near['certify_bound'])} pp."
+            )
+        if s := suggestion(rec):
+            out += " " + s + "."
+        return out + (" " + v if v else "")
+    r = rec.chosen
+    return (
+        certified + f"Ship {r['arch']} (trial {int(r['trial'])}, seed {int(r['file_seed'])}; T "
+        f"{r['temperature']:.2f}, alpha {r['alpha']:.2f}). Cost: {int(r['student_params']):,} "
+        f"parameters ({fmt.ratio(r.get('param_ratio'))} of the ensemble), "
+        f"{int(r['student_flops']):,} FLOPs per sample, CPU latency "
+        f"{fmt.ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — "
+        f"{fmt.number(r.get('speedup_cpu_b1'), 2)}× faster than the faster ensemble form. "
+        f"The file: accuracy {fmt.pct(r['file_acc'])} % against the ensemble's "
+        f"{fmt.pct(r['ensemble_acc'])} %, gap {fmt.pct(r['file_gap'])} pp, 95 % interval "
+        f"[{fmt.pct(r['file_gap_ci_low'])}, {fmt.pct(r['file_gap_ci_high'])}] pp (certified "
+        f"bound {fmt.pct(r['certify_bound'])} pp). The recipe over {int(r['n_seeds'])} seeds: gap "
+        f"{fmt.pct(r['acc_gap'])} pp [{fmt.pct(r['acc_gap_ci_low'])}, "
+        f"{fmt.pct(r['acc_gap_ci_high'])}]; one more training run: "
+        f"[{fmt.pct(r.get('acc_gap_pi_low'))}, {fmt.pct(r.get('acc_gap_pi_high'))}] pp; "
+        f"{fmt.pct(r['kd_gain'], signed=True)} pp over the same student trained without "
+        f"distillation [{fmt.pct(r['kd_gain_ci_low'], signed=True)}, "
+        f"{fmt.pct(r['kd_gain_ci_high'], signed=True)}]. {v} Measured on "
+        f"{int(r['n_test']):,} test examples. `kdbench export` writes this file."
+    )
+
+
+def _true(v: object) -> bool:
+    """A nullable boolean cell: NA (an older table's missing column) is not true."""
+    return not fmt.is_missing(v) and bool(v)
+
+
+def card_claim(row: dict[str, Any]) -> list[str]:
+    """The model card's "The claim" lines for the exported file's row."""
+    gap = pp(float(row["certify_max_gap"]))
+    bound = fmt.pct(row["certify_bound"], signed=True)
+    lines = [
+        (
+            f"- **Certified**: this file's gap to the ensemble is at most {gap} pp with "
+            f"probability at least {1 - float(row['certify_alpha']):g} (one-sided bound "
+            f"{bound} pp; fixed-sequence testing down the candidates validation ordered; the "
+            "test split read once)."
+            if _true(row.get("certified"))
+            else f"- **Not certified** at {gap} pp (one-sided bound {bound} pp): exported on "
+            "request."
+        )
+    ]
+    if _true(row.get("certified_best_member")):
+        lines.append(
+            f"- **Certified against the best member** (chosen on validation; test accuracy "
+            f"{fmt.pct(row['best_member_acc'])} %): gap at most {gap} pp (one-sided bound "
+            f"{fmt.pct(row['certify_bound_best_member'], signed=True)} pp, paired on the same "
+            "test examples)."
+        )
+    return lines
+
+
+def progress_certified(done: int, total: int) -> str:
+    """The certification progress count (``3/4 certified``)."""
+    return f"{done}/{total} certified"
+
+
+def compare_line(task: str, label: str, rec: Recommendation | None) -> str:
+    """``compare``'s line for one run's recommendation of ``task``."""
+    if rec is None:
+        return f"[{task}] {label}: task not in run"
+    if rec.chosen is None:
+        return f"[{task}] {label}: no student meets {describe(rec.constraints)}"
+    r = rec.chosen
+    return (
+        f"[{task}] {label}: {r['arch']}, {int(r['student_params']):,} params, acc "
+        f"{fmt.pct(r['student_acc'])} %, gap {fmt.pct(r['acc_gap'])} pp"
+    )

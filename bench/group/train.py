@@ -1,0 +1,111 @@
+"""One training group, end to end: its plan, the fit, the evaluation on test, its rows.
+
+:func:`run_group` is the group's one entry point (:mod:`bench.search.trials` calls it for the
+trials asked together; certification for one candidate)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.config.suite import Suite
+from bench.durable.faults import fault_point
+from bench.group.evaluate import Evaluation
+from bench.group.fit import fit_group
+from bench.group.plan import GroupPlan, GroupSpec, TrialConfig
+from bench.group.rows import GroupRows
+from bench.group.scratch import ScratchStore, scratch_entries
+
+__all__ = ["GroupResult", "run_group", "state_dict_bytes"]
+
+
+@dataclass
+class GroupResult:
+    """What one group produced: per trial a row and its seed rows; the new scratch entries;
+    for certification trials, the weights of the seed selected on validation (to ship)."""
+
+    rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+    scratch: dict[str, dict[str, Any]]
+    weights: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def state_dict_bytes(model: torch.nn.Module) -> bytes:
+    """A module's state_dict as ``torch.save`` bytes (what ``students/*.pt`` holds)."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def run_group(
+    suite: Suite,
+    spec: GroupSpec,
+    configs: list[TrialConfig],
+    scratch: ScratchStore,
+    *,
+    train_device: str,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    scratch_seeds: list[int] | None = None,
+) -> GroupResult:
+    """Train one group (``spec``: its architecture, seeds, phase and searched recipe; one
+    distilled student per trial of ``configs`` and seed), evaluate every member on test,
+    count the architecture's FLOPs and parameters (its latency is measured once per
+    architecture after the search, :mod:`bench.run.timing`).
+
+    ``on_epoch(epoch, val_acc)`` sees the validation accuracy of the first trial's distilled
+    members only (looked up in the group's :class:`GroupPlan`): what pruning and halving
+    judge a trial by. ``scratch_seeds``: the seeds whose scratch baselines this group trains
+    (default: those ``scratch`` lacks); fixing them fixes the group's composition, so a group
+    trained again after a crash is the same group. Every member trains with the group's
+    searched ``[student]`` recipe keys (``spec.recipe``). A trial whose member diverged gets
+    a failed row; the scratch entries of this group are returned (and also put into
+    ``scratch``)."""
+    fault_point("group")
+    family, arch, recipe = spec.family, spec.arch, spec.recipe
+    need_scratch = (
+        list(scratch_seeds)
+        if scratch_seeds is not None
+        else [s for s in spec.seeds if scratch.get(family, arch, s, recipe) is None]
+    )
+    plan = GroupPlan.build(
+        configs,
+        spec.seeds,
+        need_scratch,
+        generalist=spec.teacher.reference is not None,
+        full_scratch=spec.task.transfer_is_subset,
+    )
+    started = time.perf_counter()
+    watched = [s.index for s in plan.distilled(configs[0].trial)]
+    if recipe:
+        suite = dataclasses.replace(suite, student=suite.student.with_values(recipe))
+    distiller = fit_group(
+        suite,
+        spec,
+        plan,
+        train_device,
+        None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
+    )
+    ev = Evaluation.of(distiller, spec.teacher, spec.task, suite.transfer.bias_correction)
+    new_scratch = scratch_entries(plan, ev, family, arch, recipe)
+    scratch.data.update(new_scratch)
+    group = GroupRows(spec, plan, scratch, ev, suite.certify.alpha)
+    per_trial_time = (time.perf_counter() - started) / len(configs)
+    out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    weights: dict[int, dict[str, Any]] = {}
+    for cfg in configs:
+        row, seed_rows = group.trial_rows(cfg)
+        if row["state"] == "complete":
+            row["trial_time_s"] = per_trial_time
+            if spec.phase == "certify":  # keep the file a user ships: the seed chosen on validation
+                best = group.file_slot(cfg)
+                weights[cfg.trial] = {
+                    "seed": best.seed,
+                    "state_dict": state_dict_bytes(distiller.models_[best.index]),
+                }
+        out.append((row, seed_rows))
+    return GroupResult(out, new_scratch, weights)

@@ -1,0 +1,109 @@
+"""Everything a run checks before it writes anything: the device, every task's data and
+teacher files, what a resumed run must still match, and the configurations a replay takes.
+
+A problem is an :class:`~bench.errors.InputError` (exit 2) and no run folder is created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.config.suite import Suite
+from bench.errors import InputError
+from bench.group.augment import channel_scaled, check_augment
+from bench.group.transfer import apply_transfer
+from bench.records import Manifest, read_trials, require_run_dir
+from bench.search.space import row_params
+from bench.tasks import TaskData, load_task
+from bench.teachers import LoadedTeacher, PreparedTeacher, load_teacher
+from bench.teachers.sanity import check_teacher_labels
+from kdcore.latency import select_device
+
+__all__ = [
+    "check_data_unchanged",
+    "check_teacher_unchanged",
+    "preflight",
+    "replay_configs",
+    "resumable",
+    "train_device",
+]
+
+Prepared = list[tuple[TaskData, LoadedTeacher | None]]
+
+
+def train_device(suite: Suite) -> str:
+    """The device students and the teacher train on (``[measure] device``), available here."""
+    try:
+        return str(select_device(suite.measure.device))
+    except RuntimeError as exc:
+        raise InputError(
+            f"The 'device' parameter of [measure] must name an available device. Got "
+            f"{suite.measure.device!r} instead ({exc})."
+        ) from None
+
+
+def preflight(suite: Suite, cache_dir: Path) -> Prepared:
+    """Every task's data and teacher files loaded and validated; nothing written."""
+    out = []
+    for cfg in suite.tasks:
+        task = channel_scaled(load_task(cfg), suite)
+        task = apply_transfer(task, suite.transfer, suite.teacher)
+        check_augment(task, suite)
+        loaded = load_teacher(task, suite.teacher, cache_dir)
+        if loaded is not None and suite.teacher.source != "train":  # the user's own files
+            check_teacher_labels(
+                task, suite.teacher, loaded.source, loaded.val_outputs(task, suite.teacher.combine)
+            )
+        out.append((task, loaded))
+    return out
+
+
+def resumable(resume: Path) -> Manifest:
+    """The manifest of a local run folder that ``--resume`` may continue."""
+    run_dir = require_run_dir(resume, "The RUN_DIR argument of --resume")
+    previous = Manifest.read(run_dir)
+    if previous.mode == "shared":
+        raise InputError(
+            f"The run {run_dir} must be a local run to --resume it. Its study lives on "
+            f"{previous.study_storage}: rejoin it with `kdbench run SUITE --storage URL "
+            f"--study {previous.study}` (the password is never stored)."
+        )
+    return previous
+
+
+def check_data_unchanged(previous: Manifest, task: TaskData, run_dir: Path) -> None:
+    """--resume refuses a run whose data changed since it started."""
+    before = previous.task(task.name).data_sha256
+    now = task.data_sha256()
+    if before and before != now:
+        raise InputError(
+            f"The data of task '{task.name}' must be unchanged to resume {run_dir}. Got sha256 "
+            f"{now[:12]}… instead of {before[:12]}… (the data file changed); start a new run."
+        )
+
+
+def check_teacher_unchanged(
+    previous: Manifest, task: str, teacher: PreparedTeacher, run_dir: Path
+) -> None:
+    """--resume refuses a run whose teacher's outputs changed since it started."""
+    before = previous.task(task).teacher.outputs_sha256
+    if before and before != teacher.outputs_sha256:
+        raise InputError(
+            f"The teacher of task '{task}' must be unchanged to resume {run_dir}. Its outputs now "
+            f"hash to {teacher.outputs_sha256[:12]}… instead of {before[:12]}… (the teacher files "
+            "or the cached ensemble changed); start a new run."
+        )
+
+
+def replay_configs(run_dir: Path, suite: Suite) -> dict[str, list[dict[str, Any]]]:
+    """Per task, the search configurations of the run to replay, as params of ``suite``'s
+    space to enqueue (:func:`bench.search.space.row_params`)."""
+    require_run_dir(run_dir, "The '--replay' option")
+    trials = read_trials(run_dir)
+    search = trials[(trials["phase"] == "search") & (trials["state"] != "duplicate")]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for _, r in search.sort_values("trial").iterrows():
+        params = row_params(r, suite.search, suite.student.family)
+        out.setdefault(str(r["task"]), []).append(params)
+    return out
