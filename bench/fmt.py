@@ -18,13 +18,16 @@ __all__ = [
     "MISSING",
     "cell",
     "count",
+    "fixed",
     "interval",
     "is_missing",
     "ms",
     "number",
     "pct",
     "ratio",
+    "times",
     "to_float",
+    "tolerance",
 ]
 
 MISSING = "n/a"
@@ -76,6 +79,24 @@ def number(v: Any, digits: int = 4) -> str:
     separators (``0.01160``, ``0.01142``, ``4,621``, ``221,000``)."""
     f = to_float(v)
     return MISSING if math.isnan(f) else _significant(f, digits)
+
+
+def fixed(v: Any, decimals: int = 2) -> str:
+    """A setting printed with a fixed number of decimals: T and alpha, ``1.80``."""
+    f = to_float(v)
+    return MISSING if math.isnan(f) else f"{f:.{decimals}f}"
+
+
+def times(v: Any) -> str:
+    """A ratio of two costs, one decimal: ``3.6×``."""
+    f = to_float(v)
+    return MISSING if math.isnan(f) else f"{f:.1f}×"
+
+
+def tolerance(frac: Any) -> str:
+    """A tolerance in percentage points as a user types it: ``0.005`` → ``0.5``."""
+    f = to_float(frac) * 100
+    return MISSING if math.isnan(f) else f"{round(f, 10):g}"
 
 
 def ratio(param_ratio: Any) -> str:

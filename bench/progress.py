@@ -31,7 +31,7 @@ def _trial_text(row: dict[str, Any]) -> str:
     if row.get("state") not in ("complete", "duplicate"):
         return f"{head}: {str(row['state']).upper()} ({row['fail_reason']})"
     text = (
-        f"{head} T {row['temperature']:.2f} alpha {row['alpha']:.2f}: val "
+        f"{head} T {fmt.fixed(row['temperature'], 2)} alpha {fmt.fixed(row['alpha'], 2)}: val "
         f"{fmt.pct(row['student_val_acc'])} %, params {fmt.ratio(row.get('param_ratio'))} of the ensemble"
     )
     return text + (" (duplicate: not trained again)" if row["state"] == "duplicate" else "")

@@ -42,9 +42,7 @@ MIN_SEEDS = 3
 MIN_TEST = 1000
 
 
-def pp(fraction: float) -> str:
-    """A tolerance in percentage points as the user typed it (``0.005`` → ``0.5``)."""
-    return f"{fraction * 100:g}"
+pp = fmt.tolerance  # a tolerance in percentage points as the user typed it (0.005 → 0.5)
 
 
 def describe(c: Constraints) -> str:
@@ -53,7 +51,7 @@ def describe(c: Constraints) -> str:
     if c.max_gap is not None:
         parts.append(f"max gap {fmt.pct(c.max_gap)} pp")
     if c.min_relative_acc is not None:
-        parts.append(f"at least {c.min_relative_acc * 100:g} % of the reference's accuracy")
+        parts.append(f"at least {fmt.tolerance(c.min_relative_acc)} % of the reference's accuracy")
     text = " and ".join(parts) + f" vs {c.against}"
     if c.max_latency_ms is not None:
         text += f", max {c.device.upper()} latency {c.max_latency_ms:g} ms at batch {c.batch}"
@@ -68,10 +66,10 @@ def describe_student(r: dict[str, Any], cost_column: str) -> str:
     the recipe's (mean over the fresh seeds, with its interval and a prediction interval for
     one more training run)."""
     parts = [
-        f"{r['arch']}, T {r['temperature']:.2f}, alpha {r['alpha']:.2f} "
+        f"{r['arch']}, T {fmt.fixed(r['temperature'], 2)}, alpha {fmt.fixed(r['alpha'], 2)} "
         f"(trial {int(r['trial'])}, {r['phase']}, {int(r['n_seeds'])} seed(s))",
-        f"params {int(r['student_params']):,} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
-        f"FLOPs {int(r['student_flops']):,}",
+        f"params {fmt.count(r['student_params'])} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
+        f"FLOPs {fmt.count(r['student_flops'])}",
     ]
     if not fmt.is_missing(r.get("file_gap")):
         parts.append(
@@ -116,12 +114,12 @@ def warnings_for(
         n_test = row.get("n_test", math.nan)
         if not fmt.is_missing(n_test) and int(n_test) < MIN_TEST:
             out.append(
-                f"it rests on {int(n_test):,} test examples, fewer than about {MIN_TEST:,}: its "
+                f"it rests on {fmt.count(n_test)} test examples, fewer than about {fmt.count(MIN_TEST)}: its "
                 "interval is wide; more data (or a larger test_fraction) narrows it."
             )
         if not fmt.is_missing(row.get("param_ratio")) and float(row["param_ratio"]) > 1:
             out.append(
-                f"this 'student' has {float(row['param_ratio']):.1f}x the ensemble's parameters: "
+                f"this 'student' has {fmt.number(row['param_ratio'], 2)}x the ensemble's parameters: "
                 "it is not a compression."
             )
     if not math.isnan(ensemble_acc) and ensemble_acc <= best_member_acc:
@@ -165,7 +163,7 @@ def basis(rec: Recommendation) -> str:
     assert c is not None
     against = rec.constraints.against.replace("-", " ")
     return (
-        f"certification round {c.round}: the shipped file's one-sided {100 * (1 - c.alpha):g} % "
+        f"certification round {c.round}: the shipped file's one-sided {fmt.tolerance(1 - c.alpha)} % "
         f"gap bound to the {against} within {pp(c.max_gap)} pp, fixed-sequence testing down "
         f"{c.candidates} validation-ordered candidates on {c.seeds} fresh seeds (family-wise "
         f"error <= {c.alpha:g})"
@@ -212,7 +210,7 @@ def notes(rec: Recommendation) -> list[str]:
         first = rec.closest
         out.append(
             f"The first candidate in validation's order (the largest, "
-            f"{int(first['student_params']):,} params) was not certified at {pp(c.max_gap)} pp "
+            f"{fmt.count(first['student_params'])} params) was not certified at {pp(c.max_gap)} pp "
             f"(bound {fmt.pct(first.get('certify_bound'))} pp), so none is."
         )
     return out
@@ -227,14 +225,14 @@ def verdict(rec: Recommendation) -> str:
     if s.smaller is not None:
         return (
             f"Distillation is not needed at {gap} pp: a student of "
-            f"{int(s.smaller['student_params']):,} params trained from scratch on hard labels is "
+            f"{fmt.count(s.smaller['student_params'])} params trained from scratch on hard labels is "
             f"certified too (bound {fmt.pct(s.smaller['scratch_certify_bound'])} pp)."
         )
     why = f"its file's bound {fmt.pct(s.twin_bound)} pp"
     if s.twin_bound <= c.max_gap and s.stopped_at is not None:
         why += (
             f", within the tolerance alone, but the scratch sequence stopped earlier, at "
-            f"{int(s.stopped_at['student_params']):,} params (bound "
+            f"{fmt.count(s.stopped_at['student_params'])} params (bound "
             f"{fmt.pct(s.stopped_at['scratch_certify_bound'])} pp)"
         )
     return (
@@ -259,8 +257,8 @@ def _extrapolation(e: dict[str, Any]) -> str:
     where = e["position"]
     return (
         f"the upper error bound of the validation frontier ({e['n_points']} sizes) reaches "
-        f"{gap} pp at about {e['params_needed']:,.0f} parameters (95 % bootstrap interval "
-        f"{fmt.count(ci[0])}–{fmt.count(ci[1])}), {where} the trained range {lo:,.0f}–{hi:,.0f}"
+        f"{gap} pp at about {fmt.count(e['params_needed'])} parameters (95 % bootstrap interval "
+        f"{fmt.count(ci[0])}–{fmt.count(ci[1])}), {where} the trained range {fmt.count(lo)}–{fmt.count(hi)}"
         + ("; outside it, treat it as a guess" if where != "inside" else "")
     )
 
@@ -289,7 +287,7 @@ def text(rec: Recommendation) -> str:
         lines.append(v)
     if rec.knee is not None:
         lines.append(
-            f"Knee of the validation capacity curve: {int(rec.knee['student_params']):,} "
+            f"Knee of the validation capacity curve: {fmt.count(rec.knee['student_params'])} "
             f"params ({rec.knee['arch']})."
         )
     lines.append(f"Decided by: {basis(rec)}.")
@@ -347,7 +345,7 @@ def report_decision(rec: Recommendation) -> str:
         near = rec.closest
         if near is not None and not fmt.is_missing(near.get("certify_bound")):
             out += (
-                f" Closest: {near['arch']} ({int(near['student_params']):,} params), its file's "
+                f" Closest: {near['arch']} ({fmt.count(near['student_params'])} params), its file's "
                 f"certified bound {fmt.pct(near['certify_bound'])} pp."
             )
         if s := suggestion(rec):
@@ -356,9 +354,9 @@ def report_decision(rec: Recommendation) -> str:
     r = rec.chosen
     return (
         certified + f"Ship {r['arch']} (trial {int(r['trial'])}, seed {int(r['file_seed'])}; T "
-        f"{r['temperature']:.2f}, alpha {r['alpha']:.2f}). Cost: {int(r['student_params']):,} "
+        f"{fmt.fixed(r['temperature'], 2)}, alpha {fmt.fixed(r['alpha'], 2)}). Cost: {fmt.count(r['student_params'])} "
         f"parameters ({fmt.ratio(r.get('param_ratio'))} of the ensemble), "
-        f"{int(r['student_flops']):,} FLOPs per sample, CPU latency "
+        f"{fmt.count(r['student_flops'])} FLOPs per sample, CPU latency "
         f"{fmt.ms(r.get('latency_cpu_b1_p50_ms'))} at batch 1 — "
         f"{fmt.number(r.get('speedup_cpu_b1'), 2)}× faster than the faster ensemble form. "
         f"The file: accuracy {fmt.pct(r['file_acc'])} % against the ensemble's "
@@ -371,7 +369,7 @@ def report_decision(rec: Recommendation) -> str:
         f"{fmt.pct(r['kd_gain'], signed=True)} pp over the same student trained without "
         f"distillation [{fmt.pct(r['kd_gain_ci_low'], signed=True)}, "
         f"{fmt.pct(r['kd_gain_ci_high'], signed=True)}]. {v} Measured on "
-        f"{int(r['n_test']):,} test examples. `kdbench export` writes this file."
+        f"{fmt.count(r['n_test'])} test examples. `kdbench export` writes this file."
     )
 
 
@@ -418,6 +416,6 @@ def compare_line(task: str, label: str, rec: Recommendation | None) -> str:
         return f"[{task}] {label}: no student meets {describe(rec.constraints)}"
     r = rec.chosen
     return (
-        f"[{task}] {label}: {r['arch']}, {int(r['student_params']):,} params, acc "
+        f"[{task}] {label}: {r['arch']}, {fmt.count(r['student_params'])} params, acc "
         f"{fmt.pct(r['student_acc'])} %, gap {fmt.pct(r['acc_gap'])} pp"
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import fmt
 from bench.config import DEFAULT_MAX_GAP
 from bench.decision import claims
 from bench.decision.recommend import Constraints, candidates, recommend
@@ -110,7 +111,11 @@ def _verdict(
 ) -> None:
     failed = worse > t.limit
     unit = f" {t.unit}" if t.unit else ""
-    how = f"B worse by {worse:.3g}{unit}" if worse > 0 else f"B better by {-worse:.3g}{unit}"
+    how = (
+        f"B worse by {fmt.number(worse, 3)}{unit}"
+        if worse > 0
+        else f"B better by {fmt.number(-worse, 3)}{unit}"
+    )
     if worse == 0:
         how = "B the same"
     lines.append(f"[{'FAIL' if failed else 'ok'}] {prefix}{t.describe()}: {how} {detail}".rstrip())

@@ -323,7 +323,7 @@ def draw_capacity(
     )
     if knee_params is not None:
         ax.axvline(
-            knee_params, color=PICK, ls=":", lw=1, label=f"knee ({int(knee_params):,} params)"
+            knee_params, color=PICK, ls=":", lw=1, label=f"knee ({fmt.count(knee_params)} params)"
         )
     if recommended is not None:
         ax.scatter(
@@ -334,7 +334,7 @@ def draw_capacity(
             color=FRONT,
             edgecolors=PICK,
             zorder=6,
-            label=f"recommended ({int(recommended[0]):,} params)",
+            label=f"recommended ({fmt.count(recommended[0])} params)",
         )
     log_axis(ax)
     ax.set_xlabel("student parameters (log scale)")
@@ -393,14 +393,18 @@ def draw_temperature_map(data: pd.DataFrame, ax: Axes) -> Axes:
         vmax=vmax,
     )
     ax.set_xticks(range(values.shape[1]), [str(c) for c in data.columns], rotation=30, fontsize=8)
-    ax.set_yticks(range(values.shape[0]), [f"{w:,}–{4 * w - 1:,}" for w in data.index], fontsize=8)
+    ax.set_yticks(
+        range(values.shape[0]),
+        [f"{fmt.count(w)}–{fmt.count(4 * w - 1)}" for w in data.index],
+        fontsize=8,
+    )
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
                 ax.text(
                     j,
                     i,
-                    f"{values[i, j]:.2f}",
+                    f"{fmt.fixed(values[i, j], 2)}",
                     ha="center",
                     va="center",
                     fontsize=7,

@@ -396,8 +396,9 @@ def _latency_section(
     if not lat.empty:
         loop, fused, stud = (lat["CPU b1 p50 ms"].iloc[i] for i in range(3))
         doc.para(
-            f"At CPU batch 1 the student is {loop / stud:.1f}× faster than the ensemble run as a loop and "
-            f"{fused / stud:.1f}× faster than the fused ensemble; the honest speed-up is {min(loop, fused) / stud:.1f}×."
+            f"At CPU batch 1 the student is {fmt.times(loop / stud)} faster than the ensemble run "
+            f"as a loop and {fmt.times(fused / stud)} faster than the fused ensemble; the honest "
+            f"speed-up is {fmt.times(min(loop, fused) / stud)}."
         )
     detail = entry.ensemble_latency
     if detail:

@@ -36,14 +36,14 @@ def specialists_section(
         f"half its classes, half dustbin, dustbin logit corrected), combined per example by "
         f"the KL problem over the specialists active for the generalist's top-{spec['top_n']} "
         f"classes: {fmt.pct(spec['system_acc'])} %. Difference "
-        f"{(spec['system_acc'] - spec['generalist_acc']) * 100:+.2f} pp, 95 % interval "
-        f"[{spec['system_gain_ci_low'] * 100:+.2f}, {spec['system_gain_ci_high'] * 100:+.2f}] pp "
-        f"(Newcombe's corrected paired interval on {spec['n_test']:,} test examples)."
+        f"{fmt.pct((spec['system_acc'] - spec['generalist_acc']), signed=True)} pp, 95 % interval "
+        f"[{fmt.pct(spec['system_gain_ci_low'], signed=True)}, {fmt.pct(spec['system_gain_ci_high'], signed=True)}] pp "
+        f"(Newcombe's corrected paired interval on {fmt.count(spec['n_test'])} test examples)."
     )
     doc.para(
         f"Extra cost of the whole system: {fmt.count(spec['system_params'])} parameters against the "
         f"generalist's {fmt.count(spec['generalist_params'])} "
-        f"({spec['system_params'] / max(spec['generalist_params'], 1):.1f}×); network FLOPs per "
+        f"({fmt.times(spec['system_params'] / max(spec['generalist_params'], 1))}); network FLOPs per "
         f"sample {fmt.count(spec['system_network_flops'])} against {fmt.count(spec['generalist_flops'])} "
         f"(every specialist run; the solver's own work comes on top); CPU batch-1 p50 latency "
         f"{fmt.ms(sys_ms)} against {fmt.ms(gen_ms)} (the system includes the batched KL solve)."
@@ -108,7 +108,7 @@ def specialists_section(
                 "generalist-taught %": (c["generalist_taught_acc"] * 100).round(2),
                 "scratch %": (c["scratch_acc"] * 100).round(2),
                 "specialist gain pp [95 %]": [
-                    f"{g * 100:+.2f} [{lo * 100:+.2f}, {hi * 100:+.2f}]"
+                    f"{fmt.pct(g, signed=True)} [{fmt.pct(lo, signed=True)}, {fmt.pct(hi, signed=True)}]"
                     for g, lo, hi in zip(
                         c["specialist_gain"],
                         c["specialist_gain_ci_low"],
@@ -130,7 +130,7 @@ def specialists_section(
     else:
         verdict = (
             f"No student's gain over the generalist-taught student has a 95 % interval above 0 "
-            f"({len(c)} students, mean gain {c['specialist_gain'].mean() * 100:+.2f} pp): at these "
+            f"({len(c)} students, mean gain {fmt.pct(c['specialist_gain'].mean(), signed=True)} pp): at these "
             "sizes the specialists' gain does not survive distillation measurably."
         )
     if not lost.empty:

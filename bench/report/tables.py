@@ -83,7 +83,7 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
                 "FLOPs": int(r["student_flops"]),
                 "CPU b1 p50 ms": r.get("latency_cpu_b1_p50_ms", math.nan),
                 "speed-up vs faster ensemble form": r.get("speedup_cpu_b1", math.nan),
-                "certified at pp (alpha)": f"{c.max_gap * 100:g} ({c.alpha:g})" if c else "",
+                "certified at pp (alpha)": f"{fmt.tolerance(c.max_gap)} ({c.alpha:g})" if c else "",
                 "file gap pp [95 %]": f"{fmt.pct(r.get('file_gap'))} "
                 + fmt.interval(r.get("file_gap_ci_low"), r.get("file_gap_ci_high")),
                 "certified bound pp": r.get("certify_bound", math.nan) * 100,
@@ -228,7 +228,11 @@ def time_by_size(trials: pd.DataFrame, task: str) -> pd.DataFrame:
         .reset_index()
     )
     total = float(spent.sum())
-    out.insert(0, "student params", [f"{int(d):,}–{int(10 * d) - 1:,}" for d in out.pop("decade")])
+    out.insert(
+        0,
+        "student params",
+        [f"{fmt.count(d)}–{fmt.count(int(10 * d) - 1)}" for d in out.pop("decade")],
+    )
     out["share %"] = (100 * out["total_s"] / total).round(1)
     return out.round({"search_s": 1, "certify_s": 1, "total_s": 1})
 

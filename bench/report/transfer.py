@@ -46,19 +46,20 @@ def _intro(entry: TaskEntry) -> str:
     train = entry.sizes.get("train", 0)
     omitted = t.get("omit_classes") or []
     parts = [
-        f"The students learned from {t.get('labelled_rows', 0):,} labelled rows "
-        f"(fraction {t.get('fraction', 1.0):g} of each class of the {train:,} training rows, "
+        f"The students learned from {fmt.count(t.get('labelled_rows', 0))} labelled rows "
+        f"(fraction {t.get('fraction', 1.0):g} of each class of the {fmt.count(train)} training rows, "
         "stratified and seeded)"
     ]
     if omitted:
         parts.append(f"without class(es) {', '.join(map(repr, omitted))}")
     if t.get("unlabeled_rows"):
         parts.append(
-            f"plus {t['unlabeled_rows']:,} unlabeled rows that only the teacher labels (soft "
+            f"plus {fmt.count(t['unlabeled_rows'])} unlabeled rows that only the teacher labels (soft "
             "term only)"
         )
     return (
-        " ".join(parts) + f"; the teacher trained on all {train:,}. Scratch twins learned from "
+        " ".join(parts)
+        + f"; the teacher trained on all {fmt.count(train)}. Scratch twins learned from "
         "the labelled rows alone; the full-data scratch baseline from the whole training split."
     )
 
@@ -110,10 +111,10 @@ def transfer_section(doc: Document, trials: pd.DataFrame, entry: TaskEntry) -> N
             }
         rows.append(row)
     n_test, n_om = int(c["n_test"].iloc[0]), int(c["n_test_omitted"].iloc[0])
-    what = f"Test errors (mean over seeds) of {n_test:,} test examples"
+    what = f"Test errors (mean over seeds) of {fmt.count(n_test)} test examples"
     if omitted:
         what += (
-            f", {n_om:,} of them of the omitted class(es); after the bias fix: each student's "
+            f", {fmt.count(n_om)} of them of the omitted class(es); after the bias fix: each student's "
             "omitted-class logits raised by the shift that maximises its validation accuracy"
         )
     doc.para(

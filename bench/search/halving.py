@@ -10,6 +10,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from bench import fmt
 from bench.group.cost import student_cost
 from bench.search.context import TaskWorker
 from bench.search.recovery import group_plan
@@ -138,7 +139,7 @@ def halving_callback(
         if not promoted((acc, flops), peers, b.reduction_factor, b.objective == "pareto"):
             raise optuna.TrialPruned(
                 f"stopped at epoch {epoch} by successive halving (eta {b.reduction_factor}): "
-                f"val acc {100 * acc:.2f} % at {flops:,.0f} FLOPs not in the top "
+                f"val acc {fmt.pct(acc)} % at {fmt.count(flops)} FLOPs not in the top "
                 f"1/{b.reduction_factor} of {len(peers) + 1} trials at this rung"
             )
 

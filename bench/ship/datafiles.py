@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import fmt
 from bench.config.suite import Suite
 from bench.durable.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.group.augment import channel_scaled
@@ -84,7 +85,7 @@ def _readme(task: TaskData, built_in: bool) -> str:
             f"# The data of task '{task.name}' as kdbench splits and encodes it",
             "",
             f"* Rows: `rows.csv` gives each example's `row` in {source}, its `split` "
-            f"(train {sizes['train']:,}, val {sizes['val']:,}, test {sizes['test']:,}; "
+            f"(train {fmt.count(sizes['train'])}, val {fmt.count(sizes['val'])}, test {fmt.count(sizes['test'])}; "
             f"stratified, seed {task.config.seed}), its encoded `label` and its `class`.",
             f"* Classes: `encoding.json` ({_encoding(task)['rule']}): "
             + ", ".join(f"{k} = {n!r}" for k, n in enumerate(task.class_names))

@@ -287,7 +287,7 @@ def _onnx(
         )
     return data, (
         f"`student.onnx` takes raw rows {batching}, {prep}. Checked: onnxruntime "
-        f"{_version('onnxruntime')} on the {len(y):,} raw test rows gives {fmt.pct(acc)} %, "
+        f"{_version('onnxruntime')} on the {fmt.count(len(y))} raw test rows gives {fmt.pct(acc)} %, "
         "this card's accuracy."
     )
 
@@ -328,10 +328,10 @@ def _transfer_lines(transfer: dict[str, Any], row: dict[str, Any]) -> list[str]:
         return []
     omitted = transfer.get("omit_classes") or []
     lines = [
-        f"- Learned from a transfer set: {transfer.get('labelled_rows', 0):,} labelled rows "
+        f"- Learned from a transfer set: {fmt.count(transfer.get('labelled_rows', 0))} labelled rows "
         f"(fraction {transfer.get('fraction', 1.0):g} of each class of the training split"
         + (f", without class(es) {', '.join(map(str, omitted))}" if omitted else "")
-        + f") and {transfer.get('unlabeled_rows', 0):,} unlabeled rows; the teacher learned "
+        + f") and {fmt.count(transfer.get('unlabeled_rows', 0))} unlabeled rows; the teacher learned "
         "from the whole training split."
     ]
     shift = row.get("bias_shift")
@@ -386,8 +386,8 @@ def _card(
         f"{pp(row.get('acc_gap_pi_high'))}] (95 % prediction interval).",
         "",
         "## What it is",
-        f"- Family `{family}`, architecture {json.dumps(arch)}: {int(row['student_params']):,} parameters, "
-        f"{int(row['student_flops']):,} FLOPs per sample (2 per multiply-add, forward pass).",
+        f"- Family `{family}`, architecture {json.dumps(arch)}: {fmt.count(row['student_params'])} parameters, "
+        f"{fmt.count(row['student_flops'])} FLOPs per sample (2 per multiply-add, forward pass).",
         f"- Input shape {list(meta.input_shape)}, {meta.num_classes} classes: {', '.join(meta.class_names)}.",
         "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`; "
         "one mean and scale per image channel when the run augmented)."
@@ -426,7 +426,7 @@ def _card(
         "- Intervals: " + str(m.conventions.get("intervals", "")),
         "",
         "## Cost",
-        f"- Parameters: {int(row['student_params']):,} ({fmt.ratio(row.get('param_ratio'))} of the ensemble's).",
+        f"- Parameters: {fmt.count(row['student_params'])} ({fmt.ratio(row.get('param_ratio'))} of the ensemble's).",
         f"- CPU latency p50: batch 1 {fmt.ms(row.get('latency_cpu_b1_p50_ms'))}, batch "
         f"{fmt.count(row.get('latency_batch_n'))} {fmt.ms(row.get('latency_cpu_bN_p50_ms'))} "
         f"({fmt.count(row.get('latency_threads'))} thread(s)); speed-up against the faster ensemble "

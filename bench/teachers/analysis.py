@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import fmt
 from bench.config.teacher import TeacherConfig
 from bench.tasks import TaskData
 from bench.teachers.prepared import PreparedTeacher
@@ -93,7 +94,7 @@ def teacher_warnings(task: TaskData, cfg: TeacherConfig, teacher: PreparedTeache
     if teacher.mean_max_prob_train < uniform + 0.1 * (1 - uniform):
         out.append(
             f"the teacher's outputs are nearly uniform on the transfer set (mean max-probability "
-            f"{teacher.mean_max_prob_train:.3f}; uniform is {uniform:.3f}): its soft targets carry "
+            f"{fmt.fixed(teacher.mean_max_prob_train, 3)}; uniform is {fmt.fixed(uniform, 3)}): its soft targets carry "
             "little to distil."
         )
     return out

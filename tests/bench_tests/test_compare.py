@@ -125,7 +125,7 @@ def test_deltas_carry_units(tmp_path: Path, capsys) -> None:
     b = _run_dir(tmp_path, "b", slower)
     assert main(["compare", str(a), str(b), "--fail", "latency_cpu_b1_p50_ms:0.001"]) == 1
     out = capsys.readouterr().out
-    assert "B worse by 0.01 ms" in out
+    assert "B worse by 0.0100 ms" in out
     assert main(["compare", str(b), str(a), "--fail", "latency_cpu_b1_p50_ms:5%"]) == 0
     assert "B better by" in capsys.readouterr().out
     with pytest.raises(InputError, match="pp only for fraction columns"):

@@ -54,3 +54,13 @@ def test_report_tables_print_no_nan_and_no_exponent() -> None:
     for text in (markdown_table(frame), html_table(frame)):
         assert "NaN" not in text and "nan" not in text and "e+" not in text
         assert "221,000" in text and "4,621" in text and "n/a" in text
+
+
+def test_settings_ratios_and_tolerances() -> None:
+    assert fmt.fixed(1.8) == "1.80" and fmt.fixed(0.1234, 3) == "0.123"
+    assert fmt.times(3.64) == "3.6×"
+    # a tolerance reads as typed, whatever the float arithmetic did to it
+    assert fmt.tolerance(0.005) == "0.5" and fmt.tolerance(0.003) == "0.3"
+    assert fmt.tolerance(0.3 / 100) == "0.3" and fmt.tolerance(0.0048) == "0.48"
+    for f in (fmt.fixed, fmt.times, fmt.tolerance):
+        assert f(float("nan")) == fmt.MISSING and f(None) == fmt.MISSING
