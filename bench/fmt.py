@@ -21,6 +21,7 @@ __all__ = [
     "fixed",
     "interval",
     "is_missing",
+    "level",
     "ms",
     "number",
     "pct",
@@ -97,6 +98,13 @@ def tolerance(frac: Any) -> str:
     """A tolerance in percentage points as a user types it: ``0.005`` → ``0.5``."""
     f = to_float(frac) * 100
     return MISSING if math.isnan(f) else f"{round(f, 10):g}"
+
+
+def level(v: Any) -> str:
+    """A probability or error level as a user types it, every digit kept: ``0.05``,
+    ``0.025``, ``0.0125`` (rounding 0.0125 to 0.013 would misstate the test)."""
+    f = to_float(v)
+    return MISSING if math.isnan(f) else f"{round(f, 12):g}"
 
 
 def ratio(param_ratio: Any) -> str:

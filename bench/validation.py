@@ -14,6 +14,7 @@ from typing import Any
 from bench.errors import InputError
 
 __all__ = [
+    "SEED_MAX",
     "Range",
     "Rule",
     "Table",
@@ -26,6 +27,11 @@ __all__ = [
     "rule_of",
     "string",
 ]
+
+# The largest seed a suite may set (teacher members, task splits): certification trains on
+# seeds from 2,000,000,000 up (bench.decision.protocol.certify_seeds), so that no seed a
+# certified student trains with was used by anything before it.
+SEED_MAX = 999_999_999
 
 RULE = "kdbench_rule"  # the dataclass field metadata key of a suite field's Rule
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.config.recipe import RecipeFields
-from bench.validation import choice, number, string
+from bench.validation import SEED_MAX, choice, number, string
 from kdcore.families import format_arch
 from kdcore.teachers import COMBINE_MODES
 
@@ -75,7 +75,9 @@ class TeacherConfig(RecipeFields):
     lr: float = number(1e-3, float, 0.0, 10.0, low_open=True, help="base learning rate")
     weight_decay: float = number(0.0, float, 0.0, 1.0, help="weight decay (the optimizer's)")
     combine: str = choice("mean_prob", COMBINE_MODES, help="how the members' outputs combine")
-    seed: int = number(1000, int, 0, 2**31 - 1, help="member k trains with seed + k")
+    seed: int = number(
+        1000, int, 0, SEED_MAX, help="member k trains with seed + k (certification's are above)"
+    )
     checkpoint: str = ""
     checkpoints: tuple[str, ...] = ()
     logits: str = ""

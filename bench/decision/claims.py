@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench import fmt
-from bench.decision.recommend import Constraints, Recommendation
+from bench.decision.recommend import Comparison, Constraints, Recommendation
 from bench.durable.jsonsafe import json_safe
 
 __all__ = [
@@ -26,9 +26,13 @@ __all__ = [
     "compare_line",
     "describe",
     "describe_student",
+    "ensemble_vs_best",
+    "file_gain",
+    "headline",
     "notes",
     "progress_certified",
     "report_decision",
+    "shortfall",
     "suggestion",
     "text",
     "to_dict",
@@ -100,10 +104,8 @@ def describe_student(r: dict[str, Any], cost_column: str) -> str:
     return "; ".join(parts)
 
 
-def warnings_for(
-    row: dict[str, Any] | None, ensemble_acc: float, best_member_acc: float
-) -> list[str]:
-    """What a careful practitioner would say about a student (and its teacher)."""
+def warnings_for(row: dict[str, Any] | None) -> list[str]:
+    """What a careful practitioner would say about a student."""
     out: list[str] = []
     if row is not None:
         if int(row["n_seeds"]) < MIN_SEEDS:
@@ -122,12 +124,6 @@ def warnings_for(
                 f"this 'student' has {fmt.number(row['param_ratio'], 2)}x the ensemble's parameters: "
                 "it is not a compression."
             )
-    if not math.isnan(ensemble_acc) and ensemble_acc <= best_member_acc:
-        out.append(
-            f"the ensemble ({fmt.pct(ensemble_acc)} %) is no better than its best member "
-            f"({fmt.pct(best_member_acc)} %) on test: distilling the ensemble adds nothing "
-            "over distilling that one member."
-        )
     return out
 
 
@@ -135,7 +131,14 @@ def warnings(rec: Recommendation) -> list[str]:
     """The warnings about a recommendation (about the student shown: chosen, else closest)."""
     if rec.outcome in ("no_trials", "no_round"):
         return []
-    return warnings_for(rec.chosen or rec.closest, rec.ensemble_acc, rec.best_member_acc)
+    out = warnings_for(rec.chosen or rec.closest)
+    e = rec.ensemble_vs_best
+    if e is not None and e.direction == "worse":
+        out.append(
+            f"the ensemble is less accurate than its best member on test ({_estimate(e)}): "
+            "distilling that one member may teach better."
+        )
+    return out
 
 
 def _hint(rec: Recommendation) -> str:
@@ -163,10 +166,11 @@ def basis(rec: Recommendation) -> str:
     assert c is not None
     against = rec.constraints.against.replace("-", " ")
     return (
-        f"certification round {c.round}: the shipped file's one-sided {fmt.tolerance(1 - c.alpha)} % "
-        f"gap bound to the {against} within {pp(c.max_gap)} pp, fixed-sequence testing down "
-        f"{c.candidates} validation-ordered candidates on {c.seeds} fresh seeds (family-wise "
-        f"error <= {c.alpha:g})"
+        f"certification round {c.round}: the shipped file's one-sided "
+        f"{fmt.tolerance(1 - c.alpha)} % gap bound to the {against} (Tango's score bound) "
+        f"within {pp(c.max_gap)} pp, fixed-sequence testing down {c.candidates} "
+        f"validation-ordered candidates on {c.seeds} fresh seeds (family-wise error <= "
+        f"{fmt.level(c.alpha)}, this round's share of the run's {fmt.level(c.budget)})"
     )
 
 
@@ -206,38 +210,110 @@ def notes(rec: Recommendation) -> list[str]:
             f"{rec.n_over_cost} student(s) are certified but none meets the cost limits; the "
             "closest is the cheapest of them."
         )
-    if rec.outcome == "none_certified" and rec.closest is not None:
-        first = rec.closest
-        out.append(
-            f"The first candidate in validation's order (the largest, "
-            f"{fmt.count(first['student_params'])} params) was not certified at {pp(c.max_gap)} pp "
-            f"(bound {fmt.pct(first.get('certify_bound'))} pp), so none is."
-        )
+    if rec.outcome == "none_certified" and (s := shortfall(rec)):
+        out.append(s)
     return out
 
 
 def verdict(rec: Recommendation) -> str:
-    """Is distillation needed at this tolerance? From the scratch twins' certification."""
-    s, c = rec.scratch, rec.certification
-    if s is None or c is None or rec.chosen is None:
+    """Is distillation needed at this tolerance? Three ways, with simultaneous bounds
+    (:class:`bench.decision.recommend.DistillationVerdict`)."""
+    v = rec.verdict
+    if v is None or rec.chosen is None:
         return ""
-    gap = pp(c.max_gap)
-    if s.smaller is not None:
+    gap, size = pp(v.tolerance), fmt.count(rec.chosen["student_params"])
+    simultaneous = (
+        f"one-sided bounds at {fmt.level(v.level)} each, simultaneous over the round's "
+        f"{v.family} scratch twins: P(a wrong verdict) <= {fmt.level(v.level * v.family)}"
+    )
+    if v.kind == "not_needed" and v.witness is not None:
+        w = v.witness
         return (
-            f"Distillation is not needed at {gap} pp: a student of "
-            f"{fmt.count(s.smaller['student_params'])} params trained from scratch on hard labels is "
-            f"certified too (bound {fmt.pct(s.smaller['scratch_certify_bound'])} pp)."
+            f"Distillation is not needed at {gap} pp: a student of {fmt.count(w.params)} params "
+            f"trained from scratch on hard labels meets it too (upper bound "
+            f"{fmt.pct(w.high)} pp; {simultaneous})."
         )
-    why = f"its file's bound {fmt.pct(s.twin_bound)} pp"
-    if s.twin_bound <= c.max_gap and s.stopped_at is not None:
-        why += (
-            f", within the tolerance alone, but the scratch sequence stopped earlier, at "
-            f"{fmt.count(s.stopped_at['student_params'])} params (bound "
-            f"{fmt.pct(s.stopped_at['scratch_certify_bound'])} pp)"
+    if v.kind == "needed":
+        lows = sorted(b.low for b in v.twins)
+        return (
+            f"Distillation is needed at {gap} pp: none of the {len(v.twins)} scratch students of "
+            f"at most {size} params meets it (lower bounds {fmt.pct(lows[0])} to "
+            f"{fmt.pct(lows[-1])} pp, all above the tolerance; {simultaneous})."
         )
+    if not v.twins:
+        return (
+            f"Whether distillation is needed at {gap} pp cannot be told: no scratch twin of at "
+            f"most {size} params was certified or bounded."
+        )
+    best = min(v.twins, key=lambda b: b.high)
+    worst = min(v.twins, key=lambda b: b.low)
     return (
-        f"Distillation is needed at {gap} pp: the same student trained from scratch is not "
-        f"certified ({why})."
+        f"Whether distillation is needed at {gap} pp cannot be told at this test size: no "
+        f"scratch student of at most {size} params is shown to meet it (smallest upper bound "
+        f"{fmt.pct(best.high)} pp, {fmt.count(best.params)} params) nor all to miss it "
+        f"(lowest lower bound {fmt.pct(worst.low)} pp; {simultaneous})."
+    )
+
+
+def _three_way(c: Comparison, subject: str) -> str:
+    """How ``subject`` compares, from a paired interval: more accurate, less accurate, or not
+    to be told apart at this test size."""
+    return {
+        "better": f"{subject} is more accurate than",
+        "worse": f"{subject} is less accurate than",
+        "cannot tell": f"at this test size {subject} cannot be told from",
+    }[c.direction]
+
+
+def _estimate(c: Comparison) -> str:
+    """``+0.30 pp, 95 % interval [-0.05, +0.67]``."""
+    return (
+        f"{fmt.pct(c.estimate, signed=True)} pp, {fmt.tolerance(1 - c.alpha)} % interval "
+        f"[{fmt.pct(c.low, signed=True)}, {fmt.pct(c.high, signed=True)}]"
+    )
+
+
+def file_gain(rec: Recommendation) -> str:
+    """The shipped file against its own scratch twin, three ways."""
+    g = rec.file_gain
+    if g is None:
+        return ""
+    return (
+        f"The shipped file's gain over its own scratch twin: {_estimate(g)} on "
+        f"{fmt.count(g.n)} paired test examples: {_three_way(g, 'it')} that twin."
+    )
+
+
+def ensemble_vs_best(rec: Recommendation) -> str:
+    """The ensemble against its best single member (chosen on validation), three ways."""
+    e = rec.ensemble_vs_best
+    if e is None:
+        return ""
+    return (
+        f"Teacher: {_three_way(e, 'the ensemble')} its best member ({_estimate(e)}, paired on "
+        f"{fmt.count(e.n)} test examples)."
+    )
+
+
+def shortfall(rec: Recommendation) -> str:
+    """Why nothing was certified, in one line."""
+    s, c = rec.shortfall, rec.certification
+    if s is None or c is None:
+        return ""
+    head = (
+        f"Nothing is certified at {pp(c.max_gap)} pp because the first candidate, "
+        f"{s.row['arch']} ({fmt.count(s.row['student_params'])} params), has a bound of "
+        f"{fmt.pct(s.bound)} pp (observed gap {fmt.pct(s.gap)} pp on {fmt.count(s.n_test)} test "
+        "examples)"
+    )
+    if s.n_needed is None:
+        return (
+            head
+            + ": its observed gap exceeds the tolerance, so no test split certifies it; a larger student or a looser tolerance would."
+        )
+    return head + (
+        f"; at that gap and disagreement rate the tolerance takes about "
+        f"{fmt.count(s.n_needed)} test examples, or a larger student."
     )
 
 
@@ -269,8 +345,8 @@ def text(rec: Recommendation) -> str:
     c = rec.certification
     if c is not None:
         lines.append(
-            f"Certified at {pp(c.max_gap)} pp (alpha {c.alpha:g}, {c.seeds} fresh seeds "
-            f"{c.seed_list}): {c.certified} of {c.candidates} candidates."
+            f"Certified at {pp(c.max_gap)} pp (level {fmt.level(c.alpha)}, {c.seeds} fresh "
+            f"seeds {c.seed_list}): {c.certified} of {c.candidates} candidates."
         )
     if rec.chosen is not None:
         lines.append("Recommended student: " + describe_student(rec.chosen, rec.cost_column))
@@ -283,8 +359,7 @@ def text(rec: Recommendation) -> str:
                 "Extrapolation (fit err_hi = a·params^-b + c): "
                 f"{_extrapolation(rec.extrapolation)}."
             )
-    if v := verdict(rec):
-        lines.append(v)
+    lines += [s for s in (verdict(rec), file_gain(rec), ensemble_vs_best(rec)) if s]
     if rec.knee is not None:
         lines.append(
             f"Knee of the validation capacity curve: {fmt.count(rec.knee['student_params'])} "
@@ -315,6 +390,9 @@ def to_dict(rec: Recommendation) -> dict[str, Any]:
     data |= {
         "gap_basis": basis(rec),
         "verdict": verdict(rec),
+        "file_gain_text": file_gain(rec),
+        "ensemble_vs_best_text": ensemble_vs_best(rec),
+        "shortfall_text": shortfall(rec),
         "notes": notes(rec),
         "warnings": warnings(rec),
         "suggest": suggestion(rec),
@@ -333,13 +411,13 @@ def report_decision(rec: Recommendation) -> str:
     needed."""
     c = rec.certification
     certified = (
-        f"Certified at {pp(c.max_gap)} pp with family-wise error {c.alpha:g} on "
-        f"{c.seeds} fresh seeds ({', '.join(map(str, c.seed_list))}): {c.certified} of "
+        f"Certified at {pp(c.max_gap)} pp at level {fmt.level(c.alpha)} (this round's share "
+        f"of the run's family-wise error {fmt.level(c.budget)}) on {c.seeds} fresh seeds ({', '.join(map(str, c.seed_list))}): {c.certified} of "
         f"{c.candidates} validation-ordered candidates. "
         if c is not None
         else ""
     )
-    v = verdict(rec)
+    v = " ".join(s for s in (verdict(rec), file_gain(rec)) if s)
     if rec.chosen is None:
         out = certified + f"No certified student meets {describe(rec.constraints)}."
         near = rec.closest
@@ -348,6 +426,8 @@ def report_decision(rec: Recommendation) -> str:
                 f" Closest: {near['arch']} ({fmt.count(near['student_params'])} params), its file's "
                 f"certified bound {fmt.pct(near['certify_bound'])} pp."
             )
+        if s := shortfall(rec):
+            out += " " + s
         if s := suggestion(rec):
             out += " " + s + "."
         return out + (" " + v if v else "")
@@ -373,21 +453,78 @@ def report_decision(rec: Recommendation) -> str:
     )
 
 
+VERDICT_WORDS = {
+    "not_needed": "not needed",
+    "needed": "needed",
+    "inconclusive": "cannot tell",
+}
+
+
+def headline(rec: Recommendation) -> list[tuple[str, str, str]]:
+    """The report's first screen, as a few large figures: (label, value, the small print).
+    What to ship, its size as a fraction of the teacher, its speed-up, the certified bound
+    against the tolerance, and whether distillation was needed; when nothing is certified,
+    that and why."""
+    c = rec.certification
+    if rec.chosen is None:
+        why = shortfall(rec) or (notes(rec) or [""])[0]
+        return [("No certified student", "none", describe(rec.constraints)), ("Why", "", why)]
+    r = rec.chosen
+    assert c is not None
+    figures = [
+        ("Ship", str(r["arch"]), f"trial {int(r['trial'])}, seed {int(r['file_seed'])}"),
+        (
+            "Size",
+            f"{fmt.ratio(r.get('param_ratio'))} of the teacher",
+            f"{fmt.count(r['student_params'])} parameters",
+        ),
+        (
+            "Speed-up",
+            f"{fmt.number(r.get('speedup_cpu_b1'), 2)}× faster",
+            "CPU, batch 1, against the faster ensemble form",
+        ),
+        (
+            "Certified gap",
+            f"≤ {fmt.pct(r['certify_bound'])} pp",
+            f"tolerance {pp(c.max_gap)} pp; one-sided {fmt.tolerance(1 - c.alpha)} % bound",
+        ),
+    ]
+    if rec.verdict is not None:
+        figures.append(
+            (
+                "Distillation",
+                VERDICT_WORDS[rec.verdict.kind],
+                f"against scratch students of at most {fmt.count(r['student_params'])} params",
+            )
+        )
+    return figures
+
+
 def _true(v: object) -> bool:
     """A nullable boolean cell: NA (an older table's missing column) is not true."""
     return not fmt.is_missing(v) and bool(v)
 
 
 def card_claim(row: dict[str, Any]) -> list[str]:
-    """The model card's "The claim" lines for the exported file's row."""
+    """The model card's "The claim" lines for the exported file's row: the bound it passed,
+    and the guarantee of the procedure that certified it (a property of the procedure over
+    runs, not a probability about this one file)."""
     gap = pp(float(row["certify_max_gap"]))
     bound = fmt.pct(row["certify_bound"], signed=True)
+    level = float(row["certify_alpha"])
+    budget = level * 2 ** (int(row.get("certify_round") or 0) + 1)
+    procedure = (
+        "The procedure (candidates ordered on validation, fresh seeds, the test split read "
+        "once per candidate, fixed-sequence testing, alpha shared across the run's rounds) "
+        "certifies a student whose true gap exceeds its tolerance in at most "
+        f"{fmt.level(budget * 100)} % of runs (this round's share: "
+        f"{fmt.level(level * 100)} %), for a tolerance set before the test split was read."
+    )
     lines = [
         (
-            f"- **Certified**: this file's gap to the ensemble is at most {gap} pp with "
-            f"probability at least {1 - float(row['certify_alpha']):g} (one-sided bound "
-            f"{bound} pp; fixed-sequence testing down the candidates validation ordered; the "
-            "test split read once)."
+            f"- **Certified at {gap} pp**: this file's one-sided "
+            f"{fmt.tolerance(1 - level)} % upper bound on its gap to the ensemble is {bound} "
+            f"pp (Tango's score bound). {procedure}"
             if _true(row.get("certified"))
             else f"- **Not certified** at {gap} pp (one-sided bound {bound} pp): exported on "
             "request."
@@ -396,16 +533,17 @@ def card_claim(row: dict[str, Any]) -> list[str]:
     if _true(row.get("certified_best_member")):
         lines.append(
             f"- **Certified against the best member** (chosen on validation; test accuracy "
-            f"{fmt.pct(row['best_member_acc'])} %): gap at most {gap} pp (one-sided bound "
-            f"{fmt.pct(row['certify_bound_best_member'], signed=True)} pp, paired on the same "
-            "test examples)."
+            f"{fmt.pct(row['best_member_acc'])} %): one-sided bound "
+            f"{fmt.pct(row['certify_bound_best_member'], signed=True)} pp within {gap} pp, "
+            "paired on the same test examples, by the same procedure."
         )
     return lines
 
 
 def progress_certified(done: int, total: int) -> str:
-    """The certification progress count (``3/4 certified``)."""
-    return f"{done}/{total} certified"
+    """The certification progress count: candidates tested so far (which are certified is
+    known when the round ends: fixed-sequence testing needs every earlier rank)."""
+    return f"{done}/{total} candidates tested"
 
 
 def compare_line(task: str, label: str, rec: Recommendation | None) -> str:

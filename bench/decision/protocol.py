@@ -3,25 +3,33 @@
 1. **Order (validation only).** From the search's completed students, one configuration per
    architecture — the one with the best validation accuracy — and of those the *validation
    capacity frontier*: sorted by parameters, each more accurate on validation than every
-   smaller one. Validation's guess is the smallest frontier student whose validation gap is
-   within the tolerance; the candidates are up to ``n`` frontier students around it, two
-   larger ones first (:data:`ABOVE`), ordered from the largest down (:func:`certify_order`).
-   No test column is read: permuting the test labels cannot change the list or its order.
-2. **Certify (test, once, fresh seeds).** Each candidate is trained again with seeds that no
-   earlier phase used (:func:`certify_seeds`); the file a user would ship is the seed with the
-   best *validation* accuracy, and its paired test gap to the ensemble gets Newcombe's
-   interval. Its one-sided ``1 − alpha`` upper bound (``certify_bound``) is the test
-   statistic of H₀: "this file's true gap exceeds the tolerance".
+   smaller one. The first candidate is the smallest frontier student that validation says is
+   safely within the tolerance (its validation gap plus the test split's expected noise),
+   after :data:`ABOVE` larger ones; the candidates then step down the frontier
+   (:func:`certify_order`). No test result is read: permuting the test labels cannot change
+   the list or its order.
+2. **Certify (test, once, fresh seeds).** Each candidate is trained again with seeds no
+   earlier step used (:func:`certify_seeds`, disjoint from the search's, the teacher's and
+   the split's); the file a user would ship is the seed with the best *validation* accuracy.
+   Its paired test gap to the ensemble gets Tango's score bound with a half-count
+   continuity correction (:func:`bench.stats.paired_bound`): the one-sided ``1 − level``
+   upper bound ``certify_bound`` is the statistic of H₀ "this file's true gap exceeds the
+   tolerance". Its level stays at or below ``level`` on the grid of paired tables
+   ``tests/bench_tests/test_stats.py`` simulates (Newcombe's interval, used before, reached
+   6.7 % at a nominal 5 %).
 3. **Fixed-sequence testing** (:func:`fixed_sequence`, :func:`round_marks` once the round is
-   complete): reject H₀ down the ordered list, each at level ``alpha``, stopping at the first
-   candidate that does not pass. Because the order
-   is fixed before the test split is read, the probability of certifying *any* student whose
-   true gap exceeds the tolerance is at most ``alpha`` (family-wise), with no multiplicity
-   correction (Westfall & Krishen 2001; Angelopoulos et al. 2021, "Learn then Test").
-4. The scratch twins of the candidates (same fresh seeds, trained on hard labels) are tested
-   the same way, in the same order: a certified scratch student of a size at most the
-   recommended one means "distillation is not needed at this tolerance" (a second family of
-   claims, also at level ``alpha``).
+   complete): reject H₀ down the ordered list, each at the round's level, stopping at the
+   first candidate that does not pass. Because the order is fixed before the test split is
+   read, the probability of certifying *any* student whose true gap exceeds the tolerance is
+   at most that level (family-wise), with no multiplicity correction (Westfall & Krishen
+   2001; Angelopoulos et al. 2021, "Learn then Test").
+4. **Rounds share alpha.** Round k (a later ``kdbench certify --max-gap``) tests at
+   :func:`round_level` = alpha / 2^(k+1): every round reads the same test split, and the
+   shares sum to alpha, so the run's certificates hold together with probability at least
+   1 − alpha however many rounds follow.
+5. The scratch twins of the candidates (the same fresh seeds, trained on hard labels) get the
+   same bounds; whether distillation is needed is a separate, three-way claim with its own
+   simultaneous bounds (:mod:`bench.decision.recommend`).
 """
 
 from __future__ import annotations
@@ -30,33 +38,61 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.fmt import to_float
+from bench.stats import z_of
 
 __all__ = [
     "ABOVE",
     "CERTIFY_SEED_BASE",
     "certify_order",
     "certify_seeds",
+    "file_choice",
     "fixed_sequence",
+    "round_level",
     "round_marks",
     "validation_frontier",
 ]
 
-ABOVE = 2  # frontier students larger than validation's guess, certified first
-CERTIFY_SEED_BASE = 1000  # round r uses seeds 1000·(r+1) + i: never a search seed (< 1000)
+ABOVE = 1  # frontier students larger than the first safe one, certified before it
+CERTIFY_SEED_BASE = 2_000_000_000  # round r: CERTIFY_SEED_BASE + 1000·r + i
 
 
 def certify_seeds(round_: int, n: int) -> list[int]:
-    """The fresh training seeds of certification round ``round_`` (disjoint from the search's
-    ``range(budget.seeds)`` and from every other round's)."""
-    return [CERTIFY_SEED_BASE * (round_ + 1) + i for i in range(n)]
+    """The fresh training seeds of certification round ``round_``: disjoint from every seed a
+    run uses before (the search's ``range(budget.seeds)``, at most 100; the teacher's members
+    and specialists and the task's split, at most ``SEED_MAX`` + a few hundred) and from every
+    other round's (``n`` ≤ 100)."""
+    return [CERTIFY_SEED_BASE + 1000 * round_ + i for i in range(n)]
 
 
-def validation_frontier(search: pd.DataFrame) -> pd.DataFrame:
+def file_choice(val_accs: Sequence[float], seeds: Sequence[int]) -> int:
+    """Which of a candidate's fresh seeds is the file to ship (its index): the best
+    *validation* accuracy, ties to the smaller seed. Validation only: the test split never
+    chooses the file it certifies."""
+    return max(range(len(seeds)), key=lambda i: (val_accs[i], -seeds[i]))
+
+
+def round_level(alpha: float, round_: int) -> float:
+    """The share of ``alpha`` that certification round ``round_`` spends: alpha / 2^(round+1).
+    The rounds of one run read the same test split, and a later round's tolerance may be
+    chosen after seeing an earlier round's bounds; these shares sum to alpha over any number
+    of rounds, so the chance that *any* round certifies a student whose true gap exceeds its
+    tolerance stays at most alpha (Bonferroni over rounds)."""
+    return alpha / 2 ** (round_ + 1)
+
+
+def validation_frontier(search: pd.DataFrame, n_val: float = math.nan) -> pd.DataFrame:
     """One configuration per architecture (best validation accuracy; ties: the earlier
-    trial), then those more accurate on validation than every smaller one, by size."""
+    trial), then, by size, those more accurate on validation than every smaller one.
+
+    With ``n_val`` (the validation split's size), the frontier within validation's noise: a
+    larger student also stays when it is less accurate than the most accurate smaller one by
+    less than one standard error of their difference, at most ``√((e₁ + e₂) / n_val)`` for
+    error rates e₁, e₂. One lucky small student then no longer hides every larger one that
+    validation cannot tell from it (the winner's curse of a sweep's best)."""
     done = search[search["state"] == "complete"]
     if done.empty:
         return done
@@ -65,22 +101,74 @@ def validation_frontier(search: pd.DataFrame) -> pd.DataFrame:
         .drop_duplicates(subset=["arch"], keep="first")
         .sort_values(["student_params", "student_val_acc"], ascending=[True, False])
     )
-    keep = best["student_val_acc"] > best["student_val_acc"].cummax().shift(fill_value=-1.0)
+    acc = best["student_val_acc"].to_numpy(float)
+    keep, top = [], -1.0
+    for a in acc:
+        slack = math.sqrt((2 - top - a) / n_val) if top >= 0 and n_val > 0 else 0.0
+        keep.append(bool(a > top or (slack > 0 and a > top - slack)))
+        top = max(top, a)
     return best[keep]
 
 
-def certify_order(search: pd.DataFrame, n: int, max_gap: float) -> pd.DataFrame:
+def certify_order(
+    search: pd.DataFrame, n: int, max_gap: float, level: float = 0.05, n_val: int | None = None
+) -> pd.DataFrame:
     """The candidates to certify, in the order they are tested (largest first), chosen on
-    validation columns only (``student_val_acc``, ``ensemble_val_acc``, ``student_params``)."""
-    front = validation_frontier(search).reset_index(drop=True)
+    validation columns and the splits' *sizes* only (``student_val_acc``,
+    ``ensemble_val_acc``, ``student_params``, ``n_test``; ``n_val``, default ``n_test``).
+
+    The first candidate tested is one validation says is safely within the tolerance, so that
+    fixed-sequence testing has something it can certify: the smallest frontier student whose
+    predicted certification bound clears ``max_gap`` by one standard error,
+
+        val_gap + z_{1−level} · √(d / n_test) + √(d / n_test + d / n_val) ≤ max_gap,
+
+    with ``d`` the two models' validation error rates summed (an upper bound on how often they
+    disagree): the bound sits ``z · √(d / n_test)`` above the test gap, and the test gap
+    differs from the validation gap by about ``√(d / n_test + d / n_val)``, so such a student
+    passes in about 84 % of runs where validation is unbiased (a bare ``val_gap + z · se ≤
+    max_gap`` would pass in about half). :data:`ABOVE` larger frontier students go before it;
+    when none qualifies, the largest frontier student goes first. The candidates then step
+    down the frontier towards validation's optimistic guess (the smallest frontier student
+    whose validation gap is within ``max_gap``), evenly in log-size when there are more
+    frontier students than candidates (:func:`_step_down`), ``n`` in all. The frontier is the one within validation's noise
+    (:func:`validation_frontier` with ``n_val``): larger students that validation cannot
+    tell from a lucky smaller one stay candidates."""
+    n_test_col = pd.to_numeric(search.get("n_test", pd.Series(math.nan, index=search.index)))
+    size_val = float(n_val) if n_val is not None else float(n_test_col.max())
+    front = validation_frontier(search, size_val).reset_index(drop=True)
     if front.empty or n <= 0:
         return front.iloc[:0]
     val_gap = front["ensemble_val_acc"] - front["student_val_acc"]
-    meets = [i for i, g in enumerate(val_gap) if g <= max_gap + 1e-14]
-    guess = meets[0] if meets else len(front) - 1
-    top = min(len(front) - 1, guess + ABOVE)
-    low = max(0, top - n + 1)
-    return front.iloc[low : top + 1].iloc[::-1].reset_index(drop=True)
+    disagree = (1 - front["student_val_acc"]) + (1 - front["ensemble_val_acc"])
+    n_test = pd.to_numeric(front.get("n_test", pd.Series(math.nan, index=front.index)))
+    var_test = disagree / n_test
+    var_val = disagree / (n_test if n_val is None else n_val)
+    noise = (z_of(1 - 2 * level) * var_test.pow(0.5) + (var_test + var_val).pow(0.5)).fillna(0.0)
+    safe = [i for i, ok in enumerate(val_gap + noise <= max_gap + 1e-14) if ok]
+    first = safe[0] if safe else len(front) - 1
+    top = min(len(front) - 1, first + ABOVE)
+    guess = next((i for i, g in enumerate(val_gap) if g <= max_gap + 1e-14), top)
+    picked = _step_down(front["student_params"].to_numpy(float), top, min(guess, top), n)
+    return front.iloc[picked].reset_index(drop=True)
+
+
+def _step_down(params: np.ndarray, top: int, guess: int, n: int) -> list[int]:
+    """``n`` frontier indices from ``top`` down, largest first: spread evenly in log-size
+    between ``top`` and validation's optimistic guess ``guess`` (both included) when there
+    are more frontier students between them than candidates, else every one of them and then
+    the next smaller ones. Near-equal large students would spend the candidates without
+    moving towards the answer."""
+    span = list(range(top, guess - 1, -1))
+    if len(span) <= n:
+        return (span + list(range(guess - 1, -1, -1)))[:n]
+    logs = np.log(params)
+    targets = np.linspace(logs[top], logs[guess], n)
+    picked: list[int] = []
+    for t in targets:
+        free = [i for i in span if i not in picked]
+        picked.append(min(free, key=lambda i: (abs(logs[i] - t), -i)))
+    return sorted(picked, reverse=True)
 
 
 def fixed_sequence(bounds: Sequence[float], max_gap: float) -> list[bool]:

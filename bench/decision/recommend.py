@@ -31,10 +31,27 @@ import pandas as pd
 from bench.decision.curve import extrapolate, knee
 from bench.decision.protocol import certify_seeds
 from bench.errors import InputError
+from bench.fmt import to_float
+from bench.stats import paired_bound, paired_interval, z_of
 
-__all__ = ["OUTCOMES", "Constraints", "Recommendation", "RoundInfo", "candidates", "recommend"]
+__all__ = [
+    "OUTCOMES",
+    "Comparison",
+    "Constraints",
+    "DistillationVerdict",
+    "Recommendation",
+    "RoundInfo",
+    "Shortfall",
+    "TwinBound",
+    "candidates",
+    "distillation_verdict",
+    "recommend",
+]
 
 EPS = 1e-11  # tolerances compared as fractions
+# The two-sided level of the descriptive comparisons (the file against its twin, the
+# ensemble against its best member): 95 % intervals, each direction wrong at most 2.5 %.
+ALPHA = 0.05
 
 # What the rule found, in the order it looks:
 OUTCOMES = (
@@ -95,11 +112,14 @@ class Constraints:
 
 @dataclass(frozen=True)
 class RoundInfo:
-    """The certification round a decision used."""
+    """The certification round a decision used: its tolerance, the level it tested at (its
+    share of the run's alpha, ``budget``), its fresh seeds, and how many of its candidates it
+    certified."""
 
     round: int
     max_gap: float
     alpha: float
+    budget: float
     seeds: int
     seed_list: list[int]
     candidates: int
@@ -107,14 +127,82 @@ class RoundInfo:
 
 
 @dataclass(frozen=True)
-class ScratchFacts:
-    """What the scratch twins' certification says at the recommended size: the smallest
-    certified scratch twin no larger than it (``smaller``), the recommended row's own twin's
-    bound, and the first failed scratch candidate ranked before that twin (``stopped_at``)."""
+class Comparison:
+    """A paired comparison of two models on the test split, three ways: ``estimate`` = first −
+    second accuracy with its two-sided ``1 − alpha`` interval (Tango's score interval, the
+    test-set error), and ``direction``: ``better`` (the interval above 0), ``worse`` (below)
+    or ``cannot tell`` at this test size."""
 
-    smaller: dict[str, Any] | None
-    twin_bound: float
-    stopped_at: dict[str, Any] | None
+    estimate: float
+    low: float
+    high: float
+    n: int
+    alpha: float
+
+    @property
+    def direction(self) -> str:
+        if self.low > 0:
+            return "better"
+        if self.high < 0:
+            return "worse"
+        return "cannot tell"
+
+    @classmethod
+    def of(cls, first_only: Any, second_only: Any, n: Any, alpha: float) -> Comparison | None:
+        """From the discordant counts (first right only, second right only) of ``n`` pairs;
+        None where a count is missing."""
+        vals = [to_float(v) for v in (first_only, second_only, n)]
+        if any(math.isnan(v) for v in vals) or vals[2] <= 0:
+            return None
+        a, b, m = int(vals[0]), int(vals[1]), int(vals[2])
+        low, high = paired_interval(a, b, m, 1 - alpha)
+        return cls((a - b) / m, low, high, m, alpha)
+
+
+@dataclass(frozen=True)
+class TwinBound:
+    """A scratch twin's gap to the reference, with its one-sided limits at the verdict's
+    simultaneous level."""
+
+    trial: int
+    arch: str
+    params: int
+    gap: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class DistillationVerdict:
+    """Is distillation needed at the tolerance? Three ways, with simultaneous bounds.
+
+    The family is the round's ``family`` scratch twins (every candidate's, fixed before the
+    test split is read); each twin's gap gets one-sided limits at ``level`` = the round's
+    level / ``family`` (Bonferroni). ``not_needed``: a twin no larger than the shipped
+    student has its upper limit within the tolerance (``witness``: the smallest such);
+    ``needed``: every twin no larger has its lower limit above it; otherwise ``inconclusive``.
+    A wrong verdict needs some twin's limit on the wrong side of its true gap, so whichever
+    size the decision ships, P(a wrong verdict) ≤ family × level = the round's level."""
+
+    kind: str
+    tolerance: float
+    family: int
+    level: float
+    twins: tuple[TwinBound, ...]  # no larger than the shipped student, largest first
+    witness: TwinBound | None = None
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """Why nothing was certified: the first candidate's file, its bound, and the test
+    examples the tolerance would take at its observed gap and disagreement rate (None when
+    its observed gap already exceeds the tolerance: no test split certifies it)."""
+
+    row: dict[str, Any]
+    bound: float
+    gap: float
+    n_test: int
+    n_needed: int | None
 
 
 @dataclass(frozen=True)
@@ -137,7 +225,10 @@ class Recommendation:
     latency_measured: bool = True  # False: the latency limit's column is NaN everywhere
     latency_hosts: tuple[str, ...] = ()
     n_over_cost: int = 0  # certified students outside the cost limits (outcome over_cost)
-    scratch: ScratchFacts | None = None
+    verdict: DistillationVerdict | None = None  # outcome chosen
+    file_gain: Comparison | None = None  # the shipped file against its own scratch twin
+    ensemble_vs_best: Comparison | None = None  # the ensemble against its best member
+    shortfall: Shortfall | None = None  # outcome none_certified
     ensemble_acc: float = math.nan
     best_member_acc: float = math.nan
 
@@ -169,6 +260,10 @@ def _against_best_member(cert: pd.DataFrame) -> pd.DataFrame:
         certify_bound=cert.get("certify_bound_best_member"),
         scratch_certified=cert.get("scratch_certified_best_member"),
         scratch_certify_bound=cert.get("scratch_certify_bound_best_member"),
+        ens_not_file=cert.get("best_not_file"),
+        file_not_ens=cert.get("file_not_best"),
+        ens_not_twin=cert.get("best_not_twin"),
+        twin_not_ens=cert.get("twin_not_best"),
     )
 
 
@@ -191,8 +286,8 @@ def recommend(
     base: dict[str, Any] = {"task": task, "constraints": constraints, "cost_column": cost}
     if done.empty:
         return Recommendation(**base, met=False, want=math.nan, outcome="no_trials")
-    ens, best = float(done["ensemble_acc"].iloc[0]), float(done["best_member_acc"].iloc[0])
-    base |= {"ensemble_acc": ens, "best_member_acc": best, "knee": knee(mine)}
+    base |= _teacher_facts(done) | {"knee": knee(mine)}
+    ens, best = base["ensemble_acc"], base["best_member_acc"]
     cert = done[done["phase"] == "certify"].copy()
     if constraints.against == "best-member":
         cert = _against_best_member(cert)
@@ -215,19 +310,33 @@ def recommend(
         )
     use = max(usable, key=lambda r: (rounds[r], r))
     part = cert[cert["certify_round"] == use].sort_values("certify_rank")
-    seeds = int(part["n_seeds"].iloc[0])
-    base |= {
-        "n_candidates": len(part),
-        "certification": RoundInfo(
-            round=int(use),
-            max_gap=float(rounds[use]),
-            alpha=float(part["certify_alpha"].iloc[0]),
-            seeds=seeds,
-            seed_list=certify_seeds(int(use), seeds),
-            candidates=len(part),
-            certified=int(_flag(part, "certified").sum()),
+    info = _round_info(part, int(use), float(rounds[use]))
+    base |= {"n_candidates": len(part), "certification": info}
+    return _in_round(base, part, info, constraints, mine)
+
+
+def _teacher_facts(done: pd.DataFrame) -> dict[str, Any]:
+    """The ensemble's accuracy, its best member's, and the two compared paired on test."""
+    head = done.iloc[0]
+    return {
+        "ensemble_acc": float(head["ensemble_acc"]),
+        "best_member_acc": float(head["best_member_acc"]),
+        "ensemble_vs_best": Comparison.of(
+            head.get("ens_not_best"), head.get("best_not_ens"), head.get("n_test"), ALPHA
         ),
     }
+
+
+def _in_round(
+    base: dict[str, Any],
+    part: pd.DataFrame,
+    info: RoundInfo,
+    constraints: Constraints,
+    mine: pd.DataFrame,
+) -> Recommendation:
+    """The decision within the round used: the cheapest certified student within the cost
+    limits, with the distillation verdict and its own gain; else why not."""
+    cost = constraints.cost_column()
     certified = part[_flag(part, "certified")].copy()
     ok_cost, base["latency_measured"], base["latency_hosts"] = _within_cost(certified, constraints)
     feasible = certified[ok_cost].sort_values(
@@ -235,8 +344,16 @@ def recommend(
     )
     if len(feasible):
         chosen = feasible.iloc[0].to_dict()
+        gain = Comparison.of(
+            chosen.get("file_not_twin"), chosen.get("twin_not_file"), chosen.get("n_test"), ALPHA
+        )
         return Recommendation(
-            **base, met=True, outcome="chosen", chosen=chosen, scratch=_scratch(part, chosen)
+            **base,
+            met=True,
+            outcome="chosen",
+            chosen=chosen,
+            verdict=distillation_verdict(part, chosen, info.alpha),
+            file_gain=gain,
         )
     if len(certified):
         return Recommendation(
@@ -246,12 +363,33 @@ def recommend(
             closest=certified.sort_values([cost, "certify_bound"]).iloc[0].to_dict(),
             n_over_cost=len(certified),
         )
+    first = part.iloc[0].to_dict()
     return Recommendation(
         **base,
         met=False,
         outcome="none_certified",
-        closest=part.iloc[0].to_dict(),
-        extrapolation=extrapolate(mine, base["certification"].max_gap),
+        closest=first,
+        extrapolation=extrapolate(mine, info.max_gap),
+        shortfall=_shortfall(first, info.max_gap, info.alpha),
+    )
+
+
+def _round_info(part: pd.DataFrame, use: int, max_gap: float) -> RoundInfo:
+    """The facts of the certification round ``use`` from its candidates' rows."""
+    seeds = int(part["n_seeds"].iloc[0])
+    level = float(part["certify_alpha"].iloc[0])
+    listed = part["certify_seeds"].iloc[0] if "certify_seeds" in part else None
+    return RoundInfo(
+        round=use,
+        max_gap=max_gap,
+        alpha=level,
+        budget=level * 2 ** (use + 1),
+        seeds=seeds,
+        seed_list=[int(s) for s in str(listed).split(",")]
+        if isinstance(listed, str)
+        else certify_seeds(use, seeds),
+        candidates=len(part),
+        certified=int(_flag(part, "certified").sum()),
     )
 
 
@@ -275,22 +413,70 @@ def _within_cost(
     return ok, measured, hosts
 
 
-def _scratch(part: pd.DataFrame, chosen: dict[str, Any]) -> ScratchFacts | None:
-    """The scratch twins' certification at the chosen student's size."""
-    if "scratch_certified" not in part.columns:
+def _twin_bound(row: pd.Series, level: float) -> TwinBound | None:
+    counts = [to_float(row.get(c)) for c in ("ens_not_twin", "twin_not_ens", "n_test")]
+    if any(math.isnan(v) for v in counts) or counts[2] <= 0:
         return None
-    passed = _flag(part, "scratch_certified")
-    smaller = part[passed & (part["student_params"] <= int(chosen["student_params"]))]
-    twin = part[part["trial"] == chosen["trial"]]
-    bound = float(twin["scratch_certify_bound"].iloc[0]) if len(twin) else math.nan
-    failed = part[~passed]
-    stopped = None
-    if len(twin) and len(failed):
-        first = failed.iloc[0]
-        if int(first["certify_rank"]) < int(twin["certify_rank"].iloc[0]):
-            stopped = first.to_dict()
-    return ScratchFacts(
-        smaller=smaller.sort_values("student_params").iloc[0].to_dict() if len(smaller) else None,
-        twin_bound=bound,
-        stopped_at=stopped,
+    a, b, n = (int(v) for v in counts)
+    return TwinBound(
+        trial=int(row["trial"]),
+        arch=str(row["arch"]),
+        params=int(row["student_params"]),
+        gap=(a - b) / n,
+        low=paired_bound(a, b, n, 1 - level, upper=False),
+        high=paired_bound(a, b, n, 1 - level, upper=True),
     )
+
+
+def distillation_verdict(
+    part: pd.DataFrame, chosen: dict[str, Any], level: float
+) -> DistillationVerdict | None:
+    """:class:`DistillationVerdict` for the round ``part`` (its candidates' rows) and the
+    shipped student ``chosen``, at the round's ``level``."""
+    family = [r for _, r in part.iterrows() if _twin_bound(r, 1.0) is not None]
+    if not family:
+        return None
+    each = level / len(family)
+    tol = float(part["certify_max_gap"].iloc[0])
+    size = int(chosen["student_params"])
+    bounds = [_twin_bound(r, each) for r in family if int(r["student_params"]) <= size]
+    twins = tuple(sorted((b for b in bounds if b is not None), key=lambda b: -b.params))
+    passing = [b for b in twins if b.high <= tol + EPS]
+    if passing:
+        witness = min(passing, key=lambda b: b.params)
+        return DistillationVerdict("not_needed", tol, len(family), each, twins, witness)
+    kind = "needed" if twins and all(b.low > tol for b in twins) else "inconclusive"
+    return DistillationVerdict(kind, tol, len(family), each, twins)
+
+
+def _shortfall(first: dict[str, Any], tol: float, level: float) -> Shortfall | None:
+    """How far the first candidate's file is from being certified at ``tol``."""
+    counts = [to_float(first.get(c)) for c in ("ens_not_file", "file_not_ens", "n_test")]
+    if any(math.isnan(v) for v in counts) or counts[2] <= 0:
+        return None
+    a, b, n = (int(v) for v in counts)
+    gap = (a - b) / n
+    disagree = (a + b) / n
+    needed = _examples_needed(a / n, b / n, tol, level) if gap < tol and disagree > 0 else None
+    return Shortfall(first, to_float(first.get("certify_bound")), gap, n, needed)
+
+
+def _examples_needed(p12: float, p21: float, tol: float, level: float) -> int | None:
+    """The fewest test examples at which the certification bound itself (Tango's, at
+    ``level``) of a file with these discordant rates is within ``tol``: the observed rates
+    held fixed, the bound solved for n (by doubling, then bisection); None past 10⁹."""
+
+    def passes(m: int) -> bool:
+        return paired_bound(p12 * m, p21 * m, m, 1 - level) <= tol + EPS
+
+    # the normal approximation gap + z·√(d / n) ≤ tol gives a starting point
+    guess = z_of(1 - 2 * level) ** 2 * (p12 + p21) / (tol - (p12 - p21)) ** 2
+    low, high = 1, max(2, math.ceil(guess))
+    while not passes(high):
+        low, high = high, high * 2
+        if high > 10**9:
+            return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if passes(mid) else (mid, high)
+    return high

@@ -34,6 +34,7 @@ class GroupSpec:
     seeds: tuple[int, ...]
     phase: str
     recipe: dict[str, float] = field(default_factory=dict)  # [search] lr, … (empty: none)
+    level: float = 0.05  # certification: the one-sided level of the round's bounds
 
 
 class Role(StrEnum):

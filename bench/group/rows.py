@@ -12,14 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from bench.decision.protocol import file_choice
 from bench.group.cost import student_cost
 from bench.group.evaluate import Evaluation
 from bench.group.plan import GroupPlan, GroupSpec, Role, Slot, TrialConfig
 from bench.group.scratch import ScratchStore
 from bench.records import SCHEMA_VERSION
 from bench.stats import (
-    file_gap,
+    accuracy_interval,
+    discordant,
     gap_closed_interval,
+    paired_bound,
+    paired_interval,
     paired_intervals,
     share,
     summarise_seeds,
@@ -49,33 +53,39 @@ class GroupRows:
     plan: GroupPlan
     scratch: ScratchStore
     ev: Evaluation
-    alpha: float  # the certification level: certify_bound is the one-sided 1 - alpha bound
 
     def file_slot(self, cfg: TrialConfig) -> Slot:
-        """The trial's file to ship: its distilled seed with the best validation accuracy."""
-        return max(
-            self.plan.distilled(cfg.trial),
-            key=lambda s: (self.ev.distiller.val_acc_[s.index], -s.seed),
-        )
+        """The trial's file to ship: its distilled seed with the best validation accuracy
+        (:func:`bench.decision.protocol.file_choice`)."""
+        slots = self.plan.distilled(cfg.trial)
+        val = self.ev.distiller.val_acc_
+        return slots[file_choice([val[s.index] for s in slots], [s.seed for s in slots])]
 
     def file_cells(self, cfg: TrialConfig) -> dict[str, Any]:
-        """The shipped file's own claim (:mod:`bench.decision.protocol`): its paired test gap with
-        Newcombe's 95 % interval and the one-sided ``1 − alpha`` bound certification tests;
-        the same for the scratch twin chosen the same way among the same fresh seeds."""
-        ev = self.ev
+        """The shipped file's own claim (:mod:`bench.decision.protocol`): its paired test gap
+        to the ensemble with Tango's 95 % interval and the one-sided ``1 − level`` bound
+        certification tests (``spec.level``: the round's share of alpha); the same for the
+        scratch twin chosen the same way among the same fresh seeds, and against the best
+        member; the discordant counts of every pair (what any other bound needs); and the
+        file's own KD gain over its twin."""
+        ev, n, level = self.ev, len(self.ev.y), 1 - self.spec.level
         best = self.file_slot(cfg)
         right = ev.right[best.index]
-        gap, low, high = file_gap(right, ev.ensemble_right)
+        ens_not_file, file_not_ens = discordant(ev.ensemble_right, right)
+        best_not_file, file_not_best = discordant(ev.best_member_right, right)
+        low, high = paired_interval(ens_not_file, file_not_ens, n)
         cells: dict[str, Any] = {
             "file_seed": best.seed,
             "file_acc": float(right.mean()),
-            "file_gap": gap,
+            "file_gap": (ens_not_file - file_not_ens) / n,
             "file_gap_ci_low": low,
             "file_gap_ci_high": high,
-            "certify_bound": file_gap(right, ev.ensemble_right, level=1 - 2 * self.alpha)[2],
-            "certify_bound_best_member": file_gap(
-                right, ev.best_member_right, level=1 - 2 * self.alpha
-            )[2],
+            "certify_bound": paired_bound(ens_not_file, file_not_ens, n, level),
+            "certify_bound_best_member": paired_bound(best_not_file, file_not_best, n, level),
+            "ens_not_file": ens_not_file,
+            "file_not_ens": file_not_ens,
+            "best_not_file": best_not_file,
+            "file_not_best": file_not_best,
         }
         twins = [
             (s.seed, sc)
@@ -83,21 +93,32 @@ class GroupRows:
             if (sc := self.scratch.get(self.spec.family, self.spec.arch, s.seed, self.spec.recipe))
             and "scratch_right" in sc
         ]
-        if twins:
-            seed, sc = max(twins, key=lambda x: (x[1]["scratch_val_acc"], -x[0]))
-            twin = unpack_bits(sc["scratch_right"], len(ev.y))
-            cells |= {
-                "scratch_file_seed": seed,
-                "scratch_file_acc": float(twin.mean()),
-                "scratch_file_gap": file_gap(twin, ev.ensemble_right)[0],
-                "scratch_certify_bound": file_gap(
-                    twin, ev.ensemble_right, level=1 - 2 * self.alpha
-                )[2],
-                "scratch_certify_bound_best_member": file_gap(
-                    twin, ev.best_member_right, level=1 - 2 * self.alpha
-                )[2],
-            }
-        return cells
+        if not twins:
+            return cells
+        seed, sc = max(twins, key=lambda x: (x[1]["scratch_val_acc"], -x[0]))
+        twin = unpack_bits(sc["scratch_right"], n)
+        ens_not_twin, twin_not_ens = discordant(ev.ensemble_right, twin)
+        best_not_twin, twin_not_best = discordant(ev.best_member_right, twin)
+        file_not_twin, twin_not_file = discordant(right, twin)
+        gain_low, gain_high = paired_interval(file_not_twin, twin_not_file, n)
+        return cells | {
+            "scratch_file_seed": seed,
+            "scratch_file_acc": float(twin.mean()),
+            "scratch_file_gap": (ens_not_twin - twin_not_ens) / n,
+            "scratch_certify_bound": paired_bound(ens_not_twin, twin_not_ens, n, level),
+            "scratch_certify_bound_best_member": paired_bound(
+                best_not_twin, twin_not_best, n, level
+            ),
+            "ens_not_twin": ens_not_twin,
+            "twin_not_ens": twin_not_ens,
+            "best_not_twin": best_not_twin,
+            "twin_not_best": twin_not_best,
+            "file_not_twin": file_not_twin,
+            "twin_not_file": twin_not_file,
+            "file_kd_gain": (file_not_twin - twin_not_file) / n,
+            "file_kd_gain_ci_low": gain_low,
+            "file_kd_gain_ci_high": gain_high,
+        }
 
     def trial_rows(self, cfg: TrialConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The trial's row and its per-seed rows (a failed row when a member diverged)."""
@@ -149,7 +170,15 @@ class GroupRows:
         to_best = paired_intervals(ev.right[[s.index for s in slots]], ev.best_member_right, None)
         row["gap_to_best_member_ci_low"] = to_best["acc_gap_ci_low"]
         row["gap_to_best_member_ci_high"] = to_best["acc_gap_ci_high"]
-        row |= _transfer_cells(self.spec.task, seed_rows, ev, slots, scratch_right)
+        row["ens_not_best"], row["best_not_ens"] = discordant(
+            ev.ensemble_right, ev.best_member_right
+        )
+        full_right = (
+            np.stack([unpack_bits(sc["full_scratch_right"], len(ev.y)) for sc in scratches])
+            if all("full_scratch_right" in sc for sc in scratches) and scratches
+            else None
+        )
+        row |= _transfer_cells(self.spec.task, seed_rows, ev, slots, scratch_right, full_right)
         row |= _specialist_cells(
             seed_rows,
             ev.right,
@@ -216,13 +245,28 @@ class GroupRows:
         }
 
 
-TRANSFER_SEED_MEANS = (
-    "omitted_acc",
-    "omitted_acc_corrected",
-    "student_acc_corrected",
-    "scratch_omitted_acc",
-    "full_scratch_acc",
-)
+def _transfer_rights(
+    ev: Evaluation,
+    slots: list[Slot],
+    scratch_right: np.ndarray | None,
+    full_right: np.ndarray | None,
+) -> dict[str, np.ndarray | None]:
+    """Per transfer accuracy column, the seeds' right/wrong predictions it averages
+    (``[S, n]`` on the test examples it is measured on; None where the run has none)."""
+    idx = [s.index for s in slots]
+    omitted = ev.omitted if ev.omitted.any() else None
+    fixed = ev.corrected_right[idx] if ev.corrected_right is not None else None
+
+    def on_omitted(right: np.ndarray | None) -> np.ndarray | None:
+        return None if right is None or omitted is None else right[:, omitted]
+
+    return {
+        "omitted_acc": on_omitted(ev.right[idx]),
+        "omitted_acc_corrected": on_omitted(fixed),
+        "student_acc_corrected": fixed,
+        "scratch_omitted_acc": on_omitted(scratch_right),
+        "full_scratch_acc": full_right,
+    }
 
 
 def _transfer_cells(
@@ -231,10 +275,12 @@ def _transfer_cells(
     ev: Evaluation,
     slots: list[Slot],
     scratch_right: np.ndarray | None,
+    full_right: np.ndarray | None,
 ) -> dict[str, float]:
     """The row's [transfer] cells: the transfer set's size, the omitted classes' accuracies
-    (mean over seeds, Student-t interval where replicate seeds exist), the mean bias shift and
-    the full-data scratch baseline; and the bootstrap interval of ``gap_closed``."""
+    and the full-data scratch baseline (mean over seeds; intervals with the seeds' and the
+    test examples' error, :func:`bench.stats.accuracy_interval`), the mean bias shift; and
+    the bootstrap interval of ``gap_closed``."""
     x, _ = task.transfer_split()
     unlabeled = 0 if task.x_unlabeled is None else len(task.x_unlabeled)
     out: dict[str, float] = {
@@ -242,9 +288,10 @@ def _transfer_cells(
         "transfer_unlabeled_rows": unlabeled,
         "n_test_omitted": int(ev.omitted.sum()),
     }
-    for col in TRANSFER_SEED_MEANS:  # accuracies: the interval clipped to [0, 1]
-        m, _, lo, hi = summarise_seeds([r[col] for r in seed_rows])
-        out |= {col: m, f"{col}_ci_low": max(lo, 0.0), f"{col}_ci_high": min(hi, 1.0)}
+    for col, right in _transfer_rights(ev, slots, scratch_right, full_right).items():
+        m = summarise_seeds([r[col] for r in seed_rows])[0]
+        lo, hi = accuracy_interval(right) if right is not None else (math.nan, math.nan)
+        out |= {col: m, f"{col}_ci_low": lo, f"{col}_ci_high": hi}
     out["bias_shift"] = summarise_seeds([r["bias_shift"] for r in seed_rows])[0]
     lo, hi = (
         gap_closed_interval(ev.right[[s.index for s in slots]], scratch_right, ev.ensemble_right)

@@ -75,5 +75,6 @@ def scratch_entries(
         }
         if slot.seed in full:
             value["full_scratch_acc"] = float(ev.right[full[slot.seed].index].mean())
+            value["full_scratch_right"] = pack_bits(ev.right[full[slot.seed].index])
         out[ScratchStore.key(family, arch, slot.seed, recipe)] = value
     return out

@@ -93,7 +93,7 @@ def run_group(
     ev = Evaluation.of(distiller, spec.teacher, spec.task, suite.transfer.bias_correction)
     new_scratch = scratch_entries(plan, ev, family, arch, recipe)
     scratch.data.update(new_scratch)
-    group = GroupRows(spec, plan, scratch, ev, suite.certify.alpha)
+    group = GroupRows(spec, plan, scratch, ev)
     per_trial_time = (time.perf_counter() - started) / len(configs)
     out: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     weights: dict[int, dict[str, Any]] = {}

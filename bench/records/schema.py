@@ -42,6 +42,9 @@ CHANGES = {
     "trial's recipe, which [search] may sample)",
     7: "tolerances are fractions: certify_max_gap (was certify_max_gap_pp) and the manifest's "
     "certify_rounds",
+    8: "Tango's score bound for certification; certify_alpha is the round's share of alpha; "
+    "certify_seeds, file_kd_gain and its interval, and the discordant counts of every paired "
+    "comparison (ens_not_file, …)",
 }
 SCHEMA_VERSION = max(CHANGES)
 
@@ -142,10 +145,29 @@ COLUMNS: tuple[Column, ...] = (
         "student_acc_ci_low",
         "float64",
         "fraction",
-        "95 % interval of student_acc (Student-t over seeds with the per-example error, at least the Wilson interval), lower bound",
+        "95 % interval of student_acc, lower bound: the seeds' error (Student-t) and the "
+        "test-set error (per example, at least Wilson's binomial interval on n_test)",
     ),
-    C("student_acc_ci_high", "float64", "fraction", "95 % interval of student_acc, upper bound"),
+    C(
+        "student_acc_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of student_acc, upper bound (seeds' and test-set error, as _ci_low)",
+    ),
     C("n_test", "Int64", "examples", "test examples every accuracy of the row is measured on"),
+    C(
+        "ens_not_best",
+        "Int64",
+        "examples",
+        "test examples the ensemble gets right and its best member (chosen on validation) wrong",
+    ),
+    C(
+        "best_not_ens",
+        "Int64",
+        "examples",
+        "test examples the best member gets right and the ensemble wrong (with ens_not_best: "
+        "whether the ensemble beats its best member, paired)",
+    ),
     C("ensemble_acc", "float64", "fraction", "test accuracy of the teacher ensemble"),
     C(
         "best_member_acc",
@@ -164,32 +186,43 @@ COLUMNS: tuple[Column, ...] = (
         "acc_gap_ci_low",
         "float64",
         "fraction",
-        "95 % interval of acc_gap (the recipe: Student-t over seeds combined with the "
-        "per-example paired error, at least Newcombe's corrected paired interval; "
-        "bench.stats.paired_intervals), lower bound",
+        "95 % interval of acc_gap, lower bound: the recipe's seeds' error (Student-t) "
+        "combined with the test-set error (per-example paired, at least Newcombe's paired "
+        "interval on n_test; bench.stats.paired_intervals)",
     ),
     C(
         "acc_gap_ci_high",
         "float64",
         "fraction",
-        "95 % interval of acc_gap, upper bound",
+        "95 % interval of acc_gap, upper bound (seeds' and test-set error, as _ci_low)",
     ),
     C(
         "acc_gap_pi_low",
         "float64",
         "fraction",
-        "95 % prediction interval of the gap of one more training run of this configuration "
-        "(seed part t · s · sqrt(1 + 1/S)), lower bound",
+        "95 % prediction interval of the gap of one more training run of this configuration, "
+        "lower bound: seed part t · s · sqrt(1 + 1/S) with the test-set error as acc_gap_ci's",
     ),
-    C("acc_gap_pi_high", "float64", "fraction", "95 % prediction interval of the gap, upper bound"),
+    C(
+        "acc_gap_pi_high",
+        "float64",
+        "fraction",
+        "95 % prediction interval of the gap, upper bound (test-set error included)",
+    ),
     C("rel_acc", "float64", "-", "student_acc / ensemble_acc (MLPerf-style relative accuracy)"),
     C(
         "rel_acc_ci_low",
         "float64",
         "-",
-        "1 - acc_gap_ci_high / ensemble_acc (used by --min-relative-acc)",
+        "1 - acc_gap_ci_high / ensemble_acc (used by --min-relative-acc; seeds' and test-set "
+        "error, as acc_gap_ci)",
     ),
-    C("rel_acc_ci_high", "float64", "-", "1 - acc_gap_ci_low / ensemble_acc"),
+    C(
+        "rel_acc_ci_high",
+        "float64",
+        "-",
+        "1 - acc_gap_ci_low / ensemble_acc (test-set error included, as acc_gap_ci)",
+    ),
     C(
         "gap_to_best_member",
         "float64",
@@ -200,14 +233,14 @@ COLUMNS: tuple[Column, ...] = (
         "gap_to_best_member_ci_low",
         "float64",
         "fraction",
-        "95 % interval of gap_to_best_member, paired with the member on each test example "
-        "(as acc_gap's), lower bound",
+        "95 % interval of gap_to_best_member, lower bound: paired with the member on each "
+        "test example, seeds' and test-set error as acc_gap_ci's",
     ),
     C(
         "gap_to_best_member_ci_high",
         "float64",
         "fraction",
-        "95 % interval of gap_to_best_member, upper bound",
+        "95 % interval of gap_to_best_member, upper bound (test-set error included)",
     ),
     C(
         "scratch_acc",
@@ -221,10 +254,15 @@ COLUMNS: tuple[Column, ...] = (
         "kd_gain_ci_low",
         "float64",
         "fraction",
-        "95 % interval of kd_gain (paired per seed and per example; Student-t over seeds "
-        "with the per-example error, at least Newcombe's corrected paired interval), lower bound",
+        "95 % interval of kd_gain, lower bound: paired per seed and per example; the seeds' "
+        "error (Student-t) with the test-set error (at least Newcombe's paired interval)",
     ),
-    C("kd_gain_ci_high", "float64", "fraction", "95 % interval of kd_gain, upper bound"),
+    C(
+        "kd_gain_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of kd_gain, upper bound (seeds' and test-set error)",
+    ),
     C(
         "generalist_taught_acc",
         "float64",
@@ -244,13 +282,13 @@ COLUMNS: tuple[Column, ...] = (
         "specialist_gain_ci_low",
         "float64",
         "fraction",
-        "95 % interval of specialist_gain (as kd_gain), lower bound",
+        "95 % interval of specialist_gain, lower bound (seeds' and test-set error, as kd_gain_ci)",
     ),
     C(
         "specialist_gain_ci_high",
         "float64",
         "fraction",
-        "95 % interval of specialist_gain, upper bound",
+        "95 % interval of specialist_gain, upper bound (test-set error included)",
     ),
     C(
         "gap_closed",
@@ -262,10 +300,15 @@ COLUMNS: tuple[Column, ...] = (
         "gap_closed_ci_low",
         "float64",
         "-",
-        "95 % percentile-bootstrap interval of gap_closed (test examples and seeds resampled, "
-        "student, twin and ensemble paired), lower bound",
+        "95 % percentile-bootstrap interval of gap_closed, lower bound: test examples (the "
+        "test-set error) and seeds resampled, student, twin and ensemble paired",
     ),
-    C("gap_closed_ci_high", "float64", "-", "95 % interval of gap_closed, upper bound"),
+    C(
+        "gap_closed_ci_high",
+        "float64",
+        "-",
+        "95 % interval of gap_closed, upper bound (test-set error included)",
+    ),
     C(
         "transfer_rows",
         "Int64",
@@ -292,9 +335,15 @@ COLUMNS: tuple[Column, ...] = (
         "omitted_acc_ci_low",
         "float64",
         "fraction",
-        "95 % Student-t interval over seeds of omitted_acc, lower bound",
+        "95 % interval of omitted_acc, lower bound: the "
+        "seeds' error (Student-t) with the test-set error of its own examples (at least Wilson's binomial interval; bench.stats.accuracy_interval)",
     ),
-    C("omitted_acc_ci_high", "float64", "fraction", "95 % interval of omitted_acc, upper bound"),
+    C(
+        "omitted_acc_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of omitted_acc, upper bound (test-set error included)",
+    ),
     C(
         "bias_shift",
         "float64",
@@ -314,13 +363,14 @@ COLUMNS: tuple[Column, ...] = (
         "omitted_acc_corrected_ci_low",
         "float64",
         "fraction",
-        "95 % interval of omitted_acc_corrected, lower bound",
+        "95 % interval of omitted_acc_corrected, lower bound (seeds' and test-set error, as "
+        "omitted_acc_ci)",
     ),
     C(
         "omitted_acc_corrected_ci_high",
         "float64",
         "fraction",
-        "95 % interval of omitted_acc_corrected, upper bound",
+        "95 % interval of omitted_acc_corrected, upper bound (test-set error included)",
     ),
     C(
         "student_acc_corrected",
@@ -333,13 +383,14 @@ COLUMNS: tuple[Column, ...] = (
         "student_acc_corrected_ci_low",
         "float64",
         "fraction",
-        "95 % interval of student_acc_corrected, lower bound",
+        "95 % interval of student_acc_corrected, lower bound (seeds' and test-set error, as "
+        "omitted_acc_ci)",
     ),
     C(
         "student_acc_corrected_ci_high",
         "float64",
         "fraction",
-        "95 % interval of student_acc_corrected, upper bound",
+        "95 % interval of student_acc_corrected, upper bound (test-set error included)",
     ),
     C(
         "scratch_omitted_acc",
@@ -352,13 +403,14 @@ COLUMNS: tuple[Column, ...] = (
         "scratch_omitted_acc_ci_low",
         "float64",
         "fraction",
-        "95 % interval of scratch_omitted_acc, lower bound",
+        "95 % interval of scratch_omitted_acc, lower bound (seeds' and test-set error, as "
+        "omitted_acc_ci)",
     ),
     C(
         "scratch_omitted_acc_ci_high",
         "float64",
         "fraction",
-        "95 % interval of scratch_omitted_acc, upper bound",
+        "95 % interval of scratch_omitted_acc, upper bound (test-set error included)",
     ),
     C(
         "full_scratch_acc",
@@ -372,13 +424,14 @@ COLUMNS: tuple[Column, ...] = (
         "full_scratch_acc_ci_low",
         "float64",
         "fraction",
-        "95 % interval of full_scratch_acc, lower bound",
+        "95 % interval of full_scratch_acc, lower bound (seeds' and test-set error, as "
+        "omitted_acc_ci)",
     ),
     C(
         "full_scratch_acc_ci_high",
         "float64",
         "fraction",
-        "95 % interval of full_scratch_acc, upper bound",
+        "95 % interval of full_scratch_acc, upper bound (test-set error included)",
     ),
     C(
         "ensemble_gain_kept",
@@ -760,7 +813,19 @@ COLUMNS: tuple[Column, ...] = (
         "certify rows: the place in the tested order (0 = first, the largest; validation chose it)",
     ),
     C("certify_max_gap", "float64", "fraction", "certify rows: the tolerance the round certifies"),
-    C("certify_alpha", "float64", "-", "certify rows: the family-wise error level of the round"),
+    C(
+        "certify_alpha",
+        "float64",
+        "-",
+        "certify rows: the level the round tests at, its share of the run's alpha "
+        "(alpha / 2^(round + 1); bench.decision.protocol.round_level)",
+    ),
+    C(
+        "certify_seeds",
+        "string",
+        "-",
+        "certify rows: the round's fresh training seeds, comma-separated",
+    ),
     C(
         "file_seed",
         "Int64",
@@ -778,14 +843,21 @@ COLUMNS: tuple[Column, ...] = (
         "file_gap_ci_low",
         "float64",
         "fraction",
-        "95 % interval of file_gap (Newcombe's corrected paired interval), lower bound",
+        "95 % interval of file_gap, lower bound: the test-set error (Tango's paired score "
+        "interval, half-count continuity correction; one file, no seed error)",
     ),
-    C("file_gap_ci_high", "float64", "fraction", "95 % interval of file_gap, upper bound"),
+    C(
+        "file_gap_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of file_gap, upper bound (test-set error included)",
+    ),
     C(
         "certify_bound",
         "float64",
         "fraction",
-        "certify rows: one-sided 1 - alpha upper bound of file_gap: the statistic certified",
+        "certify rows: one-sided 1 - certify_alpha upper bound of file_gap (Tango's score "
+        "bound; the test-set error): the statistic certified",
     ),
     C(
         "certified",
@@ -801,7 +873,8 @@ COLUMNS: tuple[Column, ...] = (
         "scratch_certify_bound",
         "float64",
         "fraction",
-        "certify rows: one-sided 1 - alpha upper bound of scratch_file_gap",
+        "certify rows: one-sided 1 - certify_alpha upper bound of scratch_file_gap (test-set "
+        "error included, as certify_bound)",
     ),
     C(
         "scratch_certified",
@@ -814,8 +887,8 @@ COLUMNS: tuple[Column, ...] = (
         "certify_bound_best_member",
         "float64",
         "fraction",
-        "certify rows: one-sided 1 - alpha upper bound of the file's paired test gap to the "
-        "best member (what --against best-member certifies)",
+        "certify rows: one-sided 1 - certify_alpha upper bound of the file's paired test gap to the "
+        "best member (what --against best-member certifies; test-set error included)",
     ),
     C(
         "certified_best_member",
@@ -828,13 +901,93 @@ COLUMNS: tuple[Column, ...] = (
         "scratch_certify_bound_best_member",
         "float64",
         "fraction",
-        "certify rows: scratch_certify_bound against the best member",
+        "certify rows: scratch_certify_bound against the best member (test-set error included)",
     ),
     C(
         "scratch_certified_best_member",
         "boolean",
         "-",
         "certify rows: the scratch twin certified against the best member",
+    ),
+    C(
+        "ens_not_file",
+        "Int64",
+        "examples",
+        "certify rows: test examples the ensemble gets right and the shipped file wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "file_not_ens",
+        "Int64",
+        "examples",
+        "certify rows: test examples the shipped file gets right and the ensemble wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "best_not_file",
+        "Int64",
+        "examples",
+        "certify rows: test examples the best member gets right and the shipped file wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "file_not_best",
+        "Int64",
+        "examples",
+        "certify rows: test examples the shipped file gets right and the best member wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "ens_not_twin",
+        "Int64",
+        "examples",
+        "certify rows: test examples the ensemble gets right and the scratch twin's file wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "twin_not_ens",
+        "Int64",
+        "examples",
+        "certify rows: test examples the scratch twin's file gets right and the ensemble wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "best_not_twin",
+        "Int64",
+        "examples",
+        "certify rows: test examples the best member gets right and the twin's file wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "twin_not_best",
+        "Int64",
+        "examples",
+        "certify rows: test examples the twin's file gets right and the best member wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "file_not_twin",
+        "Int64",
+        "examples",
+        "certify rows: test examples the shipped file gets right and its scratch twin wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "twin_not_file",
+        "Int64",
+        "examples",
+        "certify rows: test examples the scratch twin gets right and the shipped file wrong (a discordant count: with n_test, any paired bound)",
+    ),
+    C(
+        "file_kd_gain",
+        "float64",
+        "fraction",
+        "certify rows: file_acc - scratch_file_acc, the shipped file's gain over its own "
+        "scratch twin (same fresh seeds, chosen the same way), paired on the test examples",
+    ),
+    C(
+        "file_kd_gain_ci_low",
+        "float64",
+        "fraction",
+        "95 % interval of file_kd_gain (Tango's paired score interval: the test-set error), "
+        "lower bound",
+    ),
+    C(
+        "file_kd_gain_ci_high",
+        "float64",
+        "fraction",
+        "95 % interval of file_kd_gain, upper bound (test-set error included)",
     ),
     C(
         "train_time_s",
@@ -909,6 +1062,9 @@ SEED_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.per_seed)
 # identifiers, which are not judged. Accuracies, their intervals, gains and speed are higher;
 # costs, gaps, bounds, errors, latencies and their spread are lower.
 HIGHER_IS_BETTER = [
+    "file_kd_gain",
+    "file_kd_gain_ci_low",
+    "file_kd_gain_ci_high",
     "student_acc",
     "student_acc_ci_low",
     "student_acc_ci_high",
@@ -963,6 +1119,18 @@ HIGHER_IS_BETTER = [
 ]
 NOT_JUDGED = [
     "schema_version",
+    "ens_not_file",
+    "file_not_ens",
+    "best_not_file",
+    "file_not_best",
+    "ens_not_twin",
+    "twin_not_ens",
+    "best_not_twin",
+    "twin_not_best",
+    "file_not_twin",
+    "twin_not_file",
+    "ens_not_best",
+    "best_not_ens",
     "trial",
     "temperature",
     "alpha",

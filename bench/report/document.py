@@ -50,6 +50,14 @@ code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; font-size: 0.9
 .rec { background: #eef6ee; border-left: 4px solid #2ca02c; padding: 0.6em 1em; white-space: pre-wrap; }
 .norec { background: #fbeeee; border-left: 4px solid #d62728; padding: 0.6em 1em; white-space: pre-wrap; }
 .warn { background: #fff8e1; border-left: 4px solid #f0a500; padding: 0.4em 1em; }
+.headline { display: flex; flex-wrap: wrap; gap: 0.6em; margin: 0.4em 0 0.8em; }
+.fig { flex: 1 1 11em; min-width: 0; background: #f4f6f8; border-radius: 6px;
+       padding: 0.5em 0.8em; }
+.headline.met .fig { border-top: 4px solid #2ca02c; }
+.headline.unmet .fig { border-top: 4px solid #d62728; }
+.fig .l { font-size: 0.75em; text-transform: uppercase; letter-spacing: 0.05em; color: #555; }
+.fig .v { font-size: 1.55em; font-weight: 600; line-height: 1.25; margin: 0.1em 0; }
+.fig .n { font-size: 0.8em; color: #555; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
 """
 DPI_SCALE = 2  # plots are saved at twice their display density: sharp on high-density screens
@@ -79,6 +87,24 @@ class Document:
         self.md.append(text + "\n")
         attr = f' class="{cls}"' if cls else ""
         self.html.append(f"<p{attr}>{_inline(text)}</p>")
+
+    def headline(self, figures: list[tuple[str, str, str]], cls: str) -> None:
+        """A row of large figures (label, value, small print) that wraps on a narrow screen;
+        in Markdown, a bold line per figure."""
+        self.md.append(
+            "\n".join(
+                f"- **{label}: {value}** — {note}" if value else f"- **{label}:** {note}"
+                for label, value, note in figures
+            )
+            + "\n"
+        )
+        cards = "".join(
+            f'<div class="fig"><div class="l">{_inline(label)}</div>'
+            + (f'<div class="v">{_inline(value)}</div>' if value else "")
+            + f'<div class="n">{_inline(note)}</div></div>'
+            for label, value, note in figures
+        )
+        self.html.append(f'<div class="headline {cls}">{cards}</div>')
 
     def pre(self, text: str) -> None:
         self.md.append("```\n" + text + "\n```\n")

@@ -133,6 +133,9 @@ def build_report(
     doc.heading(2, f"Decision ({claims.describe(cons)})")
     for task, rec in recs.items():
         entry = task_entry(manifest, task)
+        if len(recs) > 1:
+            doc.heading(3, f"Task '{task}'")
+        doc.headline(claims.headline(rec), "met" if rec.met else "unmet")
         doc.para(f"[{task}] {claims.report_decision(rec)}", "rec" if rec.met else "norec")
         for w in [*entry.warnings, *claims.warnings(rec)]:
             doc.para(f"[{task}] WARNING: {w}", "warn")

@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.decision.protocol import certify_order, certify_seeds, round_marks
+from bench.decision.protocol import certify_order, certify_seeds, round_level, round_marks
 from bench.durable.faults import fault_point
 from bench.group.plan import TrialConfig
 from bench.group.rows import failed_row
@@ -70,7 +70,7 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
     if creator or w.mode == "exclusive":
         # Exclusive: also after a resume: add what is missing.
         with lock:
-            _enqueue(w, search, cstudy, gap)
+            _enqueue(w, search, cstudy, round_, gap)
 
     def enqueued() -> Any:
         return optuna.load_study(study_name=name, storage=w.storage).user_attrs.get(
@@ -83,7 +83,7 @@ def _certify_round(w: TaskWorker, search: optuna.Study, round_: int, gap: float)
         waited += POLL_S
         if waited > ctx.spec.grace_period * 2:
             with lock:  # its writer died: finish the list (what it enqueued stays)
-                _enqueue(w, search, cstudy, gap)
+                _enqueue(w, search, cstudy, round_, gap)
     hb = Heartbeat(w.storage, ctx.spec.heartbeat_interval)
     dists = distributions(ctx.suite.search, ctx.suite.student.family)
     total = int(enqueued())
@@ -127,10 +127,16 @@ def _mark(w: TaskWorker, cstudy: optuna.Study, total: int) -> None:
     fault_point("write")
 
 
-def _enqueue(w: TaskWorker, search: optuna.Study, cstudy: optuna.Study, gap: float) -> None:
+def _enqueue(
+    w: TaskWorker, search: optuna.Study, cstudy: optuna.Study, round_: int, gap: float
+) -> None:
     suite = w.ctx.suite
     frame = pd.DataFrame([r for r in w.ledger.final_rows(search) if r["state"] == "complete"])
-    chosen = certify_order(frame, suite.certify.candidates, gap) if len(frame) else frame
+    level = round_level(suite.certify.alpha, round_)
+    n_val = len(w.ctx.task.y_val)
+    chosen = (
+        certify_order(frame, suite.certify.candidates, gap, level, n_val) if len(frame) else frame
+    )
     present = {t.user_attrs.get(Key.SOURCE_TRIAL) for t in cstudy.get_trials(deepcopy=False)}
     strials = search.get_trials(deepcopy=False)
     for rank, (_, r) in enumerate(chosen.iterrows()):
@@ -158,16 +164,18 @@ def _certify_one(
     suite = ctx.suite
     source = int(t.user_attrs[Key.SOURCE_TRIAL])
     seeds = certify_seeds(round_, suite.certify.seeds)
+    level = round_level(suite.certify.alpha, round_)
     cells = {
         "certify_round": round_,
         "certify_rank": int(t.user_attrs.get(Key.CERTIFY_RANK, -1)),
         "certify_max_gap": gap,
-        "certify_alpha": suite.certify.alpha,
+        "certify_alpha": level,
+        "certify_seeds": ",".join(map(str, seeds)),
     }
     done_sources = {r["trial"] for r in w.ledger.final_rows(cstudy)}
     if source in done_sources:  # two workers took the same candidate: keep the first
         row = failed_row(
-            ctx.group_spec(t, seeds, "certify"),
+            ctx.group_spec(t, seeds, "certify", level),
             TrialConfig.of(source, t.params),
             "duplicate",
             f"trial {source} was already certified in this round",
@@ -175,7 +183,7 @@ def _certify_one(
         row |= cells
         w.commit(cstudy, t.number, row, [], {}, "certify", (len(done_sources), total), hb)
         return
-    result = train_trials(w, [t], seeds, "certify", None, source={t.number: source})
+    result = train_trials(w, [t], seeds, "certify", None, source={t.number: source}, level=level)
     ((row, seed_rows),) = result.rows
     row |= cells
     if source in result.weights:  # before the record: the record is the commit point
@@ -190,5 +198,7 @@ def _certify_one(
         )
         w.ledger.set_attr(cstudy, t.number, Key.WEIGHTS, json.dumps(ref))
         fault_point("write")
-    progress = (len(done_sources) + 1, total)
+    # counted now, not before training: other workers finish candidates meanwhile
+    tested = {r["trial"] for r in w.ledger.final_rows(cstudy) if r["state"] != "duplicate"}
+    progress = (len(tested | {source}), total)
     w.commit(cstudy, t.number, row, seed_rows, result.scratch, "certify", progress, hb)

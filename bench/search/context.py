@@ -115,9 +115,14 @@ class TaskContext:
         return study_name(self.base, self.task.name, phase)
 
     def group_spec(
-        self, trial: optuna.Trial | FrozenTrial, seeds: list[int], phase: str
+        self,
+        trial: optuna.Trial | FrozenTrial,
+        seeds: list[int],
+        phase: str,
+        level: float | None = None,
     ) -> GroupSpec:
-        """The training group of ``trial`` (its architecture and searched recipe values)."""
+        """The training group of ``trial`` (its architecture and searched recipe values);
+        ``level``: the one-sided level of a certification round's bounds."""
         family = self.suite.student.family
         return GroupSpec(
             run_id=self.run_id,
@@ -128,6 +133,7 @@ class TaskContext:
             seeds=tuple(seeds),
             phase=phase,
             recipe=trial_recipe(trial, self.suite.search),
+            level=self.suite.certify.alpha if level is None else level,
         )
 
     def portable(self) -> dict[str, Any]:

@@ -43,13 +43,14 @@ def train_trials(
     scratch_seeds: list[int] | None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     source: dict[int, int] | None = None,
+    level: float | None = None,
 ) -> GroupResult:
     """Train ``trials`` (one architecture) as one group; failures become failed rows.
 
-    ``source`` maps a trial number to the trial its rows are recorded under (a certification trial
-    records the search trial it certifies)."""
+    ``source`` maps a trial number to the trial its rows are recorded under (a certification
+    trial records the search trial it certifies); ``level``: a certification round's level."""
     ctx = w.ctx
-    spec = ctx.group_spec(trials[0], seeds, phase)
+    spec = ctx.group_spec(trials[0], seeds, phase, level)
     configs = [TrialConfig.of((source or {}).get(t.number, t.number), t.params) for t in trials]
     started = time.perf_counter()
     n_threads = torch.get_num_threads()

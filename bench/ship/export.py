@@ -370,7 +370,7 @@ def _card(
         return fmt.pct(v, signed=True) + " pp"
 
     source = meta.data_source
-    warnings = claims.warnings_for(row, float(row["ensemble_acc"]), float(row["best_member_acc"]))
+    warnings = claims.warnings_for(row)
     lines = [
         f"# Model card: {row['arch']} ({family}), distilled by kdbench",
         "",
@@ -381,7 +381,8 @@ def _card(
         "## The claim",
         *claims.card_claim(row),
         f"- This file's gap: {pp(row['file_gap'])}, 95 % interval [{pp(row['file_gap_ci_low'])}, "
-        f"{pp(row['file_gap_ci_high'])}] (Newcombe's paired interval).",
+        f"{pp(row['file_gap_ci_high'])}] (Tango's paired score interval on "
+        f"{fmt.count(row['n_test'])} test examples: the test-set error).",
         f"- Training this recipe again gives a gap in [{pp(row.get('acc_gap_pi_low'))}, "
         f"{pp(row.get('acc_gap_pi_high'))}] (95 % prediction interval).",
         "",

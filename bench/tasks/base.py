@@ -13,7 +13,7 @@ import torch
 
 from bench.durable import faults
 from bench.errors import InputError
-from bench.validation import Table
+from bench.validation import SEED_MAX, Table
 
 __all__ = ["RawData", "TaskConfig", "TaskData", "read_common", "split_task", "task_from_file"]
 
@@ -41,7 +41,7 @@ def read_common(t: Table, default_name: str) -> dict[str, Any]:
         "name": t.string("name", "") or default_name,
         "val_fraction": t.number("val_fraction", d.val_fraction, float, 0.0, 0.5, low_open=True),
         "test_fraction": t.number("test_fraction", d.test_fraction, float, 0.0, 0.5, low_open=True),
-        "seed": t.number("seed", d.seed, int, 0, 2**31 - 1),
+        "seed": t.number("seed", d.seed, int, 0, SEED_MAX),
         "scale": t.boolean("scale", d.scale),
     }
 

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.decision.protocol import certify_seeds
 from bench.group.rows import arch_cells
 from bench.records import SCHEMA_VERSION, to_frame
 
@@ -165,7 +166,35 @@ def make_row(**kw: Any) -> dict[str, Any]:
         row.setdefault(
             "scratch_certify_bound_best_member", row["best_member_acc"] - row["scratch_acc"] + half
         )
+        row.setdefault(
+            "certify_seeds",
+            ",".join(map(str, certify_seeds(int(row["certify_round"]), int(row["n_seeds"])))),
+        )
+        n, file, twin = int(row["n_test"]), row["file_acc"], row["scratch_acc"]
+        ens, best = row["ensemble_acc"], row["best_member_acc"]
+        for first, second, acc1, acc2 in (
+            ("ens", "file", ens, file),
+            ("best", "file", best, file),
+            ("ens", "twin", ens, twin),
+            ("best", "twin", best, twin),
+            ("file", "twin", file, twin),
+        ):
+            a, b = discordant_counts(acc1 - acc2, n, row.get("disagree", 0.004))
+            row.setdefault(f"{first}_not_{second}", a)
+            row.setdefault(f"{second}_not_{first}", b)
+    if row["state"] == "complete":
+        a, b = discordant_counts(row["ensemble_acc"] - row["best_member_acc"], int(row["n_test"]))
+        row.setdefault("ens_not_best", a)
+        row.setdefault("best_not_ens", b)
+    row.pop("disagree", None)
     return row
+
+
+def discordant_counts(gap: float, n: int, disagree: float = 0.004) -> tuple[int, int]:
+    """Discordant counts (first right only, second right only) of ``n`` pairs whose accuracy
+    difference is ``gap``, the two models disagreeing on ``disagree`` + |gap| of them."""
+    d = disagree + abs(gap)
+    return round(n * (d + gap) / 2), round(n * (d - gap) / 2)
 
 
 def make_table(*rows: dict[str, Any]) -> pd.DataFrame:

@@ -127,8 +127,9 @@ def test_the_reports_first_screen_decides(run: Path, tmp_path: Path) -> None:
         "95 % interval",
         "test examples",
         "Student-t seed part",
-        "Certified at 100 pp with family-wise error 0.05",
-        "fresh seeds (1000, 1001, 1002)",
+        "Certified at 100 pp at level 0.025 (this round's share of the run's family-wise "
+        "error 0.05)",
+        "fresh seeds (2000000000, 2000000001, 2000000002)",
         "one more training run",
         "Distillation is",
         "◀ recommended",

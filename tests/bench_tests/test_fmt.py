@@ -62,5 +62,8 @@ def test_settings_ratios_and_tolerances() -> None:
     # a tolerance reads as typed, whatever the float arithmetic did to it
     assert fmt.tolerance(0.005) == "0.5" and fmt.tolerance(0.003) == "0.3"
     assert fmt.tolerance(0.3 / 100) == "0.3" and fmt.tolerance(0.0048) == "0.48"
-    for f in (fmt.fixed, fmt.times, fmt.tolerance):
+    # a level keeps every digit: alpha shared across rounds halves, 0.0125 is not 0.013
+    assert [fmt.level(0.05 / 2**k) for k in range(4)] == ["0.05", "0.025", "0.0125", "0.00625"]
+    assert fmt.level(0.05 * 3 / 3) == "0.05"
+    for f in (fmt.fixed, fmt.times, fmt.tolerance, fmt.level):
         assert f(float("nan")) == fmt.MISSING and f(None) == fmt.MISSING

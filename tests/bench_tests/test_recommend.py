@@ -166,6 +166,89 @@ def test_the_verdict_says_whether_distillation_is_needed() -> None:
     assert "1,000 params trained from scratch" in claims.verdict(rec)
 
 
+def test_nothing_certified_says_why_and_how_many_test_examples_it_would_take() -> None:
+    """The first candidate's bound, its observed gap, and the test examples at which the
+    certification bound itself (not a normal approximation of it) would clear the tolerance
+    at the observed rates; or that no test split certifies it."""
+    from bench.stats import paired_bound
+
+    near = make_table(
+        _cert(
+            0,
+            4000,
+            0.966,
+            certify_rank=0,
+            n_test=1000,
+            disagree=0.03,
+            certify_max_gap=0.01,
+            certify_bound=0.0146,  # Tango's bound for these counts (19, 15) at level 0.05
+        ),
+        _cert(1, 1000, 0.95, certify_rank=1, n_test=1000, certify_max_gap=0.01),
+    )
+    rec = recommend(near, Constraints(max_gap=0.01))
+    s = rec.shortfall
+    assert not rec.met and s is not None and s.row["trial"] == 0 and s.n_test == 1000
+    row = near.set_index("trial").loc[0]
+    a, b = int(row["ens_not_file"]), int(row["file_not_ens"])
+    level = float(row["certify_alpha"])
+    assert s.bound == row["certify_bound"] and math.isclose(s.gap, (a - b) / 1000)
+
+    def bound_at(m: int) -> float:
+        return paired_bound(a * m / 1000, b * m / 1000, m, 1 - level)
+
+    assert s.n_needed is not None and s.n_needed > 1000
+    assert bound_at(s.n_needed) <= 0.01 < bound_at(s.n_needed - 1)
+    line = claims.shortfall(rec)
+    assert line.startswith("Nothing is certified at 1 pp because the first candidate")
+    assert f"about {s.n_needed:,} test examples" in line and line in claims.text(rec)
+    far = make_table(_cert(0, 4000, 0.95, certify_rank=0, n_test=1000, certify_max_gap=0.01))
+    rec = recommend(far, Constraints(max_gap=0.01))
+    assert rec.shortfall is not None and rec.shortfall.n_needed is None
+    assert "its observed gap exceeds the tolerance" in claims.shortfall(rec)
+
+
+def test_the_verdict_never_contradicts_its_own_certification_table() -> None:
+    """On 300 random rounds: "needed" never stands beside a scratch twin no larger than the
+    shipped student whose bound in the table is within the tolerance; "not needed" always
+    names such a twin."""
+    from bench.stats import paired_bound
+    from tests.bench_tests.conftest import discordant_counts
+
+    rng = np.random.default_rng(33)
+    kinds = set()
+    for _ in range(200):
+        accs = np.sort(rng.uniform(0.955, 0.972, 4))[::-1]
+        rows = []
+        for k in range(4):
+            scratch = float(accs[k] - rng.uniform(-0.01, 0.02))
+            disagree = float(rng.uniform(0.002, 0.02))
+            # the table's scratch bound as a run writes it: Tango's, from the same counts
+            a, b = discordant_counts(0.97 - scratch, 4000, disagree)
+            bound = paired_bound(a, b, 4000, 0.95)
+            rows.append(
+                _cert(
+                    k, 8000 >> k, float(accs[k]), certify_rank=k, scratch_acc=scratch,
+                    disagree=disagree, scratch_certify_bound=bound,
+                )
+            )  # fmt: skip
+        table = make_table(*rows)
+        rec = recommend(table, Constraints(max_gap=0.005))
+        if rec.verdict is None:
+            continue
+        kinds.add(rec.verdict.kind)
+        part = table[table["phase"] == "certify"]
+        size = rec.chosen["student_params"]
+        twins = part[part["student_params"] <= size]
+        within = (twins["scratch_certify_bound"] <= 0.005).any()
+        if rec.verdict.kind == "needed":
+            assert not within
+            assert all(t.low > 0.005 for t in rec.verdict.twins)
+        if rec.verdict.kind == "not_needed":
+            assert rec.verdict.witness is not None and rec.verdict.witness.high <= 0.005
+            assert rec.verdict.witness.params <= size
+    assert kinds == {"needed", "not_needed", "inconclusive"}
+
+
 def test_nothing_certified_extrapolates_from_the_validation_frontier() -> None:
     params = np.array([100, 300, 1000, 3000, 10000], float)
     bound = 2.0 * params**-0.5 + 0.01  # the upper error bound, a power law
@@ -238,7 +321,7 @@ def test_warnings_for_a_weak_ensemble_and_a_student_larger_than_it() -> None:
         )
     )
     rec = recommend(table, Constraints(max_gap=0.01))
-    assert any("no better than its best member" in w for w in claims.warnings(rec))
+    assert any("less accurate than its best member" in w for w in claims.warnings(rec))
     assert any("3.0x the ensemble's parameters" in w for w in claims.warnings(rec))
     assert "3.0x (larger than the ensemble)" in claims.text(rec)
 
@@ -256,7 +339,7 @@ def test_json_is_strict_and_has_no_private_keys() -> None:
     data = json.loads(text, parse_constant=refuse)  # NaN / Infinity would raise
     assert data["met"] is True and data["chosen"]["latency_gpu_b1_p50_ms"] is None
     assert not any(k.startswith("_") for k in data["chosen"])
-    assert data["certification"]["seed_list"] == [1000, 1001, 1002, 1003, 1004]
+    assert data["certification"]["seed_list"] == [2_000_000_000 + i for i in range(5)]
 
 
 def test_knee_is_taken_on_the_validation_frontier() -> None:

@@ -25,19 +25,30 @@ pytestmark = [
 ]
 
 # The page under test in an iframe of the given width: the iframe is the viewport the report
-# lays out in (headless windows have a minimum width above a phone's).
+# lays out in (headless windows have a minimum width above a phone's). The title reports the
+# page's scroll width, the viewport's width, and where the headline's figures lie.
 FRAME = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>probe</title></head>
 <body style="margin:0"><iframe id="f" src="report.html" style="width:{w}px;height:900px;border:0">
 </iframe><script>
 document.getElementById("f").addEventListener("load", function () {{
-  var d = this.contentDocument.documentElement;
-  document.title = "W=" + d.scrollWidth + " V=" + this.contentWindow.innerWidth;
+  var doc = this.contentDocument, d = doc.documentElement;
+  var figs = doc.querySelectorAll(".headline .fig"), bottom = 0, big = 1000;
+  figs.forEach(function (f) {{ bottom = Math.max(bottom, f.getBoundingClientRect().bottom); }});
+  doc.querySelectorAll(".headline .fig .v").forEach(function (v) {{
+    big = Math.min(big, parseFloat(getComputedStyle(v).fontSize)); }});
+  var para = doc.querySelector("p.rec, p.norec");
+  var first = figs.length && para &&
+    (figs[0].compareDocumentPosition(para) & Node.DOCUMENT_POSITION_FOLLOWING) ? 1 : 0;
+  document.title = "W=" + d.scrollWidth + " V=" + this.contentWindow.innerWidth +
+    " F=" + figs.length + " B=" + Math.round(bottom) + " S=" + Math.round(big) + " P=" + first;
 }});
 </script></body></html>"""
 
 
-def page_width(report: Path, width: int) -> tuple[int, int]:
-    """(the page's scroll width, the viewport width) of ``report`` laid out ``width`` px wide."""
+def probe(report: Path, width: int) -> dict[str, int]:
+    """The report laid out ``width`` px wide: its scroll width ``W``, the viewport ``V``, the
+    headline's figures ``F``, their bottom edge ``B`` (px from the top), the smallest figure's
+    font size ``S`` (px), and ``P`` = 1 when the full sentence follows the figures."""
     probe = report.parent / f"probe-{width}.html"
     probe.write_text(FRAME.format(w=width))
     out = subprocess.run(
@@ -48,9 +59,9 @@ def page_width(report: Path, width: int) -> tuple[int, int]:
         ],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    found = re.search(r"<title>W=(\d+) V=(\d+)</title>", out.stdout)
+    found = re.search(r"<title>(W=\d+ V=\d+ F=\d+ B=\d+ S=\d+ P=\d)</title>", out.stdout)
     assert found, out.stderr[-2000:]
-    return int(found[1]), int(found[2])
+    return {k: int(v) for k, v in (kv.split("=") for kv in found[1].split())}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +77,20 @@ def report(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("width", [420, 1400])
 def test_the_report_does_not_scroll_sideways(report: Path, width: int) -> None:
-    scroll, viewport = page_width(report, width)
-    assert viewport == width and scroll <= viewport, f"{scroll} px of content in {viewport} px"
+    seen = probe(report, width)
+    assert seen["V"] == width and seen["W"] <= seen["V"], f"{seen['W']} px in {seen['V']} px"
+
+
+@pytest.mark.parametrize("width", [420, 1400])
+def test_the_answer_is_on_the_first_screen_in_large_figures(report: Path, width: int) -> None:
+    """Read in five seconds: the headline's figures (the student, its size, its speed-up, the
+    certified bound, the verdict) all lie within the first 900 px, larger than the body text,
+    with the full sentence below them — on a phone too."""
+    seen = probe(report, width)
+    assert seen["F"] >= 4
+    assert 0 < seen["B"] <= 900, f"the headline ends {seen['B']} px down at {width} px"
+    assert seen["S"] >= 20
+    assert seen["P"] == 1
 
 
 def test_the_report_is_made_for_small_screens_and_sharp_ones(report: Path) -> None:

@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 
 from bench.stats import (
-    file_gap,
+    TANGO_CC,
+    accuracy_interval,
+    discordant,
     gap_closed_interval,
     newcombe_paired,
     pack_bits,
+    paired_bound,
+    paired_interval,
     paired_intervals,
+    tango_limit,
     unpack_bits,
     wilson,
+    z_of,
 )
 
 
@@ -149,13 +155,105 @@ def test_the_prediction_interval_is_wider_than_the_mean_interval() -> None:
     assert out["acc_gap_ci_high"] < out["acc_gap_pi_high"]
 
 
+def test_an_accuracy_interval_holds_the_test_sets_error() -> None:
+    """On few examples the seeds may agree perfectly: the interval is still at least the
+    binomial one, and it is the interval paired_intervals gives student_acc."""
+    rng = np.random.default_rng(3)
+    same = np.tile(rng.random(60) < 0.9, (3, 1))  # three seeds, identical predictions
+    lo, hi = accuracy_interval(same)
+    w_lo, w_hi = wilson(same.mean() * 60, 60)
+    assert lo <= w_lo + 1e-12 and hi >= w_hi - 1e-12 and hi - lo > 0.1
+    student = rng.random((3, 500)) < 0.8
+    out = paired_intervals(student, rng.random(500) < 0.9, None)
+    assert accuracy_interval(student) == (out["student_acc_ci_low"], out["student_acc_ci_high"])
+    assert all(math.isnan(v) for v in accuracy_interval(np.zeros((3, 0), bool)))
+
+
 def test_a_file_gap_is_the_paired_difference_of_one_model() -> None:
     ens = np.array([True] * 90 + [False] * 10)
     student = ens.copy()
     student[:5] = False
-    gap, lo, hi = file_gap(student, ens)
-    assert gap == pytest.approx(0.05) and lo < 0.05 < hi
-    assert file_gap(student, ens, level=0.90)[2] < hi  # a lower level: a lower upper bound
+    ens_only, student_only = discordant(ens, student)
+    assert (ens_only, student_only) == (5, 0)
+    lo, hi = paired_interval(ens_only, student_only, 100)
+    assert lo < 0.05 < hi
+    assert paired_bound(5, 0, 100, 0.90) < hi  # a lower level: a lower upper bound
+    assert paired_bound(5, 0, 100, 0.95, upper=False) > lo
+
+
+def test_tangos_interval_reproduces_the_published_implementation() -> None:
+    """Tango (1998) with no continuity correction against the R package contingencytables
+    (Fagerland, Lydersen & Laake; its tests/testthat/test-ch8.R): Cavo et al. (2012),
+    n12 = 6, n21 = 16, N = 161 → (−0.1240, −0.0054); (3, 0, 3) → (−0.1230, 1); (0, 3, 3) →
+    (−1, 0.1230)."""
+    z = z_of(0.95)
+    for (n12, n21, n), expected in (
+        ((6, 16, 161), (-0.1240, -0.0054)),
+        ((3, 0, 3), (-0.1230, 1.0)),
+        ((0, 3, 3), (-1.0, 0.1230)),
+    ):
+        got = [tango_limit(n12, n21, n, z, upper=u, cc=0.0) for u in (False, True)]
+        assert got == pytest.approx(expected, abs=5e-5), (n12, n21, n)
+    # the continuity correction only widens; arrays give the same limits as scalars
+    assert paired_interval(6, 16, 161)[0] < -0.1240 and paired_interval(6, 16, 161)[1] > -0.0054
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 60, 200), rng.integers(0, 60, 200)
+    vec = tango_limit(a, b, 4000, 1.7, upper=True)
+    assert np.array_equal(
+        vec, [tango_limit(int(x), int(y), 4000, 1.7, upper=True) for x, y in zip(a, b, strict=True)]
+    )
+
+
+# The level grid of issue #33: n, the ensemble's accuracy, the tolerance, and how often the
+# student alone is right (the discordant cell that Newcombe's limit mishandles near zero).
+GRID = [
+    (n, p_ens, tol, only)
+    for n in (360, 1000, 4000, 10000)
+    for p_ens in (0.9, 0.98)
+    for tol in (0.005, 0.01, 0.02)
+    for only in (0.0, 0.005, 0.02)
+    if only <= 1 - p_ens
+]
+
+
+def false_certification_rate(
+    bound: object, n: int, p_ens: float, tol: float, only: float, draws: int, seed: int
+) -> float:
+    """How often ``bound(counts, n)`` (the one-sided 95 % upper limit of the gap of each drawn
+    table: both right, ensemble only, student only, both wrong) is within ``tol`` when the
+    true gap is exactly ``tol``."""
+    probs = [p_ens - tol - only, tol + only, only, 1 - p_ens - only]
+    counts = np.random.default_rng(seed).multinomial(n, probs, size=draws)
+    return float((bound(counts, n) <= tol + 1e-12).mean())  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_the_certification_bound_keeps_its_level_on_the_grid() -> None:
+    """At a true gap equal to the tolerance, the bound in use (Tango's score bound with a
+    half-count continuity correction) is within the tolerance in at most 5 % of 20,000 draws
+    per cell, up to Monte-Carlo error, on all 60 cells (measured worst: 4.9 %)."""
+    draws, alpha = 20_000, 0.05
+    z = z_of(1 - 2 * alpha)
+
+    def tango(counts: np.ndarray, n: int) -> np.ndarray:
+        return np.asarray(tango_limit(counts[:, 1], counts[:, 2], n, z, upper=True, cc=TANGO_CC))
+
+    rates = {cell: false_certification_rate(tango, *cell, draws, i) for i, cell in enumerate(GRID)}
+    worst = max(rates, key=rates.__getitem__)
+    assert rates[worst] <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / draws), (worst, rates[worst])
+
+
+@pytest.mark.slow
+def test_newcombes_bound_breaks_its_level_where_one_discordant_cell_is_empty() -> None:
+    """Why the bound changed: with the student never alone right, Newcombe's paired limit
+    (used before) certifies a student at the tolerance in 6–7 % of draws at a nominal 5 %."""
+    draws, z = 20_000, z_of(0.90)
+
+    def newcombe(counts: np.ndarray, n: int) -> np.ndarray:
+        return np.array([newcombe_paired(*row, z=z)[1] for row in counts])
+
+    rate = false_certification_rate(newcombe, 1000, 0.9, 0.01, 0.0, draws, 1)
+    assert rate > 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws), rate
 
 
 @pytest.mark.slow

@@ -94,6 +94,17 @@ def test_the_docs_show_exactly_the_result_columns() -> None:
     assert not missing
 
 
+def test_every_interval_and_bound_states_that_it_includes_the_test_set_error() -> None:
+    """An interval over seeds alone looks precise on a small test split and is not: every
+    interval, prediction interval and certification bound says what error it carries."""
+    import re
+
+    ranged = [c for c in COLUMNS if re.search(r"_(ci|pi)_(low|high)$|_bound", c.name)]
+    assert len(ranged) >= 30
+    silent = [c.name for c in ranged if "test-set error" not in c.meaning]
+    assert not silent
+
+
 def test_to_frame_has_every_column_and_refuses_undocumented_ones() -> None:
     frame = to_frame([{"trial": 1, "state": "complete", "latency_gpu_b1_p50_ms": None}])
     assert list(frame.columns) == [c.name for c in COLUMNS]

@@ -16,6 +16,7 @@ from bench.group.transfer import apply_transfer, choose_bias_shift, read_unlabel
 from bench.records import read_trials
 from bench.run.options import RunOptions
 from bench.run.sweep import run_suite
+from bench.stats import wilson
 from bench.tasks import load_task
 from tests.bench_tests.conftest import TINY_SUITE, assert_refused
 
@@ -242,9 +243,18 @@ runtimes = ["torch"]
     assert row["scratch_omitted_acc"] == 0.0  # the scratch twin never saw a 3
     assert row["omitted_acc_corrected"] > row["omitted_acc"]  # the shift recovers 3s
     assert row["bias_shift"] > 0
-    for col in ("omitted_acc_corrected", "omitted_acc", "scratch_omitted_acc"):
+    for col, n in (
+        ("omitted_acc_corrected", row["n_test_omitted"]),
+        ("omitted_acc", row["n_test_omitted"]),
+        ("scratch_omitted_acc", row["n_test_omitted"]),
+        ("student_acc_corrected", row["n_test"]),
+        ("full_scratch_acc", row["n_test"]),
+    ):
         lo, hi = row[f"{col}_ci_low"], row[f"{col}_ci_high"]
         assert 0.0 <= lo <= row[col] <= hi <= 1.0
+        # the test-set error is in it: at least the binomial interval of the pooled accuracy
+        w_lo, w_hi = wilson(row[col] * n, int(n))
+        assert lo <= w_lo + 1e-9 and hi >= w_hi - 1e-9, col
     assert row["full_scratch_acc"] > row["scratch_acc"]  # the whole split has the 3s
     report = next((tmp_path / "rep").glob("*/report.md")).read_text()
     assert "Transfer set" in report and "after the bias fix" in report
