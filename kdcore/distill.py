@@ -28,7 +28,7 @@ from kdcore._dense import DenseGroup, dense_layers
 from kdcore._grouped import BACKENDS, GroupedModel
 from kdcore.augment import Augment, EpochViews, OnlineTeacher, PixelScale
 from kdcore.exceptions import ParameterError
-from kdcore.families import build_student
+from kdcore.families import build_student, get_family
 from kdcore.losses import FusedKDLoss
 from kdcore.recipes import Recipe, make_optimizer
 from kdcore.teachers import SoftTargets
@@ -273,15 +273,10 @@ class Distiller:
             return self.family(**(self.arch or {}))
         return build_student(self.family, input_shape, num_classes, **(self.arch or {}))
 
-    def _setup(self, d: _Data, members: list[Member]) -> _Run:
-        """The group ready to train: one module per member (built under its seed), stacked;
-        the dense path or an optimiser; per-member constants, targets and shuffling streams."""
+    def _group(self, d: _Data, members: list[Member], num_classes: int) -> tuple[GroupedModel, Any]:
+        """One module per member, built under its seed, stacked on the training device; and
+        the dense path's layers (None where it does not apply)."""
         device = d.x_train.device
-        cached = [t for t in d.teachers if isinstance(t, SoftTargets)]
-        num_classes = d.num_classes
-        if num_classes is None:
-            num_classes = int(max(d.y_train.max().item(), d.y_val.max().item())) + 1
-            num_classes = cached[0].num_classes if cached else num_classes
         modules = []
         for m in members:
             with torch.random.fork_rng(devices=[]):
@@ -293,9 +288,24 @@ class Distiller:
                 "backend='dense' covers [Flatten] (Linear ReLU [Dropout])* Linear stacks with "
                 f"biases; {_name(self.family)} students are not one. Use backend='auto'."
             )
-        group = GroupedModel(modules, backend="auto" if layers else self.backend)
+        backend = self.backend
+        if backend == "auto" and isinstance(self.family, str):
+            backend = get_family(self.family).grouping  # e.g. "loop" for library models
+        group = GroupedModel(modules, backend="auto" if layers else backend)
         group.params = {k: v.detach().to(device).requires_grad_() for k, v in group.params.items()}
         group.buffers = {k: v.to(device) for k, v in group.buffers.items()}
+        return group, layers
+
+    def _setup(self, d: _Data, members: list[Member]) -> _Run:
+        """The group ready to train: one module per member (built under its seed), stacked;
+        the dense path or an optimiser; per-member constants, targets and shuffling streams."""
+        device = d.x_train.device
+        cached = [t for t in d.teachers if isinstance(t, SoftTargets)]
+        num_classes = d.num_classes
+        if num_classes is None:
+            num_classes = int(max(d.y_train.max().item(), d.y_val.max().item())) + 1
+            num_classes = cached[0].num_classes if cached else num_classes
+        group, layers = self._group(d, members, num_classes)
         seed = sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31
         recipe = self.recipe or Recipe()
         dense = (
@@ -334,7 +344,8 @@ class Distiller:
                 members, cached, len(d.x_train), num_classes, d.x_train, device
             )
         )
-        dtype = d.x_train.dtype
+        # token ids are integers: the loss constants are floats whatever the inputs
+        dtype = d.x_train.dtype if d.x_train.is_floating_point() else torch.get_default_dtype()
         return _Run(
             group=group,
             dense=dense,
@@ -358,12 +369,14 @@ class Distiller:
         """The epochs: a fresh permutation per member, one pass (dense or autograd), the
         validation accuracy, and the per-member selection (:class:`_Selection`)."""
         n_train, g_count = len(r.x_train), len(r.members)
-        sel = _Selection.start(r.group.params, g_count, r.x_train.device)
+        # the selection keeps buffers too: batch norm's running statistics of the best epoch
+        sel = _Selection.start({**r.group.params, **r.group.buffers}, g_count, r.x_train.device)
         loss_fn = FusedKDLoss(r.temps, r.alphas, r.recipe.label_smoothing)
         # label -1: an unlabeled row (soft term only; the hard term averages the labelled rows)
-        labelled = (r.y_train >= 0).to(r.x_train.dtype) if bool((r.y_train < 0).any()) else None
+        fdtype = r.temps.dtype
+        labelled = (r.y_train >= 0).to(fdtype) if bool((r.y_train < 0).any()) else None
         y_train = r.y_train.clamp(min=0)
-        live = r.dense.group_params if r.dense else lambda: r.group.params
+        live = r.dense.group_params if r.dense else lambda: {**r.group.params, **r.group.buffers}
         feature_major = self._feature_major(r) if r.dense is not None and r.views is None else None
         per_epoch = -(-n_train // self.batch_size)
         for epoch in range(1, self.epochs + 1):
@@ -465,7 +478,8 @@ class Distiller:
     ) -> torch.Tensor | None:
         if not teachers:
             return None
-        zeros = torch.zeros(n_train, num_classes, dtype=like.dtype, device=device)
+        dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+        zeros = torch.zeros(n_train, num_classes, dtype=dtype, device=device)
         return torch.stack(
             [
                 zeros if m.is_scratch else teachers[m.teacher].log_probs(m.temperature).to(device)
@@ -598,13 +612,15 @@ class Distiller:
         subs: list[Distiller] | None = getattr(self, "_subs", None)
         if subs is not None:
             return torch.cat([s.predict_logits(x) for s in subs])
-        live = self._group.params
-        self._group.params = self._best_params
+        live, live_buffers = self._group.params, self._group.buffers
+        best = self._best_params  # the best epoch's parameters and buffers
+        self._group.params = {k: best[k] for k in live}
+        self._group.buffers = {k: best.get(k, v) for k, v in live_buffers.items()}
         try:
             self._group.eval()
             return self._predict(self._group, x.to(next(iter(live.values())).device)).cpu()
         finally:
-            self._group.params = live
+            self._group.params, self._group.buffers = live, live_buffers
 
 
 def _name(family: Family) -> str:

@@ -14,7 +14,13 @@ Built in:
 * ``seed_teacher`` — the seed's heavy MLP (no architecture parameters)
 
 Users add their own with :func:`register_family` (see ``kdcore.testing.check_family`` for the
-conformance check a family should pass).
+conformance check a family should pass). A *source* of families (:func:`register_source`)
+resolves names ``"<prefix>:<name>"`` on first use — how a library of many architectures (timm,
+Hugging Face) is offered without registering each one up front.
+
+A family takes feature tensors (``input_kind = "features"``: float ``[N, *input_shape]``) or
+token ids (``"tokens"``: int64 ``[N, length]``, 0 = padding); :meth:`StudentFamily.example`
+makes a batch of either for counting, timing and export.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from torch import nn
 from kdcore.exceptions import ParameterError, ParameterTypeError, UnknownNameError
 
 __all__ = [
+    "INPUT_KINDS",
     "ArchParam",
     "StudentFamily",
     "StudentModel",
@@ -40,9 +47,13 @@ __all__ = [
     "format_arch",
     "get_family",
     "list_families",
+    "list_sources",
     "mlp",
     "register_family",
+    "register_source",
 ]
+
+INPUT_KINDS = ("features", "tokens")
 
 InputShape = tuple[int, ...]
 
@@ -52,7 +63,12 @@ class ArchParam:
     """One architecture parameter of a family.
 
     ``bounds`` are the values the family accepts at all; ``default`` is the search range used
-    when a suite does not give one (``log``: sample on a log scale).
+    when a suite does not give one (``log``: sample on a log scale). ``optional``: an
+    architecture may leave it out, and the builder then uses the model's own value (a
+    library model's published shape, for a teacher). ``from_data``: set from the data, never
+    searched and not part of the label (a text model's vocabulary size). ``search``: whether
+    a search that says nothing of it samples its default range (False: the model's own value,
+    for an optional parameter whose range depends on the data, such as a patch size).
     """
 
     name: str
@@ -61,6 +77,9 @@ class ArchParam:
     default: tuple[float, float] = (1, 64)
     log: bool = False
     doc: str = ""
+    optional: bool = False
+    from_data: bool = False
+    search: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in (int, float):
@@ -75,6 +94,10 @@ class ArchParam:
         if self.log and lo <= 0:
             raise ParameterError(
                 f"ArchParam {self.name!r}: a log-scale parameter needs bounds > 0."
+            )
+        if not self.search and not self.optional:
+            raise ParameterError(
+                f"ArchParam {self.name!r}: a parameter left out of searches must be optional."
             )
 
     def rule(self) -> str:
@@ -104,10 +127,38 @@ class StudentFamily:
     size_param: str | None = None  # the parameter that scales capacity monotonically
     example_input_shape: InputShape = (8,)
     labels: Mapping[str, str] = field(default_factory=dict)  # optional display names
+    input_kind: str = "features"  # INPUT_KINDS
+    grouping: str = "auto"  # how a Distiller stacks its members (kdcore._grouped.BACKENDS)
 
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    @property
+    def searched_names(self) -> tuple[str, ...]:
+        """The parameters a search samples (all but those set from the data)."""
+        return tuple(p.name for p in self.params if not p.from_data)
+
+    def example(
+        self,
+        batch: int,
+        input_shape: Sequence[int],
+        arch: Mapping[str, object] | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        zeros: bool = False,
+    ) -> torch.Tensor:
+        """A batch of inputs the family's models take: standard-normal features (``zeros``:
+        all zero), or token ids in ``[1, vocab_size)`` (``vocab_size`` from ``arch``)."""
+        shape = (batch, *as_input_shape(input_shape))
+        if self.input_kind == "tokens":
+            vocab = int((arch or {}).get("vocab_size", 2))  # type: ignore[call-overload]
+            if zeros:
+                return torch.ones(shape, dtype=torch.long)
+            return torch.randint(1, max(vocab, 2), shape, generator=generator)
+        if zeros:
+            return torch.zeros(shape)
+        return torch.randn(shape, generator=generator)
 
     def param(self, name: str) -> ArchParam:
         for p in self.params:
@@ -119,24 +170,26 @@ class StudentFamily:
         )
 
     def label(self, arch: Mapping[str, object]) -> str:
-        """The one human label of an architecture: ``width 32 × depth 2``."""
-        if not self.params:
+        """The one human label of an architecture: ``width 32 × depth 2`` (parameters set
+        from the data, and optional ones left out, are not named)."""
+        shown = [p for p in self.params if not p.from_data and p.name in arch]
+        if not shown:
             return self.name
         return " × ".join(
-            f"{self.labels.get(p.name, p.name)} {_fmt_value(arch.get(p.name))}" for p in self.params
+            f"{self.labels.get(p.name, p.name)} {_fmt_value(arch.get(p.name))}" for p in shown
         )
 
     def check_arch(self, arch: Mapping[str, object]) -> None:
         """``TypeError`` for unknown or missing names, ``ValueError`` for invalid values."""
         unknown = sorted(set(arch) - set(self.param_names))
-        missing = [n for n in self.param_names if n not in arch]
+        missing = [p.name for p in self.params if p.name not in arch and not p.optional]
         if unknown or missing:
             raise ParameterTypeError(
                 f"Family {self.name!r} takes {list(self.param_names)}; "
                 f"got unknown {unknown} and missing {missing}."
             )
         for p in self.params:
-            if not p.accepts(arch[p.name]):
+            if p.name in arch and not p.accepts(arch[p.name]):
                 raise ParameterError(
                     f"The {p.name!r} parameter of family {self.name!r} must be {p.rule()}. "
                     f"Got {arch[p.name]!r} instead."
@@ -152,6 +205,25 @@ class StudentFamily:
 
 
 _FAMILIES: dict[str, StudentFamily] = {}
+# prefix -> (resolver, what its names are): resolver(name) registers "<prefix>:<name>"
+_SOURCES: dict[str, tuple[Callable[[str], None], str]] = {}
+
+
+def register_source(prefix: str, resolve: Callable[[str], None], names: str = "<name>") -> None:
+    """Offer the families ``"<prefix>:<name>"``: on the first :func:`get_family` of such a
+    name, ``resolve(name)`` is called and must :func:`register_family` it (or raise
+    :class:`UnknownNameError` saying which names it knows). ``names`` describes them in
+    :func:`list_sources` (e.g. ``"<architecture>"``)."""
+    if not prefix or not all(c.isalnum() or c in "-_." for c in prefix):
+        raise ParameterError(
+            f"A source prefix must be letters, digits, '-', '_' or '.'. Got {prefix!r}."
+        )
+    _SOURCES[prefix] = (resolve, names)
+
+
+def list_sources() -> list[str]:
+    """The name patterns of every registered source, e.g. ``["timm:<architecture>"]``."""
+    return sorted(f"{p}:{names}" for p, (_, names) in _SOURCES.items())
 
 
 def register_family(  # noqa: PLR0913 — a family's declaration, its options keyword-only
@@ -164,6 +236,8 @@ def register_family(  # noqa: PLR0913 — a family's declaration, its options ke
     size_param: str | None = None,
     example_input_shape: InputShape | None = None,
     labels: Mapping[str, str] | None = None,
+    input_kind: str = "features",
+    grouping: str = "auto",
     replace: bool = False,
 ) -> StudentFamily:
     """Register ``build(input_shape, num_classes, **arch)`` under ``name`` and return the family.
@@ -172,11 +246,21 @@ def register_family(  # noqa: PLR0913 — a family's declaration, its options ke
     the model's size (used to map a target size to an architecture). ``example_input_shape``
     (what conformance checks build it for) defaults to one of the first accepted rank:
     ``(8,)``, ``(8, 8)`` or ``(1, 8, 8)``; one of another rank than ``input_ranks`` is refused.
+    ``input_kind``: ``"features"`` (float tensors) or ``"tokens"`` (int64 ids, 0 = padding).
+    ``grouping``: how a :class:`~kdcore.Distiller` stacks a group's members (``"loop"`` for
+    models ``torch.func.vmap`` cannot batch; see :mod:`kdcore._grouped`). A name ``"<prefix>:<name>"`` belongs to a source (:func:`register_source`).
     """
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
+    prefix, _, rest = name.partition(":")
+    if not all(
+        part and all(c.isalnum() or c in "-_." for c in part)
+        for part in ((prefix, rest) if rest or ":" in name else (name,))
+    ):
         raise ParameterError(
-            f"A family name must be letters, digits, '-', '_' or '.'. Got {name!r}."
+            f"A family name must be letters, digits, '-', '_' or '.' (with one ':' after a "
+            f"source prefix). Got {name!r}."
         )
+    if input_kind not in INPUT_KINDS:
+        raise ParameterError(f"input_kind must be one of {INPUT_KINDS}. Got {input_kind!r}.")
     if name in _FAMILIES and not replace:
         raise ParameterError(f"A model family named {name!r} is already registered.")
     params = tuple(params)
@@ -188,6 +272,16 @@ def register_family(  # noqa: PLR0913 — a family's declaration, its options ke
     if size_param is not None and size_param not in {p.name for p in params}:
         raise ParameterError(
             f"Family {name!r}: size_param {size_param!r} is not one of its params."
+        )
+    # The size parameter may be optional (left out: the model's own, as a stock teacher
+    # checkpoint holds it) but a search always sets it.
+    if size_param is not None and (
+        not next(p for p in params if p.name == size_param).search
+        or next(p for p in params if p.name == size_param).from_data
+    ):
+        raise ParameterError(
+            f"Family {name!r}: size_param {size_param!r} must be a searched parameter (not set "
+            "from the data)."
         )
     if example_input_shape is None:
         rank = input_ranks[0] if input_ranks else 1
@@ -206,18 +300,25 @@ def register_family(  # noqa: PLR0913 — a family's declaration, its options ke
         size_param,
         tuple(example_input_shape),
         dict(labels or {}),
+        input_kind,
+        grouping,
     )
     _FAMILIES[name] = family
     return family
 
 
 def get_family(name: str) -> StudentFamily:
-    """The registered family ``name``; :class:`UnknownNameError` lists the valid names."""
-    try:
+    """The registered family ``name`` (a source's ``"<prefix>:<name>"`` is resolved and
+    registered on first use); :class:`UnknownNameError` lists the valid names."""
+    if name in _FAMILIES:
         return _FAMILIES[name]
-    except KeyError:
-        valid = ", ".join(sorted(_FAMILIES))
-        raise UnknownNameError(f"Unknown model family {name!r}. Valid names: {valid}.") from None
+    prefix, colon, rest = name.partition(":")
+    if colon and prefix in _SOURCES:
+        _SOURCES[prefix][0](rest)  # raises UnknownNameError with the names it knows
+        if name in _FAMILIES:
+            return _FAMILIES[name]
+    valid = ", ".join(sorted(_FAMILIES) + list_sources())
+    raise UnknownNameError(f"Unknown model family {name!r}. Valid names: {valid}.")
 
 
 def list_families() -> list[str]:

@@ -217,3 +217,111 @@ def test_arch_for_size_refuses_a_family_without_a_size_parameter() -> None:
 
     with pytest.raises(ValueError, match="declares no size_param"):
         arch_for_size("seed_teacher", (20,), 2, 1000)
+
+
+class _BNNet(nn.Module):
+    """Conv, batch norm (running statistics), linear head: what vmap cannot stack safely."""
+
+    def __init__(self, input_shape, num_classes, width: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(input_shape[0], width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def test_a_loop_grouped_family_keeps_each_members_best_epoch_running_statistics() -> None:
+    """A family that groups by "loop" trains each member through its own slice of the
+    stacked parameters and buffers: batch norm updates the member's running statistics, and
+    the member kept is its best validation epoch's parameters *and* statistics — its own
+    accuracy on validation is the one recorded."""
+    from kdcore import Distiller, Member
+
+    register_family(
+        "test_bn_loop",
+        _BNNet,
+        (ArchParam("width", int, (1, 64), (2, 8)),),
+        input_ranks=(3,),
+        example_input_shape=(1, 6, 6),
+        grouping="loop",
+        replace=True,
+    )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, 6, 6, generator=g) * 3 + 1
+    y = (x[:, 0, :3].mean((1, 2)) > x[:, 0, 3:].mean((1, 2))).long()
+    d = Distiller(family="test_bn_loop", arch={"width": 4}, epochs=5, batch_size=32).fit(
+        x[:300], y[:300], x[300:], y[300:], [Member(0), Member(1)]
+    )
+    assert d._group.backend == "loop"
+    for g_, model in enumerate(d.models_):
+        assert float(model.bn.running_mean.abs().sum()) > 0  # the statistics were updated
+        with torch.no_grad():
+            acc = (model(x[300:]).argmax(1) == y[300:]).float().mean().item()
+        assert acc == pytest.approx(d.val_acc_[g_])
+    assert not torch.equal(d.models_[0].bn.running_mean, d.models_[1].bn.running_mean)
+    logits = d.predict_logits(x[300:])
+    assert torch.allclose(logits[0], d.models_[0](x[300:]).detach(), atol=1e-5)
+
+
+def test_a_source_resolves_prefixed_names_on_first_use() -> None:
+    from kdcore.exceptions import UnknownNameError
+    from kdcore.families import list_sources, register_source
+
+    calls: list[str] = []
+
+    def resolve(name: str) -> None:
+        calls.append(name)
+        if name != "tiny":
+            raise UnknownNameError(f"demo knows 'tiny' only, not {name!r}")
+        register_family(f"demo:{name}", mlp, (ArchParam("width", int), ArchParam("depth", int)))
+
+    register_source("demo", resolve, "<net>")
+    assert "demo:<net>" in list_sources()
+    fam = get_family("demo:tiny")
+    assert fam.name == "demo:tiny" and get_family("demo:tiny") is fam and calls == ["tiny"]
+    with pytest.raises(UnknownNameError, match="demo knows 'tiny' only"):
+        get_family("demo:other")
+    with pytest.raises(UnknownNameError, match="demo:<net>"):
+        get_family("nosuchsource:x")  # the valid names list the sources too
+
+
+def test_optional_and_data_set_parameters() -> None:
+    def build(input_shape, num_classes, width: int, depth: int = 1, vocab_size: int = 2):
+        return mlp(input_shape, num_classes, width=width, depth=depth)
+
+    fam = register_family(
+        "test_optional",
+        build,
+        (
+            ArchParam("width", int),
+            ArchParam("depth", int, (1, 8), (1, 2), optional=True),
+            ArchParam("vocab_size", int, (2, 10**6), (2, 10**6), from_data=True, optional=True),
+        ),
+        size_param="width",
+        replace=True,
+    )
+    assert fam.searched_names == ("width", "depth")
+    assert fam.label({"width": 8, "vocab_size": 100}) == "width 8"  # data and left-out: unnamed
+    build_student("test_optional", (4,), 2, width=8)  # depth left out: the builder's own
+    with pytest.raises(TypeError, match="missing \\['width'\\]"):
+        build_student("test_optional", (4,), 2, depth=2)
+    for bad in (
+        ArchParam("width", int, optional=True, search=False),
+        ArchParam("width", int, from_data=True),
+    ):
+        with pytest.raises(ValueError, match="must be a searched parameter"):
+            register_family("test_bad_size", build, (bad,), size_param="width")
+    with pytest.raises(ValueError, match="left out of searches must be optional"):
+        ArchParam("p", int, search=False)
+    tokens = register_family(
+        "test_tokens", build, (ArchParam("width", int),), input_kind="tokens", replace=True
+    )
+    ids = tokens.example(3, (5,), {"vocab_size": 7}, torch.Generator().manual_seed(0))
+    assert (
+        ids.dtype == torch.long
+        and ids.shape == (3, 5)
+        and int(ids.min()) >= 1
+        and int(ids.max()) < 7
+    )
