@@ -6,7 +6,12 @@ Names are imported lazily (PEP 562) so that ``kdbench --help`` does not load tor
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+# torch's CUDA build warns on import of its extension helpers (which timm and the ONNX
+# exporter reach) that a machine without a GPU has "No CUDA runtime": true, and not news.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 __all__ = [
     "Constraints",

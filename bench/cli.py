@@ -296,16 +296,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
             f"{'arch_<name>':44s} {'Int64':8s} {'-':10s} one column per architecture parameter of the family"
         )
     elif args.what == "families":
+        from bench.models import EXAMPLES
         from kdcore import get_family, list_families
+        from kdcore.families import list_sources
 
         _load_cli_plugins(args)
-        for name in list_families():
+        for name in (*list_families(), *EXAMPLES):
             fam = get_family(name)
             params = ", ".join(
-                f"{p.name} ({p.kind.__name__} {p.default[0]:g}-{p.default[1]:g}{', log' if p.log else ''})"
+                f"{p.name}{'?' if p.optional else ''} ({p.kind.__name__} {p.default[0]:g}-"
+                f"{p.default[1]:g}{', log' if p.log else ''})"
                 for p in fam.params
+                if not p.from_data
             )
-            print(f"{name:14s} {params or '-':44s} {fam.description}")
+            print(f"{name:28s} {params or '-':44s} {fam.description}")
+        print(
+            f"families by name: {', '.join(list_sources())} (every timm name of a declared "
+            "kind; '?': optional, left out = the model's own)"
+        )
     else:
         from bench.run.doctor import run_status
 

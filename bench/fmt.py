@@ -101,10 +101,11 @@ def tolerance(frac: Any) -> str:
 
 
 def level(v: Any) -> str:
-    """A probability or error level as a user types it, every digit kept: ``0.05``,
-    ``0.025``, ``0.0125`` (rounding 0.0125 to 0.013 would misstate the test)."""
+    """A probability or error level as a user types it, to four significant digits:
+    ``0.05``, ``0.025``, ``0.0125`` (rounding 0.0125 to 0.013 would misstate the test),
+    ``0.008333`` (0.025 / 3)."""
     f = to_float(v)
-    return MISSING if math.isnan(f) else f"{round(f, 12):g}"
+    return MISSING if math.isnan(f) else f"{round(f, 12):.4g}"
 
 
 def ratio(param_ratio: Any) -> str:

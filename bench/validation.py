@@ -123,6 +123,29 @@ class Table:
             raise self.fail(key, f"one of {', '.join(map(repr, choices))}", value)
         return value
 
+    def family(self, key: str, default: str, *, allow_empty: bool = False) -> str:
+        """A model family: a registered name, or a source's ``prefix:name`` (resolved here, so
+        an unknown timm architecture is reported with what is declared)."""
+        from kdcore.exceptions import UnknownNameError
+        from kdcore.families import get_family, list_families, list_sources
+
+        self.seen.add(key)
+        value = self.data.get(key, default)
+        if allow_empty and value == "":
+            return value
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, "a model family name", value)
+        try:
+            get_family(value)
+        except UnknownNameError as exc:
+            if ":" in value and value.partition(":")[0] in {
+                s.partition(":")[0] for s in list_sources()
+            }:
+                raise InputError(f"The '{key}' parameter of {self.where}: {exc}") from None
+            names = ", ".join(map(repr, [*list_families(), *list_sources()]))
+            raise self.fail(key, f"one of {names}", value) from None
+        return value
+
     def string(self, key: str, default: str) -> str:
         self.seen.add(key)
         value = self.data.get(key, default)
@@ -145,6 +168,21 @@ class Table:
         ):
             raise self.fail(key, f"an array of ints >= {low}", value)
         return tuple(value)
+
+    def floats(self, key: str, *, positive: bool = False) -> tuple[float, ...]:
+        """An array of numbers (``positive``: each > 0); empty when left out."""
+        self.seen.add(key)
+        value = self.data.get(key, [])
+        ok = isinstance(value, list) and all(
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (v > 0 or not positive)
+            for v in value
+        )
+        if not ok:
+            raise self.fail(key, f"an array of {'positive ' if positive else ''}numbers", value)
+        return tuple(float(v) for v in value)
 
     def labels(self, key: str, rule: str) -> tuple[str, ...]:
         """An array of class labels as written in the data (strings or ints), each once, as
@@ -233,7 +271,7 @@ class Rule:
     """How one suite key is read and what it means: a field's metadata (:func:`number`,
     :func:`boolean`, :func:`choice`, :func:`string`), read by :func:`read_fields`."""
 
-    kind: str  # "number" | "boolean" | "choice" | "string"
+    kind: str  # "number" | "boolean" | "choice" | "string" | "family"
     help: str
     num_type: type = float
     low: float = -math.inf
@@ -251,6 +289,8 @@ class Rule:
         if self.kind == "choice":
             options = self.choices() if callable(self.choices) else self.choices
             return t.choice(key, default, options)
+        if self.kind == "family":
+            return t.family(key, default)
         return t.string(key, default)
 
 
@@ -275,6 +315,11 @@ def boolean(default: bool, *, help: str) -> Any:
 def choice(default: str, choices: Sequence[str] | Callable[[], Sequence[str]], *, help: str) -> Any:
     """One of ``choices`` (a callable is asked at read time: plug-ins register families)."""
     return field(default=default, metadata={RULE: Rule("choice", help, choices=choices)})
+
+
+def family(default: str, *, help: str) -> Any:
+    """A model family (:meth:`Table.family`): registered, or a source's ``prefix:name``."""
+    return field(default=default, metadata={RULE: Rule("family", help)})
 
 
 def string(default: str, *, help: str) -> Any:

@@ -117,6 +117,7 @@ LAYERS = (
     "records",
     "config",
     "tasks",
+    "models",
     "durable",
 )
 ENTRY = ("bench.cli", "bench.__main__", "bench.progress")  # the command line: any layer

@@ -15,19 +15,22 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import bench.models  # noqa: F401 — registers the timm: and hf: families
 from bench.config import DEFAULT_MAX_GAP
 from bench.config.plugins import ensure_entry_points, import_plugins
 from bench.config.recipe import RecipeFields, check_recipe, read_milestones, recipe_defaults_dropped
-from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig
+from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig, later_defaults_dropped
 from bench.errors import InputError
 from bench.tasks import TaskConfig, parse_task, task_from_dict
 from bench.threads import AUTO
 from bench.validation import Range, Table, boolean, choice, number, read_fields, string
-from kdcore import get_family, list_families
+from bench.validation import family as family_field
+from kdcore import get_family
 from kdcore.augment import AUGMENT_TEACHERS, Augment
 
 __all__ = [
@@ -80,7 +83,9 @@ class StudentTraining(RecipeFields):
     """``[student]``: the family and how every student trains (the recipe keys:
     :mod:`bench.config.recipe`)."""
 
-    family: str = choice("mlp", list_families, help="registered student family")
+    family: str = family_field(
+        "mlp", help="student family: registered, timm:<architecture> or hf:<model>"
+    )
     epochs: int = number(20, int, 1, 10_000, help="training epochs (best epoch on validation)")
     batch_size: int = number(256, int, 1, 1_000_000, help="mini-batch size")
     lr: float = number(3e-3, float, 0.0, 1e30, low_open=True, help="base learning rate")
@@ -320,6 +325,7 @@ class Suite:
         data["budget"]["artifacts"] = ""
         for table in ("student", "teacher"):  # as before recipes existed, when left out
             data[table] = recipe_defaults_dropped(data[table])
+        data["teacher"] = later_defaults_dropped(data["teacher"])
         if not self.transfer.active:  # the digest of a suite written before [transfer] existed
             data.pop("transfer")
         if not self.augment.active:  # nor before [augment]
@@ -329,6 +335,27 @@ class Suite:
 
     def with_budget(self, **changes: Any) -> Suite:
         return replace(self, budget=replace(self.budget, **changes))
+
+    def for_task(self, data_params: Mapping[str, int]) -> Suite:
+        """The suite with the student family's data-fixed architecture values (a text model's
+        ``vocab_size``: :attr:`kdcore.ArchParam.from_data`) pinned in its search, so every
+        trial's architecture carries them."""
+        fam = get_family(self.student.family)
+        pins = [
+            (p.name, Range(data_params[p.name], data_params[p.name]))
+            for p in fam.params
+            if p.from_data and p.name in data_params and p.name not in self.search.arch_names
+        ]
+        missing = [p.name for p in fam.params if p.from_data and p.name not in data_params]
+        if missing:
+            raise InputError(
+                f"The student family {self.student.family!r} sets '{missing[0]}' from the data, "
+                "which this task does not give (a text family needs a task with a 'text' "
+                "column)."
+            )
+        if not pins:
+            return self
+        return replace(self, search=replace(self.search, arch=(*self.search.arch, *pins)))
 
     def with_certify_gap(self, max_gap: float | None) -> Suite:
         """The suite with its certified tolerance resolved: ``[certify] max_gap_pp`` when the
@@ -390,17 +417,20 @@ def _arch_values(t: Table, key: str, family: str) -> dict[str, Any]:
             f"Unknown key '{key}.{unknown[0]}' in {t.where}. Valid keys for family {family!r}: "
             f"{', '.join(fam.param_names) or '(none)'}."
         )
-    missing = [n for n in fam.param_names if n not in raw]
+    required = [p.name for p in fam.params if not p.optional and not p.from_data]
+    missing = [n for n in required if n not in raw]
     if missing:
         raise t.fail(
             f"{key}.{missing[0]}",
-            f"given for family {family!r} ({', '.join(fam.param_names)})",
+            f"given for family {family!r} ({', '.join(required)})",
             None,
         )
     for p in fam.params:
-        if not p.accepts(raw[p.name]):
+        if p.from_data and p.name in raw:
+            raise t.fail(f"{key}.{p.name}", f"left out (set from the data: {p.doc})", raw[p.name])
+        if p.name in raw and not p.accepts(raw[p.name]):
             raise t.fail(f"{key}.{p.name}", p.rule(), raw[p.name])
-    return {p.name: raw[p.name] for p in fam.params}
+    return {p.name: raw[p.name] for p in fam.params if p.name in raw}
 
 
 def _paths(t: Table, key: str, base_dir: Path) -> tuple[str, ...]:
@@ -414,11 +444,12 @@ def _path(t: Table, key: str, base_dir: Path) -> str:
 
 def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
     d = TeacherConfig()
-    offline = bool(t.data.get("logits"))
-    # An offline teacher has no architecture unless one is named (then its cost is measured).
-    family = t.choice(
-        "family", "" if offline else d.family, list_families() + ([""] if offline else [])
-    )
+    # Offline logits, Hugging Face folders and ONNX files state their own architecture: no
+    # family unless one is named (for offline logits, then its cost is measured).
+    offline = any(bool(t.data.get(k)) for k in ("logits", "hf", "onnx"))
+    family = t.family("family", "" if offline else d.family, allow_empty=offline)
+    if family and (t.data.get("hf") or t.data.get("onnx")):
+        raise t.fail("family", "left out with 'hf' or 'onnx' (the files state the model)", family)
     cfg: TeacherConfig = read_fields(
         TeacherConfig,
         t,
@@ -426,7 +457,11 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
         arch=_arch_values(t, "arch", family) if family else {},
         checkpoint=_path(t, "checkpoint", base_dir),
         checkpoints=_paths(t, "checkpoints", base_dir),
+        hf=_paths(t, "hf", base_dir),
+        onnx=_paths(t, "onnx", base_dir),
         logits=_path(t, "logits", base_dir),
+        mean=t.floats("mean"),
+        std=t.floats("std", positive=True),
         milestones=read_milestones(t),
     )
     t.finish()
@@ -436,7 +471,7 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
             if t.has(key):
                 raise t.fail(key, "left out unless kind = 'specialists'", t.data[key])
     else:
-        for key in ("checkpoint", "checkpoints", "logits", "combine"):
+        for key in ("checkpoint", "checkpoints", "hf", "onnx", "logits", "combine"):
             if t.has(key):
                 raise t.fail(
                     key,
@@ -452,20 +487,31 @@ def _teacher(t: Table, base_dir: Path) -> TeacherConfig:
                 cfg.cluster_max,
             )
         cfg = replace(cfg, members=1, combine="specialists")
-    given = [k for k in ("checkpoint", "checkpoints", "logits") if getattr(cfg, k)]
+    return _one_source(t, cfg)
+
+
+def _one_source(t: Table, cfg: TeacherConfig) -> TeacherConfig:
+    """The teacher's one source and what it implies (members, normalisation)."""
+    given = [k for k in ("checkpoint", "checkpoints", "hf", "onnx", "logits") if getattr(cfg, k)]
     if len(given) > 1:
         raise InputError(
-            f"The teacher of [teacher] must come from one source: 'checkpoint', 'checkpoints' or "
-            f"'logits'. Got {', '.join(given)} instead."
+            f"The teacher of [teacher] must come from one source: 'checkpoint', 'checkpoints', "
+            f"'hf', 'onnx' or 'logits'. Got {', '.join(given)} instead."
         )
+    if len(cfg.mean) != len(cfg.std):
+        raise t.fail("std", f"as long as 'mean' ({len(cfg.mean)} channels)", list(cfg.std))
+    if cfg.preprocess == "task" and cfg.mean:
+        raise t.fail("mean", "left out with preprocess = 'task'", list(cfg.mean))
     if cfg.logits and t.has("members"):
         raise t.fail(
             "members", "left out with 'logits' (the file's first axis gives K)", cfg.members
         )
-    if cfg.checkpoints and t.has("members") and cfg.members != len(cfg.checkpoints):
-        raise t.fail("members", f"the number of checkpoints ({len(cfg.checkpoints)})", cfg.members)
-    if cfg.checkpoints:
-        cfg = replace(cfg, members=len(cfg.checkpoints))
+    for key in ("checkpoints", "hf", "onnx"):
+        paths = getattr(cfg, key)
+        if paths and t.has("members") and cfg.members != len(paths):
+            raise t.fail("members", f"the number of '{key}' ({len(paths)})", cfg.members)
+        if paths:
+            cfg = replace(cfg, members=len(paths))
     return cfg
 
 
@@ -493,12 +539,19 @@ def _search(t: Table, family: str) -> SearchSpace:
                 f"(it is solved from the size). Got {t.data[derived]!r} instead."
             )
         size = t.range("size", Range(0.001, 1.0, True), float, 0.0, 1000.0, low_open=True)
+    for p in fam.params:
+        if p.from_data and p.name in t.data:
+            raise InputError(
+                f"The '{p.name}' parameter of [search] must be left out: family {family!r} "
+                f"sets it from the data ({p.doc}). Got {t.data[p.name]!r} instead."
+            )
     arch = tuple(
         (
             p.name,
             t.range(p.name, Range(p.default[0], p.default[1], p.log), p.kind, *p.bounds),
         )
         for p in fam.params
+        if not p.from_data and (p.search or p.name in t.data)
     )
     recipe = tuple(
         (name, t.range(name, Range(low, high), float, low, high, low_open=low_open))
@@ -702,7 +755,8 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
     ranges = {k: Range(**v) for k, v in data["search"].items()}
     fam = get_family(student.family)
     teacher = dict(data["teacher"])
-    teacher["checkpoints"] = tuple(teacher.get("checkpoints", ()))
+    for key in ("checkpoints", "hf", "onnx", "mean", "std"):
+        teacher[key] = tuple(teacher.get(key, ()))
     teacher["milestones"] = tuple(teacher.get("milestones", ()))
     return Suite(
         name=data["name"],
@@ -714,6 +768,8 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
             arch=tuple(
                 (n, ranges.get(n) or Range(*fam.param(n).default, fam.param(n).log))
                 for n in fam.param_names
+                # the searched or pinned ones, and the size parameter a capacity axis solves
+                if n in ranges or (n == fam.size_param and "size" in ranges)
             ),
             temperature=ranges["temperature"],
             alpha=ranges["alpha"],

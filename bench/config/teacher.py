@@ -1,8 +1,9 @@
 """The teacher's configuration (``[teacher]``) and its source, one dataclass per source.
 
 ``TeacherConfig`` is what the suite file says; :meth:`TeacherConfig.source_spec` turns it into
-exactly one of :class:`TrainHere`, :class:`EnsembleFile`, :class:`MemberCheckpoints` or
-:class:`OfflineLogits`, and :mod:`bench.teachers.load` has one loader per source.
+exactly one of :class:`TrainHere`, :class:`EnsembleFile`, :class:`MemberCheckpoints`,
+:class:`HFFolders`, :class:`OnnxFiles` or :class:`OfflineLogits`, and
+:mod:`bench.teachers.load` has one loader per source.
 """
 
 from __future__ import annotations
@@ -16,18 +17,50 @@ from kdcore.families import format_arch
 from kdcore.teachers import COMBINE_MODES
 
 __all__ = [
+    "PREPROCESS",
     "SPECIALIST_KEYS",
     "TEACHER_KINDS",
     "EnsembleFile",
+    "HFFolders",
     "MemberCheckpoints",
     "OfflineLogits",
+    "OnnxFiles",
     "TeacherConfig",
     "TeacherSource",
     "TrainHere",
+    "later_defaults_dropped",
 ]
 
 SPECIALIST_KEYS = ("specialists", "cluster_min", "cluster_max", "top_n", "specialist_epochs")
 TEACHER_KINDS = ("ensemble", "specialists")
+# how the task's inputs are normalised: "auto" = the model's own where the source states one
+# (timm checkpoints, a Hugging Face image model), else the task's; "model"; "task"
+PREPROCESS = ("auto", "model", "task")
+
+
+# keys [teacher] gained after runs and caches existed: left out of digests and cache keys at
+# their defaults, so those stay valid
+_LATER_DEFAULTS: dict[str, Any] = {
+    "hf": [],
+    "onnx": [],
+    "preprocess": "auto",
+    "mean": [],
+    "std": [],
+    "pixel_range": 255.0,
+}
+
+
+def later_defaults_dropped(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (the teacher table as a dict) without the later keys at their defaults."""
+
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple | list) else v
+
+    return {
+        k: v
+        for k, v in settings.items()
+        if k not in _LATER_DEFAULTS or plain(v) != _LATER_DEFAULTS[k]
+    }
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,21 @@ class MemberCheckpoints:
 
 
 @dataclass(frozen=True)
+class HFFolders:
+    """One local Hugging Face model folder per member (``config.json``, weights, and the
+    tokenizer or image processor), loaded with ``local_files_only=True``."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OnnxFiles:
+    """One ONNX file per member, run once per split in onnxruntime."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class OfflineLogits:
     """Offline outputs ``[K, N, C]`` or ``[N, C]`` in an NPZ array, rows aligned with the data."""
 
@@ -57,7 +105,7 @@ class OfflineLogits:
     key: str
 
 
-TeacherSource = TrainHere | EnsembleFile | MemberCheckpoints | OfflineLogits
+TeacherSource = TrainHere | EnsembleFile | MemberCheckpoints | HFFolders | OnnxFiles | OfflineLogits
 
 
 @dataclass(frozen=True)
@@ -80,6 +128,8 @@ class TeacherConfig(RecipeFields):
     )
     checkpoint: str = ""
     checkpoints: tuple[str, ...] = ()
+    hf: tuple[str, ...] = ()
+    onnx: tuple[str, ...] = ()
     logits: str = ""
     logits_key: str = string("logits", help="the NPZ array of the offline logits")
     # kind = "specialists": a generalist (one network of family/arch) and specialists on
@@ -90,6 +140,14 @@ class TeacherConfig(RecipeFields):
     cluster_max: int = number(0, int, 0, 10_000, help="larger clusters are split (0: no limit)")
     top_n: int = number(2, int, 1, 10_000, help="specialists meeting the generalist's top-n")
     specialist_epochs: int = number(10, int, 1, 10_000, help="training epochs of a specialist")
+    # the inputs' normalisation (images): the model's own (mean, std per channel, on pixel
+    # values divided by pixel_range) or the task's standardisation
+    preprocess: str = choice("auto", PREPROCESS, help="the model's normalisation, or the task's")
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    pixel_range: float = number(
+        255.0, float, 0.0, 1e9, low_open=True, help="raw pixel values are divided by it first"
+    )
 
     def source_spec(self) -> TeacherSource:
         """The one source these settings name (offline logits first, then member
@@ -98,6 +156,10 @@ class TeacherConfig(RecipeFields):
             return OfflineLogits(self.logits, self.logits_key)
         if self.checkpoints:
             return MemberCheckpoints(tuple(self.checkpoints))
+        if self.hf:
+            return HFFolders(tuple(self.hf))
+        if self.onnx:
+            return OnnxFiles(tuple(self.onnx))
         if self.checkpoint:
             return EnsembleFile(self.checkpoint)
         return TrainHere()
@@ -110,16 +172,27 @@ class TeacherConfig(RecipeFields):
 
     @property
     def arch_label(self) -> str:
-        return format_arch(self.family, self.arch) if self.family else "unknown (offline logits)"
+        if self.family:
+            return format_arch(self.family, self.arch)
+        if self.hf:
+            return "Hugging Face folders"
+        if self.onnx:
+            return "ONNX files"
+        return "unknown (offline logits)"
 
     @property
     def source(self) -> str:
         """``train``, ``checkpoint`` (a kdbench ensemble file), ``checkpoints`` (one
-        state_dict per member) or ``logits`` (offline outputs)."""
+        state_dict per member), ``hf`` (Hugging Face folders), ``onnx`` (ONNX files) or
+        ``logits`` (offline outputs)."""
         if self.logits:
             return "logits"
         if self.checkpoints:
             return "checkpoints"
+        if self.hf:
+            return "hf"
+        if self.onnx:
+            return "onnx"
         if self.checkpoint:
             return "checkpoint"
         return "train"

@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-import torch
-
-from kdcore import build_student, count_flops, count_params
+from kdcore import build_student, count_flops, count_params, get_family
 
 __all__ = ["student_cost"]
 
@@ -32,4 +30,6 @@ def _student_cost(
     num_classes: int,
 ) -> tuple[int, int]:
     model = build_student(family, input_shape, num_classes, **dict(arch))
-    return count_params(model), count_flops(model, torch.zeros(1, *input_shape))
+    # a text model counts its FLOPs on a full-length sequence (padding costs what tokens do)
+    example = get_family(family).example(1, input_shape, dict(arch), zeros=True)
+    return count_params(model), count_flops(model, example)

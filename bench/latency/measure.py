@@ -9,7 +9,9 @@ NaN.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping
 
 import torch
@@ -17,10 +19,12 @@ from torch import nn
 
 from bench.config.suite import MeasureConfig
 from bench.fmt import to_float
-from bench.latency.onnx import OrtModel
+from bench.latency.onnx import OrtModel, example_batch
 from bench.threads import all_cores
 from kdcore import TeacherEnsemble
 from kdcore.latency import LatencyResult, measure_latencies
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "architecture_model",
@@ -32,22 +36,20 @@ __all__ = [
 ]
 
 
-def _inputs(input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
-    return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(batch))
-
-
 def latency_pass(
     models: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
     input_shape: tuple[int, ...],
     cfg: MeasureConfig,
     gpu: torch.device | None,
     ort: Mapping[str, OrtModel] | None = None,
+    vocab: int | None = None,
 ) -> dict[str, dict[str, LatencyResult]]:
     """Every model timed **interleaved** (:func:`kdcore.measure_latencies`) at each setting:
     batch 1 and batch N on the CPU with ``cfg.threads`` threads, with all cores when
     ``cfg.multi_thread``, and on ``gpu``; the ``ort`` sessions (keyed like ``models``) in the
     same rounds as the CPU setting. Returns, per model, ``{"cpu_b1", "cpu_mt_b1", "gpu_b1",
-    "ort_cpu_b1", "cpu_bN", ...}`` → result; models end on the CPU."""
+    "ort_cpu_b1", "cpu_bN", ...}`` → result; models end on the CPU. ``vocab``: a text
+    model's vocabulary (inputs are then token ids)."""
     ort = ort or {}
     out: dict[str, dict[str, LatencyResult]] = {name: {} for name in models}
     settings = [("cpu", "cpu", cfg.threads)]
@@ -57,7 +59,7 @@ def latency_pass(
         settings.append(("gpu", str(gpu), cfg.threads))
     try:
         for tag, batch in (("b1", 1), ("bN", cfg.batch)):
-            x = _inputs(input_shape, batch)
+            x = example_batch(input_shape, batch, vocab, seed=batch)
             for key, device, threads in settings:
                 extra = {f"{n}@ort": m for n, m in ort.items()} if key == "cpu" else {}
                 timed = measure_latencies(
@@ -117,16 +119,27 @@ def _stats(dev: str, tag: str, res: LatencyResult) -> dict[str, object]:
     }
 
 
-def ensemble_forms(ensemble: TeacherEnsemble | None) -> dict[str, nn.Module]:
+def ensemble_forms(
+    ensemble: TeacherEnsemble | None, example: torch.Tensor | None = None
+) -> dict[str, nn.Module]:
     """The forms the ensemble is timed in: a Python ``loop`` over members, ``fused`` into
-    batched ops (members of one architecture only), and a specialist system's ``generalist``
-    alone (its extra cost). Nothing for a teacher whose architecture is unknown (offline
-    logits)."""
+    batched ops (members of one architecture that ``torch.func`` can stack: a run of the fused
+    form on ``example`` must work, else there is none — library models with data-dependent
+    control flow, ONNX members), and a specialist system's ``generalist`` alone (its extra
+    cost). Nothing for a teacher whose architecture is unknown (offline logits)."""
     if ensemble is None:
         return {}
     forms: dict[str, nn.Module] = {"loop": ensemble.eval()}
     if ensemble.can_fuse:
-        forms["fused"] = ensemble.fused().eval()
+        try:
+            fused = ensemble.fused().eval()
+            if example is not None:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # vmap's fallback notes
+                    fused(example)
+            forms["fused"] = fused
+        except Exception as exc:  # any failure means: no fused form
+            log.info("the ensemble has no fused form: %s: %s", type(exc).__name__, exc)
     if getattr(ensemble, "specialist_info", None) is not None:
         forms["generalist"] = ensemble.members[0].eval()
     return forms

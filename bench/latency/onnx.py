@@ -26,6 +26,7 @@ __all__ = [
     "ONNX_PACKAGES",
     "OrtModel",
     "RawInput",
+    "example_batch",
     "has_dynamic_batch",
     "onnx_bytes",
     "onnx_many",
@@ -36,6 +37,24 @@ __all__ = [
 ]
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+
+
+def example_batch(
+    input_shape: tuple[int, ...], batch: int, vocab: int | None = None, *, seed: int | None = None
+) -> torch.Tensor:
+    """An input batch for export or timing: zeros (``seed`` None) or seeded standard-normal
+    features; with ``vocab`` (a text model's vocabulary), token ids — ones, or seeded ids in
+    ``[1, vocab)`` (0 is padding)."""
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
+    if vocab is not None:
+        if g is None:
+            return torch.ones(batch, *input_shape, dtype=torch.long)
+        return torch.randint(1, max(int(vocab), 2), (batch, *input_shape), generator=g)
+    return (
+        torch.zeros(batch, *input_shape)
+        if g is None
+        else torch.randn(batch, *input_shape, generator=g)
+    )
 
 
 def onnx_missing() -> str | None:
@@ -91,12 +110,18 @@ def raw_input_model(
     return RawInput(model, mean, scale).eval(), "node"
 
 
-def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int | None = None) -> bytes:
-    """The model as ONNX (input ``x``: float32 ``[batch, *input_shape]``, output ``logits``),
-    exported quietly (the exporter prints its steps and logs its guards). ``batch`` None: a
-    dynamic batch dimension, which a model whose code fixes the batch (checks that compare
-    shapes) may not get (:func:`has_dynamic_batch`); else that batch size, fixed."""
-    example = torch.zeros(2 if batch is None else batch, *input_shape)
+def onnx_bytes(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int | None = None,
+    vocab: int | None = None,
+) -> bytes:
+    """The model as ONNX (input ``x``: float32 ``[batch, *input_shape]``, or int64 token ids
+    with ``vocab``; output ``logits``), exported quietly (the exporter prints its steps and
+    logs its guards). ``batch`` None: a dynamic batch dimension, which a model whose code
+    fixes the batch (checks that compare shapes) may not get (:func:`has_dynamic_batch`);
+    else that batch size, fixed."""
+    example = example_batch(input_shape, 2 if batch is None else batch, vocab)
     dynamic = None if batch is not None else ({0: torch.export.Dim("batch")},)
     with _quiet_export():
         program = torch.onnx.export(
@@ -123,7 +148,9 @@ class _Many(nn.Module):
         return tuple(m(x) for m in self.models)
 
 
-def onnx_many(models: dict[str, nn.Module], input_shape: tuple[int, ...]) -> dict[str, bytes]:
+def onnx_many(
+    models: dict[str, nn.Module], input_shape: tuple[int, ...], vocab: int | None = None
+) -> dict[str, bytes]:
     """Each model as its own ONNX graph (dynamic batch, input ``x``), from **one** export of
     all of them side by side, each graph then cut out with ``onnx.utils.Extractor``: tracing
     costs ~0.5 s an export whatever the size, so 26 small students take 3 s, not 15. Raises
@@ -133,7 +160,7 @@ def onnx_many(models: dict[str, nn.Module], input_shape: tuple[int, ...]) -> dic
 
     names = list(models)
     outputs = [f"logits_{i}" for i in range(len(names))]
-    example = torch.zeros(2, *input_shape)
+    example = example_batch(input_shape, 2, vocab)
     with _quiet_export():
         program = torch.onnx.export(
             _Many([models[n].eval() for n in names]),
@@ -168,7 +195,9 @@ def onnx_predict(data: bytes, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(
+        x, dtype=np.int64 if np.issubdtype(np.asarray(x).dtype, np.integer) else np.float32
+    )
     out = [
         session.run(["logits"], {"x": x[i : i + batch]})[0].argmax(-1)
         for i in range(0, len(x), batch)
@@ -219,7 +248,11 @@ class OrtModel:
 
 
 def ort_models(
-    models: Mapping[str, nn.Module], input_shape: tuple[int, ...], threads: int, batch: int
+    models: Mapping[str, nn.Module],
+    input_shape: tuple[int, ...],
+    threads: int,
+    batch: int,
+    vocab: int | None = None,
 ) -> tuple[dict[str, OrtModel], dict[str, str]]:
     """Each model exported to ONNX with the exporter ``kdbench export`` ships with (all at once
     by :func:`onnx_many`; else one by one, :func:`onnx_bytes`: one
@@ -230,17 +263,18 @@ def ort_models(
     errors: dict[str, str] = {}
     try:  # one joint export (fast); one by one when a model breaks it
         return {
-            n: OrtModel({None: g}, threads) for n, g in onnx_many(dict(models), input_shape).items()
+            n: OrtModel({None: g}, threads)
+            for n, g in onnx_many(dict(models), input_shape, vocab).items()
         }, {}
     except Exception:  # the one-by-one path below names each model's failure
         pass
     for name, model in models.items():
         try:
-            graph = onnx_bytes(model, input_shape)
+            graph = onnx_bytes(model, input_shape, vocab=vocab)
             graphs: dict[int | None, bytes] = (
                 {None: graph}
                 if has_dynamic_batch(graph)
-                else {b: onnx_bytes(model, input_shape, b) for b in (1, batch)}
+                else {b: onnx_bytes(model, input_shape, b, vocab) for b in (1, batch)}
             )
             out[name] = OrtModel(graphs, threads)
         except Exception as exc:  # a plug-in family torch.onnx cannot export: NaN, and why

@@ -79,6 +79,11 @@ class TaskEntry:
     data_sha256: str = ""
     data_source: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, list[float]] | None = None
+    # how images were normalised when the teacher's model stated it (bench.teachers.preprocess)
+    normalization: dict[str, Any] | None = None
+    input_kind: str = "features"  # or "tokens" (a text task)
+    data_params: dict[str, int] = field(default_factory=dict)  # e.g. a text task's vocab_size
+    tokenizer: str = ""  # a text task's tokenizer, a file in the run folder
     transfer: dict[str, Any] = field(default_factory=dict)  # bench.group.transfer.transfer_summary
     teacher: TeacherSummary = field(default_factory=TeacherSummary)
     warnings: tuple[str, ...] = ()

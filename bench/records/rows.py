@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+import bench.models  # noqa: F401 — registers the timm: and hf: families (rows name them)
 from bench.records.schema import ARCH_PREFIX, COLUMNS, Column
 from kdcore import get_family
 
@@ -72,4 +73,12 @@ def row_arch(row: Mapping[str, Any], family: str | None = None) -> dict[str, int
     row's), each from its ``arch_<name>`` cell as the kind the family declares (a table cell
     may hold a numpy scalar, or a float where the column is nullable)."""
     fam = get_family(str(family or row["family"]))
-    return {p.name: p.kind(row[f"{ARCH_PREFIX}{p.name}"]) for p in fam.params}
+    out: dict[str, int | float] = {}
+    for p in fam.params:
+        v = row.get(f"{ARCH_PREFIX}{p.name}")
+        if _missing(v):
+            if p.optional:  # left out: the model's own value
+                continue
+            raise KeyError(f"{ARCH_PREFIX}{p.name}")
+        out[p.name] = p.kind(v)
+    return out

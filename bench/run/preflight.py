@@ -17,7 +17,9 @@ from bench.records import Manifest, read_trials, require_run_dir
 from bench.search.space import row_params
 from bench.tasks import TaskData, load_task
 from bench.teachers import LoadedTeacher, PreparedTeacher, load_teacher
+from bench.teachers.preprocess import model_normalization, normalized, teacher_tokenizer
 from bench.teachers.sanity import check_teacher_labels
+from kdcore import get_family
 from kdcore.latency import select_device
 
 __all__ = [
@@ -47,7 +49,12 @@ def preflight(suite: Suite, cache_dir: Path) -> Prepared:
     """Every task's data and teacher files loaded and validated; nothing written."""
     out = []
     for cfg in suite.tasks:
-        task = channel_scaled(load_task(cfg), suite)
+        # a text task without a tokenizer of its own uses the Hugging Face teacher's
+        tokenizer = "" if getattr(cfg, "tokenizer", "") else teacher_tokenizer(suite.teacher)
+        task = load_task(cfg, tokenizer=tokenizer, cache_dir=cache_dir)
+        check_inputs(task, suite)
+        norm = model_normalization(suite.teacher, task)
+        task = normalized(task, norm) if norm is not None else channel_scaled(task, suite)
         task = apply_transfer(task, suite.transfer, suite.teacher)
         check_augment(task, suite)
         loaded = load_teacher(task, suite.teacher, cache_dir)
@@ -57,6 +64,23 @@ def preflight(suite: Suite, cache_dir: Path) -> Prepared:
             )
         out.append((task, loaded))
     return out
+
+
+def check_inputs(task: TaskData, suite: Suite) -> None:
+    """The student family (and a teacher trained here) must take the task's inputs: float
+    features, or token ids for a text task."""
+    families = [("[student] family", suite.student.family)]
+    if suite.teacher.source == "train":
+        families.append(("[teacher] family", suite.teacher.member_family))
+    what = {"features": "float features", "tokens": "token ids (a text task)"}
+    for key, name in families:
+        kind = get_family(name).input_kind
+        if kind != task.input_kind:
+            hint = " (e.g. hf:bert)" if task.input_kind == "tokens" else ""
+            raise InputError(
+                f"The {key} must take the inputs of task '{task.name}', "
+                f"{what[task.input_kind]}{hint}. Got {name!r}, which takes {what[kind]}."
+            )
 
 
 def resumable(resume: Path) -> Manifest:

@@ -33,7 +33,13 @@ import torch
 
 from bench.config.plugins import loaded_plugins
 from bench.config.suite import Suite, check_safe_name, suite_from_dict
-from bench.durable.rundir import RunLock, check_writable, new_run_dir
+from bench.durable.rundir import (
+    RunLock,
+    atomic_write_text,
+    check_writable,
+    inside,
+    new_run_dir,
+)
 from bench.errors import InputError, is_write_error
 from bench.group.transfer import transfer_summary
 from bench.records import Manifest, TaskEntry, TeacherSummary
@@ -401,6 +407,8 @@ class _Run:
                         "logits": "offline logits",
                         "checkpoints": "member checkpoints",
                         "checkpoint": "an ensemble file",
+                        "hf": "Hugging Face folders",
+                        "onnx": "ONNX files",
                     }[suite.teacher.source]
                 )
                 self.hooks.on_message(
@@ -422,6 +430,16 @@ class _Run:
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         return teacher
 
+    def _tokenizer_file(self, task: TaskData) -> str:
+        """A text task's tokenizer, written once into the run folder (export ships it)."""
+        if not task.tokenizer_json or self.run_dir is None:
+            return ""
+        name = f"tokenizer-{task.name}.json"
+        path = inside(self.run_dir, name)
+        if not path.is_file():
+            atomic_write_text(path, task.tokenizer_json)
+        return name
+
     def task_worker(
         self,
         task: TaskData,
@@ -432,7 +450,7 @@ class _Run:
         """The task's teacher prepared, the manifest's task entry written, and this process's
         :class:`~bench.search.TaskWorker` on the task's studies (latency, the ensemble's too,
         is timed after the search)."""
-        suite = self.suite
+        suite = self.suite.for_task(task.data_params)
         teacher = self._teacher(task, loaded)
         if previous is not None and self.run_dir is not None:
             check_teacher_unchanged(previous, task.name, teacher, self.run_dir)
@@ -466,6 +484,10 @@ class _Run:
             data_sha256=task.data_sha256(),
             data_source=task.source,
             preprocessing=task.preprocessing(),
+            normalization=task.normalization,
+            input_kind=task.input_kind,
+            data_params=dict(task.data_params),
+            tokenizer=self._tokenizer_file(task),
             transfer=transfer_summary(task, suite.transfer),
             teacher=TeacherSummary.from_dict(teacher.summary()),
             warnings=tuple(teacher_warnings(task, suite.teacher, teacher)),

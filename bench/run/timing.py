@@ -26,7 +26,7 @@ from bench.latency.measure import (
     latency_pass,
     student_latency_columns,
 )
-from bench.latency.onnx import OrtModel, onnx_missing, ort_models
+from bench.latency.onnx import OrtModel, example_batch, onnx_missing, ort_models
 from bench.search.context import TaskWorker
 from bench.search.space import arch_of
 from bench.study import Key, final_record
@@ -70,7 +70,10 @@ def time_architectures(w: TaskWorker) -> int:
     if not archs and Key.ENSEMBLE_LATENCY in study.user_attrs:
         return 0
     family = ctx.suite.student.family
-    forms = ensemble_forms(ctx.teacher.cost_model)
+    vocab = ctx.task.data_params.get("vocab_size")
+    forms = ensemble_forms(
+        ctx.teacher.cost_model, example_batch(ctx.task.input_shape, 2, vocab, seed=0)
+    )
     models: dict[str, Any] = {f"ensemble:{form}": m for form, m in forms.items()}
     for label, arch in archs.items():
         models[label] = architecture_model(
@@ -80,8 +83,8 @@ def time_architectures(w: TaskWorker) -> int:
             ctx.task.num_classes,
         )
     cfg = ctx.suite.measure
-    runtimes, ort, errors = _ort(models, ctx.task.input_shape, cfg)
-    res = latency_pass(models, ctx.task.input_shape, cfg, ctx.gpu, ort)
+    runtimes, ort, errors = _ort(models, ctx.task.input_shape, cfg, vocab)
+    res = latency_pass(models, ctx.task.input_shape, cfg, ctx.gpu, ort, vocab)
     cols, detail = ensemble_latency_columns({f: res[f"ensemble:{f}"] for f in forms})
     host = socket.gethostname()
     stamp = {
@@ -106,7 +109,10 @@ def time_architectures(w: TaskWorker) -> int:
 
 
 def _ort(
-    models: dict[str, Any], input_shape: tuple[int, ...], cfg: MeasureConfig
+    models: dict[str, Any],
+    input_shape: tuple[int, ...],
+    cfg: MeasureConfig,
+    vocab: int | None = None,
 ) -> tuple[dict[str, str], dict[str, OrtModel], dict[str, str]]:
     """What each runtime of ``[measure] runtimes`` measured (for the manifest), the
     onnxruntime sessions to time (every model exported; none when onnxruntime is not
@@ -124,6 +130,7 @@ def _ort(
         input_shape,
         cfg.threads,
         cfg.batch,
+        vocab,
     )
     runtimes["onnxruntime"] = (
         f"measured: onnxruntime {version('onnxruntime')} (CPU, {cfg.threads} intra-op "

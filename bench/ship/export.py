@@ -145,6 +145,8 @@ def export_student(
     if "onnx" in chosen_formats:
         files["student.onnx"], check = _onnx(run, task, meta, family, arch, state, file_acc)
         checks.append(check)
+    if meta.tokenizer:  # a text student is fed by the run's tokenizer
+        files["tokenizer.json"] = inside(run.run_dir, meta.tokenizer).read_text()
     files["student.toml"] = _toml(suite, family, arch, row)
     files["MODEL_CARD.md"] = _card(run, task, row, file_acc, meta, list(files), checks)
     out = Path(out_dir)
@@ -181,9 +183,21 @@ def _blob(
     meta: TaskEntry,
     file_acc: float,
 ) -> dict[str, Any]:
-    """What ``student.pt`` holds: the weights and all a user needs to rebuild and feed them."""
+    """What ``student.pt`` holds: the weights and all a user needs to rebuild and feed them
+    (a Hugging Face student also its transformers config, ``hf_config``)."""
     prep = meta.preprocessing
-    return {
+    family = str(row["family"])
+    extra: dict[str, Any] = {}
+    if family.startswith("hf:"):
+        from bench.models.library_code import hf_config
+
+        extra["hf_config"] = json_safe(hf_config(family, meta.input_shape, meta.num_classes, arch))
+    if meta.tokenizer:
+        extra["tokenizer"] = "tokenizer.json"
+    if meta.normalization:
+        extra["normalization"] = json_safe(meta.normalization)
+    return extra | {
+        "input_kind": meta.input_kind,
         "state_dict": state,
         "family": str(row["family"]),
         "arch": arch,
@@ -236,11 +250,14 @@ def _raw_test(run: Run, task: str, meta: TaskEntry) -> tuple[np.ndarray, np.ndar
     try:
         cfg = next(c for c in suite_from_dict(run.manifest.suite).tasks if c.name == task)
         raw = cfg.load()  # type: ignore[attr-defined]
-        data = split_task(cfg, raw)
+        tokenizer = inside(run.run_dir, meta.tokenizer).read_text() if meta.tokenizer else ""
+        data = split_task(cfg, raw, tokenizer_json=tokenizer)
     except (InputError, OSError, StopIteration) as exc:
         return f"the task's data could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     if data.data_sha256() != meta.data_sha256:
         return "the task's data changed since the run (another sha256)"
+    if meta.input_kind == "tokens":  # the raw rows of a text student are token ids
+        return data.x_test.numpy(), data.y_test.numpy()
     rows = data.rows["test"]
     x = np.asarray(raw.x, dtype=np.float64)[rows].reshape(len(rows), *meta.input_shape)
     return x, data.y_test.numpy()
@@ -262,10 +279,11 @@ def _onnx(
     model = build_student(family, meta.input_shape, meta.num_classes, **arch)
     model.load_state_dict(state)
     raw_model, how = raw_input_model(model, meta.input_shape, meta.preprocessing)
-    data = onnx_bytes(raw_model, meta.input_shape)
+    vocab = meta.data_params.get("vocab_size") if meta.input_kind == "tokens" else None
+    data = onnx_bytes(raw_model, meta.input_shape, vocab=vocab)
     dynamic = has_dynamic_batch(data)
     if not dynamic:  # the family's code fixed the batch: ship the one-row graph
-        data = onnx_bytes(raw_model, meta.input_shape, 1)
+        data = onnx_bytes(raw_model, meta.input_shape, 1, vocab)
     batching = (
         "of any batch size" if dynamic else "one at a time (the family's code fixes the batch)"
     )
@@ -273,7 +291,9 @@ def _onnx(
         "folded": "the standardisation folded into its first linear layer: W' = W / scale, "
         "b' = b − W'·mean",
         "node": "the standardisation a node before the model",
-        "none": "no standardisation: the task ran with scale = false",
+        "none": "token ids in (the tokenizer is tokenizer.json)"
+        if vocab is not None
+        else "no standardisation: the task ran with scale = false",
     }[how]
     test = _raw_test(run, task, meta)
     if isinstance(test, str):
@@ -390,10 +410,7 @@ def _card(
         f"- Family `{family}`, architecture {json.dumps(arch)}: {fmt.count(row['student_params'])} parameters, "
         f"{fmt.count(row['student_flops'])} FLOPs per sample (2 per multiply-add, forward pass).",
         f"- Input shape {list(meta.input_shape)}, {meta.num_classes} classes: {', '.join(meta.class_names)}.",
-        "- Preprocessing: each feature standardised with the training split's mean and scale (in `student.pt`; "
-        "one mean and scale per image channel when the run augmented)."
-        if meta.preprocessing
-        else "- Preprocessing: none (the task was run with `scale = false`).",
+        _preprocessing_line(meta),
         f"- Distilled with temperature {fmt.number(row['temperature'], 3)} and alpha {fmt.number(row['alpha'], 3)} "
         f"(alpha · T² · KL(teacher ‖ student) + (1 − alpha) · cross-entropy).",
         f"- Trained with {row.get('recipe') or 'adam, constant'}; views: "
@@ -438,10 +455,33 @@ def _card(
         f"torch {m.packages.get('torch')}.",
         "",
     ]
-    lines += _loading(files, checks)
+    lines += _loading(files, checks, family, arch, meta)
     if warnings:
         lines += ["## Warnings", *[f"- {w}" for w in warnings], ""]
     return "\n".join(lines)
+
+
+def _preprocessing_line(meta: TaskEntry) -> str:
+    if meta.input_kind == "tokens":
+        return (
+            f"- Preprocessing: the run's tokenizer (`tokenizer.json`: "
+            f"{meta.data_source.get('tokenizer', 'saved with the run')}), "
+            f"{meta.input_shape[0]} token ids per text, 0 = padding (masked)."
+        )
+    norm = meta.normalization
+    if norm:
+        return (
+            f"- Preprocessing: each image channel normalised as the teacher's model states "
+            f"({norm['source']}): (x / {fmt.number(norm['pixel_range'])} − mean_c) / std_c, "
+            f"mean {[round(v, 4) for v in norm['mean']]}, std {[round(v, 4) for v in norm['std']]} "
+            "(in `student.pt` as the same map per feature: mean and scale)."
+        )
+    if meta.preprocessing:
+        return (
+            "- Preprocessing: each feature standardised with the training split's mean and scale "
+            "(in `student.pt`; one mean and scale per image channel when the run augmented)."
+        )
+    return "- Preprocessing: none (the task was run with `scale = false`)."
 
 
 LOAD_TORCH = """import torch
@@ -474,16 +514,56 @@ logits = session.run(["logits"], {"x": x})[0]  # [3, num_classes]
 """
 
 
-def _loading(files: list[str], checks: list[str]) -> list[str]:
-    """The card's "Load it" section: code for each format written (a test runs it)."""
+LOAD_TOKENS = """from tokenizers import Tokenizer
+
+tok = Tokenizer.from_file("tokenizer.json")
+tok.enable_padding(pad_id=0, pad_token=tok.id_to_token(0), length={length})
+tok.enable_truncation(max_length={length})
+ids = torch.tensor([e.ids for e in tok.encode_batch(["a text to classify"])])
+"""
+
+
+def _loading(
+    files: list[str],
+    checks: list[str],
+    family: str,
+    arch: dict[str, Any],
+    meta: TaskEntry,
+) -> list[str]:
+    """The card's "Load it" section: code for each format written (a test runs it). A timm or
+    Hugging Face student is rebuilt with its library (``timm.create_model``,
+    ``AutoModel….from_config``); a text student's ids come from ``tokenizer.json``."""
+    from bench.models.library_code import load_code
+
+    library = load_code(family, arch, meta.input_shape, meta.num_classes)
+    torch_code, st_code, onnx_code = LOAD_TORCH, LOAD_SAFETENSORS, LOAD_ONNX
+    lib = family.partition(":")[0]
+    if library is not None:
+        imports, build = library
+        torch_code = (
+            f"import torch\n{imports}\n\n"
+            f'blob = torch.load("student.pt", weights_only=True)\n{build}\n'
+        )
+        st_code = (
+            f"import json\n\nfrom safetensors.torch import load_file\n{imports}\n\n"
+            'blob = {"state_dict": load_file("student.safetensors"), **json.load(open("student.json"))}\n'
+            f"{build}\n"
+        )
+    if meta.input_kind == "tokens":
+        torch_code += LOAD_TOKENS.format(length=meta.input_shape[0])
+        onnx_code = onnx_code.replace(
+            "x = np.zeros((3, *shape), dtype=np.float32)  # raw feature rows: no standardisation",
+            "x = np.ones((3, *shape), dtype=np.int64)  # token ids (tokenizer.json), 0 = padding",
+        )
+    with_lib = f", with {'timm' if lib == 'timm' else 'transformers'}" if library else ""
     blocks = [
-        ("student.pt", "PyTorch (`student.pt`)", LOAD_TORCH),
+        ("student.pt", f"PyTorch (`student.pt`{with_lib})", torch_code),
         (
             "student.safetensors",
-            "safetensors (`student.safetensors` + `student.json`)",
-            LOAD_SAFETENSORS,
+            f"safetensors (`student.safetensors` + `student.json`{with_lib})",
+            st_code,
         ),
-        ("student.onnx", "ONNX Runtime (`student.onnx`, raw rows in, logits out)", LOAD_ONNX),
+        ("student.onnx", "ONNX Runtime (`student.onnx`, raw rows in, logits out)", onnx_code),
     ]
     out = ["## Load it", ""]
     for name, title, code in blocks:

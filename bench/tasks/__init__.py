@@ -19,7 +19,13 @@ from typing import Any
 
 from bench.errors import InputError
 from bench.tasks.base import RawData, TaskConfig, TaskData, split_task, task_from_file
-from bench.tasks.builtin import DigitsTask, HierarchicalTask, Mnist5kTask, SyntheticTask
+from bench.tasks.builtin import (
+    DigitsTask,
+    HierarchicalTask,
+    Mnist5kTask,
+    ReviewsTask,
+    SyntheticTask,
+)
 from bench.tasks.files import FileTask, file_sha256
 from bench.validation import Table
 
@@ -53,6 +59,7 @@ TASK_KINDS: dict[str, TaskKind] = {
     "mnist5k": TaskKind(Mnist5kTask, lambda t, base: Mnist5kTask.parse(t)),
     "hierarchical": TaskKind(HierarchicalTask, lambda t, base: HierarchicalTask.parse(t)),
     "file": TaskKind(FileTask, FileTask.parse),
+    "reviews": TaskKind(ReviewsTask, ReviewsTask.parse),
 }
 ALIASES = {"csv": "file"}
 
@@ -75,9 +82,11 @@ def task_from_dict(data: dict[str, Any]) -> TaskConfig:
     return kind.config(**values)
 
 
-def load_task(cfg: TaskConfig) -> TaskData:
-    """Generate or read the task, validate it, split it and scale on train only."""
+def load_task(cfg: TaskConfig, *, tokenizer: str = "", cache_dir: Path | None = None) -> TaskData:
+    """Generate or read the task, validate it, split it and scale on train only (texts:
+    tokenized, ``tokenizer`` a folder that overrides the task's own; ids cached in
+    ``cache_dir``)."""
     load = getattr(cfg, "load", None)
     if load is None:
         raise InputError(f"Task kind {cfg.kind!r} has no loader.")
-    return split_task(cfg, load())
+    return split_task(cfg, load(), tokenizer=tokenizer, cache_dir=cache_dir)

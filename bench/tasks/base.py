@@ -58,10 +58,15 @@ class RawData:
 
 @dataclass(frozen=True)
 class TaskData:
-    """The three splits of a task as float32 features and int64 labels.
+    """The three splits of a task as float32 features (or, for text, int64 token ids, 0 =
+    padding) and int64 labels.
 
     ``rows`` holds, per split, the row indices into the task's source (the generated data or
     the user's file), which is how offline teacher logits are aligned with the splits.
+    ``data_params`` are the architecture values the data fix (``vocab_size`` of a text task:
+    :attr:`kdcore.ArchParam.from_data`); ``tokenizer_json`` the tokenizer a text task used;
+    ``normalization`` says how images were normalised when a model stated it
+    (:mod:`bench.teachers.preprocess`; the scaler then holds the same affine map per feature).
     """
 
     name: str
@@ -84,6 +89,10 @@ class TaskData:
     transfer: np.ndarray | None = None
     x_unlabeled: torch.Tensor | None = None
     omitted: tuple[int, ...] = ()
+    input_kind: str = "features"  # or "tokens"
+    data_params: dict[str, int] = field(default_factory=dict)
+    tokenizer_json: str = ""
+    normalization: dict[str, Any] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -153,6 +162,10 @@ class TaskData:
                 "transfer": None if self.transfer is None else torch.from_numpy(self.transfer),
                 "x_unlabeled": self.x_unlabeled,
                 "omitted": list(self.omitted),
+                "input_kind": self.input_kind,
+                "data_params": dict(self.data_params),
+                "tokenizer_json": self.tokenizer_json,
+                "normalization": json.dumps(self.normalization),
             },
             path,
         )
@@ -182,12 +195,17 @@ def task_from_file(path: Path, cfg: TaskConfig) -> TaskData:
         transfer=None if d.get("transfer") is None else d["transfer"].numpy(),
         x_unlabeled=d.get("x_unlabeled"),
         omitted=tuple(int(k) for k in d.get("omitted", ())),
+        input_kind=str(d.get("input_kind", "features")),
+        data_params={k: int(v) for k, v in d.get("data_params", {}).items()},
+        tokenizer_json=str(d.get("tokenizer_json", "")),
+        normalization=json.loads(d.get("normalization") or "null"),
     )
 
 
-def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
-    """Stratified, seeded train/val/test split; the scaler (per feature) is fitted on train only."""
-    x, y = raw.x, np.asarray(raw.y, dtype=np.int64)
+def _split_rows(
+    cfg: TaskConfig, raw: RawData, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified, seeded train / val / test row indices, or one line on why they cannot be."""
     where = cfg.describe()
     num_classes = len(raw.class_names)
     if num_classes < 2:
@@ -204,7 +222,6 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
             f"{int(counts[thin])} rows of class {raw.class_names[thin]!r} instead."
         )
     from sklearn.model_selection import train_test_split  # here: workers never need it
-    from sklearn.preprocessing import StandardScaler
 
     index = np.arange(len(y))
     try:
@@ -224,18 +241,71 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
             f"(rows per class: {dict(zip(raw.class_names, counts.tolist(), strict=True))}). "
             f"Got: {exc}"
         ) from None
+    return i_train, i_val, i_test
+
+
+def _tokenized(
+    cfg: TaskConfig,
+    raw: RawData,
+    i_train: np.ndarray,
+    tokenizer: str,
+    tokenizer_json: str,
+    cache_dir: Path | None,
+) -> tuple[RawData, dict[str, Any]]:
+    """A text task's token ids (as the raw data) and the TaskData fields they set."""
+    from bench.tasks.text import tokenize
+
+    tok = tokenize(
+        raw.x,
+        i_train,
+        max_length=int(getattr(cfg, "max_length", 128)),
+        vocab_size=int(getattr(cfg, "vocab_size", 8000)),
+        tokenizer=tokenizer or str(getattr(cfg, "tokenizer", "")),
+        tokenizer_json=tokenizer_json,
+        cache_dir=cache_dir,
+    )
+    extra = {
+        "input_kind": "tokens",
+        "data_params": {"vocab_size": tok.vocab_size},
+        "tokenizer_json": tok.tokenizer_json,
+    }
+    return RawData(tok.ids, raw.y, raw.class_names, {**raw.source, "tokenizer": tok.source}), extra
+
+
+def split_task(
+    cfg: TaskConfig,
+    raw: RawData,
+    *,
+    tokenizer: str = "",
+    tokenizer_json: str = "",
+    cache_dir: Path | None = None,
+) -> TaskData:
+    """Stratified, seeded train/val/test split; the scaler (per feature) is fitted on train
+    only. Texts are tokenized (:mod:`bench.tasks.text`: ``tokenizer``, a folder, overrides the
+    task's own; without either a WordPiece is trained on the training split), not scaled."""
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(raw.y, dtype=np.int64)
+    i_train, i_val, i_test = _split_rows(cfg, raw, y)
     y_test = y[i_test]
     if faults.active("permute", "test_labels"):  # a test seam (bench.durable.faults)
         y_test = np.random.default_rng(0).permutation(y_test)
+    extra: dict[str, Any] = {}
+    if raw.x.dtype == object:  # texts
+        raw, extra = _tokenized(cfg, raw, i_train, tokenizer, tokenizer_json, cache_dir)
+    x = raw.x
+    num_classes = len(raw.class_names)
     flat = x.reshape(len(x), -1)
-    scaler = StandardScaler().fit(flat[i_train]) if cfg.scale else None
+    tokens = bool(extra)
+    scaler = StandardScaler().fit(flat[i_train]) if cfg.scale and not tokens else None
     shape = x.shape[1:]
 
     def tensor(rows: np.ndarray) -> torch.Tensor:
         part = flat[rows]
         if scaler is not None:
             part = scaler.transform(part)
-        return torch.as_tensor(part, dtype=torch.float32).reshape(len(rows), *shape)
+        dtype = torch.int64 if tokens else torch.float32
+        return torch.as_tensor(part, dtype=dtype).reshape(len(rows), *shape)
 
     return TaskData(
         name=cfg.name,
@@ -253,4 +323,5 @@ def split_task(cfg: TaskConfig, raw: RawData) -> TaskData:
         source=dict(raw.source),
         scaler_mean=None if scaler is None else scaler.mean_.copy(),
         scaler_scale=None if scaler is None else scaler.scale_.copy(),
+        **extra,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from bench.errors import InputError
 from bench.tasks.base import RawData, TaskConfig, read_common
 from bench.validation import Table
 
-__all__ = ["DigitsTask", "HierarchicalTask", "Mnist5kTask", "SyntheticTask"]
+__all__ = ["DigitsTask", "HierarchicalTask", "Mnist5kTask", "ReviewsTask", "SyntheticTask"]
 
 
 @dataclass(frozen=True)
@@ -171,3 +172,125 @@ class Mnist5kTask(TaskConfig):
             table = pd.read_csv(path, header=None).to_numpy()
         x = table[:, :-1].astype(np.float64).reshape(-1, 1, 28, 28)
         return RawData(x, table[:, -1].astype(np.int64), tuple(str(c) for c in range(10)))
+
+
+# the reviews task's vocabulary: how each clause of a generated review reads
+_POSITIVE = [
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "superb",
+    "brilliant",
+    "lovely",
+    "delightful",
+    "charming",
+    "moving",
+    "gripping",
+    "clever",
+    "funny",
+    "beautiful",
+    "memorable",
+]
+_NEGATIVE = [
+    "bad",
+    "poor",
+    "awful",
+    "terrible",
+    "dull",
+    "boring",
+    "clumsy",
+    "tedious",
+    "weak",
+    "bland",
+    "forgettable",
+    "messy",
+    "lifeless",
+    "shallow",
+    "painful",
+]
+_SUBJECTS = [
+    "the film",
+    "the movie",
+    "the plot",
+    "the acting",
+    "the script",
+    "the ending",
+    "the score",
+    "the cast",
+    "the dialogue",
+    "the pacing",
+    "the camera work",
+    "the story",
+    "the direction",
+    "the lead",
+]
+_LINKS = ("was", "is", "felt", "seemed", "looked")
+_ADVERBS = ("", "", "really", "very", "quite", "rather", "truly", "somewhat")
+_FILLER = [
+    "i saw it on a sunday",
+    "we went with friends",
+    "it runs two hours",
+    "the cinema was full",
+    "i had read the book",
+    "my sister picked it",
+    "there was popcorn",
+    "it opened last week",
+]
+
+
+@dataclass(frozen=True)
+class ReviewsTask(TaskConfig):
+    """Short film reviews generated offline (a fixed vocabulary, seeded): 1 to 3 clauses
+    ("the plot was really dull", "the acting was not good"), each positive or negative by its
+    adjective — ``not`` before the adjective flips it — among neutral filler sentences. The
+    label is the sign of the clauses' sum (ties: the last clause decides), flipped with
+    probability ``noise``: word order matters (``not``), counting matters (clauses), and a
+    bag of words is not enough. Classes ``negative`` and ``positive``; texts, so a token
+    family (``hf:bert``) reads it (:mod:`bench.tasks.text`)."""
+
+    kind: str = "reviews"
+    n_samples: int = 6000
+    noise: float = 0.02
+    text: str = "review"
+    tokenizer: str = ""
+    max_length: int = 64
+    vocab_size: int = 1000
+
+    @classmethod
+    def parse(cls, t: Table, base_dir: Path) -> ReviewsTask:
+        d = cls()
+        tokenizer = t.string("tokenizer", "")
+        return cls(
+            n_samples=t.number("n_samples", d.n_samples, int, 100, 10_000_000),
+            noise=t.number("noise", d.noise, float, 0.0, 0.5),
+            tokenizer=str((base_dir / Path(tokenizer).expanduser()).resolve()) if tokenizer else "",
+            max_length=t.number("max_length", d.max_length, int, 4, 8192),
+            vocab_size=t.number("vocab_size", d.vocab_size, int, 64, 1_000_000),
+            **read_common(t, "reviews"),
+        )
+
+    def load(self) -> RawData:
+        g = np.random.default_rng(self.seed)
+        texts, labels = [], []
+        for _ in range(self.n_samples):
+            parts, score, last = [], 0, 0
+            for _ in range(int(g.integers(1, 4))):
+                if g.random() < 0.35:
+                    parts.append(str(g.choice(_FILLER)))
+                positive = bool(g.random() < 0.5)
+                negated = bool(g.random() < 0.3)
+                adjective = str(g.choice(_POSITIVE if positive else _NEGATIVE))
+                words = [str(g.choice(_SUBJECTS)), str(g.choice(_LINKS))]
+                words += ["not"] if negated else [str(g.choice(_ADVERBS))]
+                parts.append(" ".join(w for w in [*words, adjective] if w))
+                last = 1 if positive != negated else -1
+                score += last
+            label = int(score > 0 or (score == 0 and last > 0))
+            if g.random() < self.noise:
+                label = 1 - label
+            texts.append(" , ".join(parts) + " .")
+            labels.append(label)
+        return RawData(
+            np.asarray(texts, dtype=object), np.asarray(labels), ("negative", "positive")
+        )

@@ -51,6 +51,12 @@ class FileTask(TaskConfig):
     y_key: str = "y"
     shape: tuple[int, ...] = ()
     classes: tuple[str, ...] = ()  # the label order (class k = classes[k]); () = sorted
+    # text classification (bench.tasks.text): the text column, the tokenizer folder ("": a
+    # WordPiece trained on the training split), the token length, the trained vocabulary
+    text: str = ""
+    tokenizer: str = ""
+    max_length: int = 128
+    vocab_size: int = 8000
 
     def describe(self) -> str:
         return f"task '{self.name}' ({self.path})"
@@ -80,6 +86,24 @@ class FileTask(TaskConfig):
         classes = _classes(t)
         if shape and len(shape) not in (1, 2, 3):
             raise t.fail("shape", "[C, H, W], [H, W] or [D]", list(shape))
+        text = t.string("text", "")
+        if text and fmt == "npz":
+            raise t.fail("text", "left out for an .npz file (texts come from a table)", text)
+        if text and (features or shape):
+            raise t.fail(
+                "text", "given without 'features' or 'shape' (the text is the input)", text
+            )
+        tokenizer = t.string("tokenizer", "")
+        text_keys = {
+            "tokenizer": str((base_dir / Path(tokenizer).expanduser()).resolve())
+            if tokenizer
+            else "",
+            "max_length": t.number("max_length", d.max_length, int, 4, 8192),
+            "vocab_size": t.number("vocab_size", d.vocab_size, int, 64, 1_000_000),
+        }
+        for key in ("tokenizer", "max_length", "vocab_size"):
+            if t.has(key) and not text:
+                raise t.fail(key, "left out unless 'text' names the text column", t.data[key])
         return cls(
             path=str(path),
             target=target,
@@ -88,6 +112,8 @@ class FileTask(TaskConfig):
             y_key=y_key,
             shape=shape,
             classes=classes,
+            text=text,
+            **text_keys,
             **read_common(t, path.stem),
         )
 
@@ -143,6 +169,8 @@ class FileTask(TaskConfig):
                 f"must have the label column 'target' = {self.target!r}. Its columns are: "
                 f"{', '.join(columns) or '(none)'}."
             )
+        if self.text:
+            return self._read_texts(frame, columns)
         features = list(self.features) or [c for c in columns if c != self.target]
         missing = [c for c in features if c not in columns]
         if missing:
@@ -163,6 +191,24 @@ class FileTask(TaskConfig):
         x = frame[features].to_numpy(dtype=np.float64)
         self._check_finite(x, features)
         return x, frame[self.target].to_numpy(), features
+
+    def _read_texts(
+        self, frame: Any, columns: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The text column as strings (an empty or missing text is refused)."""
+        if self.text not in columns:
+            raise self._fail(
+                f"must have the text column 'text' = {self.text!r}. Its columns are: "
+                f"{', '.join(columns)}."
+            )
+        col = frame[self.text]
+        empty = col.isna() | (col.astype(str).str.strip() == "")
+        if empty.any():
+            raise self._fail(
+                f"must have a text in every row of column {self.text!r}. Got {int(empty.sum())} "
+                f"empty row(s) (first: row {int(np.flatnonzero(empty.to_numpy())[0])})."
+            )
+        return col.astype(str).to_numpy(dtype=object), frame[self.target].to_numpy(), [self.text]
 
     @staticmethod
     def _header(path: Path, fmt: str) -> list[str]:
@@ -231,7 +277,7 @@ class FileTask(TaskConfig):
         )
 
     def _reshape(self, x: np.ndarray) -> np.ndarray:
-        if not self.shape:
+        if not self.shape or self.text:
             return x
         per_row = math.prod(x.shape[1:])
         if math.prod(self.shape) != per_row:

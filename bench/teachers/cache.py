@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bench.config.recipe import recipe_defaults_dropped
-from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig
+from bench.config.teacher import SPECIALIST_KEYS, TeacherConfig, later_defaults_dropped
 from bench.durable.rundir import atomic_write_bytes, atomic_write_text
 from bench.tasks import TaskData
 from kdcore import TeacherEnsemble
@@ -27,11 +27,13 @@ __all__ = ["save_ensemble", "teacher_cache_key"]
 
 
 def teacher_cache_key(task: TaskData, cfg: TeacherConfig) -> str:
-    skip = {"checkpoint", "checkpoints", "logits", "logits_key"}
+    skip = {"checkpoint", "checkpoints", "hf", "onnx", "logits", "logits_key"}
     if cfg.kind == "ensemble":  # so that ensembles cached before specialists existed stay valid
         skip |= {"kind", *SPECIALIST_KEYS}
     # recipe keys at their defaults left out: caches from before recipes stay valid
-    settings = recipe_defaults_dropped({k: v for k, v in asdict(cfg).items() if k not in skip})
+    settings = later_defaults_dropped(
+        recipe_defaults_dropped({k: v for k, v in asdict(cfg).items() if k not in skip})
+    )
     payload = json.dumps(
         {"task": task.fingerprint(), "teacher": settings, "torch": torch.__version__},
         sort_keys=True,

@@ -6,8 +6,10 @@ import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import torch
+from torch import nn
 
 from bench.config.teacher import TeacherConfig
 from bench.tasks import TaskData, file_sha256
@@ -31,6 +33,26 @@ def _outputs_sha256(targets: dict[str, SoftTargets]) -> str:
         if targets[split].combine == "specialists":  # the members that predict every class
             h.update(targets[split].log_probs(1.0).numpy().tobytes())  # are not all of them
     return h.hexdigest()
+
+
+def _onnx_members(model: TeacherEnsemble) -> list[nn.Module]:
+    return [m for m in model.members if hasattr(m, "n_params")]
+
+
+def _params(model: TeacherEnsemble | None) -> float:
+    """The teacher's parameters; an ONNX member's are its graph's initializers."""
+    if model is None:
+        return math.nan
+    return float(
+        count_params(model) + sum(int(cast(Any, m).n_params) for m in _onnx_members(model))
+    )
+
+
+def _flops(model: TeacherEnsemble | None, x1: torch.Tensor) -> float:
+    """The teacher's forward FLOPs per sample (NaN with an ONNX member: not counted)."""
+    if model is None or _onnx_members(model):
+        return math.nan
+    return float(count_flops(model, x1))
 
 
 def prepare_teacher(
@@ -92,8 +114,8 @@ def prepare_teacher(
         mean_member_acc=sum(member_test) / len(member_test),
         ensemble_ece=expected_calibration_error(test_lp, task.y_test),
         mean_max_prob_train=mean_max_prob(targets["train"].log_probs(1.0)),
-        params=float(count_params(cost_model)) if cost_model is not None else math.nan,
-        flops=float(count_flops(cost_model, x1)) if cost_model is not None else math.nan,
+        params=_params(cost_model),
+        flops=_flops(cost_model, x1),
         members=targets["train"].num_members,
         combine=targets["train"].combine,
         kind=cfg.source,

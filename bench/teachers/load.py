@@ -1,6 +1,7 @@
 """Reading a teacher: one loader per source, every file validated before anything is
-written. Checkpoints are read with ``torch.load(..., weights_only=True)``, logits with
-``np.load(..., allow_pickle=False)``."""
+written. Checkpoints are read with ``torch.load(..., weights_only=True)`` (``.safetensors``
+with safetensors), Hugging Face folders with ``from_pretrained(..., local_files_only=True)``,
+ONNX files with onnxruntime, logits with ``np.load(..., allow_pickle=False)``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from torch import nn
 
 from bench.config.teacher import (
     EnsembleFile,
+    HFFolders,
     MemberCheckpoints,
     OfflineLogits,
+    OnnxFiles,
     TeacherConfig,
     TeacherSource,
     TrainHere,
@@ -25,12 +28,12 @@ from bench.config.teacher import (
 from bench.errors import InputError
 from bench.tasks import TaskData, file_sha256
 from bench.teachers.cache import teacher_cache_key
-from kdcore import TeacherEnsemble, build_student
+from kdcore import TeacherEnsemble, build_student, get_family
 from kdcore.families import format_arch
 from kdcore.specialists import Specialist, SpecialistCombiner
 from kdcore.teachers import SoftTargets
 
-__all__ = ["LoadedTeacher", "build_member", "load_ensemble_file", "load_teacher"]
+__all__ = ["LoadedTeacher", "build_member", "load_ensemble_file", "load_teacher", "member_arch"]
 
 
 @dataclass
@@ -51,23 +54,71 @@ class LoadedTeacher:
         return self.ensemble.cache_outputs({"val": task.x_val})["val"]
 
 
+def member_arch(cfg: TeacherConfig, task: TaskData, family: str | None = None) -> dict[str, Any]:
+    """The teacher's architecture values for ``task``: ``[teacher] arch`` plus the values the
+    data fix (:attr:`kdcore.ArchParam.from_data`, such as a text task's vocabulary size)."""
+    return with_data_params(family or cfg.member_family, cfg.arch, task)
+
+
+def with_data_params(family: str, arch: dict[str, Any], task: TaskData) -> dict[str, Any]:
+    """``arch`` with the values of ``family``'s data-fixed parameters that ``task`` gives."""
+    fixed = {
+        p.name: task.data_params[p.name]
+        for p in get_family(family).params
+        if p.from_data and p.name in task.data_params
+    }
+    return {**arch, **fixed}
+
+
 def build_member(cfg: TeacherConfig, task: TaskData, family: str | None = None) -> nn.Module:
     """One (untrained) member of the teacher's architecture for ``task``."""
-    return build_student(
-        family or cfg.member_family, task.input_shape, task.num_classes, **cfg.arch
+    name = family or cfg.member_family
+    return build_student(name, task.input_shape, task.num_classes, **member_arch(cfg, task, name))
+
+
+def _check_label_names(config: Any, task: TaskData, what: str, folder: Path) -> None:
+    """A folder whose ``id2label`` names its classes (not transformers' ``LABEL_k``) must name
+    the task's, in the task's order: outputs in another order would teach wrong classes."""
+    names = [str(config.id2label[k]) for k in sorted(config.id2label)]
+    if all(n == f"LABEL_{k}" for k, n in enumerate(names)):
+        return
+    want = [str(c) for c in task.class_names]
+    if names == want:
+        return
+    hint = (
+        f"set [task] classes = {names} to read the labels in the model's order"
+        if sorted(names) == sorted(want)
+        else "the model was trained on other classes"
     )
+    raise InputError(
+        f"{what} must output the task's classes in its order {want}. Got {str(folder)!r}, "
+        f"whose config's id2label is {names}: {hint}."
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _torch_load(path: Path, what: str) -> Any:
     if not path.is_file():
         raise InputError(f"{what} must be an existing file. Got {str(path)!r} instead.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise InputError(
+                f"{what} must be a readable safetensors file. Got {str(path)!r} instead "
+                f"({type(exc).__name__}: {_first_line(exc)})."
+            ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable, truncated, or an unsafe pickle
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"{what} must be loadable with torch.load(weights_only=True). Got {str(path)!r} "
-            f"instead ({type(exc).__name__}: {first})."
+            f"instead ({type(exc).__name__}: {_first_line(exc)})."
         ) from None
 
 
@@ -121,6 +172,7 @@ def load_ensemble_file(
     arch = blob.get("arch", cfg.arch)
     if not isinstance(arch, dict):
         arch = cfg.arch
+    arch = with_data_params(family, arch, task)
     spec = blob.get("specialists")
     sets: list[list[int]] = spec["class_sets"] if isinstance(spec, dict) else []
     if sets and len(states) != 1 + len(sets):
@@ -212,10 +264,108 @@ def _from_file(src: EnsembleFile, cfg: TeacherConfig, task: TaskData) -> LoadedT
     return LoadedTeacher(ens, None, str(path), file_sha256(path), True)
 
 
+def hf_member(folder: Path, task: TaskData, what: str) -> nn.Module:
+    """A local Hugging Face classifier folder as a member: its config checked against the
+    task (labels, image channels and size), loaded offline, wrapped to return logits."""
+    from bench.models.hf_zoo import HFClassifier, quiet_transformers
+
+    quiet_transformers()
+    from transformers import (
+        AutoConfig,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+    )
+
+    if not (folder / "config.json").is_file():
+        raise InputError(
+            f"{what} must be a Hugging Face model folder with a config.json. Got {str(folder)!r}, "
+            "which has none."
+        )
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:
+        raise InputError(
+            f"{what} must have a readable config.json. Got {str(folder)!r} "
+            f"({type(exc).__name__}: {_first_line(exc)[:200]})."
+        ) from None
+    if int(config.num_labels) != task.num_classes:
+        raise InputError(
+            f"{what} must classify the task's {task.num_classes} classes. Got {str(folder)!r}, "
+            f"whose config has num_labels = {config.num_labels}."
+        )
+    _check_label_names(config, task, what, folder)
+    tokens = task.input_kind == "tokens"
+    if not tokens:
+        c, side = task.input_shape[0], task.input_shape[-1]
+        for key, want in (("num_channels", c), ("image_size", side)):
+            got = getattr(config, key, None)
+            if got is not None and int(got) != want:
+                raise InputError(
+                    f"{what} must take the task's images ({list(task.input_shape)}). Got "
+                    f"{str(folder)!r}, whose config has {key} = {got}."
+                )
+    auto = AutoModelForSequenceClassification if tokens else AutoModelForImageClassification
+    try:
+        model = auto.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:
+        raise InputError(
+            f"{what} must load with {auto.__name__}.from_pretrained(local_files_only=True). Got "
+            f"{str(folder)!r} ({type(exc).__name__}: {_first_line(exc)[:200]})."
+        ) from None
+    return HFClassifier(model, tokens=tokens).eval()
+
+
+def _from_hf(src: HFFolders, cfg: TeacherConfig, task: TaskData) -> LoadedTeacher:
+    members = [
+        hf_member(Path(p), task, f"Teacher folder {i} of [teacher] hf")
+        for i, p in enumerate(src.paths)
+    ]
+    files = sorted(f for p in src.paths for f in Path(p).iterdir() if f.is_file())
+    return LoadedTeacher(
+        TeacherEnsemble(members, combine=cfg.combine),
+        None,
+        ", ".join(src.paths),
+        _sha256_files(files),
+        True,
+    )
+
+
+def _from_onnx(src: OnnxFiles, cfg: TeacherConfig, task: TaskData) -> LoadedTeacher:
+    from bench.models.onnx_member import OnnxMismatch, load_onnx_member
+
+    members = []
+    for i, p in enumerate(src.paths):
+        path, what = Path(p), f"Teacher file {i} of [teacher] onnx"
+        if not path.is_file():
+            raise InputError(f"{what} must be an existing file. Got {p!r} instead.")
+        try:
+            members.append(
+                load_onnx_member(
+                    path, task.input_shape, task.num_classes, task.input_kind == "tokens"
+                )
+            )
+        except OnnxMismatch as exc:
+            raise InputError(f"{what} ({p}) {exc}.") from None
+        except Exception as exc:  # onnx / onnxruntime raise their own types
+            raise InputError(
+                f"{what} must be an ONNX model onnxruntime can run. Got {p!r} "
+                f"({type(exc).__name__}: {_first_line(exc)[:200]})."
+            ) from None
+    return LoadedTeacher(
+        TeacherEnsemble(members, combine=cfg.combine),
+        None,
+        ", ".join(src.paths),
+        _sha256_files([Path(p) for p in src.paths]),
+        True,
+    )
+
+
 LOADERS: dict[type, Callable[[Any, TeacherConfig, TaskData], LoadedTeacher]] = {
     OfflineLogits: _from_logits,
     MemberCheckpoints: _from_checkpoints,
     EnsembleFile: _from_file,
+    HFFolders: _from_hf,
+    OnnxFiles: _from_onnx,
 }
 
 

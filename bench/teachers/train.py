@@ -11,6 +11,7 @@ import torch
 from bench.config.teacher import TeacherConfig
 from bench.errors import InputError
 from bench.tasks import TaskData
+from bench.teachers.load import member_arch
 from kdcore import Distiller, Member, TeacherEnsemble
 from kdcore.specialists import (
     SpecialistCombiner,
@@ -34,7 +35,7 @@ def train_members(
     """Train ``n`` teacher networks (member k with seed ``seed + k``), best epoch on val."""
     distiller = Distiller(
         family=cfg.member_family,
-        arch=dict(cfg.arch),
+        arch=member_arch(cfg, task),
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
@@ -90,7 +91,7 @@ def train_specialist_system(
         model, acc = train_specialist(
             generalist,
             cfg.member_family,
-            dict(cfg.arch),
+            member_arch(cfg, task),
             classes,
             (task.x_train, task.y_train),
             (task.x_val, task.y_val),

@@ -65,5 +65,7 @@ def test_settings_ratios_and_tolerances() -> None:
     # a level keeps every digit: alpha shared across rounds halves, 0.0125 is not 0.013
     assert [fmt.level(0.05 / 2**k) for k in range(4)] == ["0.05", "0.025", "0.0125", "0.00625"]
     assert fmt.level(0.05 * 3 / 3) == "0.05"
+    # a Bonferroni share (0.025 over 3 scratch twins) in four significant digits, not eight
+    assert fmt.level(0.025 / 3) == "0.008333"
     for f in (fmt.fixed, fmt.times, fmt.tolerance, fmt.level):
         assert f(float("nan")) == fmt.MISSING and f(None) == fmt.MISSING

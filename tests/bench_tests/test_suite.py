@@ -76,7 +76,7 @@ def test_fixed_values_and_defaults() -> None:
         ({"student": {"family": "resnet"}}, "The 'family' parameter of [student] must be one of"),
         (
             {"task": {"kind": "imagenet"}},
-            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'mnist5k', 'hierarchical', 'file', 'csv'. Got 'imagenet' instead.",
+            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'mnist5k', 'hierarchical', 'file', 'reviews', 'csv'. Got 'imagenet' instead.",
         ),
         (
             {"task": {"n_informative": 30}},
@@ -221,7 +221,18 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
     from bench.validation import rule_of
 
     read_elsewhere = {  # rules that depend on other keys, read by bench.config.suite itself
-        TeacherConfig: {"family", "arch", "checkpoint", "checkpoints", "logits", "milestones"},
+        TeacherConfig: {
+            "family",
+            "arch",
+            "checkpoint",
+            "checkpoints",
+            "hf",
+            "onnx",
+            "logits",
+            "milestones",
+            "mean",
+            "std",
+        },
         StudentTraining: {"milestones"},
         MeasureConfig: {"device", "train_threads", "runtimes"},
         TransferConfig: {"omit_classes", "unlabeled"},
