@@ -273,7 +273,9 @@ class Distiller:
             return self.family(**(self.arch or {}))
         return build_student(self.family, input_shape, num_classes, **(self.arch or {}))
 
-    def _group(self, d: _Data, members: list[Member], num_classes: int) -> tuple[GroupedModel, Any]:
+    def _build_group(
+        self, d: _Data, members: list[Member], num_classes: int
+    ) -> tuple[GroupedModel, Any]:
         """One module per member, built under its seed, stacked on the training device; and
         the dense path's layers (None where it does not apply)."""
         device = d.x_train.device
@@ -305,7 +307,7 @@ class Distiller:
         if num_classes is None:
             num_classes = int(max(d.y_train.max().item(), d.y_val.max().item())) + 1
             num_classes = cached[0].num_classes if cached else num_classes
-        group, layers = self._group(d, members, num_classes)
+        group, layers = self._build_group(d, members, num_classes)
         seed = sum(m.seed * 1_000_003**i for i, m in enumerate(members)) % 2**31
         recipe = self.recipe or Recipe()
         dense = (

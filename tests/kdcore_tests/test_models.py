@@ -325,3 +325,17 @@ def test_optional_and_data_set_parameters() -> None:
         and int(ids.min()) >= 1
         and int(ids.max()) < 7
     )
+
+
+def test_one_distiller_fits_twice() -> None:
+    """A Distiller keeps its last group for predict_logits; a second fit builds a new one (a
+    method named like that attribute once made the second fit call the old group)."""
+    from kdcore import Distiller, Member
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    d = Distiller(family="mlp", arch={"width": 8, "depth": 1}, epochs=1, batch_size=16)
+    first = d.fit(x, y, x, y, [Member(seed=0)]).predict_logits(x)
+    second = d.fit(x, y, x, y, [Member(seed=0), Member(seed=1)]).predict_logits(x)
+    assert first.shape == (1, 64, 3) and second.shape == (2, 64, 3)
+    assert torch.equal(first[0], second[0])  # the same seed, the same student

@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import bench.models  # noqa: F401 — registers the timm: and hf: sources
 from bench.group.cost import student_cost
 from kdcore import build_student, get_family
-from kdcore.families import arch_for_size
 from kdcore.exceptions import UnknownNameError
+from kdcore.families import arch_for_size
 
 
 def _library_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -126,9 +126,9 @@ def test_the_capacity_axis_solves_a_width_for_a_parameter_target(
 
 
 def test_names_timm_has_not_or_kdbench_has_not_declared_are_refused_clearly() -> None:
-    with pytest.raises(UnknownNameError, match="not a timm architecture.*declares the kinds"):
+    with pytest.raises(UnknownNameError, match=r"not a timm architecture.*declares the kinds"):
         get_family("timm:resnet_made_up")
-    with pytest.raises(UnknownNameError, match="no kdbench declaration.*register_family"):
+    with pytest.raises(UnknownNameError, match=r"no kdbench declaration.*register_family"):
         get_family("timm:convnext_atto")
     with pytest.raises(UnknownNameError, match="hf:"):
         get_family("hf:gpt_made_up")

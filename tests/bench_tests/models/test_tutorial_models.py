@@ -59,7 +59,9 @@ def test_the_tutorial_names_an_hf_teachers_classes_and_kdbench_checks_them(
     text = (ROOT / "docs" / "tutorial.md").read_text()
     block = text.split("<!-- tested: save-hf-teacher -->\n```python\n", 1)[1].split("```")[0]
     monkeypatch.chdir(tmp_path)
-    for name, folder in zip(["runs/bert-a", "runs/bert-b", "runs/bert-c"], [*hf_bert, hf_bert[0]]):
+    for name, folder in zip(
+        ["runs/bert-a", "runs/bert-b", "runs/bert-c"], [*hf_bert, hf_bert[0]], strict=True
+    ):
         shutil.copytree(folder, name)
     # the zoo's classes c0, c1, c2 under the tutorial's names, in the same order
     block = block.replace('["billing", "bugs", "sales"]', '["c0", "c1", "c2"]')
