@@ -227,6 +227,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         task=args.task,
         constraints=cons,
         formats=formats,
+        form=args.form,
     )
     for i, path in enumerate(files):
         print(f"{'exported:' if i == 0 else '':<10}{path}")
@@ -628,6 +629,12 @@ def _export_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) 
         help="a certification candidate (default: the recommended student)",
     )
     exp.add_argument("--task", help="the task of a multi-task run (default: the first)")
+    exp.add_argument(
+        "--form",
+        metavar="FORM",
+        help="ship this certified [ship] form of the student (fp32, int8_dynamic, int8_static, "
+        "fp16; default: the recommended one, the first of [ship] forms certified)",
+    )
     exp.add_argument(
         "--format",
         metavar="LIST",

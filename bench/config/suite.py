@@ -34,6 +34,7 @@ from kdcore import get_family
 from kdcore.augment import AUGMENT_TEACHERS, Augment
 
 __all__ = [
+    "FORMS",
     "RECIPE_SEARCH",
     "SAFE_NAME",
     "AugmentConfig",
@@ -43,6 +44,7 @@ __all__ = [
     "PluginsConfig",
     "Range",
     "SearchSpace",
+    "ShipConfig",
     "StudentTraining",
     "Suite",
     "TeacherConfig",
@@ -178,6 +180,26 @@ class CertifyConfig:
         return None if self.max_gap_pp is None else self.max_gap_pp / 100
 
 
+FORMS = ("fp32", "int8_dynamic", "int8_static", "fp16")
+DERIVED_FORMS = FORMS[1:]  # each has its own columns, mark and bound beside fp32's
+
+
+@dataclass(frozen=True)
+class ShipConfig:
+    """``[ship]``: the deployed forms of a student that certification tests
+    (:mod:`bench.latency.forms`). ``fp32`` is the reference every other form is derived from
+    and is always in the list; each form's claims are tested at the round's level divided by
+    the number of forms (Bonferroni), so the family-wise error over (size, form) stays within
+    the round's share."""
+
+    forms: tuple[str, ...] = ("fp32",)
+    calibration_rows: int = 256
+
+    @property
+    def active(self) -> bool:
+        return self.forms != ("fp32",)
+
+
 @dataclass(frozen=True)
 class TransferConfig:
     """``[transfer]``: what the students learn from (the teacher always trains on the whole
@@ -306,6 +328,7 @@ class Suite:
     measure: MeasureConfig = MeasureConfig()
     transfer: TransferConfig = TransferConfig()
     augment: AugmentConfig = AugmentConfig()
+    ship: ShipConfig = ShipConfig()
     plugins: PluginsConfig = PluginsConfig()
     description: str = ""
     source: str = field(default="", compare=False)
@@ -330,6 +353,8 @@ class Suite:
             data.pop("transfer")
         if not self.augment.active:  # nor before [augment]
             data.pop("augment")
+        if not self.ship.active:  # nor before [ship]
+            data.pop("ship")
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -636,6 +661,22 @@ def _certify(t: Table) -> CertifyConfig:
     return cfg
 
 
+def _ship(t: Table) -> ShipConfig:
+    forms = t.strings("forms", ShipConfig.forms)
+    for form in forms:
+        if form not in FORMS:
+            raise t.fail("forms", f"an array of {', '.join(map(repr, FORMS))}", list(forms))
+    if len(set(forms)) != len(forms) or "fp32" not in forms:
+        raise t.fail(
+            "forms",
+            "distinct forms including 'fp32' (the reference the others are derived from)",
+            list(forms),
+        )
+    rows = t.number("calibration_rows", ShipConfig.calibration_rows, int, 8, 100_000)
+    t.finish()
+    return ShipConfig(forms=forms, calibration_rows=rows)
+
+
 def _measure(t: Table) -> MeasureConfig:
     d = MeasureConfig()
     device = t.string("device", d.device)
@@ -707,6 +748,7 @@ def parse_suite(
         measure=_measure(top.table("measure")),
         transfer=_transfer(top.table("transfer"), base),
         augment=_augment(top.table("augment")),
+        ship=_ship(top.table("ship")),
         plugins=plugins,
         source=source,
     )
@@ -785,7 +827,17 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
         ),
         transfer=_transfer_from_dict(data.get("transfer")),
         augment=AugmentConfig(**(data.get("augment") or {})),  # absent: before [augment]
+        ship=_ship_from_dict(data.get("ship")),
         plugins=plugins,
+    )
+
+
+def _ship_from_dict(data: dict[str, Any] | None) -> ShipConfig:
+    if not data:  # a manifest written before [ship] existed
+        return ShipConfig()
+    return ShipConfig(
+        forms=tuple(data.get("forms", ("fp32",))),
+        calibration_rows=int(data.get("calibration_rows", ShipConfig.calibration_rows)),
     )
 
 

@@ -19,6 +19,7 @@ from bench.decision.recommend import Comparison, Constraints, Recommendation
 from bench.durable.jsonsafe import json_safe
 
 __all__ = [
+    "FORMS_NOTE",
     "MIN_SEEDS",
     "MIN_TEST",
     "basis",
@@ -65,6 +66,15 @@ def describe(c: Constraints) -> str:
     return text
 
 
+FORMS_NOTE = (
+    "Each [ship] form of each candidate's file, built with onnxruntime's tools and run in "
+    "onnxruntime: its own paired gap bound to the ensemble on the test split (its own fixed "
+    "sequence in the same validation order, at the round's level split over the forms), its "
+    "latency at batch 1 in the run's interleaved pass and its file size. A form whose bound "
+    "breaks the tolerance is not certified, whatever its fp32 file did."
+)
+
+
 def describe_student(r: dict[str, Any], cost_column: str) -> str:
     """One student as the CLI and the report state it: the shipped file's claim first, then
     the recipe's (mean over the fresh seeds, with its interval and a prediction interval for
@@ -75,7 +85,17 @@ def describe_student(r: dict[str, Any], cost_column: str) -> str:
         f"params {fmt.count(r['student_params'])} ({fmt.ratio(r.get('param_ratio'))} of the ensemble)",
         f"FLOPs {fmt.count(r['student_flops'])}",
     ]
-    if not fmt.is_missing(r.get("file_gap")):
+    form = str(r.get("form") or "fp32")
+    if form != "fp32" and not fmt.is_missing(r.get("file_gap")):
+        parts.append(
+            f"the file's {form} form (seed {int(r['file_seed'])}, in onnxruntime): accuracy "
+            f"{fmt.pct(r['file_acc'])} %, gap {fmt.pct(r['file_gap'])} pp, 95 % interval "
+            f"[{fmt.pct(r['file_gap_ci_low'])}, {fmt.pct(r['file_gap_ci_high'])}] pp, certified "
+            f"bound {fmt.pct(r['certify_bound'])} pp; onnxruntime b1 p50 "
+            f"{fmt.ms(r.get(f'latency_ort_cpu_{form}_b1_p50_ms'))}, "
+            f"{fmt.count(r.get(f'file_bytes_{form}'))} bytes"
+        )
+    elif not fmt.is_missing(r.get("file_gap")):
         parts.append(
             f"the file (seed {int(r['file_seed'])}): accuracy {fmt.pct(r['file_acc'])} %, gap "
             f"{fmt.pct(r['file_gap'])} pp, 95 % interval [{fmt.pct(r['file_gap_ci_low'])}, "
@@ -165,12 +185,19 @@ def basis(rec: Recommendation) -> str:
     c = rec.certification
     assert c is not None
     against = rec.constraints.against.replace("-", " ")
+    forms = 1 + len(c.forms)  # fp32 and the [ship] forms beside it, one sequence each
+    per_form = (
+        f", once for each of the {forms} deployed forms (each at level {fmt.level(c.alpha)})"
+        if forms > 1
+        else ""
+    )
     return (
         f"certification round {c.round}: the shipped file's one-sided "
         f"{fmt.tolerance(1 - c.alpha)} % gap bound to the {against} (Tango's score bound) "
         f"within {pp(c.max_gap)} pp, fixed-sequence testing down {c.candidates} "
-        f"validation-ordered candidates on {c.seeds} fresh seeds (family-wise error <= "
-        f"{fmt.level(c.alpha)}, this round's share of the run's {fmt.level(c.budget)})"
+        f"validation-ordered candidates{per_form} on {c.seeds} fresh seeds (family-wise error "
+        f"<= {fmt.level(c.alpha * forms)}, this round's share of the run's "
+        f"{fmt.level(c.budget)})"
     )
 
 
@@ -346,7 +373,9 @@ def text(rec: Recommendation) -> str:
     if c is not None:
         lines.append(
             f"Certified at {pp(c.max_gap)} pp (level {fmt.level(c.alpha)}, {c.seeds} fresh "
-            f"seeds {c.seed_list}): {c.certified} of {c.candidates} candidates."
+            f"seeds {c.seed_list}): {c.certified} of {c.candidates} candidates"
+            + "".join(f"; {f} form: {n} of {c.candidates}" for f, n in c.forms.items())
+            + "."
         )
     if rec.chosen is not None:
         lines.append("Recommended student: " + describe_student(rec.chosen, rec.cost_column))
@@ -411,8 +440,9 @@ def report_decision(rec: Recommendation) -> str:
     needed."""
     c = rec.certification
     certified = (
-        f"Certified at {pp(c.max_gap)} pp at level {fmt.level(c.alpha)} (this round's share "
-        f"of the run's family-wise error {fmt.level(c.budget)}) on {c.seeds} fresh seeds ({', '.join(map(str, c.seed_list))}): {c.certified} of "
+        f"Certified at {pp(c.max_gap)} pp at level {fmt.level(c.alpha)}"
+        + (f" per form ({1 + len(c.forms)} forms)" if c.forms else "")
+        + f" (this round's share of the run's family-wise error {fmt.level(c.budget)}) on {c.seeds} fresh seeds ({', '.join(map(str, c.seed_list))}): {c.certified} of "
         f"{c.candidates} validation-ordered candidates. "
         if c is not None
         else ""
@@ -512,17 +542,25 @@ def card_claim(row: dict[str, Any]) -> list[str]:
     gap = pp(float(row["certify_max_gap"]))
     bound = fmt.pct(row["certify_bound"], signed=True)
     level = float(row["certify_alpha"])
-    budget = level * 2 ** (int(row.get("certify_round") or 0) + 1)
+    listed = row.get("ship_forms")
+    forms = len(str(listed).split(",")) if isinstance(listed, str) else 1
+    share = level * forms  # each form's sequence at level / forms
+    budget = share * 2 ** (int(row.get("certify_round") or 0) + 1)
+    form = str(row.get("form") or "fp32")
     procedure = (
         "The procedure (candidates ordered on validation, fresh seeds, the test split read "
-        "once per candidate, fixed-sequence testing, alpha shared across the run's rounds) "
-        "certifies a student whose true gap exceeds its tolerance in at most "
+        "once per candidate, fixed-sequence testing"
+        + (f" once per deployed form ({listed})" if forms > 1 else "")
+        + ", alpha shared across the run's rounds) certifies a student"
+        + (" or form" if forms > 1 else "")
+        + " whose true gap exceeds its tolerance in at most "
         f"{fmt.level(budget * 100)} % of runs (this round's share: "
-        f"{fmt.level(level * 100)} %), for a tolerance set before the test split was read."
+        f"{fmt.level(share * 100)} %), for a tolerance set before the test split was read."
     )
+    what = "this file's" if form == "fp32" else f"this file's {form} form's (`student.onnx`)"
     lines = [
         (
-            f"- **Certified at {gap} pp**: this file's one-sided "
+            f"- **Certified at {gap} pp**: {what} one-sided "
             f"{fmt.tolerance(1 - level)} % upper bound on its gap to the ensemble is {bound} "
             f"pp (Tango's score bound). {procedure}"
             if _true(row.get("certified"))

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.config.suite import DERIVED_FORMS
 from bench.fmt import to_float
 from bench.stats import z_of
 
@@ -49,6 +50,7 @@ __all__ = [
     "CERTIFY_SEED_BASE",
     "certify_order",
     "certify_seeds",
+    "claim_level",
     "file_choice",
     "fixed_sequence",
     "round_level",
@@ -73,6 +75,14 @@ def file_choice(val_accs: Sequence[float], seeds: Sequence[int]) -> int:
     *validation* accuracy, ties to the smaller seed. Validation only: the test split never
     chooses the file it certifies."""
     return max(range(len(seeds)), key=lambda i: (val_accs[i], -seeds[i]))
+
+
+def claim_level(alpha: float, round_: int, forms: int = 1) -> float:
+    """The one-sided level of each bound of certification round ``round_`` when ``forms``
+    deployed forms are certified (``[ship] forms``): the round's share split evenly over the
+    forms' fixed sequences (Bonferroni), so P(any (size, form) certified wrongly) stays within
+    the round's share."""
+    return round_level(alpha, round_) / max(1, forms)
 
 
 def round_level(alpha: float, round_: int) -> float:
@@ -182,6 +192,8 @@ def fixed_sequence(bounds: Sequence[float], max_gap: float) -> list[bool]:
     return out
 
 
+FORM_MARKS = DERIVED_FORMS  # each form's own mark; fp32's is ``certified``
+
 MARKS = (
     ("certified", "certify_bound"),
     ("scratch_certified", "scratch_certify_bound"),
@@ -205,7 +217,16 @@ def round_marks(rows: Iterable[dict[str, Any]], candidates: int) -> dict[int, di
     part = [by_rank.get(k) for k in range(candidates)]
     tol = next((float(r["certify_max_gap"]) for r in part if r is not None), math.nan)
     out: dict[int, dict[str, bool]] = {int(r["trial"]): {} for r in part if r is not None}
-    for col, bound in MARKS:
+    forms = sorted(
+        {
+            str(k).removeprefix("certify_bound_")
+            for r in part
+            if r is not None
+            for k in r
+            if str(k).startswith("certify_bound_") and str(k)[14:] in FORM_MARKS
+        }
+    )
+    for col, bound in (*MARKS, *((f"certified_{f}", f"certify_bound_{f}") for f in forms)):
         bounds = [
             to_float(r.get(bound)) if r is not None and r.get("state") == "complete" else math.nan
             for r in part

@@ -23,7 +23,7 @@ is worded in :mod:`bench.decision.claims`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -43,9 +43,11 @@ __all__ = [
     "RoundInfo",
     "Shortfall",
     "TwinBound",
+    "by_form",
     "candidates",
     "distillation_verdict",
     "recommend",
+    "ship_forms",
 ]
 
 EPS = 1e-11  # tolerances compared as fractions
@@ -124,6 +126,7 @@ class RoundInfo:
     seed_list: list[int]
     candidates: int
     certified: int
+    forms: dict[str, int] = field(default_factory=dict)  # [ship] forms beside fp32: certified
 
 
 @dataclass(frozen=True)
@@ -337,10 +340,12 @@ def _in_round(
     """The decision within the round used: the cheapest certified student within the cost
     limits, with the distillation verdict and its own gain; else why not."""
     cost = constraints.cost_column()
-    certified = part[_flag(part, "certified")].copy()
+    limit = constraints.latency_column() if constraints.max_latency_ms is not None else None
+    pairs = by_form(part, limit)
+    certified = pairs[_flag(pairs, "certified")].copy()
     ok_cost, base["latency_measured"], base["latency_hosts"] = _within_cost(certified, constraints)
     feasible = certified[ok_cost].sort_values(
-        [cost, "certify_bound", "student_params"], kind="mergesort"
+        [cost, "form_rank", "certify_bound", "student_params"], kind="mergesort"
     )
     if len(feasible):
         chosen = feasible.iloc[0].to_dict()
@@ -374,6 +379,43 @@ def _in_round(
     )
 
 
+FORM_CELLS = (
+    "file_acc",
+    "file_gap",
+    "file_gap_ci_low",
+    "file_gap_ci_high",
+    "certify_bound",
+    "ens_not_file",
+    "file_not_ens",
+)
+
+
+def ship_forms(part: pd.DataFrame) -> tuple[str, ...]:
+    """The round's ``[ship] forms``, in the suite's order (``("fp32",)`` before forms)."""
+    listed = part["ship_forms"].dropna() if "ship_forms" in part else pd.Series(dtype=str)
+    return tuple(str(listed.iloc[0]).split(",")) if len(listed) else ("fp32",)
+
+
+def by_form(part: pd.DataFrame, latency_column: str | None = None) -> pd.DataFrame:
+    """One row per (candidate, form): a form's own cells (``file_acc_int8_dynamic`` …) in the
+    fp32 names, its own mark as ``certified``, ``form`` and ``form_rank`` (the order of
+    ``[ship] forms``: the preference between forms of one student); with a latency limit's
+    ``latency_column``, a form's onnxruntime latency in it (the form is what ships)."""
+    frames = []
+    for rank, form in enumerate(ship_forms(part)):
+        f = part.copy()
+        f["form"], f["form_rank"] = form, rank
+        if form != "fp32":
+            for col in FORM_CELLS:
+                f[col] = part.get(f"{col}_{form}", math.nan)
+            f["certified"] = part.get(f"certified_{form}", False)
+            if latency_column is not None:
+                tag = "b1" if "_b1_" in latency_column else "bN"
+                f[latency_column] = part.get(f"latency_ort_cpu_{form}_{tag}_p50_ms", math.nan)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
 def _round_info(part: pd.DataFrame, use: int, max_gap: float) -> RoundInfo:
     """The facts of the certification round ``use`` from its candidates' rows."""
     seeds = int(part["n_seeds"].iloc[0])
@@ -383,13 +425,18 @@ def _round_info(part: pd.DataFrame, use: int, max_gap: float) -> RoundInfo:
         round=use,
         max_gap=max_gap,
         alpha=level,
-        budget=level * 2 ** (use + 1),
+        budget=level * len(ship_forms(part)) * 2 ** (use + 1),
         seeds=seeds,
         seed_list=[int(s) for s in str(listed).split(",")]
         if isinstance(listed, str)
         else certify_seeds(use, seeds),
         candidates=len(part),
         certified=int(_flag(part, "certified").sum()),
+        forms={
+            f: int(_flag(part, f"certified_{f}").sum()) if f"certified_{f}" in part else 0
+            for f in ship_forms(part)
+            if f != "fp32"
+        },
     )
 
 

@@ -35,6 +35,8 @@ class GroupSpec:
     phase: str
     recipe: dict[str, float] = field(default_factory=dict)  # [search] lr, … (empty: none)
     level: float = 0.05  # certification: the one-sided level of the round's bounds
+    forms: tuple[str, ...] = ("fp32",)  # certification: [ship] forms, each evaluated
+    calibration_rows: int = 256  # int8_static: training rows its activation ranges come from
 
 
 class Role(StrEnum):

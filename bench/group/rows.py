@@ -87,6 +87,7 @@ class GroupRows:
             "best_not_file": best_not_file,
             "file_not_best": file_not_best,
         }
+        cells |= self.form_cells(best)
         twins = [
             (s.seed, sc)
             for s in self.plan.distilled(cfg.trial)
@@ -119,6 +120,60 @@ class GroupRows:
             "file_kd_gain_ci_low": gain_low,
             "file_kd_gain_ci_high": gain_high,
         }
+
+    def form_cells(self, best: Slot) -> dict[str, Any]:
+        """Each deployed form of the file (``[ship] forms``, :mod:`bench.latency.forms`): built
+        from its fp32 ONNX graph, run in onnxruntime on validation and on the test split
+        (read once, here, as the file's), and its own paired gap to the ensemble with the
+        one-sided bound certification tests. A form that cannot be built or run gets NaN cells
+        and ``form_error`` (its bound fails the fixed sequence)."""
+        forms = self.spec.forms
+        if forms == ("fp32",):
+            return {}
+        from bench.latency.forms import FormModel, build_form, calibration_rows
+        from bench.latency.onnx import onnx_bytes
+
+        task, ev, n = self.spec.task, self.ev, len(self.ev.y)
+        level = 1 - self.spec.level
+        vocab = task.data_params.get("vocab_size") if task.input_kind == "tokens" else None
+        cells: dict[str, Any] = {"ship_forms": ",".join(forms)}
+        errors = []
+        try:
+            fp32 = onnx_bytes(ev.distiller.models_[best.index], task.input_shape, vocab=vocab)
+            cells["file_bytes_fp32"] = len(fp32)
+        except Exception as exc:  # a family torch.onnx cannot export: no form at all
+            return cells | {"form_error": f"ONNX export: {type(exc).__name__}: {exc}"[:300]}
+        calib = calibration_rows(task.x_train.numpy(), self.spec.calibration_rows)
+        for form in forms:
+            if form == "fp32":
+                continue
+            try:
+                graph = build_form(fp32, form, calib)
+                model = FormModel(graph, form)
+                val_right = model.logits(task.x_val.numpy()).argmax(-1) == task.y_val.numpy()
+                pred = model.logits(task.x_test.numpy()).argmax(-1)
+                right = pred == ev.y.numpy()
+            except Exception as exc:  # recorded, and the form is not certified
+                errors.append(f"{form}: {type(exc).__name__}: {str(exc)[:200]}")
+                continue
+            a, b = discordant(ev.ensemble_right, right)
+            low, high = paired_interval(a, b, n)
+            fp32_pred = ev.logits[best.index].argmax(-1).numpy()
+            cells |= {
+                f"val_acc_{form}": float(val_right.mean()),
+                f"file_acc_{form}": float(right.mean()),
+                f"file_gap_{form}": (a - b) / n,
+                f"file_gap_ci_low_{form}": low,
+                f"file_gap_ci_high_{form}": high,
+                f"certify_bound_{form}": paired_bound(a, b, n, level),
+                f"ens_not_file_{form}": a,
+                f"file_not_ens_{form}": b,
+                f"file_bytes_{form}": len(graph),
+                f"form_agreement_{form}": float((pred == fp32_pred).mean()),
+            }
+        if errors:
+            cells["form_error"] = "; ".join(errors)
+        return cells
 
     def trial_rows(self, cfg: TrialConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The trial's row and its per-seed rows (a failed row when a member diverged)."""

@@ -72,8 +72,8 @@ def latency_pass(
                     block_s=cfg.block_ms / 1e3,
                 )
                 for name, res in timed.items():
-                    if name.endswith("@ort"):
-                        out[name.removesuffix("@ort")][f"ort_cpu_{tag}"] = res
+                    if name.endswith("@ort"):  # a deployed form has no eager model: its own key
+                        out.setdefault(name.removesuffix("@ort"), {})[f"ort_cpu_{tag}"] = res
                     else:
                         out[name][f"{key}_{tag}"] = res
     finally:

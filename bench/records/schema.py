@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from bench.config.suite import DERIVED_FORMS
+
 __all__ = [
     "ARCH_PREFIX",
     "BETTER",
@@ -45,6 +47,10 @@ CHANGES = {
     8: "Tango's score bound for certification; certify_alpha is the round's share of alpha; "
     "certify_seeds, file_kd_gain and its interval, and the discordant counts of every paired "
     "comparison (ens_not_file, …)",
+    9: "deployed forms ([ship] forms): per form its validation and test accuracy, gap, bound, "
+    "certified mark, file size, agreement with fp32 and onnxruntime latency (file_acc_int8_"
+    "dynamic, certify_bound_int8_static, …); certify_alpha is each claim's level (the round's "
+    "share over the forms)",
 }
 SCHEMA_VERSION = max(CHANGES)
 
@@ -817,8 +823,9 @@ COLUMNS: tuple[Column, ...] = (
         "certify_alpha",
         "float64",
         "-",
-        "certify rows: the level the round tests at, its share of the run's alpha "
-        "(alpha / 2^(round + 1); bench.decision.protocol.round_level)",
+        "certify rows: the level each bound of the round tests at, its share of the run's "
+        "alpha (alpha / 2^(round + 1), divided by the number of [ship] forms; "
+        "bench.decision.protocol.claim_level)",
     ),
     C(
         "certify_seeds",
@@ -1052,6 +1059,36 @@ COLUMNS: tuple[Column, ...] = (
     C("retry_of", "Int64", "-", "the trial this one retries (its worker died); NA otherwise"),
     C("datetime_utc", "string", "-", "trial end time, ISO 8601 UTC"),
 )
+
+
+def _form_columns() -> tuple[Column, ...]:
+    """The deployed forms' columns (``[ship] forms``, bench.latency.forms): certify rows of a
+    run with forms beside fp32; NA elsewhere."""
+    out = [
+        C("ship_forms", "string", "-", "certify rows: the forms certified, e.g. 'fp32,int8_dynamic'"),
+        C("file_bytes_fp32", "Int64", "bytes", "certify rows: the shipped file's fp32 ONNX size"),
+        C("form_error", "string", "-", "certify rows: forms that could not be built or run, and why"),
+    ]  # fmt: skip
+    for f in DERIVED_FORMS:
+        out += [
+            C(f"val_acc_{f}", "float64", "fraction", f"certify rows: the file's {f} form on validation"),
+            C(f"file_acc_{f}", "float64", "fraction", f"certify rows: the {f} form's test accuracy (onnxruntime)"),
+            C(f"file_gap_{f}", "float64", "fraction", f"certify rows: ensemble_acc - file_acc_{f}, paired on test"),
+            C(f"file_gap_ci_low_{f}", "float64", "fraction", f"95 % interval of file_gap_{f}, lower bound (Tango; the test-set error)"),
+            C(f"file_gap_ci_high_{f}", "float64", "fraction", f"95 % interval of file_gap_{f}, upper bound (the test-set error)"),
+            C(f"certify_bound_{f}", "float64", "fraction", f"certify rows: one-sided 1 - certify_alpha upper bound of file_gap_{f} (Tango's score bound; the test-set error)"),
+            C(f"certified_{f}", "boolean", "-", f"certify rows: the {f} form certified by its own fixed sequence (the same validation order) at certify_max_gap and certify_alpha"),
+            C(f"ens_not_file_{f}", "Int64", "examples", f"test examples the ensemble gets right and the {f} form wrong"),
+            C(f"file_not_ens_{f}", "Int64", "examples", f"test examples the {f} form gets right and the ensemble wrong"),
+            C(f"file_bytes_{f}", "Int64", "bytes", f"certify rows: the {f} ONNX file's size"),
+            C(f"form_agreement_{f}", "float64", "fraction", f"certify rows: test predictions of the {f} form equal to the fp32 file's"),
+            C(f"latency_ort_cpu_{f}_b1_p50_ms", "float64", "ms", f"the {f} form in onnxruntime (its execution provider), batch 1, median over blocks (the same interleaved pass)"),
+            C(f"latency_ort_cpu_{f}_bN_p50_ms", "float64", "ms", f"the {f} form in onnxruntime, batch N, median over blocks"),
+        ]  # fmt: skip
+    return tuple(out)
+
+
+COLUMNS = COLUMNS + _form_columns()
 del S
 
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
@@ -1156,6 +1193,9 @@ NOT_JUDGED = [
     "train_threads",
     "retry_of",
 ]
+for _f in DERIVED_FORMS:
+    HIGHER_IS_BETTER += [f"val_acc_{_f}", f"file_acc_{_f}", f"form_agreement_{_f}"]
+    NOT_JUDGED += [f"ens_not_file_{_f}", f"file_not_ens_{_f}"]
 BETTER: dict[str, str] = {
     c.name: "higher" if c.name in HIGHER_IS_BETTER else "-" if c.name in NOT_JUDGED else "lower"
     for c in COLUMNS

@@ -151,6 +151,14 @@ def build_report(
             3, f"Certification of '{task}': the candidates in validation's order, tested once"
         )
         doc.table(tables.certification_table(trials, task, rec))
+        forms = tables.forms_table(trials, task, rec)
+        if len(forms):
+            doc.heading(
+                3,
+                f"Deployed forms of '{task}': each form's own bound, latency and size",
+            )
+            doc.para(claims.FORMS_NOTE)
+            doc.table(forms)
         doc.heading(3, f"Pareto set of '{task}': cost (FLOPs) against the recipe gap's bound")
         doc.table(tables.pareto_table(trials, task, rec))
     doc.para(

@@ -102,19 +102,23 @@ def summary_table(recs: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _round_rows(trials: pd.DataFrame, task: str, round_: int) -> pd.DataFrame:
+    """The candidates of certification round ``round_`` (not the duplicates), in rank order."""
+    return trials[
+        (trials["task"] == task)
+        & (trials["phase"] == "certify")
+        & (trials["certify_round"] == round_)
+        & (trials["state"] != "duplicate")
+    ].sort_values("certify_rank")
+
+
 def certification_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFrame:
     """The decision's own data: the candidates of the certification round used, in the order
     validation fixed, each file's gap, interval and certified bound, whether fixed-sequence
     testing certified it, its scratch twin's bound, and the recommended row marked."""
-    c = rec.certification
-    if c is None:
+    if rec.certification is None:
         return pd.DataFrame()
-    part = trials[
-        (trials["task"] == task)
-        & (trials["phase"] == "certify")
-        & (trials["certify_round"] == c.round)
-        & (trials["state"] != "duplicate")
-    ].sort_values("certify_rank")
+    part = _round_rows(trials, task, rec.certification.round)
     pick = int(rec.chosen["trial"]) if rec.chosen is not None else None
 
     def yes(v):
@@ -143,6 +147,43 @@ def certification_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFra
                 for g, lo, hi in zip(
                     part["acc_gap"], part["acc_gap_ci_low"], part["acc_gap_ci_high"], strict=True
                 )
+            ],
+        }
+    ).reset_index(drop=True)
+
+
+def forms_table(trials: pd.DataFrame, task: str, rec: Any) -> pd.DataFrame:
+    """Per candidate of the round used, its ``[ship] forms`` side by side (empty when the run
+    certified fp32 alone): bound, certified, onnxruntime latency at batch 1, file size."""
+    from bench.decision.recommend import by_form, ship_forms
+
+    if rec.certification is None:
+        return pd.DataFrame()
+    part = _round_rows(trials, task, rec.certification.round)
+    part = part[part["state"] == "complete"]
+    if ship_forms(part) == ("fp32",):
+        return pd.DataFrame()
+    pairs = by_form(part, "latency_ort_cpu_b1_p50_ms").sort_values(
+        ["certify_rank", "form_rank"], kind="mergesort"
+    )
+    pick = None if rec.chosen is None else (int(rec.chosen["trial"]), rec.chosen.get("form"))
+    return pd.DataFrame(
+        {
+            "rank": pairs["certify_rank"].astype("Int64"),
+            "arch": pairs["arch"],
+            "params": pairs["student_params"],
+            "form": pairs["form"],
+            "recommended": [
+                "◀ recommended" if (int(t), f) == pick else ""
+                for t, f in zip(pairs["trial"], pairs["form"], strict=True)
+            ],
+            "file gap pp": pairs["file_gap"] * 100,
+            "certified bound pp": pairs["certify_bound"] * 100,
+            "certified": ["yes" if v is True or v == 1 else "no" for v in pairs["certified"]],
+            "ORT b1 p50 ms": pairs["latency_ort_cpu_b1_p50_ms"],
+            "file bytes": [
+                row.get(f"file_bytes_{f}")
+                for row, f in zip(pairs.to_dict("records"), pairs["form"], strict=True)
             ],
         }
     ).reset_index(drop=True)

@@ -45,8 +45,23 @@ def train_device(suite: Suite) -> str:
         ) from None
 
 
+def check_forms(suite: Suite) -> None:
+    """Every ``[ship] forms`` entry can be produced and run here (onnxruntime and its
+    quantisation tools; fp16: onnxruntime's CUDA provider), else one line before the run."""
+    from bench.latency.forms import form_missing
+
+    for form in suite.ship.forms:
+        why = form_missing(form)
+        if why is not None:
+            raise InputError(
+                f"The 'forms' parameter of [ship] must name forms this machine can produce and "
+                f"run. Got {form!r}: {why}."
+            )
+
+
 def preflight(suite: Suite, cache_dir: Path) -> Prepared:
     """Every task's data and teacher files loaded and validated; nothing written."""
+    check_forms(suite)
     out = []
     for cfg in suite.tasks:
         # a text task without a tokenizer of its own uses the Hugging Face teacher's

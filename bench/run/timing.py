@@ -26,7 +26,7 @@ from bench.latency.measure import (
     latency_pass,
     student_latency_columns,
 )
-from bench.latency.onnx import OrtModel, example_batch, onnx_missing, ort_models
+from bench.latency.onnx import OrtModel, example_batch, onnx_bytes, onnx_missing, ort_models
 from bench.search.context import TaskWorker
 from bench.search.space import arch_of
 from bench.study import Key, final_record
@@ -84,6 +84,7 @@ def time_architectures(w: TaskWorker) -> int:
         )
     cfg = ctx.suite.measure
     runtimes, ort, errors = _ort(models, ctx.task.input_shape, cfg, vocab)
+    ort |= _form_sessions(w, {label: models[label] for label in archs}, vocab)
     res = latency_pass(models, ctx.task.input_shape, cfg, ctx.gpu, ort, vocab)
     cols, detail = ensemble_latency_columns({f: res[f"ensemble:{f}"] for f in forms})
     host = socket.gethostname()
@@ -99,6 +100,7 @@ def time_architectures(w: TaskWorker) -> int:
     for label in archs:
         record = {
             **student_latency_columns(res[label], cfg),
+            **_form_columns(res, label),
             **stamp,
             "ensemble": cols,
             **({"ort_error": errors[label]} if label in errors else {}),
@@ -106,6 +108,51 @@ def time_architectures(w: TaskWorker) -> int:
         study.set_user_attr(f"{Key.LATENCY}{family}:{label}", json.dumps(json_safe(record)))
         fault_point("write")
     return len(archs)
+
+
+def _form_sessions(
+    w: TaskWorker, students: dict[str, nn.Module], vocab: int | None
+) -> dict[str, OrtModel]:
+    """The ``[ship] forms`` beside fp32 of every student architecture, in onnxruntime CPU
+    sessions timed in the same pass (``<label>#<form>``). The architecture's weights are its
+    timing weights, and int8_static calibrates on the training split as certification does:
+    an int8 kernel's cost does not depend on the values. A form that cannot be built, or
+    whose provider is not the CPU's (fp16), is not timed (NaN)."""
+    from bench.latency.forms import build_form, calibration_rows, form_provider
+
+    ctx = w.ctx
+    forms = [f for f in ctx.suite.ship.forms if f != "fp32"]
+    forms = [f for f in forms if form_provider(f) == "CPUExecutionProvider"]
+    if not forms or onnx_missing() is not None or "onnxruntime" not in ctx.suite.measure.runtimes:
+        return {}
+    calib = calibration_rows(ctx.task.x_train.numpy(), ctx.suite.ship.calibration_rows)
+    out: dict[str, OrtModel] = {}
+    for label, model in students.items():
+        try:
+            fp32 = onnx_bytes(model, ctx.task.input_shape, vocab=vocab)
+        except Exception:
+            continue
+        for form in forms:
+            try:
+                graph = build_form(fp32, form, calib)
+                out[f"{label}#{form}"] = OrtModel({None: graph}, ctx.suite.measure.threads)
+            except Exception:
+                continue
+    return out
+
+
+def _form_columns(res: dict[str, Any], label: str) -> dict[str, float]:
+    """A student's forms' onnxruntime p50s from the pass (``latency_ort_cpu_<form>_b1_…``)."""
+    out: dict[str, float] = {}
+    for key, by_setting in res.items():
+        base, _, form = key.partition("#")
+        if base != label or not form:
+            continue
+        for tag in ("b1", "bN"):
+            r = by_setting.get(f"ort_cpu_{tag}")
+            if r is not None:
+                out[f"latency_ort_cpu_{form}_{tag}_p50_ms"] = r.p50_ms
+    return out
 
 
 def _ort(

@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.decision.protocol import certify_order, certify_seeds, round_level, round_marks
+from bench.decision.protocol import certify_order, certify_seeds, claim_level, round_marks
 from bench.durable.faults import fault_point
 from bench.group.plan import TrialConfig
 from bench.group.rows import failed_row
@@ -132,7 +132,7 @@ def _enqueue(
 ) -> None:
     suite = w.ctx.suite
     frame = pd.DataFrame([r for r in w.ledger.final_rows(search) if r["state"] == "complete"])
-    level = round_level(suite.certify.alpha, round_)
+    level = claim_level(suite.certify.alpha, round_, len(suite.ship.forms))
     n_val = len(w.ctx.task.y_val)
     chosen = (
         certify_order(frame, suite.certify.candidates, gap, level, n_val) if len(frame) else frame
@@ -164,7 +164,7 @@ def _certify_one(
     suite = ctx.suite
     source = int(t.user_attrs[Key.SOURCE_TRIAL])
     seeds = certify_seeds(round_, suite.certify.seeds)
-    level = round_level(suite.certify.alpha, round_)
+    level = claim_level(suite.certify.alpha, round_, len(suite.ship.forms))
     cells = {
         "certify_round": round_,
         "certify_rank": int(t.user_attrs.get(Key.CERTIFY_RANK, -1)),

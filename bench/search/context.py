@@ -134,6 +134,8 @@ class TaskContext:
             phase=phase,
             recipe=trial_recipe(trial, self.suite.search),
             level=self.suite.certify.alpha if level is None else level,
+            forms=self.suite.ship.forms if phase.startswith("certify") else ("fp32",),
+            calibration_rows=self.suite.ship.calibration_rows,
         )
 
     def portable(self) -> dict[str, Any]:

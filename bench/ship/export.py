@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bench import fmt
@@ -38,7 +39,7 @@ from bench.config import DEFAULT_MAX_GAP
 from bench.config.recipe import RECIPE_KEYS, recipe_defaults_dropped
 from bench.config.suite import RECIPE_SEARCH
 from bench.decision import claims
-from bench.decision.recommend import Constraints, recommend
+from bench.decision.recommend import Constraints, by_form, recommend, ship_forms
 from bench.durable.jsonsafe import json_safe
 from bench.durable.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.errors import InputError
@@ -47,6 +48,7 @@ from bench.records import Run, TaskEntry, load_run, read_weights, row_arch
 from bench.run.pull import write_students
 from bench.ship.serialize import FORMATS, available, safetensors_bytes
 from bench.study import StorageSpec, open_storage
+from kdcore import build_student
 
 __all__ = ["export_student"]
 
@@ -70,6 +72,24 @@ def _pick(run: Run, task: str, trial: int | None, constraints: Constraints) -> d
             f"(weights are kept for every candidate: {known or 'none'}). Got {trial} instead."
         )
     return cert.iloc[-1].to_dict()
+
+
+def _as_form(row: dict[str, Any], form: str) -> dict[str, Any]:
+    """The chosen student's row as its certified ``form`` (``--form``), or one line on why not."""
+    forms = ship_forms(pd.DataFrame([row]))
+    if form not in forms:
+        raise InputError(
+            f"The '--form' option must name one of the run's [ship] forms ({', '.join(forms)}). "
+            f"Got {form!r} instead."
+        )
+    (as_form,) = by_form(pd.DataFrame([row])).query("form == @form").to_dict("records")
+    mark = as_form.get("certified")
+    if mark is None or pd.isna(mark) or not bool(mark):
+        raise InputError(
+            f"The '--form' option must name a form certified for trial {int(row['trial'])}. Got "
+            f"{form!r}, whose bound is {fmt.pct(as_form.get('certify_bound'))} pp (not certified)."
+        )
+    return as_form
 
 
 def _weights_file(run: Run, task: str, trial: int, seed: int) -> Path:
@@ -104,6 +124,7 @@ def export_student(
     task: str | None = None,
     constraints: Constraints | None = None,
     formats: Sequence[str] | None = None,
+    form: str | None = None,
 ) -> list[Path]:
     """Write the student of ``run_dir`` (recommended, or ``trial``) into ``out_dir`` in
     ``formats`` (default: every one of :data:`bench.ship.serialize.FORMATS` whose dependencies are
@@ -119,6 +140,8 @@ def export_student(
         )
     check_writable(Path(out_dir), "The output folder (--out)")
     row = _pick(run, task, trial, constraints or Constraints(max_gap=DEFAULT_MAX_GAP))
+    if form is not None:
+        row = _as_form(row, form)
     number = int(row["trial"])
     seed = int(row["file_seed"])
     weights = _weights_file(run, task, number, seed)
@@ -142,7 +165,13 @@ def export_student(
             state, json_safe(sidecar)
         )
     checks: list[str] = []
-    if "onnx" in chosen_formats:
+    form = str(row.get("form") or "fp32")
+    if form != "fp32":  # the certified file is that form: it ships whatever --format says
+        model = build_student(family, meta.input_shape, meta.num_classes, **arch)
+        model.load_state_dict(state)
+        files["student.onnx"], check = _form_onnx(run, task, meta, model, row, form)
+        checks.append(check)
+    elif "onnx" in chosen_formats:
         files["student.onnx"], check = _onnx(run, task, meta, family, arch, state, file_acc)
         checks.append(check)
     if meta.tokenizer:  # a text student is fed by the run's tokenizer
@@ -244,6 +273,15 @@ def _formats(formats: Sequence[str] | None) -> list[str]:
 
 def _raw_test(run: Run, task: str, meta: TaskEntry) -> tuple[np.ndarray, np.ndarray] | str:
     """The task's test rows unscaled, as the run split them, or why they cannot be read."""
+    splits = _raw_splits(run, task, meta)
+    return splits if isinstance(splits, str) else splits["test"]
+
+
+def _raw_splits(
+    run: Run, task: str, meta: TaskEntry
+) -> dict[str, tuple[np.ndarray, np.ndarray]] | str:
+    """The task's train and test rows unscaled, as the run split them, or why they cannot
+    be read."""
     from bench.config.suite import suite_from_dict
     from bench.tasks.base import split_task
 
@@ -256,11 +294,16 @@ def _raw_test(run: Run, task: str, meta: TaskEntry) -> tuple[np.ndarray, np.ndar
         return f"the task's data could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     if data.data_sha256() != meta.data_sha256:
         return "the task's data changed since the run (another sha256)"
-    if meta.input_kind == "tokens":  # the raw rows of a text student are token ids
-        return data.x_test.numpy(), data.y_test.numpy()
-    rows = data.rows["test"]
-    x = np.asarray(raw.x, dtype=np.float64)[rows].reshape(len(rows), *meta.input_shape)
-    return x, data.y_test.numpy()
+    out = {}
+    for split in ("train", "test"):
+        x, y = data.split(split)
+        if meta.input_kind == "tokens":  # the raw rows of a text student are token ids
+            out[split] = x.numpy(), y.numpy()
+            continue
+        rows = data.rows[split]
+        raw_x = np.asarray(raw.x, dtype=np.float64)[rows].reshape(len(rows), *meta.input_shape)
+        out[split] = raw_x, y.numpy()
+    return out
 
 
 def _onnx(
@@ -274,8 +317,6 @@ def _onnx(
 ) -> tuple[bytes, str]:
     """``student.onnx`` on raw rows, and the card's line on its check with onnxruntime on the
     task's test split (the file's predictions must give the card's accuracy)."""
-    from kdcore import build_student
-
     model = build_student(family, meta.input_shape, meta.num_classes, **arch)
     model.load_state_dict(state)
     raw_model, how = raw_input_model(model, meta.input_shape, meta.preprocessing)
@@ -309,6 +350,72 @@ def _onnx(
         f"`student.onnx` takes raw rows {batching}, {prep}. Checked: onnxruntime "
         f"{_version('onnxruntime')} on the {fmt.count(len(y))} raw test rows gives {fmt.pct(acc)} %, "
         "this card's accuracy."
+    )
+
+
+def _form_onnx(
+    run: Run, task: str, meta: TaskEntry, model: torch.nn.Module, row: dict[str, Any], form: str
+) -> tuple[bytes, str]:
+    """The certified ``form`` of the file as ``student.onnx`` on raw rows, rebuilt exactly as
+    certification built it (the fp32 graph on standardised rows, onnxruntime's quantiser, the
+    same calibration rows of the training split) and refused unless it gives the certified
+    test accuracy; then the standardisation in front (:func:`bench.latency.forms.
+    with_standardisation`), checked on the raw test rows."""
+    from bench.latency.forms import (
+        FormModel,
+        build_form,
+        calibration_rows,
+        form_provider,
+        with_standardisation,
+    )
+
+    splits = _raw_splits(run, task, meta)
+    if isinstance(splits, str):
+        raise InputError(
+            f"The run's task data must be readable to rebuild its certified {form} form. Got: "
+            f"{splits}."
+        )
+    prep = meta.preprocessing if meta.input_kind != "tokens" else None
+
+    def standardised(x: np.ndarray) -> np.ndarray:
+        if not prep:
+            return x
+        flat = x.reshape(len(x), -1)
+        out = (flat - np.asarray(prep["mean"])) / np.asarray(prep["scale"])
+        return out.astype(np.float32).reshape(x.shape)
+
+    vocab = meta.data_params.get("vocab_size") if meta.input_kind == "tokens" else None
+    n_calib = int(run.manifest.suite.get("ship", {}).get("calibration_rows", 256))
+    (x_train, _), (x_test, y_test) = splits["train"], splits["test"]
+    graph = build_form(
+        onnx_bytes(model.eval(), meta.input_shape, vocab=vocab),
+        form,
+        calibration_rows(standardised(x_train), n_calib),
+    )
+    acc = float((FormModel(graph, form).logits(standardised(x_test)).argmax(-1) == y_test).mean())
+    certified = float(row.get(f"file_acc_{form}", math.nan))
+    if not math.isclose(acc, certified, abs_tol=0.5 / len(y_test)):
+        raise RuntimeError(
+            f"the {form} form rebuilt from the file gives {acc:.6f} on the test split, not the "
+            f"certified {certified:.6f}: nothing was written"
+        )
+    shipped = with_standardisation(graph, meta.input_shape, prep)
+    raw_acc = float((FormModel(shipped, form).logits(x_test).argmax(-1) == y_test).mean())
+    return shipped, (
+        f"`student.onnx` is the certified **{form}** form (onnxruntime {_version('onnxruntime')}, "
+        f"{form_provider(form)}), on raw rows of any batch size"
+        + (", the standardisation a float32 graph in front of it" if prep else "")
+        + f". The certificate is about this file, not `student.pt` (its fp32 source). Checked: "
+        f"rebuilt from the file as certification built it, it gives {fmt.pct(acc)} % on the "
+        f"{fmt.count(len(y_test))} test rows (the certified accuracy); on the raw rows "
+        f"{fmt.pct(raw_acc)} %."
+        + (
+            " Its activations are quantised with ranges over each call's input: the certified "
+            "predictions are one row per call, and rows batched together may be predicted "
+            "otherwise."
+            if form == "int8_dynamic"
+            else ""
+        )
     )
 
 

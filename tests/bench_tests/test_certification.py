@@ -122,13 +122,16 @@ def test_a_lucky_small_student_does_not_hide_the_larger_ones_validation_cannot_t
     assert list(certify_order(frame, 3, 0.005, 0.025, n_val=1000)["trial"]) == [5, 4, 2]
 
 
-SUITE = with_certify(
-    TINY_SUITE.replace(
-        "trials = 3",
-        'trials = 8\nbatch = 2\nfidelity = "halving"\nmin_epochs = 1\nreduction_factor = 2',
-    ).replace("[student]\nepochs = 3", "[student]\nepochs = 4"),
-    "candidates = 3\nseeds = 2\nmax_gap_pp = 60\n",
-)
+SUITE = (
+    with_certify(
+        TINY_SUITE.replace(
+            "trials = 3",
+            'trials = 8\nbatch = 2\nfidelity = "halving"\nmin_epochs = 1\nreduction_factor = 2',
+        ).replace("[student]\nepochs = 3", "[student]\nepochs = 4"),
+        "candidates = 3\nseeds = 2\nmax_gap_pp = 60\n",
+    )
+    + '\n[ship]\nforms = ["fp32", "int8_dynamic", "int8_static"]\n'
+)  # each certified alike
 VOLATILE = ("time", "datetime", "worker", "latency", "speedup", "throughput", "retry")
 
 
@@ -197,6 +200,35 @@ def test_the_test_split_cannot_change_what_is_certified_or_in_which_order(
     val = ["trial", "state", "arch", "temperature", "alpha", "student_val_acc"]
     pd.testing.assert_frame_equal(a[a["phase"] == "search"][val], b[b["phase"] == "search"][val])
     assert not a["student_acc"].equals(b["student_acc"])  # the test numbers did move
+    # the (size, form) pairs: the same forms of the same files, judged on the same validation
+    forms = ["val_acc_int8_dynamic", "val_acc_int8_static", "ship_forms"]
+    ca, cb = a[a["phase"] == "certify"], b[b["phase"] == "certify"]
+    assert ca["val_acc_int8_static"].notna().all()
+    pd.testing.assert_frame_equal(ca[forms], cb[forms])
+    assert not ca["file_acc_int8_static"].equals(cb["file_acc_int8_static"])
+
+
+@pytest.mark.slow
+def test_each_certified_form_ships_and_reproduces_its_recorded_accuracy(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Export rebuilds the form from the kept weights exactly as certification built it and
+    refuses unless it gives the recorded test accuracy; the card names the form and runtime."""
+    run = runs["1"]
+    t = load_run(run).trials
+    cert = t[(t["phase"] == "certify") & (t["state"] == "complete")]
+    # int8 weights: a smaller file; QDQ (static) adds a node pair per tensor, which a tiny
+    # model's few weights do not pay back
+    assert cert["file_bytes_int8_dynamic"].lt(cert["file_bytes_fp32"]).all()
+    for form in ("int8_dynamic", "int8_static"):
+        assert cert[f"form_agreement_{form}"].gt(0.5).all()
+        out = tmp_path / form
+        assert main(["export", str(run), "--max-gap", "60", "--form", form, "--out", str(out)]) == 0
+        card = (out / "MODEL_CARD.md").read_text()
+        assert f"certified **{form}** form (onnxruntime" in card and "CPUExecutionProvider" in card
+        assert (out / "student.onnx").stat().st_size == pytest.approx(
+            cert[f"file_bytes_{form}"].max(), rel=0.5
+        )  # that form, the standardisation in front of it
 
 
 @pytest.mark.slow
@@ -277,9 +309,9 @@ def test_certify_adds_a_round_on_fresh_seeds_and_resumes(
     assert len(second) == (before["phase"] == "certify").sum()
     seeds = set(load_run(run).seeds.query("phase == 'certify'")["seed"])
     assert seeds == {2000000000, 2000000001, 2000001000, 2000001001}
-    assert set(second["certify_alpha"]) == {0.0125} and set(
+    assert set(second["certify_alpha"]) == {0.0125 / 3} and set(
         after.loc[after["certify_round"] == 0, "certify_alpha"]
-    ) == {0.025}  # alpha / 2, then alpha / 4: the rounds share one budget
+    ) == {0.025 / 3}  # alpha / 2, then alpha / 4: the rounds share one budget (3 forms each)
     pd.testing.assert_frame_equal(after[~in_second].reset_index(drop=True), before)
     assert main([*args, "--reports", str(tmp_path / "p")]) == 0  # again: nothing to redo
     pd.testing.assert_frame_equal(_table(run), after)

@@ -214,6 +214,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
         BudgetConfig,
         CertifyConfig,
         MeasureConfig,
+        ShipConfig,
         StudentTraining,
         TransferConfig,
     )
@@ -236,6 +237,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
         StudentTraining: {"milestones"},
         MeasureConfig: {"device", "train_threads", "runtimes"},
         TransferConfig: {"omit_classes", "unlabeled"},
+        ShipConfig: {"forms", "calibration_rows"},
     }
     page = (Path(__file__).resolve().parents[2] / "docs" / "suite.md").read_text()
     classes = (
@@ -245,6 +247,7 @@ def test_each_suite_field_is_stated_once_with_its_rule_and_documented() -> None:
         CertifyConfig,
         MeasureConfig,
         TransferConfig,
+        ShipConfig,
     )
     for cls in classes:
         for f in fields(cls):
