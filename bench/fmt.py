@@ -109,11 +109,12 @@ def level(v: Any) -> str:
 
 
 def ratio(param_ratio: Any) -> str:
-    """Student size against the ensemble: ``1/130``, or ``2.8x`` for a larger student."""
+    """Student size against the ensemble, read before "of the ensemble": ``1/130``, or
+    ``2.8 times the size`` for a larger student."""
     r = to_float(param_ratio)
     if math.isnan(r) or r <= 0:
         return "n/a (teacher size unknown)"
-    return f"1/{1 / r:.1f}" if r < 1 else f"{r:.1f}x (larger than the ensemble)"
+    return f"1/{1 / r:.1f}" if r < 1 else f"{r:.1f} times the size"
 
 
 def cell(v: Any, column: str = "") -> str:

@@ -265,7 +265,9 @@ def test_progress_for_a_student_larger_than_the_ensemble(capsys) -> None:
     )
     ProgressPrinter(quiet=False).trial(Progress("tiny", 1, 2, 1.0, row, None))
     line = capsys.readouterr().out  # not a terminal: one plain line per trial
-    assert "#3 " in line and "2.8x (larger than the ensemble)" in line and "1/0" not in line
+    assert (
+        "#3 " in line and "params 2.8 times the size of the ensemble" in line and "1/0" not in line
+    )
 
 
 def test_summary_table_shows_cost_and_uncertainty() -> None:
