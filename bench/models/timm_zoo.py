@@ -100,6 +100,18 @@ def _vit_kwargs(variant: str, shape: tuple[int, ...], arch: dict[str, Any]) -> d
 
 
 _MULT = "timm's channel_multiplier: channels of every layer scaled"
+# MobileNetV3 and EfficientNet are both timm's _gen_* builders with these two multipliers.
+_MULTIPLIERS = (
+    ArchParam("width", float, (0.05, 4.0), (0.1, 1.0), log=True, optional=True, doc=_MULT),
+    ArchParam(
+        "depth",
+        float,
+        (0.1, 4.0),
+        (0.25, 1.0),
+        optional=True,
+        doc="timm's depth_multiplier: blocks per stage scaled (optional: 1)",
+    ),
+)
 KINDS: tuple[TimmKind, ...] = (
     TimmKind(
         "resnet",
@@ -130,17 +142,7 @@ KINDS: tuple[TimmKind, ...] = (
     TimmKind(
         "mobilenetv3",
         "mobilenetv3",
-        (
-            ArchParam("width", float, (0.05, 4.0), (0.1, 1.0), log=True, optional=True, doc=_MULT),
-            ArchParam(
-                "depth",
-                float,
-                (0.1, 4.0),
-                (0.25, 1.0),
-                optional=True,
-                doc="timm's depth_multiplier: blocks per stage scaled (optional: 1)",
-            ),
-        ),
+        _MULTIPLIERS,
         "width",
         _effnet_kwargs,
         "timm MobileNetV3: width = channel multiplier, depth = depth multiplier",
@@ -149,17 +151,7 @@ KINDS: tuple[TimmKind, ...] = (
     TimmKind(
         "efficientnet",
         "efficientnet",
-        (
-            ArchParam("width", float, (0.05, 4.0), (0.1, 1.0), log=True, optional=True, doc=_MULT),
-            ArchParam(
-                "depth",
-                float,
-                (0.1, 4.0),
-                (0.25, 1.0),
-                optional=True,
-                doc="timm's depth_multiplier: blocks per stage scaled (optional: 1)",
-            ),
-        ),
+        _MULTIPLIERS,
         "width",
         _effnet_kwargs,
         "timm EfficientNet: width = channel multiplier, depth = depth multiplier",
