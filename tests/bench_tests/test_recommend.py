@@ -323,7 +323,7 @@ def test_warnings_for_a_weak_ensemble_and_a_student_larger_than_it() -> None:
     rec = recommend(table, Constraints(max_gap=0.01))
     assert any("less accurate than its best member" in w for w in claims.warnings(rec))
     assert any("3.0x the ensemble's parameters" in w for w in claims.warnings(rec))
-    assert "3.0x (larger than the ensemble)" in claims.text(rec)
+    assert "3.0 times the size of the ensemble" in claims.text(rec)
 
 
 def test_json_is_strict_and_has_no_private_keys() -> None:
