@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FusedKDLoss", "kd_loss", "kd_loss_from_log_probs", "kd_loss_fused"]
+__all__ = ["FusedKDLoss", "kd_loss", "kd_loss_from_log_probs", "kd_loss_fused", "topk_kd_loss"]
 
 
 def _as_group_tensor(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -104,6 +104,57 @@ def kd_loss(
         alpha=alpha,
         label_smoothing=label_smoothing,
     )
+
+
+def topk_kd_loss(
+    student_logits: torch.Tensor,
+    top_index: torch.Tensor,
+    top_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor,
+    alpha: float | torch.Tensor,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    r"""Hinton's loss when only the teacher's top ``K`` logits per example were kept.
+
+    With the teacher's kept classes :math:`S` (``top_index``, ``[..., B, K]``) and their
+    logits :math:`v_S` (``top_logits``), both distributions are renormalised over the *same*
+    support :math:`S`:
+
+    .. math::
+
+        L = \alpha\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(v_S/T)\,\|\,
+            \mathrm{softmax}(z_S/T)\big) + (1-\alpha)\,\mathrm{CE}\big(\mathrm{softmax}(z),\,y\big)
+
+    where :math:`z_S` gathers the student's logits at :math:`S`; the hard term is over all
+    classes, as in :func:`kd_loss`. Normalising the student over all classes instead (while
+    the teacher is renormalised over :math:`S`) compares two distributions on different
+    supports — the KL is then not zero even when the student copies the teacher's kept
+    logits, and it pushes mass off the classes the teacher did not keep (the bug maxtext
+    fixed in its PR #4056). With :math:`K = C` (every class kept, any order) this is exactly
+    :func:`kd_loss`. The soft term's gradient is zero at the classes outside :math:`S`.
+    Shapes and group dimensions as in :func:`kd_loss_from_log_probs`.
+    """
+    temperature_t = _as_group_tensor(temperature, student_logits)
+    t_bc = temperature_t.reshape((*temperature_t.shape, 1, 1))
+    index = top_index.expand(*student_logits.shape[:-1], top_index.shape[-1])
+    kept = student_logits.gather(-1, index)
+    teacher_log_probs = F.log_softmax(top_logits / t_bc, dim=-1)
+    unlabeled = torch.full_like(labels, -1)  # the soft term alone, over S
+    soft = kd_loss_from_log_probs(
+        kept, teacher_log_probs, unlabeled, temperature=temperature, alpha=1.0
+    )
+    hard = kd_loss_from_log_probs(
+        student_logits,
+        torch.zeros_like(student_logits),  # unused: alpha 0 keeps only the hard term
+        labels,
+        temperature=1.0,
+        alpha=0.0,
+        label_smoothing=label_smoothing,
+    )
+    alpha_t = _as_group_tensor(alpha, student_logits)
+    return alpha_t * soft + (1.0 - alpha_t) * hard
 
 
 def kd_forward_parts(  # noqa: PLR0913 — a step's tensors, precomputed per member: nothing allocated
