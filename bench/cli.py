@@ -1,4 +1,4 @@
-"""kdbench command line: run | certify | pull | report | recommend | export | compare | doctor | data | list.
+"""kdbench command line: run | certify | pull | report | recommend | predict | export | compare | doctor | data | list.
 
 Exit codes: 0 ok; 1 an unmet recommendation or a ``compare`` regression; 2 usage or input
 error (bad suite, data or teacher file, damaged or missing run folder), printed as one line
@@ -150,7 +150,7 @@ def _print_recommendations(run_dir: Path, cons) -> bool:  # cons: Constraints
     for task in dict.fromkeys(run.trials["task"]):
         for w in run.manifest.task(task).warnings:
             print(f"[{task}] WARNING: {w}")
-        rec = recommend(run.trials, cons, task)
+        rec = recommend(run.trials, cons, task, run.seeds)
         met = met and (rec.met or not asked)
         print(claims.text(rec))
     return met
@@ -239,7 +239,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from bench.decision.recommend import recommend
     from bench.records import load_run
 
-    trials = load_run(args.run_dir).trials
+    run = load_run(args.run_dir)
+    trials = run.trials
     tasks = [args.task] if args.task else list(dict.fromkeys(trials["task"]))
     unknown = [t for t in tasks if t not in set(trials["task"])]
     if unknown:
@@ -247,12 +248,58 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(trials['task']))}). Got {unknown[0]!r} instead."
         )
     cons = _constraints(args)
-    recs = [recommend(trials, cons, t) for t in tasks]
+    recs = [recommend(trials, cons, t, run.seeds) for t in tasks]
     if args.json:
         print("[" + ",\n".join(claims.to_json(r) for r in recs) + "]")
     else:
         print("\n\n".join(claims.text(r) for r in recs))
     return 0 if all(r.met for r in recs) else 1
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.decision import claims
+    from bench.decision import law as capacity_law
+    from bench.durable.jsonsafe import json_safe
+    from bench.records import load_run
+
+    max_gap = DEFAULT_MAX_GAP if args.max_gap is None else float(_fraction(args.max_gap) or 0.0)
+    if not 0 < max_gap < 1:
+        raise InputError(
+            f"The '--max-gap' option must be in (0, 100) pp. Got {args.max_gap!r} instead."
+        )
+    if not 20 <= args.boot <= 100_000:
+        raise InputError(
+            f"The '--boot' option must be an int in [20, 100000]. Got {args.boot!r} instead."
+        )
+    run = load_run(args.run_dir)
+    tasks = [args.task] if args.task else list(dict.fromkeys(run.trials["task"]))
+    unknown = [t for t in tasks if t not in set(run.trials["task"])]
+    if unknown:
+        raise InputError(
+            f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(run.trials['task']))}). Got {unknown[0]!r} instead."
+        )
+    out: list[dict[str, Any]] = []
+    for task in tasks:
+        rows = run.trials[run.trials["task"] == task]
+        seeds = run.seeds[run.seeds["task"] == task] if len(run.seeds) else None
+        facts = capacity_law.facts(rows, seeds, max_gap, n_boot=args.boot, axis=args.axis)
+        kd = capacity_law.fit_task(rows, seeds, "distilled", args.axis, n_boot=0)
+        hold = capacity_law.holdout(kd.points, n_boot=args.boot) if kd is not None else None
+        out.append(
+            {"task": task, "law": facts, "holdout": hold.as_dict() if hold is not None else None}
+        )
+    if args.json:
+        print(json.dumps(json_safe(out), indent=2, allow_nan=False))
+        return 0
+    for item in out:
+        print(f"[{item['task']}] capacity law on validation ({args.axis})")
+        lines = claims.law_lines(item["law"]) or [
+            "Too few distinct sizes among the completed search trials to fit the law."
+        ]
+        print("\n".join(lines + claims.holdout_lines(item["holdout"])))
+    return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -431,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         _pull_parser,
         _report_parser,
         _recommend_parser,
+        _predict_parser,
         _export_parser,
         _compare_parser,
         _doctor_parser,
@@ -668,6 +716,33 @@ def _compare_parser(command: Callable[[str, str, str], argparse.ArgumentParser])
     )
     _quality_options(cmp_, f" (default {DEFAULT_MAX_GAP * 100:g}) for each run's recommendation")
     cmp_.set_defaults(func=_cmd_compare)
+
+
+def _predict_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    pr = command(
+        "predict",
+        "the capacity law fitted to a run's search: the predicted size, the scratch crossing "
+        "and the held-out check (validation only; the decision is certification's)",
+        "  kdbench predict results/RUN\n  kdbench predict results/RUN --max-gap 1 --json",
+    )
+    pr.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    pr.add_argument(
+        "--max-gap",
+        type=_finite,
+        metavar="PP",
+        help=f"the validation gap to predict the size for, in pp (default {DEFAULT_MAX_GAP * 100:g})",
+    )
+    pr.add_argument("--axis", choices=("params", "flops"), default="params", help="the size axis")
+    pr.add_argument(
+        "--boot",
+        type=int,
+        default=300,
+        metavar="B",
+        help="bootstrap refits behind every band (default 300)",
+    )
+    pr.add_argument("--task", help="only this task of a multi-task run")
+    pr.add_argument("--json", action="store_true", help="print strict JSON (null for NaN)")
+    pr.set_defaults(func=_cmd_predict)
 
 
 def _doctor_parser(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "random")
+STRATEGIES = ("sample", "predict")
 FIDELITIES = ("full", "halving")
 OBJECTIVES = ("pareto", "val_acc")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -116,6 +117,9 @@ class SearchSpace:
     # searched [student] recipe keys (RECIPE_SEARCH): like the architecture, one value per
     # training group, so every member of a group (scratch twins too) trains with it
     recipe: tuple[tuple[str, Range], ...] = ()
+    # "sample": the sampler draws every trial's architecture; "predict": the capacity law
+    # chooses them (bench.search.predict)
+    strategy: str = "sample"
 
     def ranges(self) -> dict[str, Range]:
         """What Optuna samples: the architecture parameters (less :attr:`derived`), ``size``
@@ -338,6 +342,8 @@ class Suite:
         data = asdict(self)
         data.pop("source")
         data["search"] = {k: asdict(r) for k, r in self.search.ranges().items()}
+        if self.search.strategy != "sample":  # a suite without it keeps its digest
+            data["search"]["strategy"] = self.search.strategy
         return data
 
     def digest(self) -> str:
@@ -585,18 +591,25 @@ def _search(t: Table, family: str) -> SearchSpace:
     )
     cfg = SearchSpace(
         arch=arch,
+        strategy=t.choice("strategy", "sample", STRATEGIES),
         temperature=t.range("temperature", d.temperature, float, 0.0, 1000.0, low_open=True),
         alpha=t.range("alpha", d.alpha, float, 0.0, 1.0),
         size=size,
         derived=derived,
         recipe=recipe,
     )
+    if cfg.strategy == "predict" and fam.size_param is None:
+        raise InputError(
+            f"The 'strategy' parameter of [search] can be 'predict' only for a family with a "
+            f"size parameter (the law's sizes are solved to widths); family {family!r} declares "
+            f"none. Got 'predict' instead."
+        )
     unknown = sorted(set(t.data) - t.seen)
     if unknown:
         extra = ["size"] if fam.size_param else []
         raise InputError(
             f"Unknown key '{unknown[0]}' in [search]. Valid keys for family {family!r}: "
-            f"{', '.join([*fam.param_names, *extra, *RECIPE_SEARCH, 'temperature', 'alpha'])}."
+            f"{', '.join([*fam.param_names, *extra, *RECIPE_SEARCH, 'temperature', 'alpha', 'strategy'])}."
         )
     return cfg
 
@@ -794,7 +807,7 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
     student = StudentTraining(
         **{**data["student"], "milestones": tuple(data["student"].get("milestones", ()))}
     )
-    ranges = {k: Range(**v) for k, v in data["search"].items()}
+    ranges = {k: Range(**v) for k, v in data["search"].items() if k != "strategy"}
     fam = get_family(student.family)
     teacher = dict(data["teacher"])
     for key in ("checkpoints", "hf", "onnx", "mean", "std"):
@@ -818,6 +831,7 @@ def suite_from_dict(data: dict[str, Any]) -> Suite:
             size=ranges.get("size"),
             derived=fam.size_param if "size" in ranges else None,
             recipe=tuple((n, ranges[n]) for n in RECIPE_SEARCH if n in ranges),
+            strategy=data["search"].get("strategy", "sample"),
         ),
         budget=BudgetConfig(**data["budget"]),
         certify=CertifyConfig(**data["certify"]),

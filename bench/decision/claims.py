@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench import fmt
+from bench.decision.law import BELOW
 from bench.decision.recommend import Comparison, Constraints, Recommendation
 from bench.durable.jsonsafe import json_safe
 
@@ -344,26 +345,103 @@ def shortfall(rec: Recommendation) -> str:
     )
 
 
-def _extrapolation(e: dict[str, Any]) -> str:
-    gap = pp(e["max_gap"])
-    if e["params_needed"] is None:
-        if e["n_points"] < 4:
-            return "too few distinct sizes on the validation frontier to fit a capacity curve"
-        return (
-            f"the fitted curve of the upper error bound levels off at {fmt.pct(e['level'])} % "
-            f"accuracy, short of the {fmt.pct(e['target'])} % a {gap} pp bound needs: no size "
-            "of this family is predicted to be certified (with this test set; a larger test set "
-            "narrows the bound)"
-        )
-    lo, hi = e["trained_range"]
-    ci = e["params_needed_ci"]
-    where = e["position"]
-    return (
-        f"the upper error bound of the validation frontier ({e['n_points']} sizes) reaches "
-        f"{gap} pp at about {fmt.count(e['params_needed'])} parameters (95 % bootstrap interval "
-        f"{fmt.count(ci[0])}–{fmt.count(ci[1])}), {where} the trained range {fmt.count(lo)}–{fmt.count(hi)}"
-        + ("; outside it, treat it as a guess" if where != "inside" else "")
+def _size(v: float, trained: list[float], beyond: str = "out of reach") -> str:
+    """A size the law reports: a count, or where it runs off the scanned range."""
+    if not math.isfinite(v):
+        return beyond
+    if v <= trained[0] / BELOW * 1.0001:
+        return f"≤ {fmt.count(trained[0] / BELOW)}"
+    return fmt.count(v)
+
+
+def capacity_law(rec: Recommendation) -> list[str]:
+    """What the capacity law says (validation only), each line labelled so; nothing of a
+    prediction that this task's certification contradicts, beyond saying so."""
+    return law_lines(rec.law, rec.law_contradicted)
+
+
+def law_lines(law: dict[str, Any] | None, c: dict[str, Any] | None = None) -> list[str]:
+    """The capacity law's facts (:func:`bench.decision.law.facts`) in words; ``c``: the
+    certified student that contradicts its prediction, if any."""
+    if law is None:
+        return []
+    unit = "params" if law["axis"] == "params" else "FLOPs"
+    head = (
+        f"Capacity law (validation, {law['n_points']} trials, {len(law['shapes'])} shape(s)): "
+        f"error = {fmt.pct(law['floor_val_error'])} % + a·N^-{law['exponent']:.2f} "
+        f"(scatter beyond the seeds {fmt.pct(law['scatter'])} pp)"
     )
+    if c is not None:
+        return [
+            head + f"; its predicted size for {pp(c['max_gap'])} pp is not stated: "
+            f"certification shipped {c['arch']} ({fmt.count(c['size'])} {unit}) at that "
+            "tolerance, below the law's 90 % interval, so the law is wrong for this run's "
+            "small students."
+        ]
+    p = law["prediction"]
+    lo, hi = p["interval"]
+    trained = p["trained_range"]
+    if not math.isfinite(p["size"]):
+        said = (
+            f"it levels off {pp(p['floor_val_error'] - p['target_val_error'] + law['max_gap'])}"
+            f" pp from the ensemble, so a validation gap within {pp(law['max_gap'])} pp is out "
+            f"of reach for this family ({fmt.pct(1 - p['reach'])} % of refits agree)"
+        )
+    else:
+        said = (
+            f"a validation gap within {pp(law['max_gap'])} pp is predicted from "
+            f"{_size(p['size'], trained)} {unit} ({p['shape']}; 90 % interval "
+            f"{_size(lo, trained)}–{_size(hi, trained)}"
+            + (
+                f", beyond the trained {fmt.count(trained[0])}–{fmt.count(trained[1])}"
+                if p["extrapolated"]
+                else ""
+            )
+            + ")"
+        )
+    lines = [
+        head + "; " + said + ". A prediction, not a certificate: a decision is certification's."
+    ]
+    x = law.get("crossing")
+    if x is not None:
+        lo, hi = x["interval"]
+        side, other = ("below", "above") if x["helps_below"] else ("above", "below")
+        if math.isfinite(x["size"]):
+            lines.append(
+                f"Distillation vs scratch (validation laws): distillation helps {side} about "
+                f"{fmt.count(x['size'])} {unit} and not {other} it (90 % interval "
+                f"{_size(lo, trained)}–{_size(hi, trained, f'beyond {fmt.count(trained[1] * 4)}')}"
+                + (
+                    f"; outside the trained {fmt.count(trained[0])}–{fmt.count(trained[1])}, "
+                    "an extrapolation"
+                    if not trained[0] <= x["size"] <= trained[1]
+                    else ""
+                )
+                + ")."
+            )
+        else:
+            lines.append(
+                "Distillation vs scratch (validation laws): "
+                + ("distillation helps" if x["helps_below"] else "scratch training is as good")
+                + f" at every size from {fmt.count(trained[0] / BELOW)} to "
+                f"{fmt.count(trained[1] * 4)} {unit}."
+            )
+    return lines
+
+
+def holdout_lines(h: dict[str, Any] | None) -> list[str]:
+    """The held-out check (:meth:`bench.decision.law.Holdout.as_dict`) in words."""
+    if h is None:
+        return ["Held-out check: too few distinct sizes to fit on two-thirds and score the rest."]
+    return [
+        f"Held-out check: fitted on the sizes up to {fmt.count(h['fit_sizes_up_to'])}, the "
+        f"law's 90 % band covers {h['covered']} of the {h['held_out']} larger trials' "
+        f"validation errors (median error of the prediction {fmt.pct(h['median_abs_error'])} pp)."
+    ] + [
+        f"  trial {p['trial']}: {fmt.count(p['size'])}: measured {fmt.pct(p['measured'])} %, "
+        f"predicted {fmt.pct(p['predicted'])} % [{fmt.pct(p['band'][0])}, {fmt.pct(p['band'][1])}]"
+        for p in h["points"]
+    ]
 
 
 def text(rec: Recommendation) -> str:
@@ -383,17 +461,8 @@ def text(rec: Recommendation) -> str:
         lines.append("No certified student meets the constraints.")
         if rec.closest is not None:
             lines.append("Closest: " + describe_student(rec.closest, rec.cost_column))
-        if rec.extrapolation is not None:
-            lines.append(
-                "Extrapolation (fit err_hi = a·params^-b + c): "
-                f"{_extrapolation(rec.extrapolation)}."
-            )
     lines += [s for s in (verdict(rec), file_gain(rec), ensemble_vs_best(rec)) if s]
-    if rec.knee is not None:
-        lines.append(
-            f"Knee of the validation capacity curve: {fmt.count(rec.knee['student_params'])} "
-            f"params ({rec.knee['arch']})."
-        )
+    lines += capacity_law(rec)
     lines.append(f"Decided by: {basis(rec)}.")
     if s := suggestion(rec):
         lines.append(s)
@@ -414,9 +483,8 @@ def _public(v: Any) -> Any:
 def to_dict(rec: Recommendation) -> dict[str, Any]:
     """``recommend --json``: the facts and their sentences, strict-JSON-safe (NaN → null)."""
     data = asdict(rec)
-    if rec.extrapolation is not None:
-        data["extrapolation"]["message"] = _extrapolation(rec.extrapolation)
     data |= {
+        "capacity_law_text": capacity_law(rec),
         "gap_basis": basis(rec),
         "verdict": verdict(rec),
         "file_gain_text": file_gain(rec),

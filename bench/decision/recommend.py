@@ -23,12 +23,12 @@ is worded in :mod:`bench.decision.claims`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from bench.decision.curve import extrapolate, knee
+from bench.decision import law as capacity_law
 from bench.decision.protocol import certify_seeds
 from bench.errors import InputError
 from bench.fmt import to_float
@@ -223,8 +223,10 @@ class Recommendation:
     n_candidates: int = 0
     certification: RoundInfo | None = None
     rounds_done: tuple[float, ...] = ()  # every round's tolerance (outcome not_at_tolerance)
-    knee: dict[str, Any] | None = None
-    extrapolation: dict[str, Any] | None = None
+    # the capacity law's answers on validation (bench.decision.law.facts), and the certified
+    # student that contradicts its predicted size when one does (then it is not stated)
+    law: dict[str, Any] | None = None
+    law_contradicted: dict[str, Any] | None = None
     latency_measured: bool = True  # False: the latency limit's column is NaN everywhere
     latency_hosts: tuple[str, ...] = ()
     n_over_cost: int = 0  # certified students outside the cost limits (outcome over_cost)
@@ -275,9 +277,13 @@ def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def recommend(
-    trials: pd.DataFrame, constraints: Constraints, task: str | None = None
+    trials: pd.DataFrame,
+    constraints: Constraints,
+    task: str | None = None,
+    seeds: pd.DataFrame | None = None,
 ) -> Recommendation:
-    """Apply the rule in the module docstring to one task of a trial table."""
+    """Apply the rule in the module docstring to one task of a trial table; ``seeds`` (the
+    per-seed table) weights the capacity law's points by their seeds' error."""
     if task is None:
         tasks = list(dict.fromkeys(trials["task"]))
         if not tasks:
@@ -289,7 +295,7 @@ def recommend(
     base: dict[str, Any] = {"task": task, "constraints": constraints, "cost_column": cost}
     if done.empty:
         return Recommendation(**base, met=False, want=math.nan, outcome="no_trials")
-    base |= _teacher_facts(done) | {"knee": knee(mine)}
+    base |= _teacher_facts(done)
     ens, best = base["ensemble_acc"], base["best_member_acc"]
     cert = done[done["phase"] == "certify"].copy()
     if constraints.against == "best-member":
@@ -297,25 +303,58 @@ def recommend(
     want = constraints.requested_gap(best if constraints.against == "best-member" else ens)
     base["want"] = want
     if cert.empty:
-        return Recommendation(
-            **base, met=False, outcome="no_round", extrapolation=extrapolate(mine, want)
-        )
+        return _with_law(Recommendation(**base, met=False, outcome="no_round"), mine, seeds, want)
     rounds = cert.groupby("certify_round")["certify_max_gap"].first().sort_index().to_dict()
     usable = [r for r, g in rounds.items() if g <= want + EPS]
     if not usable:
-        return Recommendation(
+        rec = Recommendation(
             **base,
             met=False,
             outcome="not_at_tolerance",
             closest=cert.sort_values("certify_bound").iloc[0].to_dict(),
             rounds_done=tuple(sorted(set(rounds.values()))),
-            extrapolation=extrapolate(mine, want),
         )
+        return _with_law(rec, mine, seeds, want)
     use = max(usable, key=lambda r: (rounds[r], r))
     part = cert[cert["certify_round"] == use].sort_values("certify_rank")
     info = _round_info(part, int(use), float(rounds[use]))
     base |= {"n_candidates": len(part), "certification": info}
-    return _in_round(base, part, info, constraints, mine)
+    return _with_law(_in_round(base, part, info, constraints), mine, seeds, info.max_gap, part)
+
+
+def _with_law(
+    rec: Recommendation,
+    mine: pd.DataFrame,
+    seeds: pd.DataFrame | None,
+    max_gap: float,
+    part: pd.DataFrame | None = None,
+) -> Recommendation:
+    """``rec`` with the capacity law's answers for ``max_gap`` (on validation). A predicted
+    size that the round's certification contradicts — a student certified at that tolerance
+    below the prediction's interval, or certified where the law says the tolerance is out of
+    reach — is recorded as contradicted, and only that is said of it. The law is of the gap to
+    the ensemble (the rows hold no validation accuracy of the best member): against the best
+    member it is not stated."""
+    if not math.isfinite(max_gap) or rec.constraints.against != "ensemble":
+        return rec
+    mine_seeds = seeds[seeds["task"] == rec.task] if seeds is not None else None
+    facts = capacity_law.facts(mine, mine_seeds, max_gap)
+    if facts is None:
+        return replace(rec, law=None)
+    contradicted = None
+    if part is not None and rec.certification is not None:
+        pred = facts["prediction"]
+        sure = part[_flag(part, "certified")]
+        if len(sure):
+            smallest = sure.sort_values("student_params").iloc[0]
+            size = float(smallest["student_params"])
+            if not math.isfinite(pred["size"]) or size < pred["interval"][0]:
+                contradicted = {
+                    "arch": smallest["arch"],
+                    "size": size,
+                    "max_gap": rec.certification.max_gap,
+                }
+    return replace(rec, law=facts, law_contradicted=contradicted)
 
 
 def _teacher_facts(done: pd.DataFrame) -> dict[str, Any]:
@@ -331,11 +370,7 @@ def _teacher_facts(done: pd.DataFrame) -> dict[str, Any]:
 
 
 def _in_round(
-    base: dict[str, Any],
-    part: pd.DataFrame,
-    info: RoundInfo,
-    constraints: Constraints,
-    mine: pd.DataFrame,
+    base: dict[str, Any], part: pd.DataFrame, info: RoundInfo, constraints: Constraints
 ) -> Recommendation:
     """The decision within the round used: the cheapest certified student within the cost
     limits, with the distillation verdict and its own gain; else why not."""
@@ -374,7 +409,6 @@ def _in_round(
         met=False,
         outcome="none_certified",
         closest=first,
-        extrapolation=extrapolate(mine, info.max_gap),
         shortfall=_shortfall(first, info.max_gap, info.alpha),
     )
 

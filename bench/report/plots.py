@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench import fmt
-from bench.decision.curve import knee
-from bench.decision.recommend import candidates
+from bench.decision import law as capacity_law
+from bench.decision.recommend import Recommendation, candidates
 from bench.stats import pareto_mask
 
 __all__ = [
@@ -280,7 +280,6 @@ def draw_capacity(
     *,
     ensemble_acc: float,
     best_member_acc: float,
-    knee_params: float | None = None,
     recommended: tuple[float, float] | None = None,
 ) -> Axes:
     specialists = bool((data["kind"] == "generalist-taught").any())
@@ -321,10 +320,6 @@ def draw_capacity(
         lw=1.2,
         label=f"best single teacher {fmt.pct(best_member_acc)} %",
     )
-    if knee_params is not None:
-        ax.axvline(
-            knee_params, color=PICK, ls=":", lw=1, label=f"knee ({fmt.count(knee_params)} params)"
-        )
     if recommended is not None:
         ax.scatter(
             [recommended[0]],
@@ -517,6 +512,93 @@ def new_axes(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def knee_params(trials: pd.DataFrame) -> float | None:
-    k = knee(candidates(trials))
-    return float(k["student_params"]) if k is not None else None
+def law_data(trials: pd.DataFrame, seeds: pd.DataFrame | None, rec: Recommendation) -> pd.DataFrame:
+    """The capacity law's points (one per completed search trial: ``x``, ``y`` = validation
+    error, ``se``, ``held_out``) with the fitted laws in ``attrs`` (``kd``, ``scratch``, the
+    held-out check ``holdout``, the decision's ``law`` facts). Empty when the law cannot be
+    fitted."""
+    kd = capacity_law.fit_task(trials, seeds, "distilled")
+    if kd is None:
+        return pd.DataFrame(columns=["x", "y", "se", "held_out"])
+    pts = kd.points
+    hold = capacity_law.holdout(pts, n_boot=200)
+    cut = hold.cut if hold is not None else math.inf
+    out = pd.DataFrame({"x": pts.x, "y": pts.y, "se": pts.se, "held_out": pts.x > cut})
+    out.attrs = {
+        "kd": kd,
+        "scratch": capacity_law.fit_task(trials, seeds, "scratch"),
+        "holdout": hold,
+        "law": rec.law if rec.law_contradicted is None else None,
+    }
+    return out
+
+
+def draw_law(data: pd.DataFrame, ax: Axes) -> Axes:
+    """Draw :func:`law_data` (the caption in the report states the encoding)."""
+    kd, scratch, hold, facts = (data.attrs[k] for k in ("kd", "scratch", "holdout", "law"))
+    fit = data[~data["held_out"]]
+    ax.errorbar(
+        fit["x"],
+        fit["y"] * 100,
+        yerr=fit["se"] * 100,
+        fmt="o",
+        ms=3,
+        color=DISTILLED,
+        alpha=0.8,
+        label="search trials (fit)",
+    )
+    if hold is not None:
+        ax.errorbar(
+            hold.x,
+            hold.measured * 100,
+            yerr=[
+                (hold.measured - hold.low).clip(0) * 100,
+                (hold.high - hold.measured).clip(0) * 100,
+            ],
+            fmt="o",
+            ms=4,
+            color=SCRATCH,
+            label=f"held out: {hold.covered} of {hold.n} in the 90 % band",
+        )
+    grid = np.geomspace(kd.points.x.min() / 2, kd.points.x.max() * 2, 200)
+    env, shapes = kd.envelope(grid)
+    ax.plot(grid, env * 100, color=DISTILLED, lw=1.5, label=f"law, err = c + a·N^-{kd.alpha:.2f}")
+    lows, highs = [], []
+    for x, g in zip(grid, shapes, strict=True):
+        lo, hi = kd.band(x, g, new_point=False)
+        lows.append(lo[0])
+        highs.append(hi[0])
+    ax.fill_between(grid, np.array(lows) * 100, np.array(highs) * 100, color=DISTILLED, alpha=0.15)
+    if scratch is not None:
+        ax.plot(
+            grid,
+            scratch.envelope(grid)[0] * 100,
+            "--",
+            color=MEMBER,
+            lw=1.2,
+            label="scratch twins' law",
+        )
+    if facts is not None:
+        p = facts["prediction"]
+        ax.axhline(
+            p["target_val_error"] * 100,
+            color=ENSEMBLE,
+            lw=1,
+            label=f"tolerance on validation ({fmt.pct(facts['max_gap'])} pp)",
+        )
+        if math.isfinite(p["size"]):
+            ax.axvline(p["size"], color=PICK, lw=1, label=f"predicted size {fmt.count(p['size'])}")
+        x = facts.get("crossing")
+        if x is not None and math.isfinite(x["size"]):
+            ax.axvline(
+                x["size"], color=PICK, ls=":", lw=1, label=f"laws cross ({fmt.count(x['size'])})"
+            )
+    top = float(np.max(data["y"] + data["se"]))
+    if hold is not None:
+        top = max(top, float(np.max(hold.high)))
+    ax.set_ylim(0, top * 100 * 1.3)  # the points; the law's curve runs on above them
+    log_axis(ax)
+    ax.set_xlabel(f"student {kd.points.axis} (log scale)")
+    ax.set_ylabel("validation error (%)")
+    ax.legend(fontsize=7)
+    return ax

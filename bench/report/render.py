@@ -85,7 +85,9 @@ def suite_toml(suite: dict[str, Any]) -> str:
     search = data.pop("search", {})
     data["search"] = {
         k: (
-            v["low"]
+            v
+            if not isinstance(v, dict)  # strategy
+            else v["low"]
             if v["low"] == v["high"]
             else {"low": v["low"], "high": v["high"], "log": v["log"]}
         )
@@ -129,7 +131,7 @@ def build_report(
     title = f"kdbench report — {manifest['run_id']}"
     doc.heading(1, title)
     tasks = list(dict.fromkeys(trials["task"])) if len(trials) else []
-    recs = {t: recommend(trials, cons, t) for t in tasks}
+    recs = {t: recommend(trials, cons, t, run.seeds) for t in tasks}
     doc.heading(2, f"Decision ({claims.describe(cons)})")
     for task, rec in recs.items():
         entry = task_entry(manifest, task)
@@ -167,7 +169,9 @@ def build_report(
     )
 
     for task in tasks:
-        _task_section(doc, trials, manifest, task, recs[task], cons, multi=len(tasks) > 1)
+        _task_section(
+            doc, trials, run.seeds, manifest, task, recs[task], cons, multi=len(tasks) > 1
+        )
 
     _provenance(doc, manifest)
     doc.write(title)
@@ -228,6 +232,7 @@ def _teacher_origin(teacher: TeacherSummary) -> str:
 def _task_section(
     doc: Document,
     trials: pd.DataFrame,
+    seeds: pd.DataFrame,
     manifest: dict[str, Any],
     task: str,
     rec: Recommendation,
@@ -240,7 +245,7 @@ def _task_section(
     doc.heading(3, "Recommendation in full")
     doc.pre(claims.text(rec))
     sub = trials[trials["task"] == task]
-    _decision_plots(doc, sub, manifest, task, rec, cons, f"{task}_" if multi else "")
+    _decision_plots(doc, sub, seeds, manifest, task, rec, cons, f"{task}_" if multi else "")
     spec = entry.teacher.specialists
     if spec:
         specialists_section(doc, sub, entry, spec)
@@ -282,6 +287,7 @@ def _task_intro(doc: Document, entry: TaskEntry) -> None:
 def _decision_plots(
     doc: Document,
     sub: pd.DataFrame,
+    seeds: pd.DataFrame,
     manifest: dict[str, Any],
     task: str,
     rec: Recommendation,
@@ -349,7 +355,6 @@ def _decision_plots(
             ax,
             ensemble_acc=teacher.ensemble_acc,
             best_member_acc=teacher.best_member_acc,
-            knee_params=plots.knee_params(sub),
             recommended=(rec.chosen["student_params"], rec.chosen["student_acc"])
             if rec.chosen
             else None,
@@ -358,6 +363,19 @@ def _decision_plots(
         "capacity curve (distilled at best-val temperature vs scratch)",
         "Test accuracy against student parameters: distilled (blue) and scratch "
         "(orange) of the same architectures and seeds, bands = 95 % intervals, green = ensemble.",
+    )
+    figure(
+        plots.law_data(sub, seeds[seeds["task"] == task] if len(seeds) else None, rec),
+        plots.draw_law,
+        "capacity_law",
+        "capacity law on validation (a prediction, not the decision)",
+        "Validation error against student size, one dot per completed search trial (bars: "
+        "the seeds' standard error). Blue line and band: the law fitted on every point (its "
+        "best shape at each size) and the 90 % interval of that curve. Orange: the held-out "
+        "check: the larger third of the sizes and, as bars, the 90 % prediction band of the "
+        "law fitted on the smaller two-thirds alone. Grey dashed: the scratch twins' law. "
+        "Black: the tolerance on validation and the predicted smallest size; dotted: where "
+        "the distilled and scratch laws cross.",
     )
     figure(
         plots.temperature_map_data(sub),

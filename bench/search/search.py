@@ -21,11 +21,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.durable.faults import fault_point
 from bench.search.context import TaskWorker
 from bench.search.halving import halving_callback, pruning_callback
+from bench.search.predict import plan_batch
 from bench.search.recovery import claim, group_plan, recover
 from bench.search.space import Distribution, distributions, pinned, trial_arch, trial_recipe
 from bench.search.trials import train_trials
@@ -60,8 +62,8 @@ def run_search(w: TaskWorker) -> None:
                     running = [t for t in trials if t.state == TrialState.RUNNING]
                     if counted >= ctx.n_trials and not running:
                         break
-                    if not running:  # the batch is done: ask the next one
-                        _ask_batch(w, study, dists, ctx.n_trials - counted)
+                    if not running and not _ask_batch(w, study, dists, ctx.n_trials - counted):
+                        break  # the strategy has nothing more to train
                     claimed = claim(w, study, dists)
                     for t in claimed:
                         hb.add(study, t.number)
@@ -83,18 +85,29 @@ def _live(w: TaskWorker, study: optuna.Study, t: FrozenTrial) -> optuna.Trial:
 
 def _ask_batch(
     w: TaskWorker, study: optuna.Study, dists: dict[str, Distribution], free: int
-) -> None:
+) -> bool:
     """Ask the next batch: up to ``[budget] batch`` groups of ``group_size`` trials (fewer
     where the budget ends), each group's plan stored on its leader with the batch's first
-    trial number (what halving and the duplicate check compare against)."""
+    trial number (what halving and the duplicate check compare against). With ``strategy =
+    "predict"`` the groups' architectures are :func:`bench.search.predict.plan_batch`'s.
+    False when nothing was asked."""
     budget = w.ctx.suite.budget
-    start = len(study.get_trials(deepcopy=False))
-    for _ in range(budget.batch):
+    trials = study.get_trials(deepcopy=False)
+    start = len(trials)
+    pins: list[dict[str, Any] | None] = [None] * budget.batch
+    if w.ctx.suite.search.strategy == "predict":
+        batches = [int(p["batch"]) for t in trials if (p := group_plan(study, t)) and "batch" in p]
+        rows = pd.DataFrame(w.ledger.final_rows(study))
+        pins = list(plan_batch(w.ctx, rows, max(batches) if batches else None))
+    asked = False
+    for pin in pins:
         size = min(budget.group_size, free)
         if size <= 0:
-            return
-        _ask_group(w, study, dists, size, start)
+            break
+        _ask_group(w, study, dists, size, start, pin)
         free -= size
+        asked = True
+    return asked
 
 
 def _ask_group(
@@ -103,15 +116,16 @@ def _ask_group(
     dists: dict[str, Distribution],
     size: int,
     batch: int,
+    pin: dict[str, Any] | None = None,
 ) -> None:
-    """One trial asked freely, then ``size - 1`` with its architecture pinned (no enqueue:
-    another worker could take an enqueued trial, and then the model trained would not be
-    the one recorded). Nobody has claimed them yet."""
+    """One trial asked freely (its architecture ``pin``ned when given), then ``size - 1``
+    with its architecture pinned (no enqueue: another worker could take an enqueued trial,
+    and then the model trained would not be the one recorded). Nobody has claimed them yet."""
     suite = w.ctx.suite
     family = suite.student.family
     seeds = range(suite.budget.seeds)
     scratch = w.scratch_store()
-    leader = w.ask(study, dists)
+    leader = w.ask(study, pinned(dists, pin) if pin is not None else dists)
     arch = trial_arch(leader, suite.search, family)
     recipe = trial_recipe(leader, suite.search)
 
@@ -195,11 +209,12 @@ def _run_asked(
         out: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         scratch: dict[str, dict[str, float]] = {}
         if fresh:
+            sampled = suite.search.strategy == "sample"  # the law needs full-length trials
             on_epoch = (
                 pruning_callback(fresh[0])
-                if suite.budget.prune and isinstance(fresh[0], optuna.Trial)
+                if sampled and suite.budget.prune and isinstance(fresh[0], optuna.Trial)
                 else halving_callback(w, study, fresh[0])
-                if suite.budget.fidelity == "halving"
+                if sampled and suite.budget.fidelity == "halving"
                 else None
             )
             result = train_trials(w, fresh, seeds, "search", plan.get("scratch_seeds"), on_epoch)

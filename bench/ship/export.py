@@ -56,7 +56,7 @@ __all__ = ["export_student"]
 def _pick(run: Run, task: str, trial: int | None, constraints: Constraints) -> dict[str, Any]:
     trials = run.trials[run.trials["task"] == task]
     if trial is None:
-        rec = recommend(run.trials, constraints, task)
+        rec = recommend(run.trials, constraints, task, run.seeds)
         if rec.chosen is None:
             raise InputError(
                 f"The run {run.run_dir} must have a student meeting {claims.describe(constraints)} to "

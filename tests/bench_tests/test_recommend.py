@@ -8,7 +8,6 @@ import math
 import numpy as np
 
 from bench.decision import claims
-from bench.decision.curve import capacity_fit, knee
 from bench.decision.recommend import Constraints, candidates, recommend
 from tests.bench_tests.conftest import make_table
 
@@ -249,44 +248,6 @@ def test_the_verdict_never_contradicts_its_own_certification_table() -> None:
     assert kinds == {"needed", "not_needed", "inconclusive"}
 
 
-def test_nothing_certified_extrapolates_from_the_validation_frontier() -> None:
-    params = np.array([100, 300, 1000, 3000, 10000], float)
-    bound = 2.0 * params**-0.5 + 0.01  # the upper error bound, a power law
-    rows = [
-        {
-            "trial": i,
-            "student_params": int(p),
-            "student_flops": int(2 * p),
-            "student_acc": 1 - e,
-            "width": 4 + i,  # one architecture per size
-            "student_val_acc": 0.5 + i / 10,  # each size better on validation: the frontier
-            "ensemble_acc": 0.985,
-            "acc_gap_ci_high": e - 0.015,
-        }
-        for i, (p, e) in enumerate(zip(params, bound, strict=True))
-    ]
-    rows.append(_cert(9, 10000, 0.90, ensemble_acc=0.985, certify_max_gap=0.0))
-    rec = recommend(make_table(*rows), Constraints(max_gap=0.0))
-    assert not rec.met
-    e = rec.extrapolation
-    assert e is not None and e["position"] == "above" and e["params_needed"] > 10000
-    expected = (2.0 / (0.015 - 0.01)) ** 2  # error 1.5 % → params = (a / (err − c))^(1/b)
-    assert math.isclose(e["params_needed"], expected, rel_tol=0.2)
-    lo, hi = e["params_needed_ci"]
-    assert lo <= e["params_needed"] <= hi
-    assert "above the trained range" in claims.text(rec) and "treat it as a guess" in claims.text(
-        rec
-    )
-
-
-def test_capacity_fit_recovers_a_power_law() -> None:
-    params = np.array([100, 300, 1000, 3000, 10000], float)
-    fit = capacity_fit(params, 2.0 * params**-0.5 + 0.01)
-    assert fit is not None
-    _, b, c = fit
-    assert abs(b - 0.5) < 0.05 and abs(c - 0.01) < 0.005
-
-
 def test_a_certification_row_replaces_its_search_row_in_the_tables() -> None:
     table = make_table(
         {"trial": 0, "phase": "search", "student_flops": 100},
@@ -340,16 +301,6 @@ def test_json_is_strict_and_has_no_private_keys() -> None:
     assert data["met"] is True and data["chosen"]["latency_gpu_b1_p50_ms"] is None
     assert not any(k.startswith("_") for k in data["chosen"])
     assert data["certification"]["seed_list"] == [2_000_000_000 + i for i in range(5)]
-
-
-def test_knee_is_taken_on_the_validation_frontier() -> None:
-    table = make_table(
-        *[
-            {"trial": i, "width": 4 + i, "student_params": p, "student_val_acc": a}
-            for i, (p, a) in enumerate([(100, 0.80), (1000, 0.95), (10000, 0.96), (100000, 0.965)])
-        ]
-    )
-    assert knee(table)["student_params"] == 1000
 
 
 def test_pruning_callback_reports_and_raises() -> None:

@@ -106,11 +106,11 @@ def test_fixed_values_and_defaults() -> None:
         ({"colour": "red"}, "Unknown key 'colour' in the top level."),
         (
             {"search": {"heads": {"low": 1, "high": 4}}},
-            "Unknown key 'heads' in [search]. Valid keys for family 'mlp': width, depth, size, lr, weight_decay, momentum, label_smoothing, temperature, alpha.",
+            "Unknown key 'heads' in [search]. Valid keys for family 'mlp': width, depth, size, lr, weight_decay, momentum, label_smoothing, temperature, alpha, strategy.",
         ),
         (
             {"student": {"family": "cnn"}, "search": {"width": 8}},
-            "Unknown key 'width' in [search]. Valid keys for family 'cnn': channels, blocks, size, lr, weight_decay, momentum, label_smoothing, temperature, alpha.",
+            "Unknown key 'width' in [search]. Valid keys for family 'cnn': channels, blocks, size, lr, weight_decay, momentum, label_smoothing, temperature, alpha, strategy.",
         ),
         (
             {"student": {"family": "cnn"}, "search": {"channels": {"low": 0, "high": 8}}},
