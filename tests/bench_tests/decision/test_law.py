@@ -265,3 +265,36 @@ def test_kdbench_predict_prints_the_law_and_the_held_out_check(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "The '--max-gap' option must be in (0, 100) pp. Got -1.0 instead." in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_the_size_and_crossing_intervals_cover_the_truth() -> None:
+    """The two answers printed with a 90 % interval, by simulation from known laws: the
+    predicted size (in the trained range and 3 × beyond it) and the crossing of the distilled
+    law with a scratch law 0.9 % + 0.8·(N/200)^-1.2 cover their true values at 90 % ± 5 pp."""
+    rng = np.random.default_rng(5)
+    inside, beyond, cross = [], [], []
+    noise = math.hypot(0.0024, 0.002)
+    t = np.geomspace(100, 28000, 200_000)
+    gain = (0.009 + 0.8 * (t / 200) ** -1.2) - _truth(t, 0)
+    true_cross = t[np.flatnonzero(np.sign(gain[1:]) * np.sign(gain[:-1]) < 0)[0]]
+    for rep in range(80):
+        x = np.exp(rng.uniform(math.log(200), math.log(7000), 28))
+        g = rng.integers(0, 3, 28)
+        shapes, se = tuple(f"g{k}" for k in g), np.full(28, 0.0024)
+        kd = fit_law(
+            LawPoints(x, _truth(x, g) + rng.normal(0, noise, 28), se, shapes, np.arange(28)),
+            seed=rep,
+        )
+        ys = 0.009 + AMP[g] * 1.6 * (x / 200) ** -1.2 + rng.normal(0, noise, 28)
+        sc = fit_law(LawPoints(x, ys, se, shapes, np.arange(28)), seed=rep + 1000)
+        assert kd is not None and sc is not None
+        # the smallest size with error 1 − ensemble + 0.5 pp is the g0 shape's: 200·(0.5 / d)^(1/0.9)
+        p = predict_size(kd, ensemble_val_acc=0.965, max_gap=0.005)
+        inside.append(p.low <= 200 * (0.5 / 0.028) ** (1 / 0.9) <= p.high)  # ≈ 4,900
+        p = predict_size(kd, ensemble_val_acc=0.985, max_gap=0.005)
+        beyond.append(p.low <= 200 * (0.5 / 0.008) ** (1 / 0.9) <= p.high)  # ≈ 19,800
+        c = crossing(kd, sc)
+        cross.append(c.low <= true_cross <= c.high)
+    for name, got in (("inside", inside), ("beyond", beyond), ("crossing", cross)):
+        assert abs(np.mean(got) - 0.9) <= 0.05, (name, np.mean(got))
