@@ -241,12 +241,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     trials = run.trials
-    tasks = [args.task] if args.task else list(dict.fromkeys(trials["task"]))
-    unknown = [t for t in tasks if t not in set(trials["task"])]
-    if unknown:
-        raise InputError(
-            f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(trials['task']))}). Got {unknown[0]!r} instead."
-        )
+    tasks = _tasks(trials, args.task)
     cons = _constraints(args)
     recs = [recommend(trials, cons, t, run.seeds) for t in tasks]
     if args.json:
@@ -254,6 +249,17 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(claims.text(r) for r in recs))
     return 0 if all(r.met for r in recs) else 1
+
+
+def _tasks(trials: Any, task: str | None) -> list[str]:
+    """The tasks a command reads: ``--task`` (checked against the run's), else every one."""
+    names = list(dict.fromkeys(trials["task"]))
+    if task is not None and task not in names:
+        raise InputError(
+            f"The '--task' option must name a task of this run ({', '.join(names)}). "
+            f"Got {task!r} instead."
+        )
+    return [task] if task is not None else names
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -274,12 +280,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"The '--boot' option must be an int in [20, 100000]. Got {args.boot!r} instead."
         )
     run = load_run(args.run_dir)
-    tasks = [args.task] if args.task else list(dict.fromkeys(run.trials["task"]))
-    unknown = [t for t in tasks if t not in set(run.trials["task"])]
-    if unknown:
-        raise InputError(
-            f"The '--task' option must name a task of this run ({', '.join(dict.fromkeys(run.trials['task']))}). Got {unknown[0]!r} instead."
-        )
+    tasks = _tasks(run.trials, args.task)
     out: list[dict[str, Any]] = []
     for task in tasks:
         rows = run.trials[run.trials["task"] == task]

@@ -265,6 +265,14 @@ def test_kdbench_predict_prints_the_law_and_the_held_out_check(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "The '--max-gap' option must be in (0, 100) pp. Got -1.0 instead." in err
     assert err.count("\n") == 1
+    for command in ("predict", "recommend"):
+        args = [command, str(run), "--task", "other"] + (
+            ["--max-gap", "1"] * (command == "recommend")
+        )
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "The '--task' option must name a task of this run (t). Got 'other' instead." in err
+        assert err.count("\n") == 1
 
 
 @pytest.mark.slow
