@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kdbench needs Python >= 3.11, found " + sys.version.split()[0])'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt setuptools
-	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation -e '.[dev,postgres,onnx,models]'
+	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation -e '.[dev,postgres,onnx,models,data]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,7 +41,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 $(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
-	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation -e '.[dev,postgres,onnx,models,docs]'
+	$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation -e '.[dev,postgres,onnx,models,data,docs]'
 	touch $(DOCS_STAMP)
 
 # the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or page fails

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch
 from bench.durable.rundir import atomic_write_bytes
 from bench.errors import InputError
 
-__all__ = ["SPECIAL_TOKENS", "Tokenized", "tokenize"]
+__all__ = ["SPECIAL_TOKENS", "Tokenized", "tokenize", "train_wordpiece"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # [PAD] is id 0
 
@@ -42,7 +43,9 @@ class Tokenized:
     source: str  # "trained WordPiece (vocab V)" or the folder
 
 
-def _train_wordpiece(texts: list[str], vocab_size: int) -> Any:
+def train_wordpiece(texts: Iterable[str], vocab_size: int) -> Any:
+    """A WordPiece tokenizer (BERT's normaliser and pre-tokeniser, ``[CLS] … [SEP]``) trained
+    on ``texts`` (any iterable: a stream is read once)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -141,7 +144,7 @@ def tokenize(
             f"the tokenizer folder {tokenizer}",
         )
     else:
-        wordpiece = _train_wordpiece([as_list[i] for i in train_rows], vocab_size)
+        wordpiece = train_wordpiece([as_list[i] for i in train_rows], vocab_size)
         ids = _encode_fast(wordpiece, as_list, max_length)
         size = int(wordpiece.get_vocab_size())
         # The corpus may hold fewer distinct pieces than the vocabulary asked for.

@@ -160,9 +160,9 @@ def hf_vit_folders(folder: Path, members: int = 2) -> list[Path]:
 
 
 def wordpiece(corpus: list[str], vocab: int = 200):
-    from bench.tasks.text import _train_wordpiece
+    from bench.tasks.text import train_wordpiece
 
-    return _train_wordpiece(corpus, vocab)
+    return train_wordpiece(corpus, vocab)
 
 
 def hf_bert_folders(folder: Path, members: int = 2, length: int = 24) -> list[Path]:
