@@ -292,11 +292,14 @@ class _Run:
         t1 = time.perf_counter()
         log.info("[%s] teacher ready and measured in %.1f s", task.name, t1 - t0)
         if self.opts.workers > 1:
-            from bench.run.workers import run_workers
+            from bench.run.workers import run_workers, worker_gpus
 
             ready = self.prestarted.take() if self.prestarted is not None else []
             self.prestarted = None
-            run_workers(run, self.opts.workers, threads, self.opts.cache, self.progress, ready)
+            gpus = worker_gpus(self.suite.measure.device)
+            run_workers(
+                run, self.opts.workers, threads, self.opts.cache, self.progress, ready, gpus
+            )
         else:
             run_search(run)
             run_certify(run)
@@ -335,9 +338,10 @@ class _Run:
     def prestart(self) -> None:
         """Start the local workers now (once per task; see bench.run.workers.Prestarted)."""
         if self.opts.workers > 1 and self.prestarted is None:
-            from bench.run.workers import Prestarted
+            from bench.run.workers import Prestarted, worker_gpus
 
-            self.prestarted = Prestarted(self.opts.workers)
+            gpus = worker_gpus(self.suite.measure.device)
+            self.prestarted = Prestarted(self.opts.workers, gpus)
 
     def release_workers(self) -> None:
         if self.prestarted is not None:

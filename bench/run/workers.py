@@ -8,6 +8,13 @@ lines on stdout. It loads the task and the teacher from the cache this process f
 never trains the teacher), joins the study and runs the search and certification loops of
 :mod:`bench.search`. The job is a typed :class:`WorkerJob` sent as JSON.
 
+On a host with GPUs each worker is pinned to one (:func:`worker_gpus`, :func:`pinned_env`):
+worker ``i`` sees only GPU ``gpus[i % len(gpus)]`` through ``CUDA_VISIBLE_DEVICES``, so N
+workers on N GPUs train one per card (more workers than GPUs share them round-robin). The
+GPUs are the ids the supervisor's own ``CUDA_VISIBLE_DEVICES`` lists when it is set (a
+scheduler's allocation: SLURM, Kubernetes), else every GPU torch sees. A suite that names
+one card (``[measure] device = "cuda:1"``) is not pinned: its workers all use that card.
+
 A journal file has no heartbeats, so this process watches its workers instead: when one dies
 (any exit code but 0), its RUNNING trials are failed and re-queued with the same parameters
 (the same callback the RDB heartbeat uses), and a replacement worker is started (at most N
@@ -42,10 +49,32 @@ from bench.errors import InputError, is_write_error
 from bench.search import IdentityMismatch, Progress, TaskWorker
 from bench.study import Key
 
-__all__ = ["Prestarted", "WorkerJob", "run_workers"]
+__all__ = ["GPU_ENV", "Prestarted", "WorkerJob", "pinned_env", "run_workers", "worker_gpus"]
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
+GPU_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+def worker_gpus(device: str, environ: dict[str, str] | None = None) -> list[str]:
+    """The GPUs local workers are pinned to, for a suite's ``[measure] device``: none for
+    ``cpu`` or one named card (``cuda:N``); for ``auto`` or ``cuda`` the ids listed in
+    ``CUDA_VISIBLE_DEVICES`` when it is set (a scheduler's allocation), else every GPU torch
+    counts (without creating a CUDA context)."""
+    if device not in ("auto", "cuda"):
+        return []
+    env = os.environ if environ is None else environ
+    visible = env.get(GPU_ENV)
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def pinned_env(index: int, gpus: list[str]) -> dict[str, str]:
+    """Worker ``index``'s ``CUDA_VISIBLE_DEVICES`` (round-robin over ``gpus``); {} without."""
+    return {GPU_ENV: gpus[index % len(gpus)]} if gpus else {}
 
 
 @dataclass(frozen=True)
@@ -88,9 +117,11 @@ def _retry_dead(run: TaskWorker, worker: str) -> int:
     return count
 
 
-def _spawn(index: int) -> subprocess.Popen:
-    """A worker process: it imports, says ``imported``, then reads its job from stdin."""
+def _spawn(index: int, gpus: list[str]) -> subprocess.Popen:
+    """A worker process (pinned to its GPU, if any): it imports, says ``imported``, then
+    reads its job from stdin."""
     env = {**os.environ, INDEX_ENV: str(index), "PYTHONPATH": _pythonpath()}
+    env |= pinned_env(index, gpus)
     return subprocess.Popen(
         [sys.executable, "-m", "bench.run.workers"],
         stdin=subprocess.PIPE,
@@ -109,8 +140,9 @@ class Prestarted:
     its two training threads cost more than they saved: 67.7 s vs about 57 s end to end.)
     :func:`run_workers` hands them their job; :meth:`release` stops unused ones."""
 
-    def __init__(self, n: int) -> None:
-        self.procs = [_spawn(i) for i in range(n)]
+    def __init__(self, n: int, gpus: list[str] | None = None) -> None:
+        self.gpus = list(gpus or [])
+        self.procs = [_spawn(i, self.gpus) for i in range(n)]
 
     def take(self) -> list[subprocess.Popen]:
         procs, self.procs = self.procs, []
@@ -138,9 +170,11 @@ def run_workers(
     cache: Path,
     on_progress: Callable[[Progress], None],
     ready: list[subprocess.Popen] | None = None,
+    gpus: list[str] | None = None,
 ) -> None:
     """Run this task's search and certification in ``n`` worker processes (``ready``: ones
-    :class:`Prestarted` started, used first unless they died)."""
+    :class:`Prestarted` started, used first unless they died; ``gpus``: what new workers
+    are pinned to, as :func:`worker_gpus` gives)."""
     ctx = run.ctx
     per = max(1, threads // n)
     if n > threads:
@@ -150,7 +184,7 @@ def run_workers(
     # scikit-learn (about 1.8 s of each worker's start-up on the 2-core machine).
     ctx.task.save(scratch_dir / "task.pt")
     job = WorkerJob(ctx.portable(), str(scratch_dir / "task.pt"), str(cache), per).to_json()
-    boss = _Supervisor(run, job, n, list(ready or []), on_progress)
+    boss = _Supervisor(run, job, n, list(ready or []), on_progress, list(gpus or []))
     try:
         for _ in range(n):
             boss.start()
@@ -181,8 +215,10 @@ class _Supervisor:
         n: int,
         ready: list[subprocess.Popen],
         on_progress: Callable[[Progress], None],
+        gpus: list[str],
     ) -> None:
         self.run, self.job, self.n, self.ready, self.on_progress = run, job, n, ready, on_progress
+        self.gpus = gpus
         self.selector = selectors.DefaultSelector()
         self.procs: dict[int, subprocess.Popen] = {}
         self.started = 0
@@ -192,9 +228,9 @@ class _Supervisor:
 
     def start(self) -> None:
         """One more worker: a prestarted one (unless it died while importing), else new."""
-        p = self.ready.pop(0) if self.ready else _spawn(self.started)
+        p = self.ready.pop(0) if self.ready else _spawn(self.started, self.gpus)
         if p.poll() is not None:
-            p = _spawn(self.started)
+            p = _spawn(self.started, self.gpus)
         assert p.stdin is not None and p.stdout is not None
         p.stdin.write(self.job)
         p.stdin.close()
@@ -208,10 +244,11 @@ class _Supervisor:
         kind = msg["kind"]
         if kind == "ready":
             log.info(
-                "worker %s ready after %.1f s, %s thread(s)",
+                "worker %s ready after %.1f s, %s thread(s), GPU %s",
                 msg["index"],
                 msg["seconds"],
                 msg["threads"],
+                msg.get("gpu") or "none",
             )
         elif kind == "progress":
             self.on_progress(Progress(**msg["progress"]))
@@ -296,7 +333,7 @@ def _child_main() -> int:
         from bench.tasks import task_from_file
         from bench.teachers import load_teacher, prepare_teacher
 
-        send({"kind": "imported"})
+        send({"kind": "imported", "gpu": os.environ.get(GPU_ENV)})
         text = sys.stdin.read()
         if not text:  # released unused
             return 0
@@ -320,7 +357,11 @@ def _child_main() -> int:
             mode="shared" if ctx.spec.shared else "cooperative",
             on_commit=lambda p: send({"kind": "progress", "progress": asdict(p)}),
         )
-        ready = {"index": os.environ.get(INDEX_ENV), "threads": torch.get_num_threads()}
+        ready = {
+            "index": os.environ.get(INDEX_ENV),
+            "threads": torch.get_num_threads(),
+            "gpu": os.environ.get(GPU_ENV),
+        }
         send({"kind": "ready", "seconds": time.perf_counter() - began, **ready})
         run_search(run)
         run_certify(run)

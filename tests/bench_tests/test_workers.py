@@ -281,3 +281,37 @@ def test_a_dead_local_worker_is_replaced_and_its_trial_retried(
         (retry,) = search[search["trial"] == int(row["fail_reason"].rsplit(" ", 1)[1])].index
         assert search.loc[retry, "temperature"] == row["temperature"]
     assert sorted(search["trial"]) == list(range(len(search)))
+
+
+def test_local_workers_are_pinned_one_per_gpu_round_robin() -> None:
+    from bench.run.workers import Prestarted
+
+    workers = Prestarted(3, gpus=["3", "5"])
+    try:
+        seen = [json.loads(p.stdout.readline()) for p in workers.procs]  # type: ignore[union-attr]
+    finally:
+        workers.release()
+    assert [m["kind"] for m in seen] == ["imported"] * 3
+    assert [m["gpu"] for m in seen] == ["3", "5", "3"]
+    unpinned = Prestarted(1, gpus=[])
+    try:
+        (msg,) = [json.loads(p.stdout.readline()) for p in unpinned.procs]  # type: ignore[union-attr]
+    finally:
+        unpinned.release()
+    assert msg["gpu"] == os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_the_gpus_to_pin_come_from_the_scheduler_or_the_devices() -> None:
+    from bench.run.workers import pinned_env, worker_gpus
+
+    allocated = {"CUDA_VISIBLE_DEVICES": "2, 7"}
+    assert worker_gpus("auto", allocated) == ["2", "7"]
+    assert worker_gpus("cuda", allocated) == ["2", "7"]
+    assert worker_gpus("cpu", allocated) == []
+    assert worker_gpus("cuda:1", allocated) == []  # one named card: every worker uses it
+    assert worker_gpus("auto", {"CUDA_VISIBLE_DEVICES": ""}) == []
+    import torch
+
+    assert worker_gpus("auto", {}) == [str(i) for i in range(torch.cuda.device_count())]
+    assert pinned_env(3, ["2", "7"]) == {"CUDA_VISIBLE_DEVICES": "7"}
+    assert pinned_env(0, []) == {}
