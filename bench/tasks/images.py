@@ -258,15 +258,31 @@ class Scan:
     std: tuple[float, ...]
     skipped: dict[str, str] = field(default_factory=dict)
 
-    def dataset(self, split: str, *, normalise: bool = True) -> ImageFiles:
-        """The split as a dataset, normalised with the training split's statistics."""
+    def dataset(
+        self,
+        split: str,
+        *,
+        normalise: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> ImageFiles:
+        """The split as a dataset, normalised with the training split's statistics, or with
+        ``mean``/``std`` when given (a teacher's own: timm's ``pretrained_cfg``, an HF image
+        processor's), or not at all (``normalise=False``)."""
         c, h, w = self.shape
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != c):
+            raise InputError(
+                f"mean and std must be given together, one value per channel ({c}). "
+                f"Got mean={mean!r}, std={std!r}."
+            )
+        if mean is None:
+            mean, std = self.mean, self.std
         return ImageFiles(
             self.entries.subset(self.splits[split]),
             channels=c,
             size=(h, w),
-            mean=self.mean if normalise else None,
-            std=self.std if normalise else None,
+            mean=mean if normalise else None,
+            std=std if normalise else None,
         )
 
 

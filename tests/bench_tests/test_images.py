@@ -98,6 +98,13 @@ def test_the_check_pass_normalises_with_the_training_split_only(tmp_path: Path) 
     assert np.allclose(sc.std, raw.std((0, 2, 3), unbiased=False).numpy(), atol=1e-6)
     norm = torch.stack([x for x, _ in sc.dataset("train")])
     assert norm.mean().abs() < 1e-5 and abs(float(norm.std()) - 1) < 1e-2
+    imagenet = sc.dataset("train", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    x0 = (raw[0] - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    )[:, None, None]
+    assert torch.allclose(imagenet[0][0], x0, atol=1e-6)
+    with pytest.raises(InputError, match=r"one value per channel \(3\)"):
+        sc.dataset("train", mean=(0.5,), std=(0.5,))
     ys = [y for _, y in sc.dataset("test")]
     assert sorted(ys) == [0, 0, 1, 1, 2, 2]
 
