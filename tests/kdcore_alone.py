@@ -8,6 +8,7 @@ import importlib.util
 import sys
 
 import kdcore
+import kdcore.stream  # the streaming path, too, needs torch and numpy only
 
 ABSENT = ("bench", "pandas", "optuna", "matplotlib", "sklearn", "scipy", "onnx", "pytest")
 
