@@ -35,7 +35,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,26 +167,60 @@ def write_targets(
         raise ParameterError(f"top_k must be an int in [1, {classes}]. Got {top_k!r} instead.")
     k = None if top_k is None or top_k == classes else int(top_k)
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
-    out = TargetFile(tmp, rows, classes, k, key)
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        _fill(TargetFile(tmp, rows, classes, k, key), teacher, batches, device)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+        raise
+    if folder.exists():
+        old = folder.with_name(f"{folder.name}.old{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
+    _fsync_dir(folder.parent)
+    return TargetFile.open(folder)
+
+
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+def _fill(
+    out: TargetFile,
+    teacher: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | DataLoader[Any],
+    device: str | torch.device,
+) -> None:
+    """Write the arrays and the metadata of ``out`` (a fresh folder), each synced to disk."""
     maps = {
         name: np.memmap(
-            tmp / name,
+            out.folder / name,
             dtype=dtype,
             mode="w+",
-            shape=(rows, width) if name != "tail.f32" else (rows,),
+            shape=(out.rows, width) if name != "tail.f32" else (out.rows,),
         )
         for name, (dtype, width) in out._arrays().items()
     }
-    at = 0
+    at, rows, k = 0, out.rows, out.top_k
     for x, _ in batches:
         z = teacher(x.to(device, non_blocking=True)).float().cpu()
-        if z.shape[1:] != (classes,):
-            raise ValueError(f"the teacher gave outputs {tuple(z.shape)}, expected [B, {classes}]")
+        if z.shape[1:] != (out.classes,):
+            raise ValueError(
+                f"the teacher gave outputs {tuple(z.shape)}, expected [B, {out.classes}]"
+            )
         b = len(z)
         if at + b > rows:
             raise ValueError(f"the batches hold more than rows={rows} examples")
+        # float16 holds ±65504 with 3 significant digits: a larger or non-finite logit would
+        # be stored as inf or NaN and silently poison every student that reads it
+        if not bool(torch.isfinite(z).all()) or float(z.abs().max()) > _F16_MAX:
+            raise ValueError(
+                f"the teacher's logits of examples {at}–{at + b - 1} are not finite or beyond "
+                f"float16's range (±{_F16_MAX:g}): largest |logit| {float(z.abs().max()):g}"
+            )
         if k is None:
             maps["logits.f16"][at : at + b] = z.numpy().astype(np.float16)
         else:
@@ -201,20 +237,12 @@ def write_targets(
         with open(m.filename, "rb+") as fh:  # type: ignore[arg-type]
             os.fsync(fh.fileno())
     del maps
-    meta = {"rows": rows, "classes": classes, "top_k": k, "key": key}
-    (tmp / _META).write_text(json.dumps(meta))
-    _fsync_dir(tmp)
-    if folder.exists():
-        old = folder.with_name(folder.name + f".old{os.getpid()}")
-        folder.rename(old)
-        tmp.rename(folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        tmp.rename(folder)
-    _fsync_dir(folder.parent)
-    return TargetFile.open(folder)
+    meta = {"rows": rows, "classes": out.classes, "top_k": k, "key": out.key}
+    with open(out.folder / _META, "w") as fh:
+        fh.write(json.dumps(meta))
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(out.folder)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,30 @@ def test_a_truncated_target_file_is_refused_and_a_rewrite_replaces_it_whole(
     assert t.key == "k2" and sorted(p.name for p in tmp_path.iterdir()) == ["t"]
     with pytest.raises(ValueError, match="held 240 examples, expected rows=241"):
         write_targets(teacher, DataLoader(data), tmp_path / "u", rows=241, classes=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # nothing half-written left
+
+
+def test_logits_float16_cannot_hold_are_refused_not_stored_as_inf(tmp_path: Path) -> None:
+    data = _data(64)
+
+    calls = []
+
+    def loud(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        z = _teacher()(x)
+        if len(calls) == 2:
+            z[5, 2] = 7e4  # beyond float16's 65504: it would be stored as inf
+        return z
+
+    with pytest.raises(ValueError, match=r"examples 32–63 are not finite or beyond float16"):
+        write_targets(loud, DataLoader(data, batch_size=32), tmp_path / "t", rows=64, classes=5)
+
+    def nan(x: torch.Tensor) -> torch.Tensor:
+        return _teacher()(x) * float("nan")
+
+    with pytest.raises(ValueError, match=r"examples 0–31 are not finite"):
+        write_targets(nan, DataLoader(data, batch_size=32), tmp_path / "t", rows=64, classes=5)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_top_k_at_all_classes_trains_the_same_student_as_dense(tmp_path: Path) -> None:
