@@ -81,7 +81,8 @@ def _worker(args: tuple[Path, str]) -> list[float]:
 def test_processes_asking_at_once_share_one_complete_file(tmp_path: Path) -> None:
     _, ids, labels = _data()
     key = _key(ids, labels, Counting(), top_k=2)
-    with mp.get_context("fork").Pool(4) as pool:
-        results = pool.map(_worker, [(tmp_path, key)] * 8)
+    # fresh interpreters: a fork after torch has started its thread pool can deadlock
+    with mp.get_context("spawn").Pool(3) as pool:
+        results = pool.map(_worker, [(tmp_path, key)] * 6, chunksize=1)
     assert all(r == results[0] for r in results)
     assert sorted(p.name for p in tmp_path.iterdir()) == [key]
