@@ -116,8 +116,9 @@ def path_bound(device: torch.device, amp: str, cl: bool, n: int, batch: int, tmp
     )
     workers = 4 if device.type == "cuda" else 0
     kw = dict(batch_size=batch, temperature=4.0, alpha=0.9, amp=amp, channels_last=cl)
-    s = StreamDistiller(epochs=1, num_workers=workers, device=str(device), **kw)
-    s.fit(build, data, TensorDataset(*data[:batch]), targets)  # warm-up (cuDNN, workers)
+    if device.type == "cuda":  # warm-up (cuDNN's algorithm search, the workers' start)
+        s = StreamDistiller(epochs=1, num_workers=workers, device=str(device), **kw)
+        s.fit(build, data, TensorDataset(*data[:batch]), targets)
     s = StreamDistiller(epochs=1, num_workers=workers, device=str(device), **kw)
     t0 = time.perf_counter()
     s.fit(build, data, TensorDataset(*data[:batch]), targets)

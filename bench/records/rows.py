@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 import bench.models  # noqa: F401 — registers the timm: and hf: families (rows name them)
@@ -39,14 +40,38 @@ def to_frame(
     dtypes = {c.name: c.dtype for c in columns}
     # every column typed on its own, the frame built once (assigning typed columns one by one
     # into a frame cost ~30 ms a table, and pull rebuilds the tables after every trial)
-    data: dict[str, pd.Series] = {}
+    data: dict[str, Any] = {}
     for name in ordered:
-        col = pd.Series([r.get(name, math.nan) for r in rows], dtype=object)
+        values = [r.get(name, math.nan) for r in rows]
         if name in arch_cols:
+            col = pd.Series(values, dtype=object)
             whole = pd.to_numeric(col, errors="coerce").dropna()
             dtypes[name] = "Int64" if len(whole) and (whole == whole.round()).all() else "float64"
-        data[name] = _as_dtype(col, dtypes[name])
+        data[name] = _fast_dtype(values, dtypes[name])
     return pd.DataFrame(data, columns=ordered)
+
+
+def _fast_dtype(values: list[Any], dtype: str) -> Any:
+    """:func:`_as_dtype` of a column, the common cases without a pandas Series per column
+    (plain numbers: numpy converts them at once; strings and flags: one list pass) — the
+    tables are rebuilt after every trial and in every decision simulation."""
+    if dtype == "string":
+        return pd.array([pd.NA if _missing(v) else str(v) for v in values], dtype="string")
+    if dtype == "boolean":
+        return pd.array([pd.NA if _missing(v) else bool(v) for v in values], dtype="boolean")
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        arr = np.asarray(values, dtype=object)
+    if dtype == "float64" and arr.dtype.kind in "iuf":  # None becomes NaN below only via object
+        return arr.astype(np.float64)
+    if dtype in ("int64", "Int64") and arr.dtype.kind in "iu":
+        return (
+            pd.array(arr.astype(np.int64), dtype="Int64")
+            if dtype == "Int64"
+            else arr.astype(np.int64)
+        )
+    return _as_dtype(pd.Series(values, dtype=object), dtype)
 
 
 def _as_dtype(col: pd.Series, dtype: str) -> pd.Series:
