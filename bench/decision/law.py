@@ -668,7 +668,9 @@ def fit_task(
     n_boot: int = 200,
 ) -> CapacityLaw | None:
     """The law of one task's search rows (``frame``: that task's trial rows)."""
-    if frame.empty:
+    if frame.empty or not bool(
+        ((frame["phase"] == "search") & (frame["state"] == "complete")).any()
+    ):  # no point at all (an empty table, a certification round alone): no law
         return None
     size_param = size_param_of(str(frame["family"].iloc[0]))
     return fit_law(law_points(frame, seeds, curve, axis, size_param), n_boot=n_boot)
