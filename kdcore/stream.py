@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kdcore.exceptions import ParameterError
 from kdcore.losses import kd_loss, topk_kd_loss
+from kdcore.recipes import Recipe, make_optimizer
 
 __all__ = ["StreamDistiller", "TargetFile", "write_targets"]
 
@@ -327,7 +328,10 @@ class StreamDistiller:
     ``"auto"`` (on for a student with 2-D convolutions and 4-D inputs), ``True``, ``False``.
     ``compile``: ``False``, ``True`` (``torch.compile``'s default backend) or a backend name.
     ``checkpoint``: a file path; the state is saved there after every epoch and, when it
-    exists at :meth:`fit`, training continues from it.
+    exists at :meth:`fit`, training continues from it. ``recipe``: a :class:`kdcore.Recipe`
+    (optimiser, learning-rate schedule ``lr · f(step)``, label smoothing of the hard term), as
+    the grouped path uses it; None keeps AdamW with a cosine schedule over all steps.
+    ``patience``: stop after that many epochs without a better validation accuracy.
     """
 
     epochs: int = 10
@@ -343,6 +347,8 @@ class StreamDistiller:
     num_workers: int = 0
     device: str = "cpu"
     checkpoint: str | Path | None = None
+    recipe: Recipe | None = None
+    patience: int | None = None
 
     def _check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -365,8 +371,12 @@ class StreamDistiller:
         train: Dataset[Any],
         val: Dataset[Any],
         targets: TargetFile | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
     ) -> StreamDistiller:
-        """Train ``build()`` (called under ``seed``) on ``train``, select on ``val``."""
+        """Train ``build()`` (called under ``seed``) on ``train``, select on ``val``.
+
+        ``on_epoch(epoch, val_acc)`` is called after each epoch trained here (1-based; after
+        the checkpoint is written, so an exception it raises — a pruner's — loses nothing)."""
         self._check()
         n = len(train)  # type: ignore[arg-type]
         if targets is not None and targets.rows != n:
@@ -388,11 +398,7 @@ class StreamDistiller:
         if self.channels_last_:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         steps_per_epoch = math.ceil(n / self.batch_size)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = self.epochs * steps_per_epoch
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
-        )
+        opt, sched = self._optimiser(model, steps_per_epoch)
         scaler = torch.amp.GradScaler(
             device.type, enabled=self.amp_dtype_ is torch.float16 and device.type == "cuda"
         )
@@ -405,6 +411,8 @@ class StreamDistiller:
         start, best_acc, best_state, history = self._restore(ckpt, run)
         self.resumed_from_ = start
         for epoch in range(start, self.epochs):
+            if self._stale(history):
+                break
             t0 = time.perf_counter()
             loss = self._epoch(run, train, epoch)
             acc = self._evaluate(net, model, val, device)
@@ -417,6 +425,8 @@ class StreamDistiller:
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if ckpt is not None:
                 self._save(ckpt, run, epoch + 1, best_acc, best_state, history)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, acc)
         if best_state is not None:
             model.load_state_dict(best_state)
         self.model_ = model.eval()
@@ -424,6 +434,49 @@ class StreamDistiller:
         self.best_epoch_ = 1 + max(range(len(history)), key=lambda i: history[i]["val_acc"])
         self.best_val_acc_ = best_acc
         return self
+
+    def _stale(self, history: Sequence[dict[str, float]]) -> bool:
+        """Early stopping: ``patience`` epochs without a better validation accuracy."""
+        if not self.patience or not history:
+            return False
+        best = max(range(len(history)), key=lambda i: history[i]["val_acc"])
+        return len(history) - 1 - best >= self.patience
+
+    def _optimiser(
+        self, model: nn.Module, steps_per_epoch: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        total = self.epochs * steps_per_epoch
+        if self.recipe is None:
+            opt: torch.optim.Optimizer = torch.optim.AdamW(
+                model.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
+            return opt, torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+            )
+        recipe = self.recipe
+        opt = make_optimizer(list(model.parameters()), recipe, self.lr, self.weight_decay, False)
+        return opt, torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: recipe.lr_factor(min(s, total - 1), steps_per_epoch, self.epochs)
+        )
+
+    @torch.inference_mode()
+    def predict_logits(self, data: Dataset[Any], batch_size: int | None = None) -> torch.Tensor:
+        """The selected model's float32 logits ``[N, C]`` on ``data`` (in its order; the
+        inputs' labels are ignored), under the autocast training used."""
+        device = torch.device(self.device)
+        self.model_.eval()
+        loader = DataLoader(
+            data,
+            batch_size=batch_size or self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        out = []
+        for x, _ in loader:
+            with self._autocast(device):
+                z = self.model_(self._to(x, device))
+            out.append(z.float().cpu())
+        return torch.cat(out)
 
     def _restore(
         self, ckpt: Path | None, run: _Run
@@ -477,7 +530,10 @@ class StreamDistiller:
 
     def _config(self) -> dict[str, Any]:
         keys = ("epochs", "batch_size", "lr", "weight_decay", "temperature", "alpha", "seed")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.recipe is not None:
+            out["recipe"] = self.recipe.describe()
+        return out
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype_ is None:
@@ -498,11 +554,14 @@ class StreamDistiller:
         targets: TargetFile | None,
         device: torch.device,
     ) -> torch.Tensor:
+        eps = self.recipe.label_smoothing if self.recipe is not None else 0.0
         if targets is None or self.alpha == 0.0:
-            return nn.functional.cross_entropy(z, y)
+            return nn.functional.cross_entropy(z, y, label_smoothing=eps)
         if targets.top_k is None:
             v = targets.logits(rows).to(device, non_blocking=True)
-            return kd_loss(z, v, y, temperature=self.temperature, alpha=self.alpha)
+            return kd_loss(
+                z, v, y, temperature=self.temperature, alpha=self.alpha, label_smoothing=eps
+            )
         idx, val = targets.topk(rows)
         return topk_kd_loss(
             z,
@@ -511,6 +570,7 @@ class StreamDistiller:
             y,
             temperature=self.temperature,
             alpha=self.alpha,
+            label_smoothing=eps,
         )
 
     @torch.inference_mode()
