@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["WRITE_ERRNOS", "InputError", "is_write_error"]
+__all__ = ["WRITE_ERRNOS", "DataVanished", "InputError", "is_write_error"]
 
 # The OS errors of a write that the user fixes outside kdbench (space, quota, a read-only or
 # failing disk): the run stops like on a signal and resumes once fixed (bench.run.sweep.RunStopped).
@@ -23,3 +23,9 @@ def is_write_error(exc: BaseException) -> bool:
 
 class InputError(ValueError):
     """A suite file, data file, teacher file, option or run folder breaks a rule (exit 2)."""
+
+
+class DataVanished(KeyboardInterrupt):
+    """A streamed task's file (an image, a shard) disappeared during training: not the trial's
+    fault, so the run stops as on a signal and stays resumable once the file is back (a
+    ``KeyboardInterrupt`` so that every layer that stops cleanly on Ctrl-C stops on it)."""

@@ -81,6 +81,11 @@ class PluginsConfig:
     modules: tuple[str, ...] = ()
 
 
+STUDENT_PATHS = ("auto", "grouped", "stream")
+# [student] keys that came with the streamed path: left out of the digest at their defaults
+_STREAM_DEFAULTS = {"path": "auto", "amp": "auto", "compile": "off"}
+
+
 @dataclass(frozen=True)
 class StudentTraining(RecipeFields):
     """``[student]``: the family and how every student trains (the recipe keys:
@@ -95,6 +100,14 @@ class StudentTraining(RecipeFields):
     weight_decay: float = number(0.0, float, 0.0, 1.0, help="weight decay (the optimizer's)")
     patience: int = number(0, int, 0, 10_000, help="early stopping on validation (0 = off)")
     grouped: bool = boolean(True, help="train a trial's students as one batched group")
+    # the streamed path (kdcore.stream.StreamDistiller): chosen by itself for a streamed task
+    path: str = choice(
+        "auto",
+        STUDENT_PATHS,
+        help="auto (streamed tasks: stream; else grouped) | grouped | stream",
+    )
+    amp: str = choice("auto", ("auto", "off", "bf16", "fp16"), help="stream path: autocast")
+    compile: str = string("off", help="stream path: torch.compile backend ('off': none)")
 
 
 @dataclass(frozen=True)
@@ -354,6 +367,9 @@ class Suite:
         data["budget"]["artifacts"] = ""
         for table in ("student", "teacher"):  # as before recipes existed, when left out
             data[table] = recipe_defaults_dropped(data[table])
+        for key, default in _STREAM_DEFAULTS.items():  # as before the streamed path existed
+            if data["student"].get(key) == default:
+                data["student"].pop(key)
         data["teacher"] = later_defaults_dropped(data["teacher"])
         if not self.transfer.active:  # the digest of a suite written before [transfer] existed
             data.pop("transfer")

@@ -47,6 +47,7 @@ _LATER_DEFAULTS: dict[str, Any] = {
     "mean": [],
     "std": [],
     "pixel_range": 255.0,
+    "top_k": 0,
 }
 
 
@@ -147,6 +148,13 @@ class TeacherConfig(RecipeFields):
     std: tuple[float, ...] = ()
     pixel_range: float = number(
         255.0, float, 0.0, 1e9, low_open=True, help="raw pixel values are divided by it first"
+    )
+    top_k: int = number(
+        0,
+        int,
+        0,
+        10_000_000,
+        help="streamed tasks: keep the teacher's top-k logits per training example (0 = all)",
     )
 
     def source_spec(self) -> TeacherSource:

@@ -11,7 +11,9 @@ happens in this process, perform ``ACTION``:
   record committed to the study), ``group`` (at the start of each training group, before
   training), ``trial`` (after a trial's record is committed, before the next group),
   ``param`` (before the sampler draws each parameter of a trial: ``kill@param#2`` dies
-  between the first and second parameter written by ``ask``).
+  between the first and second parameter written by ``ask``), ``example`` (each training
+  example a student reads on the streamed path, :mod:`bench.group.stream`: a kill mid-epoch;
+  counted in the process that reads it, so with ``[task] loader_workers = 0``).
 
 One fault changes data instead of stopping the run: ``permute@test_labels`` shuffles the
 labels of the test split (seeded) when a task is split, so a test can show that nothing the

@@ -40,7 +40,8 @@ class Evaluation:
         task: TaskData,
         bias_correction: bool = False,
     ) -> Evaluation:
-        logits = distiller.predict_logits(task.x_test)
+        split_logits = getattr(distiller, "split_logits", None)  # the streamed path's
+        logits = split_logits("test") if split_logits else distiller.predict_logits(task.x_test)
         test_lp = teacher.targets["test"].log_probs(1.0)
         y = task.y_test
         val = teacher.member_val_acc

@@ -37,6 +37,7 @@ class GroupSpec:
     level: float = 0.05  # certification: the one-sided level of the round's bounds
     forms: tuple[str, ...] = ("fp32",)  # certification: [ship] forms, each evaluated
     calibration_rows: int = 256  # int8_static: training rows its activation ranges come from
+    checkpoints: str = ""  # streamed path: the folder its members checkpoint in ("": none)
 
 
 class Role(StrEnum):

@@ -336,10 +336,10 @@ def _transfer_cells(
     and the full-data scratch baseline (mean over seeds; intervals with the seeds' and the
     test examples' error, :func:`bench.stats.accuracy_interval`), the mean bias shift; and
     the bootstrap interval of ``gap_closed``."""
-    x, _ = task.transfer_split()
+    labelled = len(task.y_train) if task.transfer is None else len(task.transfer)
     unlabeled = 0 if task.x_unlabeled is None else len(task.x_unlabeled)
     out: dict[str, float] = {
-        "transfer_rows": len(x) + unlabeled,
+        "transfer_rows": labelled + unlabeled,
         "transfer_unlabeled_rows": unlabeled,
         "n_test_omitted": int(ev.omitted.sum()),
     }

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 import torch
 
 from bench.config.suite import Suite
@@ -21,6 +22,7 @@ from bench.group.fit import fit_group
 from bench.group.plan import GroupPlan, GroupSpec, TrialConfig
 from bench.group.rows import GroupRows
 from bench.group.scratch import ScratchStore, scratch_entries
+from bench.group.stream import StreamFit, drop_checkpoints, fit_stream_group, train_path
 
 __all__ = ["GroupResult", "run_group", "state_dict_bytes"]
 
@@ -83,13 +85,22 @@ def run_group(
     watched = [s.index for s in plan.distilled(configs[0].trial)]
     if recipe:
         suite = dataclasses.replace(suite, student=suite.student.with_values(recipe))
-    distiller = fit_group(
-        suite,
-        spec,
-        plan,
-        train_device,
-        None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
-    )
+    path = train_path(suite, spec.task)
+    distiller: Any
+    if path == "stream":
+        try:
+            distiller = fit_stream_group(suite, spec, plan, train_device, on_epoch, watched)
+        except optuna.TrialPruned:
+            drop_checkpoints(spec, plan)  # a pruned trial is final: nothing to resume
+            raise
+    else:
+        distiller = fit_group(
+            suite,
+            spec,
+            plan,
+            train_device,
+            None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
+        )
     ev = Evaluation.of(distiller, spec.teacher, spec.task, suite.transfer.bias_correction)
     new_scratch = scratch_entries(plan, ev, family, arch, recipe)
     scratch.data.update(new_scratch)
@@ -107,5 +118,26 @@ def run_group(
                     "seed": best.seed,
                     "state_dict": state_dict_bytes(distiller.models_[best.index]),
                 }
+        if path == "stream":
+            row |= stream_cells(distiller, spec)
         out.append((row, seed_rows))
+    if path == "stream":
+        drop_checkpoints(spec, plan)
     return GroupResult(out, new_scratch, weights)
+
+
+def stream_cells(fit: StreamFit, spec: GroupSpec) -> dict[str, Any]:
+    """What the streamed path records beside the row: the autocast dtype, channels_last, the
+    epochs a resumed trial found in its checkpoints, the stored soft targets."""
+    from bench.teachers.streamed import targets_kind
+
+    teacher = spec.teacher
+    file = teacher.train_file
+    top_k = 0 if file is None or file.top_k is None else int(file.top_k)
+    return {
+        "train_amp": fit.amp,
+        "train_channels_last": fit.channels_last,
+        "resumed_epochs": fit.resumed_epochs,
+        "teacher_targets": targets_kind(top_k, teacher.combine, teacher.members),
+        "teacher_top_k": top_k,
+    }

@@ -84,6 +84,7 @@ class TaskEntry:
     input_kind: str = "features"  # or "tokens" (a text task)
     data_params: dict[str, int] = field(default_factory=dict)  # e.g. a text task's vocab_size
     tokenizer: str = ""  # a text task's tokenizer, a file in the run folder
+    splits: str = ""  # a streamed task's split (ids, split, label): a file in the run folder
     transfer: dict[str, Any] = field(default_factory=dict)  # bench.group.transfer.transfer_summary
     teacher: TeacherSummary = field(default_factory=TeacherSummary)
     warnings: tuple[str, ...] = ()

@@ -1022,6 +1022,47 @@ COLUMNS: tuple[Column, ...] = (
         "torch threads of this trial's training group ([measure] train_threads; auto: by size)",
     ),
     C(
+        "train_path",
+        "string",
+        "-",
+        "how the students trained: 'grouped' (every member of the group at once, tensors in "
+        "memory) or 'stream' (one at a time through a DataLoader, resumable per epoch); "
+        "[student] path",
+    ),
+    C(
+        "train_amp",
+        "string",
+        "-",
+        "stream path: the autocast dtype of training ('off', 'bfloat16', 'float16')",
+    ),
+    C(
+        "train_channels_last",
+        "boolean",
+        "-",
+        "stream path: whether the student trained in channels_last memory format",
+    ),
+    C(
+        "resumed_epochs",
+        "Int64",
+        "epochs",
+        "stream path: epochs of the group's members found in checkpoints when the trial "
+        "started (an interrupted trial resumed; 0 otherwise)",
+    ),
+    C(
+        "teacher_targets",
+        "string",
+        "-",
+        "stream path: what the stored soft targets of the training split are (the teacher's "
+        "logits, or the log of the members' mean probability at T = 1; top-k when kept)",
+    ),
+    C(
+        "teacher_top_k",
+        "Int64",
+        "classes",
+        "stream path: classes kept per training example of the teacher's outputs (0 = all; "
+        "[teacher] top_k)",
+    ),
+    C(
         "recipe",
         "string",
         "-",
@@ -1191,6 +1232,8 @@ NOT_JUDGED = [
     "scratch_file_seed",
     "group_members",
     "train_threads",
+    "resumed_epochs",
+    "teacher_top_k",
     "retry_of",
 ]
 for _f in DERIVED_FORMS:

@@ -15,7 +15,7 @@ from bench.group.augment import channel_scaled, check_augment
 from bench.group.transfer import apply_transfer
 from bench.records import Manifest, read_trials, require_run_dir
 from bench.search.space import row_params
-from bench.tasks import TaskData, load_task
+from bench.tasks import StreamedTask, TaskData, load_task
 from bench.teachers import LoadedTeacher, PreparedTeacher, load_teacher
 from bench.teachers.preprocess import model_normalization, normalized, teacher_tokenizer
 from bench.teachers.sanity import check_teacher_labels
@@ -59,19 +59,40 @@ def check_forms(suite: Suite) -> None:
             )
 
 
+def check_compile(suite: Suite) -> None:
+    """``[student] compile`` names a backend ``torch.compile`` has here."""
+    backend = suite.student.compile
+    if backend == "off":
+        return
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends()
+    if backend not in known:
+        raise InputError(
+            f"The 'compile' parameter of [student] must be 'off' or a torch.compile backend "
+            f"({', '.join(known)}). Got {backend!r} instead."
+        )
+
+
 def preflight(suite: Suite, cache_dir: Path) -> Prepared:
     """Every task's data and teacher files loaded and validated; nothing written."""
     check_forms(suite)
+    check_compile(suite)
     out = []
     for cfg in suite.tasks:
         # a text task without a tokenizer of its own uses the Hugging Face teacher's
         tokenizer = "" if getattr(cfg, "tokenizer", "") else teacher_tokenizer(suite.teacher)
-        task = load_task(cfg, tokenizer=tokenizer, cache_dir=cache_dir)
+        task: Any = load_task(cfg, tokenizer=tokenizer, cache_dir=cache_dir)
         check_inputs(task, suite)
         norm = model_normalization(suite.teacher, task)
-        task = normalized(task, norm) if norm is not None else channel_scaled(task, suite)
-        task = apply_transfer(task, suite.transfer, suite.teacher)
-        check_augment(task, suite)
+        if isinstance(task, StreamedTask):
+            check_streamed(task, suite)
+            task = task.with_normalization(norm) if norm is not None else task
+        else:
+            check_in_memory(task, suite)
+            task = normalized(task, norm) if norm is not None else channel_scaled(task, suite)
+            task = apply_transfer(task, suite.transfer, suite.teacher)
+            check_augment(task, suite)
         loaded = load_teacher(task, suite.teacher, cache_dir)
         if loaded is not None and suite.teacher.source != "train":  # the user's own files
             check_teacher_labels(
@@ -79,6 +100,48 @@ def preflight(suite: Suite, cache_dir: Path) -> Prepared:
             )
         out.append((task, loaded))
     return out
+
+
+def check_streamed(task: StreamedTask, suite: Suite) -> None:
+    """What a streamed task's run cannot do, each as one line before anything is written:
+    the grouped path and [transfer]/[augment] need the inputs in memory; certified deployed
+    forms rebuild the file on in-memory rows; specialists and offline logits are refused by
+    :func:`bench.teachers.streamed.check_stream_teacher`."""
+    from bench.teachers.streamed import check_stream_teacher
+
+    where = f"task '{task.name}' ({task.config.kind}, streamed)"
+    if suite.student.path == "grouped":
+        raise InputError(
+            f"The 'path' parameter of [student] must be 'auto' or 'stream' for {where}: the "
+            "grouped path trains on inputs held in memory. Got 'grouped' instead."
+        )
+    if suite.transfer.active:
+        raise InputError(
+            f"The [transfer] table must be left out for {where}: a transfer set is built from "
+            "inputs held in memory."
+        )
+    if suite.augment.active:
+        raise InputError(
+            f"The [augment] table must be left out for {where}: its views are made on inputs "
+            "held in memory."
+        )
+    extra = [f for f in suite.ship.forms if f != "fp32"]
+    if extra:
+        raise InputError(
+            f"The 'forms' parameter of [ship] must be ['fp32'] for {where}: the deployed forms "
+            f"are built and read on inputs held in memory. Got {list(suite.ship.forms)} instead."
+        )
+    check_stream_teacher(suite.teacher, task)
+
+
+def check_in_memory(task: TaskData, suite: Suite) -> None:
+    """Keys that only a streamed task takes."""
+    if suite.teacher.top_k:
+        raise InputError(
+            f"The 'top_k' parameter of [teacher] must be left out for task '{task.name}': the "
+            "teacher's outputs of an in-memory task are kept whole. Got "
+            f"{suite.teacher.top_k} instead."
+        )
 
 
 def check_inputs(task: TaskData, suite: Suite) -> None:

@@ -40,7 +40,7 @@ from bench.durable.rundir import (
     inside,
     new_run_dir,
 )
-from bench.errors import InputError, is_write_error
+from bench.errors import DataVanished, InputError, is_write_error
 from bench.group.transfer import transfer_summary
 from bench.records import Manifest, TaskEntry, TeacherSummary
 from bench.run.options import RunHooks, RunOptions
@@ -265,6 +265,8 @@ class _Run:
         except KeyboardInterrupt as exc:
             self.mark_interrupted()
             how = type(exc).__name__ if type(exc) is not KeyboardInterrupt else "SIGINT"
+            if isinstance(exc, DataVanished):
+                how = str(exc)
             raise RunInterrupted(self.run_dir, how, self.resume_hint()) from None
         except OSError as exc:
             if not is_write_error(exc):
@@ -399,7 +401,9 @@ class _Run:
         suite = self.suite
         t0 = time.perf_counter()
         hook = self.hooks.on_teacher_epoch
-        if loaded is not None:  # nothing to train: the workers start at once
+        # a streamed task's workers start once its outputs are on disk (not computed twice)
+        streamed = getattr(task, "streamed", False)
+        if loaded is not None and not streamed:  # nothing to train: the workers start at once
             self.prestart()
             if self.hooks.on_message is not None:
                 what = (
@@ -424,7 +428,7 @@ class _Run:
                 hook(task.name, e, n, suite.teacher.members)
             # The last epoch of the whole teacher (a specialist system trains its specialists
             # after the generalist's epochs): start the workers (bench.run.workers.Prestarted).
-            if e == n and suite.teacher.kind != "specialists":
+            if e == n and suite.teacher.kind != "specialists" and not streamed:
                 self.prestart()
 
         teacher = prepare_teacher(
@@ -433,6 +437,24 @@ class _Run:
         self.prestart()
         log.info("[%s] teacher prepared in %.1f s", task.name, time.perf_counter() - t0)
         return teacher
+
+    def _checkpoints(self, task: TaskData) -> str:
+        """Where a trial on the streamed path checkpoints its members every epoch: the run
+        folder (``--resume`` continues a killed trial from its last epoch), or for a shared
+        run without one the cache, per run id."""
+        if self.run_dir is not None:
+            return str(self.run_dir / "checkpoints" / task.name)
+        return str(self.opts.cache / "checkpoints" / self.manifest.run_id / task.name)
+
+    def _splits_file(self, task: TaskData) -> str:
+        """A streamed task's split (ids, split, label), written once into the run folder."""
+        if not getattr(task, "streamed", False) or self.run_dir is None:
+            return ""
+        name = f"splits-{task.name}.csv"
+        path = self.run_dir / name
+        if not path.exists():
+            atomic_write_text(path, task.rows_csv())  # type: ignore[attr-defined]
+        return name
 
     def _tokenizer_file(self, task: TaskData) -> str:
         """A text task's tokenizer, written once into the run folder (export ships it)."""
@@ -470,6 +492,7 @@ class _Run:
             replay=(replay or {}).get(task.name) if replay is not None else None,
             threads=ThreadPolicy(suite.measure.train_threads, all_cores()),
             certify_rounds=tuple(self.manifest.certify_rounds),
+            checkpoints=self._checkpoints(task),
         )
         run = TaskWorker(
             ctx,
@@ -492,6 +515,7 @@ class _Run:
             input_kind=task.input_kind,
             data_params=dict(task.data_params),
             tokenizer=self._tokenizer_file(task),
+            splits=self._splits_file(task),
             transfer=transfer_summary(task, suite.transfer),
             teacher=TeacherSummary.from_dict(teacher.summary()),
             warnings=tuple(teacher_warnings(task, suite.teacher, teacher)),

@@ -346,7 +346,7 @@ def _child_main() -> int:
             sys.path.insert(0, str(Path(source).resolve().parent))  # plug-ins
         suite = TaskContext.portable_suite(job.context)
         cfg = next(t for t in suite.tasks if t.name == job.context["task"])
-        task = task_from_file(Path(job.task_file), cfg)
+        task: Any = task_from_file(Path(job.task_file), cfg)  # in memory or streamed
         cache = Path(job.cache)
         loaded = load_teacher(task, suite.teacher, cache)
         teacher = prepare_teacher(task, suite.teacher, cache, job.context["train_device"], loaded)

@@ -83,6 +83,7 @@ class TaskContext:
     replay: list[dict[str, Any]] | None = None
     threads: ThreadPolicy = field(default_factory=ThreadPolicy)
     certify_rounds: tuple[float, ...] = ()  # each certification round's tolerance (a fraction)
+    checkpoints: str = ""  # where a streamed trial's members checkpoint every epoch ("": nowhere)
 
     @property
     def gpu(self) -> torch.device | None:
@@ -136,6 +137,7 @@ class TaskContext:
             level=self.suite.certify.alpha if level is None else level,
             forms=self.suite.ship.forms if phase.startswith("certify") else ("fp32",),
             calibration_rows=self.suite.ship.calibration_rows,
+            checkpoints=self.checkpoints,
         )
 
     def portable(self) -> dict[str, Any]:
@@ -155,6 +157,7 @@ class TaskContext:
             "replay": self.replay,
             "threads": asdict(self.threads),
             "certify_rounds": list(self.certify_rounds),
+            "checkpoints": self.checkpoints,
         }
 
     @staticmethod
@@ -180,6 +183,7 @@ class TaskContext:
             replay=data["replay"],
             threads=ThreadPolicy(**data["threads"]),
             certify_rounds=tuple(float(g) for g in data["certify_rounds"]),
+            checkpoints=str(data.get("checkpoints", "")),
         )
 
 

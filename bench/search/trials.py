@@ -11,10 +11,11 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from bench.errors import is_write_error
+from bench.errors import DataVanished, is_write_error
 from bench.group.cost import student_cost
 from bench.group.plan import TrialConfig
 from bench.group.rows import failed_row
+from bench.group.stream import train_path
 from bench.group.train import GroupResult, run_group
 from bench.search.context import TaskWorker
 
@@ -54,6 +55,8 @@ def train_trials(
     configs = [TrialConfig.of((source or {}).get(t.number, t.number), t.params) for t in trials]
     started = time.perf_counter()
     n_threads = torch.get_num_threads()
+    path = train_path(ctx.suite, ctx.task)
+    vanished = ""
     try:
         n_threads = _set_threads(w, spec.arch)  # inside: a family may fail to build it
         result = run_group(
@@ -67,17 +70,33 @@ def train_trials(
         )
         for row, _ in result.rows:
             row["train_threads"] = n_threads
+            row["train_path"] = path
         return result
     except optuna.TrialPruned as exc:
         state, reason = "pruned", str(exc)
+    except FileNotFoundError as exc:
+        state, reason = "fail", f"{type(exc).__name__}: {exc}"
+        if getattr(ctx.task, "streamed", False):  # the data, not the trial: stop, resumable
+            lines = str(exc).strip().splitlines()
+            vanished = f"a file of task '{ctx.task.name}' vanished: {lines[-1] if lines else exc!r}"
+        else:
+            log.warning("trials %s failed: %s", [c.trial for c in configs], exc)
     except Exception as exc:  # a failing trial is recorded and the sweep goes on
         if is_write_error(exc):  # a full disk is not the trial's fault: the run stops
             raise
         log.warning("trials %s failed: %s", [c.trial for c in configs], exc)
         state, reason = "fail", f"{type(exc).__name__}: {exc}"
+    if vanished:
+        # raised here, not in the handler: no reference to the trial's frames survives (its
+        # DataLoader workers, forked with the run folder's lock, end now)
+        raise DataVanished(vanished)
     spent = (time.perf_counter() - started) / len(configs)
     rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
-        (failed_row(spec, c, state, reason, spent) | {"train_threads": n_threads}, [])
+        (
+            failed_row(spec, c, state, reason, spent)
+            | {"train_threads": n_threads, "train_path": path},
+            [],
+        )
         for c in configs
     ]
     return GroupResult(rows, {})

@@ -13,6 +13,13 @@ check any number of a run independently, written per task into ``DIR/<task>/``:
   labels ``y`` (encoded), rows in ``row`` order;
 * ``README.md`` — the same, in words, with the split sizes.
 
+A streamed task (``images``, ``hf``, ``webdataset``) gets ``rows.csv`` with an ``id`` column
+instead of ``row`` (the example's path relative to the folder or listing, its id column or row
+position, its shard key), ``scaler.json`` as the per-channel ``mean`` and ``std`` of
+``pixel / 255`` (or the teacher's) and ``skipped.json``, the files ``on_bad_example = "skip"``
+left out with the reason; no ``data.npz`` (the data stay where they are). A run writes the same
+``rows.csv`` into its folder as ``splits-<task>.csv``.
+
 The files come from the same code a run uses (the task's loader and
 :func:`bench.tasks.base.split_task`), so a student or
 teacher evaluated on the ``test`` rows with this scaler reproduces the run's numbers (tested).
@@ -23,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +39,9 @@ from bench.config.suite import Suite
 from bench.durable.rundir import atomic_write_bytes, atomic_write_text, check_writable, inside
 from bench.group.augment import channel_scaled
 from bench.group.transfer import apply_transfer
-from bench.tasks import TaskData
+from bench.tasks import StreamedTask, TaskData
 from bench.tasks.base import RawData, split_task
+from bench.teachers.preprocess import model_normalization
 
 __all__ = ["write_data_files"]
 
@@ -56,12 +65,50 @@ def _rows_csv(task: TaskData) -> str:
     return frame.to_csv(index=False)
 
 
+def _write_streamed(task: StreamedTask, folder: Path) -> None:
+    mean, std = task.channel_norm
+    atomic_write_text(folder / "rows.csv", task.rows_csv())
+    atomic_write_text(folder / "encoding.json", json.dumps(_encoding(task), indent=2) + "\n")  # type: ignore[arg-type]
+    scaler = (
+        None
+        if task.input_kind == "tokens"
+        else {"mean": list(mean), "std": list(std), "on": "pixel / 255, per channel"}
+    )
+    atomic_write_text(folder / "scaler.json", json.dumps(scaler, indent=2) + "\n")
+    atomic_write_text(folder / "skipped.json", json.dumps(task.skipped, indent=2) + "\n")
+    sizes = task.sizes()
+    atomic_write_text(
+        folder / "README.md",
+        "\n".join(
+            [
+                f"# The data of task '{task.name}' as kdbench splits and encodes it (streamed)",
+                "",
+                f"* Rows: `rows.csv` gives each kept example's `id` in "
+                f"`{task.source.get('path', '')}`, its `split` (train {fmt.count(sizes['train'])}, "
+                f"val {fmt.count(sizes['val'])}, test {fmt.count(sizes['test'])}; stratified by "
+                f"sha256(seed:id) within each class, seed {task.config.seed}), its encoded "
+                "`label` and its `class`.",
+                "* Classes: `encoding.json`: "
+                + ", ".join(f"{k} = {n!r}" for k, n in enumerate(task.class_names))
+                + ".",
+                "* Preprocessing: `scaler.json`: `(pixel / 255 - mean_c) / std_c` per channel "
+                f"({task.source.get('normalised_by', 'the training split')}).",
+                f"* Left out: `skipped.json` ({len(task.skipped)} file(s) that did not decode, "
+                'with [task] on_bad_example = "skip").',
+                "",
+            ]
+        ),
+    )
+
+
 def _encoding(task: TaskData) -> dict[str, object]:
     classes = getattr(task.config, "classes", ())
     if classes:
         rule = "the order of [task] classes"
     elif task.config.kind == "file":
         rule = "sorted order of the label values"
+    elif isinstance(task, StreamedTask):
+        rule = "the source's order: class folders and label values sorted, a ClassLabel's own"
     else:
         rule = "the built-in task's own order"
     return {"classes": list(task.class_names), "rule": rule}
@@ -107,8 +154,13 @@ def write_data_files(suite: Suite, out: Path) -> list[Path]:
     """Write the files above for every task of ``suite``; return the task folders."""
     out = Path(out)
     check_writable(out, "The output folder (--out)")
-    loaded = []
+    loaded: list[tuple[Any, Any]] = []
     for cfg in suite.tasks:  # every task checked before any write
+        if hasattr(cfg, "open_stream"):
+            stream: StreamedTask = cfg.open_stream()
+            norm = model_normalization(suite.teacher, stream)  # type: ignore[arg-type]
+            loaded.append((stream.with_normalization(norm) if norm else stream, None))
+            continue
         raw = cfg.load()  # type: ignore[attr-defined]
         task = channel_scaled(split_task(cfg, raw), suite)
         task = apply_transfer(task, suite.transfer, suite.teacher)
@@ -116,6 +168,10 @@ def write_data_files(suite: Suite, out: Path) -> list[Path]:
     folders = []
     for task, raw in loaded:
         folder = inside(out, task.name)
+        if isinstance(task, StreamedTask):
+            _write_streamed(task, folder)
+            folders.append(folder)
+            continue
         built_in = task.config.kind != "file"
         atomic_write_text(folder / "rows.csv", _rows_csv(task))
         atomic_write_text(folder / "encoding.json", json.dumps(_encoding(task), indent=2) + "\n")

@@ -277,6 +277,51 @@ def _raw_test(run: Run, task: str, meta: TaskEntry) -> tuple[np.ndarray, np.ndar
     return splits if isinstance(splits, str) else splits["test"]
 
 
+_STREAMED_CHECK_BYTES = 512 * 2**20
+
+
+def _streamed_test(
+    run: Run, cfg: Any, meta: TaskEntry
+) -> dict[str, tuple[np.ndarray, np.ndarray]] | str:
+    """A streamed task's test rows, raw (pixel values 0–255, or token ids), from the split the
+    run wrote (``splits-<task>.csv``) and the source listed again — or why not: a split larger
+    than 512 MiB as float32 rows is not read into memory for this check."""
+
+    if not meta.splits:
+        return "the run kept no split file of this streamed task"
+    frame = pd.read_csv(inside(run.run_dir, meta.splits), dtype={"id": str}, keep_default_na=False)
+    test = frame[frame["split"] == "test"]
+    size = len(test) * int(np.prod(meta.input_shape)) * 4
+    if size > _STREAMED_CHECK_BYTES:
+        return (
+            f"its test split ({len(test):,} examples, {size / 2**30:.1f} GiB as float32 rows) is "
+            "not read into memory for this check"
+        )
+    entries = cfg.entries(None)
+    index = {k: i for i, k in enumerate(entries.ids)}
+    missing = [k for k in test["id"] if k not in index]
+    if missing:
+        return f"example {missing[0]!r} of the test split is no longer in the source"
+    rows = np.asarray([index[k] for k in test["id"]], dtype=np.int64)
+    y = test["label"].to_numpy(dtype=np.int64)
+    if not np.array_equal(entries.labels[rows], y):
+        return "the labels of the test split changed since the run"
+    part = entries.subset(rows)
+    if meta.input_kind == "tokens":
+        from bench.tasks.hf import HFTexts
+
+        tok = inside(run.run_dir, meta.tokenizer).read_text()
+        texts = HFTexts(part, tok, int(meta.input_shape[0]))
+        x = torch.stack([texts[i][0] for i in range(len(texts))]).numpy()
+        return {"test": (x, y)}
+    from bench.tasks.images import ImageFiles
+
+    c, h, w = (int(v) for v in meta.input_shape)
+    images = ImageFiles(part, channels=c, size=(h, w))
+    x = torch.stack([images[i][0] for i in range(len(images))]).numpy() * np.float32(255.0)
+    return {"test": (x.round().astype(np.float32), y)}
+
+
 def _raw_splits(
     run: Run, task: str, meta: TaskEntry
 ) -> dict[str, tuple[np.ndarray, np.ndarray]] | str:
@@ -287,6 +332,8 @@ def _raw_splits(
 
     try:
         cfg = next(c for c in suite_from_dict(run.manifest.suite).tasks if c.name == task)
+        if hasattr(cfg, "open_stream"):
+            return _streamed_test(run, cfg, meta)
         raw = cfg.load()  # type: ignore[attr-defined]
         tokenizer = inside(run.run_dir, meta.tokenizer).read_text() if meta.tokenizer else ""
         data = split_task(cfg, raw, tokenizer_json=tokenizer)

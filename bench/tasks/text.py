@@ -69,7 +69,8 @@ def _encode_fast(tok: Any, texts: list[str], length: int) -> np.ndarray:
     return np.asarray([e.ids for e in encoded], dtype=np.int64)
 
 
-def _folder(path: str, what: str) -> object:
+def tokenizer_folder(path: str, what: str) -> object:
+    """A Hugging Face tokenizer folder, loaded offline; one line naming ``what`` if not."""
     from bench.models.hf_zoo import quiet_transformers
 
     quiet_transformers()
@@ -129,7 +130,7 @@ def tokenize(
             blob["ids"].numpy(), int(blob["vocab_size"]), blob["tokenizer_json"], blob["source"]
         )
     if tokenizer:
-        hf_tok: Any = _folder(tokenizer, what)
+        hf_tok: Any = tokenizer_folder(tokenizer, what)
         ids = np.asarray(
             hf_tok(as_list, padding="max_length", truncation=True, max_length=max_length)[
                 "input_ids"

@@ -27,7 +27,8 @@ __all__ = ["save_ensemble", "teacher_cache_key"]
 
 
 def teacher_cache_key(task: TaskData, cfg: TeacherConfig) -> str:
-    skip = {"checkpoint", "checkpoints", "hf", "onnx", "logits", "logits_key"}
+    # top_k shapes the stored outputs of a streamed task, not the ensemble
+    skip = {"checkpoint", "checkpoints", "hf", "onnx", "logits", "logits_key", "top_k"}
     if cfg.kind == "ensemble":  # so that ensembles cached before specialists existed stay valid
         skip |= {"kind", *SPECIALIST_KEYS}
     # recipe keys at their defaults left out: caches from before recipes stay valid

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 import torch
-from torch import nn
 
 from bench.config.teacher import TeacherConfig
 from bench.tasks import TaskData, file_sha256
 from bench.teachers.analysis import specialist_summary
 from bench.teachers.cache import save_ensemble, teacher_cache_key
 from bench.teachers.load import LoadedTeacher, build_member
-from bench.teachers.prepared import PreparedTeacher
+from bench.teachers.prepared import PreparedTeacher, teacher_flops, teacher_params
 from bench.teachers.train import train_members, train_specialist_system
-from kdcore import SoftTargets, TeacherEnsemble, accuracy, count_flops, count_params
+from kdcore import SoftTargets, TeacherEnsemble, accuracy
 from kdcore.metrics import expected_calibration_error, mean_max_prob
 
 __all__ = ["SPLITS", "prepare_teacher"]
@@ -35,26 +32,6 @@ def _outputs_sha256(targets: dict[str, SoftTargets]) -> str:
     return h.hexdigest()
 
 
-def _onnx_members(model: TeacherEnsemble) -> list[nn.Module]:
-    return [m for m in model.members if hasattr(m, "n_params")]
-
-
-def _params(model: TeacherEnsemble | None) -> float:
-    """The teacher's parameters; an ONNX member's are its graph's initializers."""
-    if model is None:
-        return math.nan
-    return float(
-        count_params(model) + sum(int(cast(Any, m).n_params) for m in _onnx_members(model))
-    )
-
-
-def _flops(model: TeacherEnsemble | None, x1: torch.Tensor) -> float:
-    """The teacher's forward FLOPs per sample (NaN with an ONNX member: not counted)."""
-    if model is None or _onnx_members(model):
-        return math.nan
-    return float(count_flops(model, x1))
-
-
 def prepare_teacher(
     task: TaskData,
     cfg: TeacherConfig,
@@ -65,7 +42,23 @@ def prepare_teacher(
 ) -> PreparedTeacher:
     """Train (or take the loaded) teacher, then run it ONCE per split and evaluate it.
 
-    ``on_epoch(epoch, epochs)`` is called after each epoch of training (progress)."""
+    ``on_epoch(epoch, epochs)`` is called after each epoch of training (progress). A streamed
+    task's teacher is prepared by :func:`bench.teachers.streamed.prepare_stream_teacher`."""
+    if getattr(task, "streamed", False):
+        from bench.teachers.streamed import prepare_stream_teacher
+
+        return prepare_stream_teacher(task, cfg, cache_dir, device, loaded, on_epoch)  # type: ignore[arg-type]
+    return _prepare_in_memory(task, cfg, cache_dir, device, loaded, on_epoch)
+
+
+def _prepare_in_memory(
+    task: TaskData,
+    cfg: TeacherConfig,
+    cache_dir: Path,
+    device: str,
+    loaded: LoadedTeacher | None,
+    on_epoch: Callable[[int, int], None] | None,
+) -> PreparedTeacher:
     key = teacher_cache_key(task, cfg)
     train_time = 0.0
     cache_file = cache_dir / key / "ensemble.pt"
@@ -114,8 +107,8 @@ def prepare_teacher(
         mean_member_acc=sum(member_test) / len(member_test),
         ensemble_ece=expected_calibration_error(test_lp, task.y_test),
         mean_max_prob_train=mean_max_prob(targets["train"].log_probs(1.0)),
-        params=_params(cost_model),
-        flops=_flops(cost_model, x1),
+        params=teacher_params(cost_model),
+        flops=teacher_flops(cost_model, x1),
         members=targets["train"].num_members,
         combine=targets["train"].combine,
         kind=cfg.source,

@@ -51,6 +51,10 @@ class LoadedTeacher:
         if self.logits is not None:
             return SoftTargets(self.logits[:, torch.as_tensor(task.rows["val"])], combine)
         assert self.ensemble is not None
+        if getattr(task, "streamed", False):
+            from bench.teachers.stream_cache import member_outputs
+
+            return member_outputs(self.ensemble, task, "val", "cpu")
         return self.ensemble.cache_outputs({"val": task.x_val})["val"]
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+import torch
+from torch import nn
 
 from bench.durable.jsonsafe import json_safe
-from kdcore import SoftTargets, TeacherEnsemble
+from kdcore import SoftTargets, TeacherEnsemble, count_flops, count_params
 
-__all__ = ["PreparedTeacher"]
+__all__ = ["PreparedTeacher", "teacher_flops", "teacher_params"]
 
 
 @dataclass
@@ -48,9 +52,31 @@ class PreparedTeacher:
     # [augment] (bench.group.augment): the teacher as callables on views, and its outputs on each
     # training part's stored views, made once per process
     views: dict[str, Any] = field(default_factory=dict)
+    # a streamed task: the training split's outputs on disk (kdcore.stream.TargetFile)
+    train_file: Any = None
 
     def summary(self) -> dict[str, object]:
-        heavy = ("ensemble", "cost_model", "targets", "reference", "views")
+        heavy = ("ensemble", "cost_model", "targets", "reference", "views", "train_file")
         data = {k: v for k, v in vars(self).items() if k not in heavy}
         out: dict[str, object] = json_safe(data)
         return out
+
+
+def _onnx_members(model: TeacherEnsemble) -> list[nn.Module]:
+    return [m for m in model.members if hasattr(m, "n_params")]
+
+
+def teacher_params(model: TeacherEnsemble | None) -> float:
+    """The teacher's parameters; an ONNX member's are its graph's initializers."""
+    if model is None:
+        return math.nan
+    return float(
+        count_params(model) + sum(int(cast(Any, m).n_params) for m in _onnx_members(model))
+    )
+
+
+def teacher_flops(model: TeacherEnsemble | None, x1: torch.Tensor) -> float:
+    """The teacher's forward FLOPs per sample (NaN with an ONNX member: not counted)."""
+    if model is None or _onnx_members(model):
+        return math.nan
+    return float(count_flops(model, x1))

@@ -29,9 +29,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from kdcore import SoftTargets
 from kdcore.stream import TargetFile, write_targets
 
-__all__ = ["stream_targets", "stream_targets_key"]
+__all__ = ["member_outputs", "stream_targets", "stream_targets_key"]
 
 
 def stream_targets_key(
@@ -101,3 +102,22 @@ def stream_targets(  # noqa: PLR0913 — the split, the teacher and how to run i
         return TargetFile.open(folder), True
     finally:
         shutil.rmtree(mine, ignore_errors=True)
+
+
+def _loader(task: Any, split: str, batch_size: int) -> DataLoader[Any]:
+    workers = int(getattr(task.config, "loader_workers", 0))
+    return DataLoader(task.dataset(split), batch_size=batch_size, num_workers=workers)
+
+
+@torch.inference_mode()
+def member_outputs(
+    ensemble: Any, task: Any, split: str, device: str, batch_size: int = 256
+) -> SoftTargets:
+    """Every member's logits on ``split``, streamed: ``[K, n, C]`` float32 in memory."""
+    ensemble.eval().to(device)
+    chunks: list[list[torch.Tensor]] = []
+    for x, _ in _loader(task, split, batch_size):
+        chunks.append([z.float().cpu() for z in ensemble.member_outputs(x.to(device))])
+    members = [torch.cat([c[k] for c in chunks]) for k in range(len(ensemble.members))]
+    ensemble.to("cpu")
+    return SoftTargets(members, ensemble.combiner)

@@ -76,7 +76,7 @@ def test_fixed_values_and_defaults() -> None:
         ({"student": {"family": "resnet"}}, "The 'family' parameter of [student] must be one of"),
         (
             {"task": {"kind": "imagenet"}},
-            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'mnist5k', 'hierarchical', 'file', 'reviews', 'csv'. Got 'imagenet' instead.",
+            "The 'kind' parameter of [task] must be one of 'synthetic', 'digits', 'mnist5k', 'hierarchical', 'file', 'reviews', 'images', 'hf', 'webdataset', 'csv'. Got 'imagenet' instead.",
         ),
         (
             {"task": {"n_informative": 30}},
