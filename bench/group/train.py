@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import optuna
 import torch
 
 from bench.config.suite import Suite
@@ -86,21 +85,7 @@ def run_group(
     if recipe:
         suite = dataclasses.replace(suite, student=suite.student.with_values(recipe))
     path = train_path(suite, spec.task)
-    distiller: Any
-    if path == "stream":
-        try:
-            distiller = fit_stream_group(suite, spec, plan, train_device, on_epoch, watched)
-        except optuna.TrialPruned:
-            drop_checkpoints(spec, plan)  # a pruned trial is final: nothing to resume
-            raise
-    else:
-        distiller = fit_group(
-            suite,
-            spec,
-            plan,
-            train_device,
-            None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
-        )
+    distiller = _fit(path, suite, spec, plan, train_device, on_epoch, watched)
     ev = Evaluation.of(distiller, spec.teacher, spec.task, suite.transfer.bias_correction)
     new_scratch = scratch_entries(plan, ev, family, arch, recipe)
     scratch.data.update(new_scratch)
@@ -124,6 +109,34 @@ def run_group(
     if path == "stream":
         drop_checkpoints(spec, plan)
     return GroupResult(out, new_scratch, weights)
+
+
+def _fit(
+    path: str,
+    suite: Suite,
+    spec: GroupSpec,
+    plan: GroupPlan,
+    train_device: str,
+    on_epoch: Callable[[int, torch.Tensor], None] | None,
+    watched: list[int],
+) -> Any:
+    """The group's members trained on ``path``: a :class:`kdcore.Distiller` (grouped) or a
+    :class:`bench.group.stream.StreamFit` (streamed), both read the same way by the rows."""
+    if path == "grouped":
+        return fit_group(
+            suite,
+            spec,
+            plan,
+            train_device,
+            None if on_epoch is None else lambda e, acc: on_epoch(e, acc[watched]),
+        )
+    try:
+        return fit_stream_group(suite, spec, plan, train_device, on_epoch, watched)
+    except FileNotFoundError:
+        raise  # a vanished data file stops the run: --resume continues from the files
+    except Exception:
+        drop_checkpoints(spec, plan)  # a pruned or failed trial is final: nothing to resume
+        raise
 
 
 def stream_cells(fit: StreamFit, spec: GroupSpec) -> dict[str, Any]:

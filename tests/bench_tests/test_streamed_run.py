@@ -137,8 +137,12 @@ def _check_streamed_run(run: Path, n_examples: int) -> pd.DataFrame:
 @pytest.mark.slow
 def test_an_image_folder_runs_end_to_end_and_its_export_is_checked(tmp_path: Path, capsys) -> None:
     _png_folder(tmp_path / "imgs")
-    run = _run(tmp_path, _suite(tmp_path, 'kind = "images"\npath = "imgs"'), capsys)
-    trials = _check_streamed_run(run, 120)
+    (tmp_path / "imgs" / "mid" / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    task = 'kind = "images"\npath = "imgs"\non_bad_example = "skip"'
+    run = _run(tmp_path, _suite(tmp_path, task), capsys)
+    trials = _check_streamed_run(run, 120)  # the broken file left out, counted, named
+    source = json.loads((run / "manifest.json").read_text())["tasks"]["imgs"]["data_source"]
+    assert source["skipped"] == 1 and list(source["skipped_files"]) == ["mid/zz-broken.png"]
     assert set(trials["phase"]) == {"search", "certify"}
     assert (trials["teacher_top_k"] == 0).all()
     # the split is stratified within each class by stable ids
