@@ -398,3 +398,32 @@ def test_an_in_memory_task_on_the_stream_path_records_it(tiny_suite, tmp_path: P
     )
     assert set(read_trials(grouped)["train_path"]) == {"grouped"}
     shutil.rmtree(tmp_path / "g")
+
+
+def test_kdbench_data_writes_a_streamed_split_normalised_as_the_teacher_states(
+    tmp_path: Path, capsys
+) -> None:
+    """`kdbench data` on an image folder: the split by ids (every kept example once), the
+    training split's per-channel statistics, or with `[teacher] mean`/`std` the teacher's
+    (`(pixel / pixel_range − mean) / std`, here as `pixel / 255`)."""
+    _png_folder(tmp_path / "imgs", per_class=12)
+    suite = _suite(tmp_path, 'kind = "images"\npath = "imgs"')
+    assert main(["data", str(suite), "--out", str(tmp_path / "d")]) == 0
+    rows = pd.read_csv(tmp_path / "d" / "imgs" / "rows.csv", dtype={"id": str})
+    assert len(rows) == 36 and rows["id"].is_unique
+    assert rows.groupby("class")["split"].value_counts().unstack().min().min() >= 1
+    own = json.loads((tmp_path / "d" / "imgs" / "scaler.json").read_text())
+    pixels = np.concatenate(
+        [
+            np.asarray(Image.open(tmp_path / "imgs" / i), dtype=np.float64).ravel() / 255
+            for i in rows.loc[rows["split"] == "train", "id"]
+        ]
+    )
+    assert own["mean"][0] == pytest.approx(pixels.mean(), rel=1e-9)
+    assert own["std"][0] == pytest.approx(pixels.std(), rel=1e-6)
+    suite = _suite(tmp_path, 'kind = "images"\npath = "imgs"', teacher="mean = [0.5]\nstd = [0.25]")
+    assert main(["data", str(suite), "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    stated = json.loads((tmp_path / "t" / "imgs" / "scaler.json").read_text())
+    assert stated["mean"] == [0.5] and stated["std"] == [0.25]
+    assert "[teacher] mean and std" in (tmp_path / "t" / "imgs" / "README.md").read_text()
