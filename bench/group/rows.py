@@ -130,7 +130,7 @@ class GroupRows:
         forms = self.spec.forms
         if forms == ("fp32",):
             return {}
-        from bench.latency.forms import FormModel, build_form, calibration_rows
+        from bench.latency.forms import FormModel, build_form, task_calibration, task_logits
         from bench.latency.onnx import onnx_bytes
 
         task, ev, n = self.spec.task, self.ev, len(self.ev.y)
@@ -143,15 +143,15 @@ class GroupRows:
             cells["file_bytes_fp32"] = len(fp32)
         except Exception as exc:  # a family torch.onnx cannot export: no form at all
             return cells | {"form_error": f"ONNX export: {type(exc).__name__}: {exc}"[:300]}
-        calib = calibration_rows(task.x_train.numpy(), self.spec.calibration_rows)
+        calib = task_calibration(task, self.spec.calibration_rows)
         for form in forms:
             if form == "fp32":
                 continue
             try:
                 graph = build_form(fp32, form, calib)
                 model = FormModel(graph, form)
-                val_right = model.logits(task.x_val.numpy()).argmax(-1) == task.y_val.numpy()
-                pred = model.logits(task.x_test.numpy()).argmax(-1)
+                val_right = task_logits(model, task, "val").argmax(-1) == task.y_val.numpy()
+                pred = task_logits(model, task, "test").argmax(-1)
                 right = pred == ev.y.numpy()
             except Exception as exc:  # recorded, and the form is not certified
                 errors.append(f"{form}: {type(exc).__name__}: {str(exc)[:200]}")

@@ -38,6 +38,8 @@ __all__ = [
     "calibration_rows",
     "form_missing",
     "form_provider",
+    "task_calibration",
+    "task_logits",
     "with_standardisation",
 ]
 
@@ -71,6 +73,28 @@ def calibration_rows(x_train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     g = np.random.default_rng(seed)
     take = g.choice(len(x_train), size=min(n, len(x_train)), replace=False)
     return np.asarray(x_train[np.sort(take)])
+
+
+def task_calibration(task: Any, n: int, seed: int = 0) -> np.ndarray:
+    """:func:`calibration_rows` of a task's training split: the same rows for an in-memory
+    task and a streamed one (read from its dataset, normalised as the students saw them)."""
+    if getattr(task, "streamed", False):
+        size = len(task.y_train)
+        take = np.random.default_rng(seed).choice(size, size=min(n, size), replace=False)
+        return np.asarray(task.take(np.sort(take)).numpy())
+    return calibration_rows(task.x_train.numpy(), n, seed)
+
+
+def task_logits(model: FormModel, task: Any, split: str, batch: int = 256) -> np.ndarray:
+    """A form's logits on a task's split: the tensor in memory, or a streamed split read
+    through a DataLoader, batch by batch (the form's own batching rule applies within)."""
+    if not getattr(task, "streamed", False):
+        return model.logits(task.split(split)[0].numpy())
+    from torch.utils.data import DataLoader
+
+    workers = int(getattr(task.config, "loader_workers", 0))
+    loader = DataLoader(task.dataset(split), batch_size=batch, num_workers=workers)
+    return np.concatenate([model.logits(x.numpy()) for x, _ in loader])
 
 
 class _Reader:

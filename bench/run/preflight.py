@@ -104,9 +104,8 @@ def preflight(suite: Suite, cache_dir: Path) -> Prepared:
 
 def check_streamed(task: StreamedTask, suite: Suite) -> None:
     """What a streamed task's run cannot do, each as one line before anything is written:
-    the grouped path and [transfer]/[augment] need the inputs in memory; certified deployed
-    forms rebuild the file on in-memory rows; specialists and offline logits are refused by
-    :func:`bench.teachers.streamed.check_stream_teacher`."""
+    the grouped path and [transfer]/[augment] need the inputs in memory; specialists and
+    offline logits are refused by :func:`bench.teachers.streamed.check_stream_teacher`."""
     from bench.teachers.streamed import check_stream_teacher
 
     where = f"task '{task.name}' ({task.config.kind}, streamed)"
@@ -124,12 +123,6 @@ def check_streamed(task: StreamedTask, suite: Suite) -> None:
         raise InputError(
             f"The [augment] table must be left out for {where}: its views are made on inputs "
             "held in memory."
-        )
-    extra = [f for f in suite.ship.forms if f != "fp32"]
-    if extra:
-        raise InputError(
-            f"The 'forms' parameter of [ship] must be ['fp32'] for {where}: the deployed forms "
-            f"are built and read on inputs held in memory. Got {list(suite.ship.forms)} instead."
         )
     check_stream_teacher(suite.teacher, task)
 

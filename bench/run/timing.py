@@ -118,14 +118,14 @@ def _form_sessions(
     timing weights, and int8_static calibrates on the training split as certification does:
     an int8 kernel's cost does not depend on the values. A form that cannot be built, or
     whose provider is not the CPU's (fp16), is not timed (NaN)."""
-    from bench.latency.forms import build_form, calibration_rows, form_provider
+    from bench.latency.forms import build_form, form_provider, task_calibration
 
     ctx = w.ctx
     forms = [f for f in ctx.suite.ship.forms if f != "fp32"]
     forms = [f for f in forms if form_provider(f) == "CPUExecutionProvider"]
     if not forms or onnx_missing() is not None or "onnxruntime" not in ctx.suite.measure.runtimes:
         return {}
-    calib = calibration_rows(ctx.task.x_train.numpy(), ctx.suite.ship.calibration_rows)
+    calib = task_calibration(ctx.task, ctx.suite.ship.calibration_rows)
     out: dict[str, OrtModel] = {}
     for label, model in students.items():
         try:

@@ -283,10 +283,10 @@ _STREAMED_CHECK_BYTES = 512 * 2**20
 def _streamed_test(
     run: Run, cfg: Any, meta: TaskEntry
 ) -> dict[str, tuple[np.ndarray, np.ndarray]] | str:
-    """A streamed task's test rows, raw (pixel values 0–255, or token ids), from the split the
-    run wrote (``splits-<task>.csv``) and the source listed again — or why not: a split larger
-    than 512 MiB as float32 rows is not read into memory for this check."""
-
+    """A streamed task's test rows, raw (pixel values 0–255, or token ids) and as the run's
+    dataset normalised them, and the calibration rows certification drew from its training
+    split — from the split the run wrote (``splits-<task>.csv``) and the source listed again;
+    or why not: a split larger than 512 MiB as float32 rows is not read into memory here."""
     if not meta.splits:
         return "the run kept no split file of this streamed task"
     frame = pd.read_csv(inside(run.run_dir, meta.splits), dtype={"id": str}, keep_default_na=False)
@@ -299,27 +299,50 @@ def _streamed_test(
         )
     entries = cfg.entries(None)
     index = {k: i for i, k in enumerate(entries.ids)}
-    missing = [k for k in test["id"] if k not in index]
+    missing = [k for k in frame["id"] if k not in index]
     if missing:
-        return f"example {missing[0]!r} of the test split is no longer in the source"
-    rows = np.asarray([index[k] for k in test["id"]], dtype=np.int64)
+        return f"example {missing[0]!r} of the run's split is no longer in the source"
     y = test["label"].to_numpy(dtype=np.int64)
-    if not np.array_equal(entries.labels[rows], y):
+    test_rows = np.asarray([index[k] for k in test["id"]], dtype=np.int64)
+    if not np.array_equal(entries.labels[test_rows], y):
         return "the labels of the test split changed since the run"
-    part = entries.subset(rows)
-    if meta.input_kind == "tokens":
-        from bench.tasks.hf import HFTexts
+    # the training split in the run's order (the source's), and certification's draw from it
+    train_rows = np.sort([index[k] for k in frame.loc[frame["split"] == "train", "id"]])
+    n_calib = int(run.manifest.suite.get("ship", {}).get("calibration_rows", 256))
+    draw = np.random.default_rng(0).choice(
+        len(train_rows), size=min(n_calib, len(train_rows)), replace=False
+    )
+    calib_rows = train_rows[np.sort(draw)]
 
-        tok = inside(run.run_dir, meta.tokenizer).read_text()
-        texts = HFTexts(part, tok, int(meta.input_shape[0]))
-        x = torch.stack([texts[i][0] for i in range(len(texts))]).numpy()
-        return {"test": (x, y)}
-    from bench.tasks.images import ImageFiles
+    def read(rows: np.ndarray, normalised: bool) -> np.ndarray:
+        part = entries.subset(rows)
+        if meta.input_kind == "tokens":
+            from bench.tasks.hf import HFTexts
 
-    c, h, w = (int(v) for v in meta.input_shape)
-    images = ImageFiles(part, channels=c, size=(h, w))
-    x = torch.stack([images[i][0] for i in range(len(images))]).numpy() * np.float32(255.0)
-    return {"test": (x.round().astype(np.float32), y)}
+            tok = inside(run.run_dir, meta.tokenizer).read_text()
+            data: Any = HFTexts(part, tok, int(meta.input_shape[0]))
+        else:
+            from bench.tasks.images import ImageFiles
+
+            c, h, w = (int(v) for v in meta.input_shape)
+            per = h * w
+            prep = meta.preprocessing or {}
+            mean = [float(prep["mean"][k * per]) / 255.0 for k in range(c)] if prep else None
+            std = [float(prep["scale"][k * per]) / 255.0 for k in range(c)] if prep else None
+            data = ImageFiles(
+                part, channels=c, size=(h, w), mean=mean if normalised else None,
+                std=std if normalised else None,
+            )  # fmt: skip
+        x = torch.stack([data[i][0] for i in range(len(data))]).numpy()
+        if meta.input_kind != "tokens" and not normalised:
+            x = (x * np.float32(255.0)).round().astype(np.float32)  # raw pixel values
+        return x
+
+    return {
+        "test": (read(test_rows, False), y),
+        "test_standardised": (read(test_rows, True), y),
+        "calibration": (read(calib_rows, True), y[:0]),
+    }
 
 
 def _raw_splits(
@@ -433,13 +456,14 @@ def _form_onnx(
 
     vocab = meta.data_params.get("vocab_size") if meta.input_kind == "tokens" else None
     n_calib = int(run.manifest.suite.get("ship", {}).get("calibration_rows", 256))
-    (x_train, _), (x_test, y_test) = splits["train"], splits["test"]
-    graph = build_form(
-        onnx_bytes(model.eval(), meta.input_shape, vocab=vocab),
-        form,
-        calibration_rows(standardised(x_train), n_calib),
-    )
-    acc = float((FormModel(graph, form).logits(standardised(x_test)).argmax(-1) == y_test).mean())
+    x_test, y_test = splits["test"]
+    if "calibration" in splits:  # streamed: the rows as the run's dataset normalised them
+        calib, x_std = splits["calibration"][0], splits["test_standardised"][0]
+    else:
+        calib = calibration_rows(standardised(splits["train"][0]), n_calib)
+        x_std = standardised(x_test)
+    graph = build_form(onnx_bytes(model.eval(), meta.input_shape, vocab=vocab), form, calib)
+    acc = float((FormModel(graph, form).logits(x_std).argmax(-1) == y_test).mean())
     certified = float(row.get(f"file_acc_{form}", math.nan))
     if not math.isclose(acc, certified, abs_tol=0.5 / len(y_test)):
         raise RuntimeError(

@@ -135,25 +135,42 @@ def _check_streamed_run(run: Path, n_examples: int) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_an_image_folder_runs_end_to_end_and_its_export_is_checked(tmp_path: Path, capsys) -> None:
+def test_an_image_folder_runs_end_to_end_and_its_int8_form_ships_checked(
+    tmp_path: Path, capsys
+) -> None:
+    """A PNG folder (one broken file skipped) through `kdbench run` with int8 forms certified
+    beside fp32 (calibrated on training images read from the stream), then `export --form
+    int8_static`: rebuilt from the file on the same calibration images, checked on the raw
+    test images."""
     _png_folder(tmp_path / "imgs")
     (tmp_path / "imgs" / "mid" / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
     task = 'kind = "images"\npath = "imgs"\non_bad_example = "skip"'
-    run = _run(tmp_path, _suite(tmp_path, task), capsys)
+    suite = _suite(tmp_path, task)
+    suite.write_text(
+        suite.read_text() + '\n[ship]\nforms = ["fp32", "int8_dynamic", "int8_static"]\n'
+    )
+    run = _run(tmp_path, suite, capsys, "--max-gap", "60")  # 24 test images: a wide bound
     trials = _check_streamed_run(run, 120)  # the broken file left out, counted, named
     source = json.loads((run / "manifest.json").read_text())["tasks"]["imgs"]["data_source"]
     assert source["skipped"] == 1 and list(source["skipped_files"]) == ["mid/zz-broken.png"]
     assert set(trials["phase"]) == {"search", "certify"}
     assert (trials["teacher_top_k"] == 0).all()
+    cert = trials[trials["phase"] == "certify"]
+    for form in ("int8_dynamic", "int8_static"):
+        assert cert[f"file_acc_{form}"].between(0.3, 1.0).all(), form
+        assert cert[f"certify_bound_{form}"].notna().all(), form
     # the split is stratified within each class by stable ids
     split = pd.read_csv(run / "splits-imgs.csv", dtype={"id": str})
     counts = split.groupby(["class", "split"]).size().unstack()
     assert (counts["test"] == counts["test"].iloc[0]).all()
-    code = main(["export", str(run), "--trial", "0", "--out", str(tmp_path / "x")])
-    _out, err = capsys.readouterr()
-    assert code == 0, err
-    card = (tmp_path / "x" / "MODEL_CARD.md").read_text()
-    assert "Checked: onnxruntime" in card and f"on the {int(trials['n_test'].iloc[0])} raw" in card
+    trial = str(int(cert["trial"].iloc[0]))
+    for form, out in (("fp32", "x"), ("int8_static", "q")):
+        code = main(["export", str(run), "--trial", trial, "--form", form, "--max-gap", "60",
+                     "--out", str(tmp_path / out)])  # fmt: skip
+        _, err = capsys.readouterr()
+        assert code == 0, err
+        card = (tmp_path / out / "MODEL_CARD.md").read_text()
+        assert "Checked:" in card and f"{int(trials['n_test'].iloc[0])} " in card, card
 
 
 @pytest.mark.slow
