@@ -20,6 +20,7 @@ validation and test, computed here in one streamed pass each.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
@@ -103,7 +104,9 @@ def _memory_targets(spec: GroupSpec, top_k: int | None) -> TargetFile:
     if teacher.train_file is not None:
         return teacher.train_file
     lp = teacher.targets["train"].log_probs(1.0).float()
-    folder = Path(tempfile.mkdtemp(prefix="kdbench-targets-")) / "train"
+    scratch = tempfile.mkdtemp(prefix="kdbench-targets-")
+    atexit.register(shutil.rmtree, scratch, True)  # this process's copy, gone when it ends
+    folder = Path(scratch) / "train"
     rows = torch.arange(len(lp))
     batches = ((lp[i : i + 4096], rows[i : i + 4096]) for i in range(0, len(lp), 4096))
     teacher.train_file = write_targets(
