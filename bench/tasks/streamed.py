@@ -96,12 +96,7 @@ class ImagesTask(_StreamConfig):
 
     @classmethod
     def parse(cls, t: Table, base_dir: Path) -> ImagesTask:
-        raw = t.string("path", "")
-        if not raw:
-            raise t.fail("path", "an image folder or a .csv/.parquet listing", raw)
-        path = (base_dir / Path(raw).expanduser()).resolve()
-        if not path.exists():
-            raise t.fail("path", "an existing image folder or listing", str(path))
+        path = _existing_path(t, base_dir, "an existing image folder or .csv/.parquet listing")
         return cls(
             path=str(path),
             path_column=t.string("path_column", "path"),
@@ -139,12 +134,7 @@ class HFTask(_StreamConfig):
 
     @classmethod
     def parse(cls, t: Table, base_dir: Path) -> HFTask:
-        raw = t.string("path", "")
-        if not raw:
-            raise t.fail("path", "a saved Hugging Face dataset folder or Parquet shards", raw)
-        path = (base_dir / Path(raw).expanduser()).resolve()
-        if not path.exists():
-            raise t.fail("path", "an existing dataset folder or Parquet file", str(path))
+        path = _existing_path(t, base_dir, "an existing saved dataset folder or Parquet shards")
         image, text = t.string("image", ""), t.string("text", "")
         if bool(image) == bool(text):
             raise t.fail("image", 'exactly one of image = "column" or text = "column"', image)
@@ -258,6 +248,15 @@ class WebdatasetTask(_StreamConfig):
         from bench.tasks.shards import list_shards
 
         return list_shards(self.urls, self.base_dir, label_ext=self.label_ext, classes=self.classes)
+
+
+def _existing_path(t: Table, base_dir: Path, rule: str) -> Path:
+    """``path``, resolved against the suite's folder; one line when it is missing."""
+    raw = t.string("path", "")
+    path = (base_dir / Path(raw).expanduser()).resolve() if raw else Path()
+    if not raw or not path.exists():
+        raise t.fail("path", rule, str(path) if raw else raw)
+    return path
 
 
 def _common(t: Table, default_name: str) -> dict[str, Any]:

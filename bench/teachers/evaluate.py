@@ -13,10 +13,15 @@ from bench.tasks import TaskData, file_sha256
 from bench.teachers.analysis import specialist_summary
 from bench.teachers.cache import save_ensemble, teacher_cache_key
 from bench.teachers.load import LoadedTeacher, build_member
-from bench.teachers.prepared import PreparedTeacher, teacher_flops, teacher_params
+from bench.teachers.prepared import (
+    PreparedTeacher,
+    accuracy_fields,
+    teacher_flops,
+    teacher_params,
+)
 from bench.teachers.train import train_members, train_specialist_system
-from kdcore import SoftTargets, TeacherEnsemble, accuracy
-from kdcore.metrics import expected_calibration_error, mean_max_prob
+from kdcore import SoftTargets, TeacherEnsemble
+from kdcore.metrics import mean_max_prob
 
 __all__ = ["SPLITS", "prepare_teacher"]
 
@@ -90,22 +95,12 @@ def _prepare_in_memory(
             if cfg.family
             else None
         )
-    val_lp, test_lp = targets["val"].log_probs(1.0), targets["test"].log_probs(1.0)
-    member_val = [accuracy(v, task.y_val) for v in targets["val"].member_log_probs(1.0)]
-    member_test = [accuracy(v, task.y_test) for v in targets["test"].member_log_probs(1.0)]
-    best = max(range(len(member_val)), key=lambda i: member_val[i])  # chosen on val, not test
     x1 = task.x_train[:1]
     prepared = PreparedTeacher(
         ensemble=run_ensemble,
         cost_model=cost_model,
         targets=targets,
-        member_val_acc=member_val,
-        member_test_acc=member_test,
-        ensemble_val_acc=accuracy(val_lp, task.y_val),
-        ensemble_acc=accuracy(test_lp, task.y_test),
-        best_member_acc=member_test[best],
-        mean_member_acc=sum(member_test) / len(member_test),
-        ensemble_ece=expected_calibration_error(test_lp, task.y_test),
+        **accuracy_fields(targets, task.y_val, task.y_test),
         mean_max_prob_train=mean_max_prob(targets["train"].log_probs(1.0)),
         params=teacher_params(cost_model),
         flops=teacher_flops(cost_model, x1),

@@ -12,7 +12,7 @@ from torch import nn
 from bench.durable.jsonsafe import json_safe
 from kdcore import SoftTargets, TeacherEnsemble, count_flops, count_params
 
-__all__ = ["PreparedTeacher", "teacher_flops", "teacher_params"]
+__all__ = ["PreparedTeacher", "accuracy_fields", "teacher_flops", "teacher_params"]
 
 
 @dataclass
@@ -80,3 +80,27 @@ def teacher_flops(model: TeacherEnsemble | None, x1: torch.Tensor) -> float:
     if model is None or _onnx_members(model):
         return math.nan
     return float(count_flops(model, x1))
+
+
+def accuracy_fields(
+    targets: dict[str, SoftTargets], y_val: torch.Tensor, y_test: torch.Tensor
+) -> dict[str, Any]:
+    """The teacher's accuracy fields of :class:`PreparedTeacher` from its validation and test
+    outputs: each member's, the ensemble's, its calibration, and the best member — chosen on
+    validation, never on test — with its test accuracy."""
+    from kdcore import accuracy
+    from kdcore.metrics import expected_calibration_error
+
+    val_lp, test_lp = targets["val"].log_probs(1.0), targets["test"].log_probs(1.0)
+    member_val = [accuracy(v, y_val) for v in targets["val"].member_log_probs(1.0)]
+    member_test = [accuracy(v, y_test) for v in targets["test"].member_log_probs(1.0)]
+    best = max(range(len(member_val)), key=lambda i: member_val[i])
+    return {
+        "member_val_acc": member_val,
+        "member_test_acc": member_test,
+        "ensemble_val_acc": accuracy(val_lp, y_val),
+        "ensemble_acc": accuracy(test_lp, y_test),
+        "best_member_acc": member_test[best],
+        "mean_member_acc": sum(member_test) / len(member_test),
+        "ensemble_ece": expected_calibration_error(test_lp, y_test),
+    }

@@ -36,10 +36,14 @@ from bench.errors import InputError
 from bench.tasks import StreamedTask, file_sha256
 from bench.teachers.cache import save_ensemble, teacher_cache_key
 from bench.teachers.load import LoadedTeacher
-from bench.teachers.prepared import PreparedTeacher, teacher_flops, teacher_params
+from bench.teachers.prepared import (
+    PreparedTeacher,
+    accuracy_fields,
+    teacher_flops,
+    teacher_params,
+)
 from bench.teachers.stream_cache import member_outputs, stream_targets, stream_targets_key
-from kdcore import SoftTargets, TeacherEnsemble, accuracy
-from kdcore.metrics import expected_calibration_error
+from kdcore import SoftTargets, TeacherEnsemble
 from kdcore.stream import StreamDistiller, TargetFile
 
 __all__ = ["check_stream_teacher", "member_outputs", "prepare_stream_teacher", "targets_kind"]
@@ -211,11 +215,6 @@ def _evaluated(
 ) -> PreparedTeacher:
     """The teacher's columns from its validation and test outputs (the best member chosen on
     validation), as :func:`bench.teachers.evaluate.prepare_teacher` computes them."""
-    y_val, y_test = task.y_val, task.y_test
-    val_lp, test_lp = targets["val"].log_probs(1.0), targets["test"].log_probs(1.0)
-    member_val = [accuracy(v, y_val) for v in targets["val"].member_log_probs(1.0)]
-    member_test = [accuracy(v, y_test) for v in targets["test"].member_log_probs(1.0)]
-    best = max(range(len(member_val)), key=lambda i: member_val[i])  # chosen on val, not test
     h = hashlib.sha256(file_key.encode())  # the training file's key: its data and teacher
     for s in ("val", "test"):
         h.update(targets[s].member_log_probs(1.0).numpy().tobytes())
@@ -223,13 +222,7 @@ def _evaluated(
         ensemble=ensemble,
         cost_model=ensemble,
         targets=targets,
-        member_val_acc=member_val,
-        member_test_acc=member_test,
-        ensemble_val_acc=accuracy(val_lp, y_val),
-        ensemble_acc=accuracy(test_lp, y_test),
-        best_member_acc=member_test[best],
-        mean_member_acc=sum(member_test) / len(member_test),
-        ensemble_ece=expected_calibration_error(test_lp, y_test),
+        **accuracy_fields(targets, task.y_val, task.y_test),
         mean_max_prob_train=math.nan,  # set from the training file by the caller
         params=teacher_params(ensemble),
         flops=teacher_flops(ensemble, task.sample(1)),
