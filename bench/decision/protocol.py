@@ -48,6 +48,7 @@ from bench.stats import z_of
 __all__ = [
     "ABOVE",
     "CERTIFY_SEED_BASE",
+    "certify_margin",
     "certify_order",
     "certify_seeds",
     "claim_level",
@@ -150,17 +151,33 @@ def certify_order(
     if front.empty or n <= 0:
         return front.iloc[:0]
     val_gap = front["ensemble_val_acc"] - front["student_val_acc"]
-    disagree = (1 - front["student_val_acc"]) + (1 - front["ensemble_val_acc"])
     n_test = pd.to_numeric(front.get("n_test", pd.Series(math.nan, index=front.index)))
-    var_test = disagree / n_test
-    var_val = disagree / (n_test if n_val is None else n_val)
-    noise = (z_of(1 - 2 * level) * var_test.pow(0.5) + (var_test + var_val).pow(0.5)).fillna(0.0)
+    noise = certify_margin(
+        front["student_val_acc"],
+        front["ensemble_val_acc"],
+        n_test,
+        n_test if n_val is None else n_val,
+        level,
+    ).fillna(0.0)
     safe = [i for i, ok in enumerate(val_gap + noise <= max_gap + 1e-14) if ok]
     first = safe[0] if safe else len(front) - 1
     top = min(len(front) - 1, first + ABOVE)
     guess = next((i for i, g in enumerate(val_gap) if g <= max_gap + 1e-14), top)
     picked = _step_down(front["student_params"].to_numpy(float), top, min(guess, top), n)
     return front.iloc[picked].reset_index(drop=True)
+
+
+def certify_margin(
+    student_val_acc: Any, ensemble_val_acc: Any, n_test: Any, n_val: Any, level: float
+) -> Any:
+    """How far below the tolerance a student's validation gap must sit for
+    :func:`certify_order` to count it safe (about 84 % likely to be certified):
+    ``z_{1−level} · √(d / n_test) + √(d / n_test + d / n_val)``, ``d`` the two validation
+    error rates summed. Element-wise on arrays or Series."""
+    disagree = (1 - student_val_acc) + (1 - ensemble_val_acc)
+    var_test = disagree / n_test
+    var_val = disagree / n_val
+    return z_of(1 - 2 * level) * var_test**0.5 + (var_test + var_val) ** 0.5
 
 
 def _step_down(params: np.ndarray, top: int, guess: int, n: int) -> list[int]:
