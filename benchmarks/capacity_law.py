@@ -264,6 +264,26 @@ def _strategy_table(
     ]
 
 
+def _header(args: argparse.Namespace, stamp: str) -> list[str]:
+    """The result file's title and how its runs were made."""
+    return [
+        f"# The capacity law on real sweeps — {stamp}",
+        "",
+        f"`.venv/bin/python benchmarks/capacity_law.py --suites {' '.join(args.suites)} --seeds "
+        f"{' '.join(map(str, args.seeds))} --holdout-suites {' '.join(args.holdout_suites)}"
+        f"{f' --collect {args.collect}' if args.collect else ''}"
+        f"{f' --work {args.work}' if args.work and not args.collect else ''}` on {platform.node()} ({os.cpu_count()} cores, "
+        f"{platform.machine()}), CPU only; every run `--workers 2 --max-gap {MAX_GAP * 100:g}` (digits: "
+        f"{MAX_GAPS['digits'] * 100:g}). "
+        "Compute = Σ trial_time_s × train_threads over the search phase's rows (CPU-seconds "
+        "of training, pruned trials included). 'Within one step': the predict run's "
+        "certified size lies between the neighbours of the default run's certified size on "
+        "the default run's validation frontier (the one certification chooses from: within "
+        "validation's noise).",
+        "",
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--suites", nargs="+", default=["seed", "seed_classic", "digits"])
@@ -293,22 +313,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     t0 = datetime.now(UTC)
-    lines = [
-        f"# The capacity law on real sweeps — {stamp}",
-        "",
-        f"`.venv/bin/python benchmarks/capacity_law.py --suites {' '.join(args.suites)} --seeds "
-        f"{' '.join(map(str, args.seeds))} --holdout-suites {' '.join(args.holdout_suites)}"
-        f"{f' --collect {args.collect}' if args.collect else ''}"
-        f"{f' --work {args.work}' if args.work and not args.collect else ''}` on {platform.node()} ({os.cpu_count()} cores, "
-        f"{platform.machine()}), CPU only; every run `--workers 2 --max-gap {MAX_GAP * 100:g}` (digits: "
-        f"{MAX_GAPS['digits'] * 100:g}). "
-        "Compute = Σ trial_time_s × train_threads over the search phase's rows (CPU-seconds "
-        "of training, pruned trials included). 'Within one step': the predict run's "
-        "certified size lies between the neighbours of the default run's certified size on "
-        "the default run's validation frontier (the one certification chooses from: within "
-        "validation's noise).",
-        "",
-    ]
+    lines = _header(args, stamp)
     held: list[tuple[str, int, capacity_law.Holdout | None]] = []
     for suite in args.suites:
         lines += _strategy_table(work, suite, args.seeds, held)
